@@ -1,0 +1,9 @@
+#include "bindings/bindings.h"
+
+namespace slimnn {
+
+// Add one line per family: declare its binder here and call it below.
+
+void bind_families(pybind11::module_& m) { (void)m; }
+
+}  // namespace slimnn

@@ -1,0 +1,180 @@
+// slimnn._C: the private extension. Tensors cross as (data pointer, sizes) integers; the Python layer
+// (slimnn/ops.py) owns every dtype/shape/device/contiguity check and the lifetime of the buffers, and this
+// layer re-checks what the C++ side relies on for memory safety (blob headers). Long calls release the GIL.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+
+#include "common/isa.h"
+#include "common/threadpool.h"
+#include "formats/q8.h"
+#include "kernels/qgemm/qgemm.h"
+#include "bindings/bindings.h"
+
+namespace py = pybind11;
+using namespace slimnn;
+
+namespace {
+
+template <typename T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+const char* kind_name(KernelKind k) { return k == KernelKind::kQ8Dyn ? "q8_dynamic" : "q8_weight_only"; }
+
+KernelKind kind_from(const std::string& s) {
+  if (s == "q8_dynamic") return KernelKind::kQ8Dyn;
+  if (s == "q8_weight_only") return KernelKind::kQ8Wo;
+  throw py::value_error("unknown kernel kind '" + s + "' (expected 'q8_dynamic' or 'q8_weight_only')");
+}
+
+const KernelInfo* kernel_by_name(const std::string& name) {
+  int n = 0;
+  const KernelInfo* t = kernel_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (name == t[i].name) return &t[i];
+  throw py::value_error("unknown kernel '" + name + "'");
+}
+
+void require_isa(const KernelInfo* k) {
+  if ((k->isa & detected_isa_mask()) == 0)
+    throw py::value_error(std::string("kernel ") + k->name + " needs " + isa_name(k->isa) + ", which this CPU lacks");
+}
+
+py::tuple q8_header(uintptr_t blob, size_t size, bool full_check) {
+  const Q8View v = q8_view(ptr<const uint8_t>(blob), size, full_check);
+  return py::make_tuple(v.n, v.k, v.group_size, v.n_groups, v.np, v.kp);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "slimnn private extension; use the slimnn package instead.";
+  // Each further kernel family binds itself from its own bind_<family>.cc (declared in bindings.h).
+  bind_families(m);
+
+  // --- ISA ---
+  m.def("isa_names", [] {
+    std::vector<std::string> v;
+    for (int i = 0; i < kNumIsas; ++i) v.push_back(isa_name(1u << i));
+    return v;
+  });
+  m.def("detected_isa_mask", &detected_isa_mask);
+  m.def("built_isa_mask", &built_isa_mask);
+  m.def("current_isa_mask", &current_isa_mask);
+  m.def("isa_bit", [](const std::string& name) { return isa_from_name(name); });
+  m.def("force_isa", [](const std::string& name) {
+    const uint32_t bit = name.empty() ? 0 : isa_from_name(name);
+    if (!name.empty() && bit == 0) throw py::value_error("unknown ISA '" + name + "'");
+    force_isa(bit);
+  });
+  m.def("cpu_id", [] {
+    const CpuIdInfo i = cpu_id_info();
+    py::dict d;
+    d["vendor"] = i.vendor;
+    d["brand"] = i.brand;
+    d["amx_permission_requested"] = i.amx_permission_requested;
+    d["amx_permission_granted"] = i.amx_permission_granted;
+    return d;
+  });
+  m.def("pool_worker_count", &pool_worker_count);
+
+  // --- kernel table ---
+  m.def("kernels", [] {
+    int n = 0;
+    const KernelInfo* t = kernel_table(&n);
+    py::list out;
+    for (int i = 0; i < n; ++i) {
+      py::dict d;
+      d["name"] = t[i].name;
+      d["kind"] = kind_name(t[i].kind);
+      d["isa"] = isa_name(t[i].isa);
+      d["mr"] = t[i].mr;
+      d["nr"] = t[i].np * 16;
+      d["gemv"] = t[i].gemv;
+      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def(
+      "select_kernel",
+      [](const std::string& kind, int64_t m) { return std::string(select_kernel(kind_from(kind), m, current_isa_mask())->name); },
+      py::arg("kind"), py::arg("m"));
+
+  // --- q8 format ---
+  m.def("q8_blob_bytes", &q8_blob_bytes, py::arg("n"), py::arg("k"), py::arg("group_size"));
+  m.def(
+      "q8_pack",
+      [](uintptr_t q, uintptr_t scales, int64_t n, int64_t k, int64_t group_size, uintptr_t out, size_t out_size) {
+        if (out_size != q8_blob_bytes(n, k, group_size)) throw py::value_error("q8_pack: output buffer has the wrong size");
+        py::gil_scoped_release nogil;
+        q8_pack(ptr<const int8_t>(q), ptr<const float>(scales), n, k, group_size, ptr<uint8_t>(out));
+      },
+      py::arg("q"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"), py::arg("out"),
+      py::arg("out_size"));
+  m.def(
+      "q8_unpack",
+      [](uintptr_t blob, size_t size, uintptr_t q, uintptr_t scales) {
+        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        py::gil_scoped_release nogil;
+        q8_unpack(v, ptr<int8_t>(q), ptr<float>(scales));
+      },
+      py::arg("blob"), py::arg("size"), py::arg("q"), py::arg("scales"));
+  m.def("q8_header", &q8_header, py::arg("blob"), py::arg("size"), py::arg("full_check"),
+        "Validates a q8 blob and returns (n, k, group_size, n_groups, np, kp).");
+
+  // --- ops ---
+  m.def(
+      "q8_linear",
+      [](const std::string& kind, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,
+         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads) {
+        const KernelKind kk = kind_from(kind);
+        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear: bad row count or strides");
+        const KernelInfo* ki;
+        {
+          py::gil_scoped_release nogil;
+          ki = q8_linear(kk, ptr<const void>(x), x_bf16, rows, ldx, v, ptr<const float>(bias), ptr<float>(y), ldy,
+                         nthreads, current_isa_mask());
+        }
+        return ki->name;
+      },
+      py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
+      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
+
+  // --- test hooks: one named kernel, forced ---
+  m.def(
+      "q8_dot_i32",
+      [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size, uintptr_t out) {
+        const KernelInfo* ki = kernel_by_name(kernel);
+        require_isa(ki);
+        if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
+        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        if (lda < v.kp) throw py::value_error("lda < kp");
+        py::gil_scoped_release nogil;
+        q8_dot_i32(ki, ptr<const uint8_t>(a), rows, lda, v, ptr<int32_t>(out));
+      },
+      py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
+      py::arg("out"), "out is rows x np int32; a is rows x kp uint8");
+  m.def(
+      "quantize_rows_u8",
+      [](const std::string& kernel, uintptr_t x, int64_t rows, int64_t k, int64_t kp, uintptr_t q, uintptr_t scale,
+         uintptr_t zp) {
+        const KernelInfo* ki = kernel_by_name(kernel);
+        require_isa(ki);
+        if (ki->quantize == nullptr) throw py::value_error("kernel has no quantizer");
+        std::vector<bool> finite(rows);
+        {
+          py::gil_scoped_release nogil;
+          for (int64_t r = 0; r < rows; ++r)
+            finite[r] = ki->quantize(ptr<const float>(x) + r * k, k, kp, ptr<uint8_t>(q) + r * kp, ptr<float>(scale) + r,
+                                     ptr<int32_t>(zp) + r);
+        }
+        return finite;
+      },
+      py::arg("kernel"), py::arg("x"), py::arg("rows"), py::arg("k"), py::arg("kp"), py::arg("q"), py::arg("scale"),
+      py::arg("zp"));
+}

@@ -1,0 +1,48 @@
+// Instruction-set detection and the process-wide ISA mask.
+//
+// mask = built-in kernels ∧ CPUID ∧ OS-enabled register state (XGETBV; AMX tile data also needs the Linux
+// arch_prctl permission, and AMX is dropped when the kernel refuses it). The mask lives in a std::atomic so
+// that SLIMNN_ISA and slimnn.isa.force() still apply after the first kernel call; forcing can only lower it.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace slimnn {
+
+// ISA bits, ordered lowest to highest. The words match SLIMNN_ISA and slimnn.isa.force().
+enum Isa : uint32_t {
+  kIsaPortable = 1u << 0,    // plain C++; always present
+  kIsaAvx2 = 1u << 1,        // AVX2 + FMA + F16C
+  kIsaAvxVnni = 1u << 2,     // AVX-VNNI (VEX-encoded vpdpbusd on ymm)
+  kIsaAvx512 = 1u << 3,      // AVX-512 F/BW/VL/DQ
+  kIsaAvx512Vnni = 1u << 4,  // AVX-512 VNNI
+  kIsaAmx = 1u << 5,         // AMX-TILE + AMX-INT8 (+ permission granted)
+};
+
+constexpr int kNumIsas = 6;
+const char* isa_name(uint32_t single_bit);
+// Parses one word of the closed list; returns 0 for an unknown word.
+uint32_t isa_from_name(const std::string& name);
+// The mask of ISAs at or below `isa` in the order above.
+uint32_t isa_mask_up_to(uint32_t single_bit);
+
+// What the CPU and OS support (ignores what was built and any force). Detected once.
+uint32_t detected_isa_mask();
+// What kernels were compiled into this build.
+uint32_t built_isa_mask();
+// The mask kernels are selected from: detected ∧ built ∧ forced ceiling.
+uint32_t current_isa_mask();
+// Lowers the ceiling to `isa` (a single bit) or restores it with 0. Returns false if `isa` is unknown.
+bool force_isa(uint32_t isa);
+// The highest bit of a mask.
+uint32_t best_isa(uint32_t mask);
+
+struct CpuIdInfo {
+  std::string vendor;
+  std::string brand;
+  bool amx_permission_requested;
+  bool amx_permission_granted;
+};
+CpuIdInfo cpu_id_info();
+
+}  // namespace slimnn

@@ -1,0 +1,151 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "formats/header.h"
+#include "formats/q8.h"
+
+namespace slimnn {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw FormatError("slimnn packed weights: " + what); }
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+struct Q8Layout {
+  int64_t np, kp, gs, ng;
+  uint64_t off_w, off_s, off_c, off_comp, total;
+};
+
+// Shapes are bounded so that every product below fits comfortably in 64 bits.
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+
+Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
+  if (n <= 0 || k <= 0) fail("N and K must be positive, got N=" + std::to_string(n) + ", K=" + std::to_string(k));
+  if (n > kMaxDim || k > kQ8MaxK)
+    fail("shape too large: N=" + std::to_string(n) + " (max " + std::to_string(kMaxDim) + "), K=" +
+         std::to_string(k) + " (max " + std::to_string(kQ8MaxK) + ")");
+  Q8Layout l;
+  l.np = round_up(n, 16);
+  l.kp = round_up(k, 4);
+  if (group_size == 0) {
+    l.gs = l.kp;
+  } else {
+    if (group_size < 4 || group_size % 4 != 0)
+      fail("group_size must be a positive multiple of 4 (or 0 for per-channel), got " + std::to_string(group_size));
+    l.gs = group_size;
+  }
+  l.ng = (l.kp + l.gs - 1) / l.gs;
+  l.off_w = align64(sizeof(PackedHeader));
+  l.off_s = align64(l.off_w + uint64_t(l.np) * uint64_t(l.kp));
+  l.off_c = align64(l.off_s + uint64_t(l.ng) * uint64_t(l.np) * 4);
+  l.off_comp = align64(l.off_c + uint64_t(l.ng) * uint64_t(l.np) * 4);
+  l.total = align64(l.off_comp + uint64_t(l.np) * 4);
+  return l;
+}
+
+}  // namespace
+
+PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected) {
+  if (data == nullptr) fail("null blob");
+  if (size < sizeof(PackedHeader))
+    fail("blob of " + std::to_string(size) + " bytes is shorter than the " + std::to_string(sizeof(PackedHeader)) +
+         "-byte header (truncated?)");
+  PackedHeader h;
+  std::memcpy(&h, data, sizeof h);
+  if (std::memcmp(h.magic, kMagic, 4) != 0) fail("bad magic (not a slimnn packed weight blob)");
+  if (h.version != kFormatVersion)
+    fail("format version " + std::to_string(h.version) + " is not supported (this build reads version " +
+         std::to_string(kFormatVersion) + ")");
+  if (h.format != static_cast<uint16_t>(expected))
+    fail("format id " + std::to_string(h.format) + " where " + std::to_string(static_cast<int>(expected)) +
+         " was expected");
+  if (h.header_bytes != sizeof(PackedHeader)) fail("header size " + std::to_string(h.header_bytes) + " is wrong");
+  if (h.flags != 0) fail("unknown flags " + std::to_string(h.flags));
+  if (h.total_bytes != size)
+    fail("header says " + std::to_string(h.total_bytes) + " bytes but the blob has " + std::to_string(size) +
+         " (truncated or padded?)");
+  return h;
+}
+
+uint64_t q8_blob_bytes(int64_t n, int64_t k, int64_t group_size) { return q8_layout(n, k, group_size).total; }
+
+Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
+  const PackedHeader h = parse_header(blob, size, FormatId::kQ8);
+  const int64_t gs_arg = h.group_size == round_up(h.k, 4) && h.n_groups == 1 ? 0 : h.group_size;
+  const Q8Layout l = q8_layout(h.n, h.k, gs_arg);
+  if (h.np != l.np || h.kp != l.kp || h.group_size != l.gs || h.n_groups != l.ng || h.off_weights != l.off_w ||
+      h.off_scales != l.off_s || h.off_colsum != l.off_c || h.off_comp != l.off_comp || h.total_bytes != l.total)
+    fail("header fields are inconsistent with N=" + std::to_string(h.n) + ", K=" + std::to_string(h.k));
+  if (reinterpret_cast<uintptr_t>(blob) % 4 != 0) fail("blob is not 4-byte aligned");
+  Q8View v;
+  v.n = h.n, v.k = h.k, v.np = h.np, v.kp = h.kp, v.group_size = h.group_size, v.n_groups = h.n_groups;
+  v.w = reinterpret_cast<const int8_t*>(blob + h.off_weights);
+  v.scales = reinterpret_cast<const float*>(blob + h.off_scales);
+  v.colsum = reinterpret_cast<const int32_t*>(blob + h.off_colsum);
+  v.comp = reinterpret_cast<const float*>(blob + h.off_comp);
+  if (!full_check) return v;
+  for (int64_t g = 0; g < v.n_groups; ++g) {
+    for (int64_t j = 0; j < v.np; ++j) {
+      const float s = v.scales[g * v.np + j];
+      if (!std::isfinite(s)) fail("non-finite scale at group " + std::to_string(g) + ", column " + std::to_string(j));
+      const int8_t* panel = v.w + (j / 16) * 16 * v.kp;
+      int32_t sum = 0;
+      const int64_t k1 = std::min<int64_t>(v.kp, (g + 1) * v.group_size);
+      for (int64_t kk = g * v.group_size; kk < k1; ++kk) {
+        const int8_t q = panel[(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
+        if ((kk >= v.k || j >= v.n) && q != 0) fail("non-zero padding weight at column " + std::to_string(j));
+        sum += q;
+      }
+      if (sum != v.colsum[g * v.np + j]) fail("column sums do not match the weights (corrupt blob)");
+    }
+  }
+  return v;
+}
+
+void q8_pack(const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t group_size, uint8_t* out) {
+  const Q8Layout l = q8_layout(n, k, group_size);
+  for (int64_t i = 0; i < int64_t(l.ng) * n; ++i)
+    if (!std::isfinite(scales[i])) fail("non-finite scale at index " + std::to_string(i));
+  std::memset(out, 0, l.total);
+  PackedHeader h;
+  std::memset(&h, 0, sizeof h);
+  std::memcpy(h.magic, kMagic, 4);
+  h.version = kFormatVersion;
+  h.format = static_cast<uint16_t>(FormatId::kQ8);
+  h.header_bytes = sizeof(PackedHeader);
+  h.n = n, h.k = k, h.np = l.np, h.kp = l.kp, h.group_size = l.gs, h.n_groups = l.ng;
+  h.off_weights = l.off_w, h.off_scales = l.off_s, h.off_colsum = l.off_c, h.off_comp = l.off_comp;
+  h.total_bytes = l.total;
+  std::memcpy(out, &h, sizeof h);
+  int8_t* w = reinterpret_cast<int8_t*>(out + l.off_w);
+  float* s = reinterpret_cast<float*>(out + l.off_s);
+  int32_t* cs = reinterpret_cast<int32_t*>(out + l.off_c);
+  float* comp = reinterpret_cast<float*>(out + l.off_comp);
+  for (int64_t j = 0; j < n; ++j) {
+    int8_t* panel = w + (j / 16) * 16 * l.kp;
+    const int64_t lane = j % 16;
+    double c = 0;
+    for (int64_t kk = 0; kk < k; ++kk) panel[(kk / 4) * 64 + lane * 4 + kk % 4] = q[j * k + kk];
+    for (int64_t g = 0; g < l.ng; ++g) {
+      int32_t sum = 0;
+      const int64_t k1 = std::min<int64_t>(k, (g + 1) * l.gs);
+      for (int64_t kk = g * l.gs; kk < k1; ++kk) sum += q[j * k + kk];
+      cs[g * l.np + j] = sum;
+      s[g * l.np + j] = scales[g * n + j];
+      c += double(scales[g * n + j]) * sum;
+    }
+    comp[j] = static_cast<float>(c);
+  }
+}
+
+void q8_unpack(const Q8View& v, int8_t* q, float* scales) {
+  for (int64_t j = 0; j < v.n; ++j) {
+    const int8_t* panel = v.w + (j / 16) * 16 * v.kp;
+    for (int64_t kk = 0; kk < v.k; ++kk) q[j * v.k + kk] = panel[(kk / 4) * 64 + (j % 16) * 4 + kk % 4];
+    for (int64_t g = 0; g < v.n_groups; ++g) scales[g * v.n + j] = v.scales[g * v.np + j];
+  }
+}
+
+}  // namespace slimnn

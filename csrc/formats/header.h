@@ -1,0 +1,54 @@
+// The versioned header that starts every packed weight blob.
+//
+// Why a header: packed weights travel inside state_dicts and files that slimnn did not write. Every field
+// the kernels rely on (shapes, paddings, section offsets) is in the header and is checked against the blob
+// length before any kernel reads a byte, so a truncated, corrupt or hostile blob is rejected with a message
+// instead of being read out of bounds. Validation never uses assert (asserts vanish in release builds).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace slimnn {
+
+constexpr char kMagic[4] = {'S', 'L', 'N', 'N'};
+constexpr uint16_t kFormatVersion = 1;
+
+// Format ids (stable: they are stored in files).
+enum class FormatId : uint16_t {
+  kQ8 = 1,  // int8 weights, per-channel or group-wise fp32 scales along K
+};
+
+// 128 bytes, little-endian, all sections 64-byte aligned relative to the blob start.
+struct PackedHeader {
+  char magic[4];
+  uint16_t version;
+  uint16_t format;
+  uint32_t header_bytes;  // sizeof(PackedHeader)
+  uint32_t flags;         // reserved, 0
+  int64_t n, k;           // logical output and input features
+  int64_t np, kp;         // padded: np multiple of 16, kp multiple of 4
+  int64_t group_size;     // along K; a multiple of 4; equals kp for per-channel
+  int64_t n_groups;       // ceil(k / group_size)
+  uint64_t off_weights;   // int8 [np/16][kp/4][16][4]
+  uint64_t off_scales;    // fp32 [n_groups][np]
+  uint64_t off_colsum;    // int32 [n_groups][np]: sum of the group's weights per column
+  uint64_t off_comp;      // fp32 [np]: sum_g scales[g][n] * colsum[g][n]
+  uint64_t total_bytes;   // the whole blob
+  uint8_t reserved[24];
+};
+static_assert(sizeof(PackedHeader) == 128, "the packed header is 128 bytes on every platform");
+
+// Thrown for any malformed blob; the bindings turn it into ValueError.
+class FormatError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Parses and validates a blob of `size` bytes. Throws FormatError naming the first problem found.
+PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected);
+
+inline uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t{63}; }
+
+}  // namespace slimnn

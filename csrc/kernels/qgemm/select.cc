@@ -1,0 +1,45 @@
+#include "common/isa.h"
+#include "kernels/qgemm/qgemm.h"
+
+namespace slimnn {
+
+#define SLIMNN_DECL_kQ8Dyn(isa_word, name)                                                                  \
+  void name(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, const Q8Epilogue&);                 \
+  void name##_dot(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t);           \
+  bool quantize_row_u8__##isa_word(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#define SLIMNN_DECL_kQ8Wo(isa_word, name) \
+  void name(int, int, const float*, int64_t, const int8_t*, int64_t, const Q8Epilogue&);
+#define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv) SLIMNN_DECL_##kind(isa_word, name)
+#include "kernels/qgemm/kernels.inc"
+#undef SLIMNN_KERNEL
+
+#define SLIMNN_DOT_kQ8Dyn(isa_word, name) &name##_dot, &quantize_row_u8__##isa_word
+#define SLIMNN_DOT_kQ8Wo(isa_word, name) nullptr, nullptr
+
+namespace {
+const KernelInfo kTable[] = {
+#define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv) \
+  {KernelKind::kind, isa_bit, #name, mr, np, gemv, reinterpret_cast<void*>(&name), SLIMNN_DOT_##kind(isa_word, name)},
+#include "kernels/qgemm/kernels.inc"
+#undef SLIMNN_KERNEL
+};
+constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
+}  // namespace
+
+const KernelInfo* kernel_table(int* count) {
+  *count = kTableSize;
+  return kTable;
+}
+
+const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
+  const KernelInfo* first = nullptr;
+  for (const KernelInfo& k : kTable) {
+    if (k.kind != kind || (k.isa & isa_mask) == 0) continue;
+    if (first == nullptr) first = &k;
+    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
+    if (k.gemv == (m == 1)) return &k;
+  }
+  return first;
+}
+
+}  // namespace slimnn

@@ -1,0 +1,223 @@
+// AVX2 + FMA: W8A8 dynamic kernel, weight-only kernel, row quantization.
+//
+// No VNNI here, and vpmaddubsw (u8 x s8 -> saturating int16 pairs) would overflow: 255 * 127 * 2 > 32767.
+// So both operands are widened to int16 and multiplied with vpmaddwd, whose int32 pair sums are exact.
+#include <immintrin.h>
+
+#include <cfloat>
+#include <cstring>
+
+#include "kernels/qgemm/qgemm.h"
+
+namespace slimnn {
+namespace avx2 {
+namespace {
+
+inline void store_cols(float* y, __m256 v, int64_t ncols) {
+  if (ncols >= 8) {
+    _mm256_storeu_ps(y, v);
+  } else if (ncols > 0) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, v);
+    for (int64_t c = 0; c < ncols; ++c) y[c] = t[c];
+  }
+}
+
+inline __m256 loadu_cols(const float* p, int64_t ncols) {
+  if (ncols >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < ncols && c < 8; ++c) t[c] = p[c];
+  return _mm256_load_ps(t);
+}
+
+inline __m256i loadu_cols_i32(const int32_t* p, int64_t ncols) {
+  if (ncols >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  alignas(32) int32_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < ncols && c < 8; ++c) t[c] = p[c];
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
+}
+
+// acc[j] holds columns 4j..4j+3 as [c0 c0 c1 c1 | c2 c2 c3 c3] partial pairs; returns 8 totals, j in {0,1}.
+inline __m256i fold_pairs(__m256i a, __m256i b) {
+  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+template <int MR>
+inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4_0, int64_t k4_1,
+                      __m256i (&acc)[MR][4]) {
+  for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
+    __m256i wv[4];
+    for (int j = 0; j < 4; ++j)
+      wv[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k4 * 64 + j * 16)));
+    for (int m = 0; m < MR; ++m) {
+      int32_t v;
+      std::memcpy(&v, a + m * lda + k4 * 4, 4);
+      const __m256i av = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(v)));
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(av, wv[j]));
+    }
+  }
+}
+
+template <int MR>
+void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  const int64_t k4n = kp / 4;
+  __m256 facc[MR][2];
+  for (int m = 0; m < MR; ++m) facc[m][0] = facc[m][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
+    __m256i acc[MR][4];
+    for (int m = 0; m < MR; ++m)
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
+    dot_block<MR>(a, lda, w, k4_0, k4_1, acc);
+    for (int h = 0; h < 2; ++h) {
+      const int64_t nc = e.ncols - h * 8;
+      if (e.n_groups == 1) {
+        // Per-channel: subtract the zero-point term in int32, exactly.
+        const __m256i cs = loadu_cols_i32(e.colsum + h * 8, nc);
+        const __m256 sw = loadu_cols(e.scales + h * 8, nc);
+        for (int m = 0; m < MR; ++m) {
+          const __m256i d = fold_pairs(acc[m][2 * h], acc[m][2 * h + 1]);
+          const __m256i exact = _mm256_sub_epi32(d, _mm256_mullo_epi32(_mm256_set1_epi32(e.a_zp[m]), cs));
+          facc[m][h] = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), sw);
+        }
+      } else {
+        const __m256 sg = loadu_cols(e.scales + g * e.np + h * 8, nc);
+        for (int m = 0; m < MR; ++m) {
+          const __m256i d = fold_pairs(acc[m][2 * h], acc[m][2 * h + 1]);
+          facc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), sg, facc[m][h]);
+        }
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int64_t nc = e.ncols - h * 8;
+    if (nc <= 0) continue;
+    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
+    const __m256 comp = loadu_cols(e.comp + h * 8, nc);
+    for (int m = 0; m < MR; ++m) {
+      __m256 r = facc[m][h];
+      if (e.n_groups != 1) r = _mm256_fnmadd_ps(_mm256_set1_ps(float(e.a_zp[m])), comp, r);
+      store_cols(e.y + m * e.ldy + h * 8, _mm256_fmadd_ps(r, _mm256_set1_ps(e.a_scale[m]), bias), nc);
+    }
+  }
+}
+
+// acc[i] holds columns 2i, 2i+1 as [c c c c | c' c' c' c'] (4 partials each); returns 8 column totals.
+inline __m256 reduce8(const __m256* acc) {
+  const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+  const __m256 hh = _mm256_hadd_ps(h01, h23);  // [c0 c2 c4 c6 | c1 c3 c5 c7]
+  return _mm256_permutevar8x32_ps(hh, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  const int64_t k4n = kp / 4;
+  __m256 out[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
+    __m256 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
+      const __m256 xv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k4 * 4));
+      for (int i = 0; i < 8; ++i) {
+        const __m256i wi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k4 * 64 + i * 8)));
+        acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(wi), xv, acc[i]);
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 sg = loadu_cols(e.scales + g * e.np + h * 8, e.ncols - h * 8);
+      out[h] = _mm256_fmadd_ps(reduce8(acc + 4 * h), sg, out[h]);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int64_t nc = e.ncols - h * 8;
+    if (nc <= 0) continue;
+    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
+    store_cols(e.y + h * 8, _mm256_add_ps(out[h], bias), nc);
+  }
+}
+
+}  // namespace
+}  // namespace avx2
+
+void qgemm_q8_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
+                            const Q8Epilogue& e) {
+  (void)panels;  // NP == 1
+  if (mr >= 2)
+    avx2::dyn<2>(a, lda, w, kp, e);
+  else
+    avx2::dyn<1>(a, lda, w, kp, e);
+}
+
+void qgemm_q8_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
+                                int32_t* out, int64_t ldo) {
+  (void)panels;
+  for (int m = 0; m < mr; ++m) {
+    __m256i acc[1][4];
+    for (int j = 0; j < 4; ++j) acc[0][j] = _mm256_setzero_si256();
+    avx2::dot_block<1>(a + m * lda, lda, w, 0, kp / 4, acc);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), avx2::fold_pairs(acc[0][0], acc[0][1]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), avx2::fold_pairs(acc[0][2], acc[0][3]));
+  }
+}
+
+void qgemm_q8_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
+                             const Q8Epilogue& e) {
+  (void)panels;
+  for (int m = 0; m < mr; ++m) {
+    Q8Epilogue em = e;
+    em.y = e.y + m * e.ldy;
+    avx2::wo1(x + m * ldx, w, kp, em);
+  }
+}
+
+// Same formula as quantize_row_u8__portable (ref.cc), 8 lanes at a time, with a scalar tail.
+bool quantize_row_u8__avx2(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), fmax = _mm256_set1_ps(FLT_MAX);
+  __m256 vmn = _mm256_setzero_ps(), vmx = _mm256_setzero_ps();
+  int bad = 0;
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    bad |= _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, absmask), fmax, _CMP_NLE_UQ));
+    vmn = _mm256_min_ps(vmn, v);
+    vmx = _mm256_max_ps(vmx, v);
+  }
+  alignas(32) float tmn[8], tmx[8];
+  _mm256_store_ps(tmn, vmn);
+  _mm256_store_ps(tmx, vmx);
+  float mn = 0.0f, mx = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    mn = tmn[j] < mn ? tmn[j] : mn;
+    mx = tmx[j] > mx ? tmx[j] : mx;
+  }
+  for (; i < k; ++i) {
+    if (!(__builtin_fabsf(x[i]) <= FLT_MAX)) bad = 1;
+    mn = x[i] < mn ? x[i] : mn;
+    mx = x[i] > mx ? x[i] : mx;
+  }
+  if (bad) return false;
+  float s = mx / 255.0f - mn / 255.0f;
+  if (!(s >= FLT_MIN)) s = 1.0f;
+  const float inv = 1.0f / s;
+  float zf = float(_mm_cvtss_si32(_mm_set_ss(-mn * inv)));
+  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
+  const int32_t z = int32_t(zf);
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i vz = _mm256_set1_epi32(z);
+  for (i = 0; i + 8 <= k; i += 8) {
+    __m256i qi = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), vz);
+    qi = _mm256_min_epi32(_mm256_max_epi32(qi, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+    const __m128i p16 = _mm_packus_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packus_epi16(p16, p16));
+  }
+  for (; i < k; ++i) {
+    int32_t v = _mm_cvtss_si32(_mm_set_ss(x[i] * inv)) + z;
+    q[i] = uint8_t(v < 0 ? 0 : (v > 255 ? 255 : v));
+  }
+  for (; i < kp; ++i) q[i] = 0;
+  *scale = s;
+  *zp = z;
+  return true;
+}
+
+}  // namespace slimnn

@@ -1,0 +1,178 @@
+// AVX-512 VNNI: W8A8 dynamic kernel (vpdpbusd, u8 activations x s8 weights) and row quantization.
+#include <immintrin.h>
+
+#include <cfloat>
+#include <cstring>
+
+#include "kernels/qgemm/qgemm.h"
+
+namespace slimnn {
+namespace avx512vnni {
+namespace {
+
+inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+inline __mmask16 col_mask(int64_t ncols, int p) {
+  const int64_t rem = ncols - int64_t(p) * 16;
+  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
+}
+
+template <int MR, int NP>
+inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int64_t k4_0, int64_t k4_1,
+                      __m512i (&acc)[MR][NP]) {
+  for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
+    __m512i wv[NP];
+    for (int p = 0; p < NP; ++p) wv[p] = _mm512_loadu_si512(w + p * 16 * kp + k4 * 64);
+    for (int m = 0; m < MR; ++m) {
+      const __m512i av = bcast4(a + m * lda + k4 * 4);
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_dpbusd_epi32(acc[m][p], av, wv[p]);
+    }
+  }
+}
+
+template <int MR, int NP>
+void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  const int64_t k4n = kp / 4;
+  if (e.n_groups == 1) {
+    __m512i acc[MR][NP];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+    dot_block<MR, NP>(a, lda, w, kp, 0, k4n, acc);
+    for (int p = 0; p < NP; ++p) {
+      const __mmask16 mask = col_mask(e.ncols, p);
+      if (!mask) continue;
+      const __m512i cs = _mm512_maskz_loadu_epi32(mask, e.colsum + p * 16);
+      const __m512 sw = _mm512_maskz_loadu_ps(mask, e.scales + p * 16);
+      const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
+      for (int m = 0; m < MR; ++m) {
+        const __m512i exact = _mm512_sub_epi32(acc[m][p], _mm512_mullo_epi32(_mm512_set1_epi32(e.a_zp[m]), cs));
+        const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(e.a_scale[m]));
+        _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), s, bias));
+      }
+    }
+    return;
+  }
+  __m512 facc[MR][NP];
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) facc[m][p] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    __m512i acc[MR][NP];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
+    dot_block<MR, NP>(a, lda, w, kp, k4_0, k4_1, acc);
+    for (int p = 0; p < NP; ++p) {
+      const __m512 sg = _mm512_loadu_ps(e.scales + g * e.np + p * 16);
+      for (int m = 0; m < MR; ++m) facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][p]), sg, facc[m][p]);
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    const __mmask16 mask = col_mask(e.ncols, p);
+    if (!mask) continue;
+    const __m512 comp = _mm512_maskz_loadu_ps(mask, e.comp + p * 16);
+    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
+    for (int m = 0; m < MR; ++m) {
+      const __m512 r = _mm512_fnmadd_ps(_mm512_set1_ps(float(e.a_zp[m])), comp, facc[m][p]);
+      _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(r, _mm512_set1_ps(e.a_scale[m]), bias));
+    }
+  }
+}
+
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  __m512i acc[MR][NP];
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+  dot_block<MR, NP>(a, lda, w, kp, 0, kp / 4, acc);
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + m * ldo + p * 16, acc[m][p]);
+}
+
+template <int MR>
+void dyn_np(int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  switch (panels) {
+    case 1: return dyn<MR, 1>(a, lda, w, kp, e);
+    case 2: return dyn<MR, 2>(a, lda, w, kp, e);
+    case 3: return dyn<MR, 3>(a, lda, w, kp, e);
+    default: return dyn<MR, 4>(a, lda, w, kp, e);
+  }
+}
+
+template <int MR>
+void dot_np(int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  switch (panels) {
+    case 1: return dot<MR, 1>(a, lda, w, kp, out, ldo);
+    case 2: return dot<MR, 2>(a, lda, w, kp, out, ldo);
+    case 3: return dot<MR, 3>(a, lda, w, kp, out, ldo);
+    default: return dot<MR, 4>(a, lda, w, kp, out, ldo);
+  }
+}
+
+}  // namespace
+}  // namespace avx512vnni
+
+void qgemm_q8_u8_4x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
+                                  const Q8Epilogue& e) {
+  using namespace avx512vnni;
+  switch (mr) {
+    case 1: return dyn_np<1>(panels, a, lda, w, kp, e);
+    case 2: return dyn_np<2>(panels, a, lda, w, kp, e);
+    case 3: return dyn_np<3>(panels, a, lda, w, kp, e);
+    default: return dyn_np<4>(panels, a, lda, w, kp, e);
+  }
+}
+
+void qgemm_q8_u8_4x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
+                                      int32_t* out, int64_t ldo) {
+  using namespace avx512vnni;
+  switch (mr) {
+    case 1: return dot_np<1>(panels, a, lda, w, kp, out, ldo);
+    case 2: return dot_np<2>(panels, a, lda, w, kp, out, ldo);
+    case 3: return dot_np<3>(panels, a, lda, w, kp, out, ldo);
+    default: return dot_np<4>(panels, a, lda, w, kp, out, ldo);
+  }
+}
+
+// Same formula as quantize_row_u8__portable (ref.cc), lane by lane.
+bool quantize_row_u8__avx512vnni(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
+  __m512 vmn = _mm512_setzero_ps(), vmx = _mm512_setzero_ps();
+  const __m512 fmax = _mm512_set1_ps(FLT_MAX);
+  __mmask16 bad = 0;
+  int64_t i = 0;
+  for (; i < k; i += 16) {
+    const __mmask16 mk = k - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+    bad |= _mm512_mask_cmp_ps_mask(mk, _mm512_abs_ps(v), fmax, _CMP_NLE_UQ);
+    vmn = _mm512_min_ps(vmn, v);
+    vmx = _mm512_max_ps(vmx, v);
+  }
+  if (bad) return false;
+  const float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
+  float s = mx / 255.0f - mn / 255.0f;
+  if (!(s >= FLT_MIN)) s = 1.0f;
+  const float inv = 1.0f / s;
+  float zf = float(_mm_cvtss_si32(_mm_set_ss(-mn * inv)));
+  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
+  const int32_t z = int32_t(zf);
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i vz = _mm512_set1_epi32(z), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  for (i = 0; i < kp; i += 16) {
+    const int64_t rem = k - i;
+    const __mmask16 mk = rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
+    const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+    __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), vz);
+    qi = _mm512_maskz_min_epi32(mk, _mm512_max_epi32(qi, lo), hi);  // lanes past k become 0
+    const int64_t left = kp - i;
+    const __mmask16 ms = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    _mm_mask_storeu_epi8(q + i, ms, _mm512_cvtepi32_epi8(qi));
+  }
+  *scale = s;
+  *zp = z;
+  return true;
+}
+
+}  // namespace slimnn

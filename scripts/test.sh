@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up (pinned deps, build, install) and runs the test suite. Extra args go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+bash scripts/setup.sh
+# Run from tests/ against the installed package (not the source tree), as a user would import it.
+$py -m pytest -q -p no:cacheprovider "$@"

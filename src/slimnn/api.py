@@ -1,0 +1,96 @@
+"""``compress_``: swap compressed modules into any PyTorch model, in place.
+
+A registry maps each config type to a handler that turns one ``nn.Linear`` into its compressed module.
+Every Linear that is not converted is listed in the returned report with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional, Union
+
+from torch import nn
+
+from .configs import Int8Config
+
+Handler = Callable[[nn.Module, Any], nn.Module]
+_HANDLERS: dict[type, Handler] = {}
+
+
+def register_handler(config_type: type) -> Callable[[Handler], Handler]:
+    """Registers ``fn(linear, config) -> module`` for a config type."""
+
+    def deco(fn: Handler) -> Handler:
+        _HANDLERS[config_type] = fn
+        return fn
+
+    return deco
+
+
+@register_handler(Int8Config)
+def _int8(linear: nn.Module, config: Int8Config) -> nn.Module:
+    from .nn.int8 import Int8Linear
+
+    return Int8Linear.from_linear(linear, config)
+
+
+@dataclasses.dataclass
+class CompressionReport:
+    """What ``compress_`` did: converted layers (fqn -> new module type) and skipped ones (fqn -> reason)."""
+
+    converted: dict[str, str] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}"]
+        lines += [f"  {k}: {v}" for k, v in self.converted.items()]
+        lines += [f"  skipped {k}: {v}" for k, v in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def _default_filter(module: nn.Module, fqn: str) -> bool:
+    return type(module) is nn.Linear
+
+
+def compress_(
+    model: nn.Module,
+    config: Union[Any, list],
+    filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
+) -> CompressionReport:
+    """Replaces, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, fqn)`` accepts
+    (default: all ``nn.Linear``) by the compressed module ``config`` describes. Returns a report.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"compress_ expects an nn.Module, got {type(model).__name__}")
+    configs = config if isinstance(config, (list, tuple)) else [config]
+    if len(configs) != 1:
+        raise NotImplementedError("composing several configs in one call is not supported yet")
+    cfg = configs[0]
+    handler = _HANDLERS.get(type(cfg))
+    if handler is None:
+        raise TypeError(f"no compression handler for {type(cfg).__name__}; known: {[t.__name__ for t in _HANDLERS]}")
+    keep = filter_fn or _default_filter
+    report = CompressionReport()
+    targets = []
+    for fqn, mod in model.named_modules():
+        if isinstance(mod, nn.Linear) and type(mod) is not nn.Linear:
+            report.skipped[fqn] = f"subclass {type(mod).__name__} of nn.Linear is not converted"
+            continue
+        if type(mod) is not nn.Linear:
+            continue
+        if not keep(mod, fqn):
+            report.skipped[fqn] = "rejected by filter_fn"
+            continue
+        if mod.weight.device.type != "cpu":
+            report.skipped[fqn] = f"weight on {mod.weight.device}; slimnn runs on the CPU"
+            continue
+        targets.append((fqn, mod))
+    if isinstance(model, nn.Linear) and targets and targets[0][0] == "":
+        raise ValueError("compress_ replaces submodules in place; wrap a bare nn.Linear in a container")
+    for fqn, mod in targets:
+        parent_name, _, child = fqn.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        new = handler(mod, cfg)
+        setattr(parent, child, new)
+        report.converted[fqn] = type(new).__name__
+    return report

@@ -1,0 +1,68 @@
+"""Packed weight blobs: canonical form <-> the versioned, kernel-ready byte layout (see csrc/formats/).
+
+A blob is a 1-D ``torch.uint8`` tensor that starts with a 128-byte header (magic ``SLNN``, format id and
+version, shapes, section offsets). Its layout does not depend on the CPU, so a blob saved on one machine
+runs on any other; every blob from outside is validated before a kernel reads it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from . import _C
+
+
+class Q8Info(NamedTuple):
+    n: int
+    k: int
+    group_size: Optional[int]  # None: per output channel
+    n_groups: int
+    np: int
+    kp: int
+
+
+def _check_blob(blob: Tensor) -> None:
+    if not isinstance(blob, Tensor):
+        raise TypeError(f"packed weights must be a torch.Tensor, got {type(blob).__name__}")
+    if blob.dtype != torch.uint8 or blob.dim() != 1:
+        raise ValueError(f"packed weights must be a 1-D uint8 tensor, got {blob.dtype} with shape {tuple(blob.shape)}")
+    if blob.device.type != "cpu":
+        raise ValueError(f"packed weights must be on the CPU, got {blob.device}")
+    if not blob.is_contiguous():
+        raise ValueError("packed weights must be contiguous")
+
+
+def q8_info(blob: Tensor, full_check: bool = False) -> Q8Info:
+    """Parses and validates a q8 blob's header (``full_check``: also scales, padding and column sums)."""
+    _check_blob(blob)
+    n, k, gs, ng, np_, kp = _C.q8_header(blob.data_ptr(), blob.numel(), full_check)
+    return Q8Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp)
+
+
+def pack_q8(q: Tensor, scales: Tensor, group_size: Optional[int] = None) -> Tensor:
+    """Packs int8 weights ``q`` (N x K) and float32 ``scales`` (n_groups x N) into a q8 blob."""
+    if q.dtype != torch.int8 or q.dim() != 2:
+        raise ValueError(f"q must be a 2-D int8 tensor, got {q.dtype} with shape {tuple(q.shape)}")
+    n, k = q.shape
+    gs = 0 if group_size is None else int(group_size)
+    n_groups = 1 if gs == 0 else -(-k // gs)
+    if scales.shape != (n_groups, n):
+        raise ValueError(f"scales must have shape {(n_groups, n)}, got {tuple(scales.shape)}")
+    q = q.contiguous()
+    scales = scales.to(torch.float32).contiguous()
+    size = _C.q8_blob_bytes(n, k, gs)
+    out = torch.empty(size, dtype=torch.uint8)
+    _C.q8_pack(q.data_ptr(), scales.data_ptr(), n, k, gs, out.data_ptr(), size)
+    return out
+
+
+def unpack_q8(blob: Tensor) -> tuple[Tensor, Tensor, Optional[int]]:
+    """The canonical form of a q8 blob: (q int8 N x K, scales float32 n_groups x N, group_size)."""
+    info = q8_info(blob)
+    q = torch.empty(info.n, info.k, dtype=torch.int8)
+    scales = torch.empty(info.n_groups, info.n, dtype=torch.float32)
+    _C.q8_unpack(blob.data_ptr(), blob.numel(), q.data_ptr(), scales.data_ptr())
+    return q, scales, info.group_size

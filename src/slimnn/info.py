@@ -1,0 +1,41 @@
+"""What this machine offers and what slimnn will run on it."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import torch
+
+from . import _C, isa
+from ._threads import get_num_threads
+
+
+def kernels() -> list[dict[str, Any]]:
+    """Every kernel in this build, best first per kind: name, kind, isa, tile (mr x nr), availability."""
+    return list(_C.kernels())
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU, detected and usable ISAs, threads, and which kernel each op takes now (M=1 and M=16)."""
+    cid = _C.cpu_id()
+    return {
+        "vendor": cid["vendor"],
+        "brand": cid["brand"] or platform.processor(),
+        "machine": platform.machine(),
+        "isa_detected": isa.detected(),
+        "isa_built": isa.built(),
+        "isa_available": isa.available(),
+        "isa_best": isa.best(),
+        "amx_permission": (
+            "granted" if cid["amx_permission_granted"]
+            else ("refused" if cid["amx_permission_requested"] else "not applicable")
+        ),
+        "threads": get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "ops": {
+            f"int8_{mode}": {m: _C.select_kernel(kind, m) for m in (1, 16)}
+            for mode, kind in (("dynamic", "q8_dynamic"), ("weight_only", "q8_weight_only"))
+        },
+    }

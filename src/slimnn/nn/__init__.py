@@ -1,0 +1,5 @@
+"""Compressed drop-in replacements for ``torch.nn.Linear``."""
+
+from .int8 import Int8Linear
+
+__all__ = ["Int8Linear"]

@@ -1,0 +1,134 @@
+"""Int8Linear: an ``nn.Linear`` whose weights are stored and multiplied as int8."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import _C, ops, reference
+from ..configs import Int8Config
+from ..formats import pack_q8, q8_info, unpack_q8
+from ..quantize import quantize_int8_symmetric
+
+_KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T + b with W stored as int8 (per-channel or group-wise scales), packed for the CPU kernels.
+
+    Build one with :meth:`from_linear` (or ``slimnn.compress_``). Inputs: float32 or bfloat16 (float16 and
+    float64 are converted), any leading dimensions; the output has the input's dtype. ``state_dict`` holds
+    the packed blob (``packed``, uint8, versioned header) and ``bias``; loading validates the blob.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        config: Optional[Int8Config] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config or Int8Config()
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        q = torch.zeros(self.out_features, self.in_features, dtype=torch.int8)
+        gs = self.config.group_size
+        ng = 1 if gs is None else -(-self.in_features // gs)
+        self.register_buffer("packed", pack_q8(q, torch.ones(ng, self.out_features), gs))
+        self.register_buffer("bias", torch.zeros(self.out_features) if bias else None)
+        self.last_kernel: Optional[str] = None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, config: Optional[Int8Config] = None) -> "Int8Linear":
+        """Quantizes ``linear``'s weights (symmetric, round half to even) into a new Int8Linear."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
+        config = config or Int8Config()
+        mod = cls.__new__(cls)
+        nn.Module.__init__(mod)
+        mod.config = config
+        mod.in_features, mod.out_features = linear.in_features, linear.out_features
+        q, scales = quantize_int8_symmetric(linear.weight, config.group_size)
+        mod.register_buffer("packed", pack_q8(q, scales, config.group_size))
+        b = linear.bias
+        if b is not None:
+            b = b.detach().to(torch.float32).contiguous().clone()
+            if not bool(torch.isfinite(b).all()):
+                raise ValueError("bias has a NaN or infinite value")
+        mod.register_buffer("bias", b)
+        mod.last_kernel = None
+        return mod
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.config.kernel == "reference":
+            return self._forward_reference(x)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
+            x.requires_grad and torch.is_grad_enabled()
+        ):
+            return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
+        y, self.last_kernel = ops.q8_linear_with_kernel(x, self.packed, self.bias, self.config.mode, self.out_features)
+        return y
+
+    def _forward_reference(self, x: Tensor) -> Tensor:
+        xf, dt = ops._prepare_input(x, self.in_features, "Int8Linear")
+        q, scales, gs = unpack_q8(self.packed)
+        x2 = xf.reshape(-1, self.in_features).to(torch.float32)
+        fn = reference.q8_linear_dynamic if self.config.mode == "dynamic" else reference.q8_linear_weight_only
+        y = fn(x2, q, scales, gs, self.bias)
+        return y.view(*x.shape[:-1], self.out_features).to(dt)
+
+    def kernel_name(self, m: int = 16) -> str:
+        """The kernel a call with ``m`` rows would take now on this CPU."""
+        if self.config.kernel == "reference":
+            return "reference"
+        return _C.select_kernel(_KIND[self.config.mode], m)
+
+    def dequantized_weight(self) -> Tensor:
+        from ..quantize import dequantize_int8
+
+        q, scales, gs = unpack_q8(self.packed)
+        return dequantize_int8(q, scales, gs)
+
+    def storage_bytes(self) -> int:
+        """Bytes of the packed weights (with scales, column sums, padding and header) plus the bias."""
+        return self.packed.numel() + (0 if self.bias is None else self.bias.numel() * 4)
+
+    def extra_repr(self) -> str:
+        gs = self.config.group_size
+        fmt = "q8 per-channel" if gs is None else f"q8 group={gs}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"mode={self.config.mode}, format={fmt}, kernel={self.last_kernel or self.kernel_name(16)}"
+        )
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, local_metadata: Any, strict: bool, missing_keys: list,
+        unexpected_keys: list, error_msgs: list,
+    ) -> None:
+        key = prefix + "packed"
+        if key in state_dict:
+            blob = state_dict[key]
+            try:
+                info = q8_info(blob.detach().cpu().contiguous(), full_check=True)
+            except (ValueError, TypeError) as e:
+                error_msgs.append(f"{key}: {e}")
+                return
+            if (info.n, info.k) != (self.out_features, self.in_features):
+                error_msgs.append(
+                    f"{key}: blob is for a {info.k}->{info.n} layer, this module is "
+                    f"{self.in_features}->{self.out_features}"
+                )
+                return
+            # The blob's size depends on its group size: resize ours, then the usual copy fills it.
+            self.packed = torch.empty_like(blob, device="cpu")
+            self.config = Int8Config(mode=self.config.mode, group_size=info.group_size, kernel=self.config.kernel)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )

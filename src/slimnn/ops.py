@@ -1,0 +1,114 @@
+"""Torch-facing ops over the private extension.
+
+``q8_linear`` is the eager entry (checks inputs, allocates the output, calls ``_C`` with the GIL released).
+``torch.ops.slimnn.q8_linear`` is the same computation registered with ``torch.library`` (with a fake
+implementation and autograd for the input), which ``torch.compile`` and ``torch.export`` trace. Modules
+call the eager entry directly outside tracing, so eager calls skip the dispatcher's Python overhead.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _C
+from ._threads import get_num_threads
+from .formats import unpack_q8
+from .quantize import dequantize_int8
+
+_KINDS = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
+_F32 = torch.float32
+_BF16 = torch.bfloat16
+
+
+def _prepare_input(x: Tensor, k: int, op: str) -> tuple[Tensor, torch.dtype]:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
+    if x.device.type != "cpu":
+        raise ValueError(f"{op}: input is on {x.device}; slimnn kernels run on the CPU")
+    dt = x.dtype
+    if dt is not _F32 and dt is not _BF16:
+        if dt in (torch.float16, torch.float64):
+            x = x.to(_F32)
+        else:
+            raise TypeError(f"{op}: input dtype must be float32, bfloat16, float16 or float64, got {dt}")
+    if x.dim() == 0 or x.shape[-1] != k:
+        raise ValueError(f"{op}: input's last dimension must be in_features={k}, got shape {tuple(x.shape)}")
+    return x, dt
+
+
+def q8_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
+    """y = x W^T + bias with W a q8 blob. x: (..., K) float32/bf16 (float16/float64 converted); y: x's dtype."""
+    return q8_linear_with_kernel(x, packed, bias, mode, out_features)[0]
+
+
+def q8_linear_with_kernel(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int
+) -> tuple[Tensor, str]:
+    """:func:`q8_linear`, also returning the name of the kernel that ran."""
+    kind = _KINDS.get(mode)
+    if kind is None:
+        raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
+    k = _in_features(packed)
+    if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
+        raise ValueError(f"q8_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
+    x, dt = _prepare_input(x, k, "q8_linear")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
+        x2 = x2.contiguous()
+    y = torch.empty((m, out_features), dtype=_F32)
+    name = _C.q8_linear(
+        kind,
+        x2.data_ptr(),
+        x2.dtype is _BF16,
+        m,
+        x2.stride(0) if m > 1 else k,
+        packed.data_ptr(),
+        packed.numel(),
+        0 if bias is None else bias.data_ptr(),
+        y.data_ptr(),
+        out_features,
+        get_num_threads(),
+    )
+    y = y.view(*lead, out_features)
+    return (y if dt is _F32 else y.to(dt)), name
+
+
+def _in_features(packed: Tensor) -> int:
+    # Header field K at byte offset 24 (see csrc/formats/header.h); the C++ side re-validates the blob.
+    if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():
+        raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
+    return int(packed[24:32].view(torch.int64).item())
+
+
+@torch.library.custom_op("slimnn::q8_linear", mutates_args=())
+def _q8_linear_op(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
+    return q8_linear(x, packed, bias, mode, out_features)
+
+
+@_q8_linear_op.register_fake
+def _(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
+    out_dtype = x.dtype if x.dtype in (_F32, _BF16, torch.float16, torch.float64) else _F32
+    return x.new_empty((*x.shape[:-1], out_features), dtype=out_dtype)
+
+
+def _setup_ctx(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, packed, _bias, _mode, _n = inputs
+    ctx.save_for_backward(packed)
+    ctx.x_dtype = x.dtype
+
+
+def _backward(ctx, grad):  # noqa: ANN001
+    # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob).
+    (packed,) = ctx.saved_tensors
+    q, scales, gs = unpack_q8(packed)
+    w = dequantize_int8(q, scales, gs)
+    gx = grad.to(_F32) @ w
+    return gx.to(ctx.x_dtype), None, None, None, None
+
+
+_q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)

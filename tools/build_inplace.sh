@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Developer build: compiles the extension into build/dev and copies it next to the Python sources, so
+# `PYTHONPATH=src python -m pytest` tests this tree without reinstalling. Extra args go to cmake.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -Dpybind11_DIR="$($py -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
+  -DPython_EXECUTABLE="$(command -v "$py")" "$@" >/dev/null
+ninja -C build/dev >/dev/null
+cp -f build/dev/_C*.so src/slimnn/
+echo "built src/slimnn/$(basename build/dev/_C*.so)"
