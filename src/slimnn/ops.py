@@ -78,6 +78,27 @@ def q8_linear_with_kernel(
     return (y if dt is _F32 else y.to(dt)), name
 
 
+def q8_linear_module(x: Tensor, packed: Tensor, bias: Optional[Tensor], kind: str, k: int, n: int) -> tuple[Tensor, str]:
+    """Eager fast path for modules, whose packed/bias buffers are known valid: the common case (CPU,
+    float32/bf16, last dim k, row-major rows) is checked inline; anything else takes the full path."""
+    dt = x.dtype
+    if x.is_cpu and (dt is _F32 or dt is _BF16) and x.dim() >= 1 and x.size(-1) == k and x.stride(-1) == 1:
+        if x.dim() == 2:
+            m = x.size(0)
+            ldx = x.stride(0) if m > 1 else k
+            if ldx >= k:
+                y = torch.empty((m, n), dtype=_F32)
+                name = _C.q8_linear(
+                    kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
+                    0 if bias is None else bias.data_ptr(), y.data_ptr(), n, get_num_threads(),
+                )
+                return (y if dt is _F32 else y.to(dt)), name
+    return q8_linear_with_kernel(x, packed, bias, _MODES[kind], n)
+
+
+_MODES = {v: k for k, v in _KINDS.items()}
+
+
 def _in_features(packed: Tensor) -> int:
     # Header field K at byte offset 24 (see csrc/formats/header.h); the C++ side re-validates the blob.
     if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():

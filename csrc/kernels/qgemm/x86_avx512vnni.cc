@@ -126,6 +126,38 @@ void qgemm_q8_u8_4x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t 
   }
 }
 
+// GEMV: one row, up to 8 panels (128 columns): eight independent accumulators hide vpdpbusd's latency.
+void qgemm_q8_u8_1x128__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
+                                   const Q8Epilogue& e) {
+  using namespace avx512vnni;
+  for (int m = 0; m < mr; ++m) {
+    Q8Epilogue em = e;
+    em.y = e.y + m * e.ldy;
+    em.a_scale = e.a_scale + m;
+    em.a_zp = e.a_zp + m;
+    const uint8_t* am = a + m * lda;
+    switch (panels) {
+      case 1: dyn<1, 1>(am, lda, w, kp, em); break;
+      case 2: dyn<1, 2>(am, lda, w, kp, em); break;
+      case 3: dyn<1, 3>(am, lda, w, kp, em); break;
+      case 4: dyn<1, 4>(am, lda, w, kp, em); break;
+      case 5: dyn<1, 5>(am, lda, w, kp, em); break;
+      case 6: dyn<1, 6>(am, lda, w, kp, em); break;
+      case 7: dyn<1, 7>(am, lda, w, kp, em); break;
+      default: dyn<1, 8>(am, lda, w, kp, em); break;
+    }
+  }
+}
+
+void qgemm_q8_u8_1x128__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w,
+                                       int64_t kp, int32_t* out, int64_t ldo) {
+  using namespace avx512vnni;
+  for (int m = 0; m < mr; ++m)
+    for (int p0 = 0; p0 < panels; p0 += 4)
+      dot_np<1>(panels - p0 < 4 ? panels - p0 : 4, a + m * lda, lda, w + int64_t(p0) * 16 * kp, kp,
+                out + m * ldo + p0 * 16, ldo);
+}
+
 void qgemm_q8_u8_4x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                       int32_t* out, int64_t ldo) {
   using namespace avx512vnni;

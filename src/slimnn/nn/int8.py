@@ -13,6 +13,7 @@ from ..formats import pack_q8, q8_info, unpack_q8
 from ..quantize import quantize_int8_symmetric
 
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
+_is_exporting = torch.compiler.is_exporting
 
 
 class Int8Linear(nn.Module):
@@ -69,11 +70,13 @@ class Int8Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.config.kernel == "reference":
             return self._forward_reference(x)
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
-            x.requires_grad and torch.is_grad_enabled()
-        ):
+        if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling() or _is_exporting():
             return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
-        y, self.last_kernel = ops.q8_linear_with_kernel(x, self.packed, self.bias, self.config.mode, self.out_features)
+        buffers = self._buffers  # direct dict access: nn.Module.__getattr__ is slow on a hot path
+        y, name = ops.q8_linear_module(
+            x, buffers["packed"], buffers["bias"], _KIND[self.config.mode], self.in_features, self.out_features
+        )
+        self.__dict__["last_kernel"] = name  # plain attribute; skips nn.Module.__setattr__'s bookkeeping
         return y
 
     def _forward_reference(self, x: Tensor) -> Tensor:
