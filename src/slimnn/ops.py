@@ -51,9 +51,16 @@ def q8_linear_with_kernel(
     kind = _KINDS.get(mode)
     if kind is None:
         raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
-    k = _in_features(packed)
-    if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
-        raise ValueError(f"q8_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
+    n, k = _blob_shape(packed)
+    if out_features != n:
+        raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
+    if bias is not None and (
+        bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous() or bias.device.type != "cpu"
+    ):
+        raise ValueError(
+            f"q8_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},), got "
+            f"{bias.dtype} {tuple(bias.shape)} on {bias.device}"
+        )
     x, dt = _prepare_input(x, k, "q8_linear")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
@@ -78,11 +85,18 @@ def q8_linear_with_kernel(
     return (y if dt is _F32 else y.to(dt)), name
 
 
-def _in_features(packed: Tensor) -> int:
-    # Header field K at byte offset 24 (see csrc/formats/header.h); the C++ side re-validates the blob.
+def _blob_shape(packed: Tensor) -> tuple[int, int]:
+    # Header fields N and K at byte offsets 16 and 24 (see csrc/formats/header.h); the C++ side re-validates
+    # the blob. N must match out_features: the output is allocated with out_features columns and the kernel
+    # writes N of them, so a larger out_features would leave columns of uninitialized memory.
+    if not isinstance(packed, Tensor):
+        raise TypeError(f"q8_linear: packed weights must be a torch.Tensor, got {type(packed).__name__}")
     if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():
         raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
-    return int(packed[24:32].view(torch.int64).item())
+    if packed.device.type != "cpu":
+        raise ValueError(f"q8_linear: packed weights are on {packed.device}; slimnn kernels run on the CPU")
+    n, k = packed[16:32].view(torch.int64).tolist()
+    return int(n), int(k)
 
 
 @torch.library.custom_op("slimnn::q8_linear", mutates_args=())
