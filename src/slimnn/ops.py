@@ -110,18 +110,33 @@ def _(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features
     return x.new_empty((*x.shape[:-1], out_features), dtype=out_dtype)
 
 
+@torch.library.custom_op("slimnn::q8_linear_grad_input", mutates_args=())
+def _q8_linear_grad_input_op(grad: Tensor, packed: Tensor, in_features: int) -> Tensor:
+    """grad (..., N) @ W (N x K) with W the dequantized blob: the gradient of q8_linear w.r.t. its input.
+
+    An op of its own (opaque to tracing) because it reads the blob's bytes, which FakeTensors do not have.
+    """
+    q, scales, gs = unpack_q8(packed)
+    w = dequantize_int8(q, scales, gs)
+    return grad.to(_F32) @ w
+
+
+@_q8_linear_grad_input_op.register_fake
+def _(grad: Tensor, packed: Tensor, in_features: int) -> Tensor:
+    return grad.new_empty((*grad.shape[:-1], in_features), dtype=_F32)
+
+
 def _setup_ctx(ctx, inputs, output) -> None:  # noqa: ANN001
     x, packed, _bias, _mode, _n = inputs
     ctx.save_for_backward(packed)
     ctx.x_dtype = x.dtype
+    ctx.in_features = x.shape[-1]
 
 
 def _backward(ctx, grad):  # noqa: ANN001
     # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob).
     (packed,) = ctx.saved_tensors
-    q, scales, gs = unpack_q8(packed)
-    w = dequantize_int8(q, scales, gs)
-    gx = grad.to(_F32) @ w
+    gx = torch.ops.slimnn.q8_linear_grad_input(grad, packed, ctx.in_features)
     return gx.to(ctx.x_dtype), None, None, None, None
 
 
