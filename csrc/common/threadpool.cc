@@ -184,8 +184,6 @@ int worker_count() {
 
 #endif  // _OPENMP
 
-std::once_flag g_atfork_once;
-
 // After fork() only the forking thread exists in the child; thread pools (ours, and libgomp's, which is
 // known to hang in a forked child) would wait for threads that are gone. The child runs single-threaded.
 void atfork_child() {
@@ -195,10 +193,15 @@ void atfork_child() {
 #endif
 }
 
+// Registered when the library is loaded, not at the first parallel_for: a process whose torch ops already
+// started libgomp's team and that forks before its first slimnn call must still mark the child, or the
+// child's first slimnn region waits forever for the parent's OpenMP threads. Registering starts no thread.
+const bool g_atfork_registered = pthread_atfork(nullptr, nullptr, atfork_child) == 0;
+
 }  // namespace
 
 void parallel_for(int64_t n_tasks, int nthreads, TaskFn fn, void* ctx) {
-  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, atfork_child); });
+  (void)g_atfork_registered;
   if (n_tasks <= 0) return;
   if (nthreads > n_tasks) nthreads = static_cast<int>(n_tasks);
   if (nthreads > 1 && !g_forked.load(std::memory_order_relaxed)) {

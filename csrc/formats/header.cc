@@ -101,6 +101,15 @@ Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
       if (sum != v.colsum[g * v.np + j]) fail("column sums do not match the weights (corrupt blob)");
     }
   }
+  // comp feeds the grouped dynamic kernels' zero-point term: recompute it exactly as q8_pack does.
+  for (int64_t j = 0; j < v.np; ++j) {
+    double c = 0;
+    for (int64_t g = 0; g < v.n_groups; ++g) c += double(v.scales[g * v.np + j]) * v.colsum[g * v.np + j];
+    const float want = static_cast<float>(c), got = v.comp[j];
+    if (std::memcmp(&want, &got, sizeof want) != 0 && !(want == 0.0f && got == 0.0f))
+      fail("zero-point compensation does not match scales and column sums at column " + std::to_string(j) +
+           " (corrupt blob)");
+  }
   return v;
 }
 

@@ -87,10 +87,11 @@ def compress_(
         targets.append((fqn, mod))
     if isinstance(model, nn.Linear) and targets and targets[0][0] == "":
         raise ValueError("compress_ replaces submodules in place; wrap a bare nn.Linear in a container")
-    for fqn, mod in targets:
+    # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
+    converted = [(fqn, handler(mod, cfg)) for fqn, mod in targets]
+    for fqn, new in converted:
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        new = handler(mod, cfg)
         setattr(parent, child, new)
         report.converted[fqn] = type(new).__name__
     return report

@@ -2,17 +2,29 @@
 
 The ISA words, lowest to highest: ``portable``, ``avx2``, ``avxvnni``, ``avx512``, ``avx512vnni``,
 ``amx``. The environment variable ``SLIMNN_ISA`` (read once, at import of the extension) and
-:func:`force` set a ceiling; both can only lower the choice, never enable what the CPU lacks.
+:func:`force` set a ceiling; both can only lower the choice, never enable what the CPU lacks. An unknown
+word in ``SLIMNN_ISA`` makes ``import slimnn`` raise ``ValueError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 from . import _C
 
 NAMES: tuple[str, ...] = tuple(_C.isa_names())
+
+
+def _check_env() -> None:
+    # The extension ignores a word it does not know; a typo must not silently run the best path instead.
+    env = os.environ.get("SLIMNN_ISA", "")
+    if env and env not in NAMES:
+        raise ValueError(f"SLIMNN_ISA={env!r} is not an ISA; expected one of {', '.join(NAMES)} (or unset)")
+
+
+_check_env()
 
 
 def _mask_names(mask: int) -> list[str]:

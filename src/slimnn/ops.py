@@ -51,9 +51,16 @@ def q8_linear_with_kernel(
     kind = _KINDS.get(mode)
     if kind is None:
         raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
-    k = _in_features(packed)
-    if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
-        raise ValueError(f"q8_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
+    n, k = _blob_shape(packed)
+    if out_features != n:
+        raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
+    if bias is not None and (
+        bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous() or bias.device.type != "cpu"
+    ):
+        raise ValueError(
+            f"q8_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},), got "
+            f"{bias.dtype} {tuple(bias.shape)} on {bias.device}"
+        )
     x, dt = _prepare_input(x, k, "q8_linear")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
@@ -99,11 +106,18 @@ def q8_linear_module(x: Tensor, packed: Tensor, bias: Optional[Tensor], kind: st
 _MODES = {v: k for k, v in _KINDS.items()}
 
 
-def _in_features(packed: Tensor) -> int:
-    # Header field K at byte offset 24 (see csrc/formats/header.h); the C++ side re-validates the blob.
+def _blob_shape(packed: Tensor) -> tuple[int, int]:
+    # Header fields N and K at byte offsets 16 and 24 (see csrc/formats/header.h); the C++ side re-validates
+    # the blob. N must match out_features: the output is allocated with out_features columns and the kernel
+    # writes N of them, so a larger out_features would leave columns of uninitialized memory.
+    if not isinstance(packed, Tensor):
+        raise TypeError(f"q8_linear: packed weights must be a torch.Tensor, got {type(packed).__name__}")
     if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():
         raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
-    return int(packed[24:32].view(torch.int64).item())
+    if packed.device.type != "cpu":
+        raise ValueError(f"q8_linear: packed weights are on {packed.device}; slimnn kernels run on the CPU")
+    n, k = packed[16:32].view(torch.int64).tolist()
+    return int(n), int(k)
 
 
 @torch.library.custom_op("slimnn::q8_linear", mutates_args=())
@@ -117,18 +131,33 @@ def _(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features
     return x.new_empty((*x.shape[:-1], out_features), dtype=out_dtype)
 
 
+@torch.library.custom_op("slimnn::q8_linear_grad_input", mutates_args=())
+def _q8_linear_grad_input_op(grad: Tensor, packed: Tensor, in_features: int) -> Tensor:
+    """grad (..., N) @ W (N x K) with W the dequantized blob: the gradient of q8_linear w.r.t. its input.
+
+    An op of its own (opaque to tracing) because it reads the blob's bytes, which FakeTensors do not have.
+    """
+    q, scales, gs = unpack_q8(packed)
+    w = dequantize_int8(q, scales, gs)
+    return grad.to(_F32) @ w
+
+
+@_q8_linear_grad_input_op.register_fake
+def _(grad: Tensor, packed: Tensor, in_features: int) -> Tensor:
+    return grad.new_empty((*grad.shape[:-1], in_features), dtype=_F32)
+
+
 def _setup_ctx(ctx, inputs, output) -> None:  # noqa: ANN001
     x, packed, _bias, _mode, _n = inputs
     ctx.save_for_backward(packed)
     ctx.x_dtype = x.dtype
+    ctx.in_features = x.shape[-1]
 
 
 def _backward(ctx, grad):  # noqa: ANN001
     # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob).
     (packed,) = ctx.saved_tensors
-    q, scales, gs = unpack_q8(packed)
-    w = dequantize_int8(q, scales, gs)
-    gx = grad.to(_F32) @ w
+    gx = torch.ops.slimnn.q8_linear_grad_input(grad, packed, ctx.in_features)
     return gx.to(ctx.x_dtype), None, None, None, None
 
 

@@ -1,0 +1,143 @@
+"""Shared test helpers: weights, blobs, reference magnitudes, and the session's covered kernel paths."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import slimnn
+from slimnn import formats, quantize, reference
+
+# Kernel names that ran through slimnn.ops.q8_linear_with_kernel in this session (conftest records them;
+# test_dispatch.py fails if this CPU's best paths are missing: ruy's "covered paths").
+COVERED: set[str] = set()
+
+SENTINEL_I32 = 0x5EADBEEF  # fills int32 outputs before a kernel writes them
+SENTINEL_U8 = 0xA5
+SENTINEL_F32 = float("-1.2345e+29")
+
+F32_MAX = torch.finfo(torch.float32).max
+F32_TINY = torch.finfo(torch.float32).tiny  # smallest normal
+F32_DENORM = 1.401298464324817e-45  # smallest subnormal
+
+
+def entries(kind: Optional[str] = None) -> list[dict]:
+    """Entries of slimnn.kernels() (all, or one kind: 'q8_dynamic' / 'q8_weight_only')."""
+    return [e for e in slimnn.kernels() if kind is None or e["kind"] == kind]
+
+
+def entry_id(e: dict) -> str:
+    return e["name"]
+
+
+def skip_unless_available(e: dict) -> None:
+    import pytest
+
+    if not e["available"]:
+        pytest.skip(f"{e['name']}: this CPU lacks {e['isa']}")
+
+
+def kp_of(k: int) -> int:
+    return -(-k // 4) * 4
+
+
+def np_of(n: int) -> int:
+    return -(-n // 16) * 16
+
+
+def random_q(n: int, k: int, g: torch.Generator, extremes: bool = True) -> Tensor:
+    """int8 weights over the full range, with -128 and 127 planted at the first and last positions."""
+    q = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int16).to(torch.int8)
+    if extremes and q.numel():
+        q.view(-1)[0] = -128
+        q.view(-1)[-1] = 127
+        q[:, ::7] = -128  # whole columns of the extreme value: the worst case of every dot product
+    return q
+
+
+def random_scales(n_groups: int, n: int, g: torch.Generator) -> Tensor:
+    return (torch.rand(n_groups, n, generator=g) * 0.05 + 1e-3).to(torch.float32)
+
+
+def make_layer(n: int, k: int, group_size: Optional[int], g: torch.Generator, realistic: bool = True):
+    """(w float N x K, q int8, scales, blob) with W quantized by slimnn.quantize (realistic=True: weights
+    with a per-channel scale spread like a trained layer's)."""
+    w = torch.randn(n, k, generator=g) / max(k, 1) ** 0.5
+    if realistic:
+        w = w * torch.exp(0.5 * torch.randn(n, 1, generator=g))
+    q, scales = quantize.quantize_int8_symmetric(w, group_size)
+    return w, q, scales, formats.pack_q8(q, scales, group_size)
+
+
+def dequant(q: Tensor, scales: Tensor, group_size: Optional[int]) -> Tensor:
+    """q * scale per group, exactly (float64; slimnn.quantize.dequantize_int8 rounds to float32)."""
+    n, k = q.shape
+    qg, g = quantize.group_view(q.to(torch.float64), group_size)
+    return (qg * scales.to(torch.float64).t().unsqueeze(2)).reshape(n, -1)[:, :k]
+
+
+def wo_magnitude(x: Tensor, q: Tensor, scales: Tensor, group_size: Optional[int], bias: Optional[Tensor]) -> Tensor:
+    """The size of the terms a weight-only kernel adds: |x| @ |W|^T + |bias| (float64, M x N)."""
+    w = dequant(q, scales, group_size).abs()
+    mag = x.to(torch.float64).abs() @ w.t()
+    if bias is not None:
+        mag = mag + bias.to(torch.float64).abs()
+    return mag
+
+
+def dyn_magnitude(x: Tensor, q: Tensor, scales: Tensor, group_size: Optional[int], bias: Optional[Tensor]) -> Tensor:
+    """The size of the terms a dynamic kernel adds in float: a_scale * ((a + zp) @ |W|^T) + |bias|."""
+    a, a_scale, zp, finite = reference.quantize_rows_u8(x.to(torch.float32))
+    w = dequant(q, scales, group_size).abs()
+    mag = (a.to(torch.float64) + zp.to(torch.float64).unsqueeze(1)) @ w.t()
+    mag = mag * a_scale.to(torch.float64).unsqueeze(1)
+    if bias is not None:
+        mag = mag + bias.to(torch.float64).abs()
+    return mag
+
+
+def reference_linear(mode: str, x2: Tensor, q: Tensor, scales: Tensor, group_size: Optional[int],
+                     bias: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+    """(reference output float32 M x N, magnitude) for x2 (M x K, float32 values)."""
+    x2 = x2.to(torch.float32)
+    if mode == "dynamic":
+        return (reference.q8_linear_dynamic(x2, q, scales, group_size, bias),
+                dyn_magnitude(x2, q, scales, group_size, bias))
+    return (reference.q8_linear_weight_only(x2, q, scales, group_size, bias),
+            wo_magnitude(x2, q, scales, group_size, bias))
+
+
+def q8_linear(x: Tensor, blob: Tensor, bias: Optional[Tensor], mode: str, n: int) -> tuple[Tensor, str]:
+    """slimnn.ops.q8_linear_with_kernel (recorded in COVERED by conftest)."""
+    return slimnn.ops.q8_linear_with_kernel(x, blob, bias, mode, n)
+
+
+def special_rows(k: int, g: torch.Generator) -> list[torch.Tensor]:
+    """Rows that stress the quantizer: extremes, tiny and subnormal values, one-signed, zero, ties."""
+    rows = [
+        torch.zeros(k),
+        torch.randn(k, generator=g),
+        torch.rand(k, generator=g) * 3.0,  # all non-negative: zero point 0
+        -torch.rand(k, generator=g) * 3.0,  # all non-positive: zero point 255
+        torch.full((k,), -0.0),
+        torch.linspace(-1.0, 1.0, k, dtype=torch.float64).mul(F32_MAX).to(torch.float32),  # -FLT_MAX..FLT_MAX
+        torch.full((k,), F32_MAX),
+        torch.full((k,), -F32_MAX),
+        torch.randn(k, generator=g) * 1e30,
+        torch.randn(k, generator=g) * 1e-30,
+        torch.randn(k, generator=g) * F32_TINY,  # subnormal range: scale falls back to 1
+        torch.full((k,), F32_DENORM),
+        torch.randn(k, generator=g) * 300 * F32_TINY,  # scale just above the smallest normal
+        torch.randint(-255, 256, (k,), generator=g).to(torch.float32),
+    ]
+    # scale exactly 1 (max 255 or min -255), so every x.5 value is an exact rounding tie (half to even)
+    ties = (torch.arange(k, dtype=torch.float32) % 254) + 0.5
+    ties[0] = 255.0
+    rows += [ties, -ties]
+    mixed = torch.randn(k, generator=g)
+    mixed[::3] = 1e-38
+    mixed[0] = 1e20
+    rows.append(mixed)
+    return [r.to(torch.float32) for r in rows]
