@@ -8,6 +8,7 @@ call the eager entry directly outside tracing, so eager calls skip the dispatche
 
 from __future__ import annotations
 
+import struct
 from typing import Optional
 
 import torch
@@ -51,7 +52,10 @@ def q8_linear_with_kernel(
     kind = _KINDS.get(mode)
     if kind is None:
         raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
-    k = _in_features(packed)
+    n, k = _header_nk(packed)
+    if n != out_features:
+        # Otherwise the columns past the blob's N would come back uninitialized.
+        raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
     if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
         raise ValueError(f"q8_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
     x, dt = _prepare_input(x, k, "q8_linear")
@@ -99,11 +103,14 @@ def q8_linear_module(x: Tensor, packed: Tensor, bias: Optional[Tensor], kind: st
 _MODES = {v: k for k, v in _KINDS.items()}
 
 
-def _in_features(packed: Tensor) -> int:
-    # Header field K at byte offset 24 (see csrc/formats/header.h); the C++ side re-validates the blob.
-    if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():
-        raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
-    return int(packed[24:32].view(torch.int64).item())
+def _header_nk(packed: Tensor) -> tuple[int, int]:
+    # Header fields N and K at byte offsets 16 and 24 (see csrc/formats/header.h); the C++ side re-validates
+    # the blob.
+    if not isinstance(packed, Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 \
+            or not packed.is_contiguous() or packed.device.type != "cpu":
+        raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 CPU blob with a slimnn header")
+    n, k = struct.unpack_from("<qq", packed[16:32].numpy())  # any alignment of the view
+    return n, k
 
 
 @torch.library.custom_op("slimnn::q8_linear", mutates_args=())
