@@ -34,6 +34,9 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
   } else {
     if (group_size < 4 || group_size % 4 != 0)
       fail("group_size must be a positive multiple of 4 (or 0 for per-channel), got " + std::to_string(group_size));
+    // Bounded like K (a larger group is one group anyway) so that kp + gs cannot overflow below.
+    if (group_size > kQ8MaxK)
+      fail("group_size " + std::to_string(group_size) + " is larger than the largest K (" + std::to_string(kQ8MaxK) + ")");
     l.gs = group_size;
   }
   l.ng = (l.kp + l.gs - 1) / l.gs;
@@ -45,13 +48,23 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
   return l;
 }
 
+// comp[n] = sum_g scales[g][n] * colsum[g][n], accumulated in double in group order, rounded once to float.
+// Packing and the full check both use this, so the check can demand the stored value bit for bit.
+float q8_comp(const float* scales, const int32_t* colsum, int64_t stride, int64_t n_groups) {
+  double c = 0;
+  for (int64_t g = 0; g < n_groups; ++g) c += double(scales[g * stride]) * colsum[g * stride];
+  return static_cast<float>(c);
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
 }  // namespace
 
 PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected) {
-  if (data == nullptr) fail("null blob");
   if (size < sizeof(PackedHeader))
     fail("blob of " + std::to_string(size) + " bytes is shorter than the " + std::to_string(sizeof(PackedHeader)) +
          "-byte header (truncated?)");
+  if (data == nullptr) fail("null blob");
   PackedHeader h;
   std::memcpy(&h, data, sizeof h);
   if (std::memcmp(h.magic, kMagic, 4) != 0) fail("bad magic (not a slimnn packed weight blob)");
@@ -63,6 +76,8 @@ PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected) {
          " was expected");
   if (h.header_bytes != sizeof(PackedHeader)) fail("header size " + std::to_string(h.header_bytes) + " is wrong");
   if (h.flags != 0) fail("unknown flags " + std::to_string(h.flags));
+  for (uint8_t b : h.reserved)
+    if (b != 0) fail("reserved header bytes are not zero (written by a newer slimnn, or corrupt)");
   if (h.total_bytes != size)
     fail("header says " + std::to_string(h.total_bytes) + " bytes but the blob has " + std::to_string(size) +
          " (truncated or padded?)");
@@ -73,6 +88,9 @@ uint64_t q8_blob_bytes(int64_t n, int64_t k, int64_t group_size) { return q8_lay
 
 Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
   const PackedHeader h = parse_header(blob, size, FormatId::kQ8);
+  // Checked here too, before round_up below touches the untrusted K (q8_layout repeats the check).
+  if (h.n <= 0 || h.k <= 0 || h.n > kMaxDim || h.k > kQ8MaxK)
+    fail("shape out of range: N=" + std::to_string(h.n) + ", K=" + std::to_string(h.k));
   const int64_t gs_arg = h.group_size == round_up(h.k, 4) && h.n_groups == 1 ? 0 : h.group_size;
   const Q8Layout l = q8_layout(h.n, h.k, gs_arg);
   if (h.np != l.np || h.kp != l.kp || h.group_size != l.gs || h.n_groups != l.ng || h.off_weights != l.off_w ||
@@ -99,17 +117,12 @@ Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
         sum += q;
       }
       if (sum != v.colsum[g * v.np + j]) fail("column sums do not match the weights (corrupt blob)");
+      if (j >= v.n && !same_bits(s, 0.0f)) fail("non-zero scale in padding column " + std::to_string(j));
     }
   }
-  // comp feeds the grouped dynamic kernels' zero-point term: recompute it exactly as q8_pack does.
-  for (int64_t j = 0; j < v.np; ++j) {
-    double c = 0;
-    for (int64_t g = 0; g < v.n_groups; ++g) c += double(v.scales[g * v.np + j]) * v.colsum[g * v.np + j];
-    const float want = static_cast<float>(c), got = v.comp[j];
-    if (std::memcmp(&want, &got, sizeof want) != 0 && !(want == 0.0f && got == 0.0f))
-      fail("zero-point compensation does not match scales and column sums at column " + std::to_string(j) +
-           " (corrupt blob)");
-  }
+  for (int64_t j = 0; j < v.np; ++j)
+    if (!same_bits(v.comp[j], q8_comp(v.scales + j, v.colsum + j, v.np, v.n_groups)))
+      fail("compensation term of column " + std::to_string(j) + " does not match scales x column sums (corrupt blob)");
   return v;
 }
 
@@ -135,7 +148,6 @@ void q8_pack(const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t
   for (int64_t j = 0; j < n; ++j) {
     int8_t* panel = w + (j / 16) * 16 * l.kp;
     const int64_t lane = j % 16;
-    double c = 0;
     for (int64_t kk = 0; kk < k; ++kk) panel[(kk / 4) * 64 + lane * 4 + kk % 4] = q[j * k + kk];
     for (int64_t g = 0; g < l.ng; ++g) {
       int32_t sum = 0;
@@ -143,9 +155,8 @@ void q8_pack(const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t
       for (int64_t kk = g * l.gs; kk < k1; ++kk) sum += q[j * k + kk];
       cs[g * l.np + j] = sum;
       s[g * l.np + j] = scales[g * n + j];
-      c += double(scales[g * n + j]) * sum;
     }
-    comp[j] = static_cast<float>(c);
+    comp[j] = q8_comp(s + j, cs + j, l.np, l.ng);
   }
 }
 

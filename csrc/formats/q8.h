@@ -26,8 +26,9 @@ struct Q8View {
 constexpr int64_t kQ8MaxK = 65536;
 
 // Validates `blob` and returns a view into it (no copy). The header check (O(1)) makes every later read
-// in bounds; `full_check` also verifies scales are finite, padding is zero, column sums match the
-// weights and comp matches scales and column sums (O(N*K): done once when a module takes a blob, not per call).
+// in bounds; `full_check` also verifies that scales are finite, padding is zero and column sums and
+// compensation terms match the weights and scales, so only canonical blobs (as q8_pack writes them) pass
+// (O(N*K): done once when a module takes a blob, not per call).
 Q8View q8_view(const uint8_t* blob, size_t size, bool full_check);
 
 // Bytes of the blob for these dimensions (validates them; throws FormatError).

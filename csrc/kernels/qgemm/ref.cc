@@ -61,8 +61,10 @@ void qgemm_q8_u8_1x16__portable(int mr, int panels, const uint8_t* a, int64_t ld
           int32_t d = 0;
           const int64_t k1 = (g + 1) * gk < kp ? (g + 1) * gk : kp;
           for (int64_t k = g * gk; k < k1; ++k) d += int32_t(am[k]) * int32_t(wp[(k / 4) * 64 + c * 4 + k % 4]);
+          // Wrapping arithmetic, like the SIMD kernels' vpmulld/vpsubd: exact for any valid blob (the bound
+          // on K keeps it in range) and defined for a corrupt column sum that only the full check catches.
           if (e.n_groups == 1)
-            exact = d - e.a_zp[m] * e.colsum[col];
+            exact = int32_t(uint32_t(d) - uint32_t(e.a_zp[m]) * uint32_t(e.colsum[col]));
           else
             acc += static_cast<float>(d) * e.scales[g * e.np + col];
         }
