@@ -9,9 +9,11 @@ from __future__ import annotations
 import torch as _torch  # noqa: F401  (the ops below register with torch.library)
 
 from . import isa, nn, ops  # noqa: F401
+from . import calibration, lowrank  # noqa: F401
 from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
 from .configs import Int8Config
+from .configs import LowRankConfig
 from .info import cpu_info, kernels
 
 __version__ = "0.1.0"
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CompressionReport",
     "Int8Config",
+    "LowRankConfig",
     "compress_",
     "cpu_info",
     "get_num_threads",

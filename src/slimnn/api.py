@@ -11,10 +11,14 @@ from typing import Any, Callable, Optional, Union
 
 from torch import nn
 
-from .configs import Int8Config
+from .configs import Int8Config, LowRankConfig
 
 Handler = Callable[[nn.Module, Any], nn.Module]
 _HANDLERS: dict[type, Handler] = {}
+# Optional, per config type: fn(model, [(fqn, linear)], config) -> {fqn: new module, or a str = reason to skip}.
+# For techniques that look at all target layers together (calibration passes over the model, progress bars).
+BatchHandler = Callable[[nn.Module, list, Any], dict]
+_BATCH_HANDLERS: dict[type, BatchHandler] = {}
 
 
 def register_handler(config_type: type) -> Callable[[Handler], Handler]:
@@ -87,11 +91,58 @@ def compress_(
         targets.append((fqn, mod))
     if isinstance(model, nn.Linear) and targets and targets[0][0] == "":
         raise ValueError("compress_ replaces submodules in place; wrap a bare nn.Linear in a container")
+    batch = _BATCH_HANDLERS.get(type(cfg))
+    prepared = batch(model, targets, cfg) if batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
-    converted = [(fqn, handler(mod, cfg)) for fqn, mod in targets]
+    converted = [(fqn, handler(mod, cfg) if prepared is None else prepared[fqn]) for fqn, mod in targets]
     for fqn, new in converted:
+        if isinstance(new, str):  # the handler declined this layer, with the reason
+            report.skipped[fqn] = new
+            continue
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)
         report.converted[fqn] = type(new).__name__
     return report
+
+
+@register_handler(LowRankConfig)
+def _lowrank(linear: nn.Module, config: LowRankConfig) -> nn.Module:
+    from .nn.lowrank import LowRankLinear
+
+    return LowRankLinear.from_linear(linear, config)
+
+
+def _lowrank_batch(model: nn.Module, targets: list, config: LowRankConfig) -> dict:
+    """Calibrates once over ``config.calib_data`` (activation_aware) on the original model, then factorizes
+    layer by layer with a progress bar. Layers whose factors would not save ``min_saving`` are skipped."""
+    from .calibration import capture_linear_inputs, progress_iter
+    from .lowrank import rank_for_ratio
+    from .nn.lowrank import LowRankLinear
+
+    stats: dict = {}
+    if config.method == "activation_aware":
+        if config.calib_data is None:
+            raise ValueError("LowRankConfig(method='activation_aware') needs calib_data (an iterable of model inputs)")
+        stats = capture_linear_inputs(model, targets, config.calib_data, progress=config.progress)
+    out: dict = {}
+    for fqn, mod in progress_iter(targets, "slimnn low-rank", config.progress):
+        n, k = mod.out_features, mod.in_features
+        if config.rank is not None or config.rank_ratio is not None:
+            r = min(config.rank if config.rank is not None else rank_for_ratio(n, k, config.rank_ratio), n, k)
+            if r * (n + k) > (1.0 - config.min_saving) * n * k:
+                out[fqn] = f"rank {r} saves nothing on a {k}->{n} layer (r*(N+K) = {r * (n + k)} >= N*K = {n * k})"
+                continue
+        st = stats.get(fqn)
+        if config.method == "activation_aware" and (st is None or st.n_rows == 0):
+            out[fqn] = "no calibration inputs reached this layer"
+            continue
+        new = LowRankLinear.from_linear(mod, config, st)
+        if new.rank * (n + k) > (1.0 - config.min_saving) * n * k:
+            out[fqn] = f"rank {new.rank} chosen by the config saves nothing on a {k}->{n} layer"
+            continue
+        out[fqn] = new
+    return out
+
+
+_BATCH_HANDLERS[LowRankConfig] = _lowrank_batch

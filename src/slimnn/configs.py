@@ -58,3 +58,91 @@ def config_from_json(text: str) -> Any:
     if unknown:
         raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}")
     return cls(**data)
+
+
+@dataclass(frozen=True)
+class LowRankConfig:
+    """Low-rank factorization W ~ U V of each Linear (``slimnn.nn.LowRankLinear``), fused at run time.
+
+    Rank, exactly one of (none given: ``rank_ratio=0.5``, half the parameters):
+        ``rank``: a fixed rank r (capped at min(N, K)).
+        ``rank_ratio``: the fraction of the layer's parameters kept, r = floor(ratio * N * K / (N + K)).
+        ``energy``: the smallest r keeping that fraction of the squared singular values.
+        ``max_error``: per-layer error budget, the smallest r with relative Frobenius error <= the budget
+        (of the layer's output on the calibration data, for ``activation_aware``).
+    method:
+        ``"svd"``: truncated SVD of the weights.
+        ``"activation_aware"``: SVD-LLM whitening with calibration inputs: minimizes the layer's output error;
+        needs ``calib_data`` (an iterable of model inputs, run through the model by ``compress_``).
+    factor_dtype:
+        ``"float32"``: U and V as fp32 (nn.Linear layout). ``"int8"``: each factor quantized to int8 per
+        output channel (q8), multiplied as ``int8_mode`` says (``"dynamic"``: W8A8 with VNNI where present;
+        ``"weight_only"``: fp32 activations).
+    sparse_residual: fraction of W's entries kept exactly in a sparse residual S (W ~ U V + S), chosen by
+        |W - U V| (times the input RMS when calibrated); 0 disables it.
+    min_saving: layers whose factors would not be at least this much smaller than dense (r (N + K) >
+        (1 - min_saving) N K) are left as they are and listed in the report.
+    damping: relative diagonal damping of the calibration Gram matrix (activation_aware).
+    solver: ``"auto"`` | ``"full"`` | ``"randomized"`` SVD (see ``slimnn.lowrank``).
+    progress: show a progress bar over layers (tqdm when installed).
+    calib_data: not serialized, not compared.
+    """
+
+    rank: Optional[int] = None
+    rank_ratio: Optional[float] = None
+    energy: Optional[float] = None
+    max_error: Optional[float] = None
+    method: str = "svd"
+    factor_dtype: str = "float32"
+    int8_mode: str = "dynamic"
+    sparse_residual: float = 0.0
+    min_saving: float = 0.0
+    damping: float = 0.01
+    solver: str = "auto"
+    progress: bool = True
+    kernel: str = "auto"
+    version: int = 1
+    calib_data: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        name = "LowRankConfig"
+        picks = [f for f in ("rank", "rank_ratio", "energy", "max_error") if getattr(self, f) is not None]
+        if len(picks) > 1:
+            raise ValueError(f"{name}: give one of rank, rank_ratio, energy, max_error, not {picks}")
+        if not picks:
+            object.__setattr__(self, "rank_ratio", 0.5)
+        r = self.rank
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+            raise ValueError(f"{name}.rank must be a positive int, got {r!r}")
+        for f, lo_open in (("rank_ratio", True), ("energy", True), ("max_error", False)):
+            v = getattr(self, f)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                (0 < v <= 1) if lo_open else (0 <= v < 1)
+            ):
+                rng = "(0, 1]" if lo_open else "[0, 1)"
+                raise ValueError(f"{name}.{f} must be a number in {rng}, got {v!r}")
+        if self.method not in ("svd", "activation_aware"):
+            raise ValueError(f"{name}.method must be 'svd' or 'activation_aware', got {self.method!r}")
+        if self.factor_dtype not in ("float32", "int8"):
+            raise ValueError(f"{name}.factor_dtype must be 'float32' or 'int8', got {self.factor_dtype!r}")
+        if self.int8_mode not in ("dynamic", "weight_only"):
+            raise ValueError(f"{name}.int8_mode must be 'dynamic' or 'weight_only', got {self.int8_mode!r}")
+        for f, hi in (("sparse_residual", 1.0), ("min_saving", 1.0), ("damping", float("inf"))):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v < hi or (f != "min_saving" and v == hi)):
+                raise ValueError(f"{name}.{f} must be a number in [0, {hi}], got {v!r}")
+        if self.solver not in ("auto", "full", "randomized"):
+            raise ValueError(f"{name}.solver must be 'auto', 'full' or 'randomized', got {self.solver!r}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"{name}.kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.version != 1:
+            raise ValueError(f"{name}.version {self.version} is not supported (this slimnn reads 1)")
+
+    def to_json(self) -> str:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "calib_data"}
+        return json.dumps({"type": type(self).__name__, **d}, sort_keys=True)
+
+
+_ALLOWED["LowRankConfig"] = LowRankConfig

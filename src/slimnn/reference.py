@@ -73,3 +73,41 @@ def q8_linear_weight_only(
     if bias is not None:
         y = y + bias.to(torch.float64)
     return y.to(torch.float32)
+
+
+def lowrank_linear(
+    x: Tensor,
+    u: Tensor,
+    v: Tensor,
+    bias: Optional[Tensor] = None,
+    residual: Optional[Tensor] = None,
+) -> Tensor:
+    """y = (x V^T) U^T + bias (+ x S^T, S dense N x K) in float64 math, float32 out. u: N x r, v: r x K."""
+    t = x.to(torch.float64) @ v.to(torch.float64).t()
+    y = t @ u.to(torch.float64).t()
+    if residual is not None:
+        y = y + x.to(torch.float64) @ residual.to(torch.float64).t()
+    if bias is not None:
+        y = y + bias.to(torch.float64)
+    return y.to(torch.float32)
+
+
+def lowrank_q8_linear(
+    x: Tensor,
+    qu: Tensor,
+    su: Tensor,
+    qv: Tensor,
+    sv: Tensor,
+    mode: str,
+    bias: Optional[Tensor] = None,
+    residual: Optional[Tensor] = None,
+) -> Tensor:
+    """The int8-factor form, as the kernels compute it: t = q8 product of x with V (float32), then the q8
+    product of t with U (+ bias). ``mode="dynamic"`` quantizes x and then t per row (:func:`quantize_rows_u8`);
+    per-channel scales (su: 1 x N, sv: 1 x r). The residual, if any, is added in float64."""
+    fn = q8_linear_dynamic if mode == "dynamic" else q8_linear_weight_only
+    t = fn(x.to(torch.float32), qv, sv, None)
+    y = fn(t, qu, su, None, bias)
+    if residual is not None:
+        y = (y.to(torch.float64) + x.to(torch.float64) @ residual.to(torch.float64).t()).to(torch.float32)
+    return y
