@@ -104,6 +104,8 @@ class Int8Linear(nn.Module):
         return self.config.mode
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Int8Linear: input must be a torch.Tensor, got {type(x).__name__}")
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
