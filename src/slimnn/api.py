@@ -72,7 +72,9 @@ def compress_(
     keep = filter_fn or _default_filter
     report = CompressionReport()
     targets = []
-    for fqn, mod in model.named_modules():
+    # remove_duplicate=False: a Linear shared under several names (tied layers) is seen under each of them,
+    # converted once below and swapped in everywhere, so no alias silently stays float.
+    for fqn, mod in model.named_modules(remove_duplicate=False):
         if isinstance(mod, nn.Linear) and type(mod) is not nn.Linear:
             report.skipped[fqn] = f"subclass {type(mod).__name__} of nn.Linear is not converted"
             continue
@@ -88,7 +90,11 @@ def compress_(
     if isinstance(model, nn.Linear) and targets and targets[0][0] == "":
         raise ValueError("compress_ replaces submodules in place; wrap a bare nn.Linear in a container")
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
-    converted = [(fqn, handler(mod, cfg)) for fqn, mod in targets]
+    by_id: dict[int, nn.Module] = {}
+    for _, mod in targets:
+        if id(mod) not in by_id:
+            by_id[id(mod)] = handler(mod, cfg)
+    converted = [(fqn, by_id[id(mod)]) for fqn, mod in targets]
     for fqn, new in converted:
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
