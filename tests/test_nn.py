@@ -126,6 +126,29 @@ def test_weight_stand_in():
     assert mod.dequantized_weight().shape == (10, 24)
 
 
+def test_compress_shared_linear():
+    """A Linear reachable under several names is converted once and stays shared under all of them."""
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(16, 16)
+            self.b = self.a
+            self.seq = nn.Sequential(nn.ReLU(), self.a)
+
+        def forward(self, x):
+            return self.seq(self.b(self.a(x)))
+
+    model = Tied()
+    ref = copy.deepcopy(model)
+    report = slimnn.compress_(model, Int8Config())
+    assert set(report.converted) == {"a", "b", "seq.1"} and not report.skipped
+    assert isinstance(model.a, Int8Linear) and model.a is model.b is model.seq[1]
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        assert compute_error(ref(x), model(x)) > 30
+
+
 def test_compress_rejects_and_is_atomic():
     with pytest.raises(TypeError, match="nn.Module"):
         slimnn.compress_(torch.randn(3), Int8Config())
