@@ -394,6 +394,17 @@ def test_compile_fullgraph_aot_eager():
         want = model(x)
         got = torch.compile(model, fullgraph=True, backend="aot_eager")(x)
     assert_exact(got, want, "compiled (aot_eager)")
+    # dynamic batch size, and a backward traced through AOT autograd (the grad op is opaque too)
+    dyn = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=True)
+    with torch.no_grad():
+        for m in (1, 9, 40):
+            xm = realistic_input(m, 64, seed=m)
+            assert_exact(dyn(xm), model(xm), f"dynamic M={m}")
+    xg = x.clone().requires_grad_(True)
+    dyn(xg).sum().backward()
+    xe = x.clone().requires_grad_(True)
+    model(xe).sum().backward()
+    assert_exact(xg.grad, xe.grad, "compiled backward")
 
 
 def test_compile_fullgraph_inductor():
@@ -419,6 +430,11 @@ def test_export_matches_eager():
         assert_exact(ep.module()(x), model(x), "exported")
         x2 = realistic_input(6, 64, seed=5)
         assert_exact(ep.module()(x2), model(x2), "exported, new input")
+    ep = torch.export.export(model, (x,), dynamic_shapes={"input": {0: torch.export.Dim("batch")}})
+    with torch.no_grad():
+        for m in (1, 7, 33):
+            xm = realistic_input(m, 64, seed=m)
+            assert_exact(ep.module()(xm), model(xm), f"exported with dynamic batch, M={m}")
 
 
 @pytest.mark.parametrize("mode", MODES)
