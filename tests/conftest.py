@@ -33,7 +33,6 @@ def pytest_collection_modifyitems(session, config, items):
     last = [it for it in items if it.name == COVERAGE_TEST]
     rest = [it for it in items if it.name != COVERAGE_TEST]
     items[:] = rest + last
-    config._slimnn_ran_qgemm = any(it.module.__name__.endswith("test_qgemm") for it in rest if it.module)
 
 
 @pytest.fixture(autouse=True)

@@ -87,11 +87,18 @@ def expected(mode: str, m: int, k: int, n: int, group_size, seed: int, with_bias
     return reference_linear(mode, x.float(), q, scales, group_size, bias)
 
 
-def check_op(e: dict, m: int, k: int, n: int, group_size, seed: int, with_bias: bool, bf16: bool) -> None:
+def check_op(e: dict, m: int, k: int, n: int, group_size, seed: int, with_bias: bool, bf16: bool,
+             row_pad: int = 0) -> None:
+    """One op call under e's ISA against the reference. row_pad > 0: x is a view whose rows sit in a wider
+    buffer with NaN in the gap (read in place; a read past K shows up as NaN)."""
     mode = MODE_OF[e["kind"]]
     q, scales, bias, blob = layer(n, k, group_size, seed, with_bias)
     dt = torch.bfloat16 if bf16 else torch.float32
     x = make_input(m, k, seed, dt)
+    if row_pad:
+        wide = torch.full((m, k + row_pad), float("nan"), dtype=dt)
+        wide[:, :k] = x
+        x = wide[:, :k]
     y, name = q8_linear(x, blob, bias, mode, n)
     assert name == e["name"], f"selector took {name} for M={m} under {e['isa']}, expected {e['name']}"
     assert y.dtype == dt and y.shape == (m, n)
@@ -411,20 +418,21 @@ def cases(draw):
     n = draw(st.one_of(st.integers(1, 70), st.sampled_from([127, 128, 129, 255, 256, 257])))
     m = draw(st.integers(0, 40))
     gs = draw(st.one_of(st.none(), st.integers(1, 64).map(lambda v: 4 * v)))
-    return e, m, k, n, gs, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**16))
+    pad = draw(st.sampled_from([0, 0, 1, 3, 16]))
+    return e, m, k, n, gs, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 2**16)), pad
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_op_property(case):
-    e, m, k, n, gs, with_bias, bf16, seed = case
+    e, m, k, n, gs, with_bias, bf16, seed, pad = case
     assume(e["available"])
     if e["gemv"]:
         m = 1
     elif m == 1 and has_gemv_sibling(e):
         m = 2
     with slimnn.isa.forced(e["isa"]):
-        check_op(e, m, k, n, gs, seed, with_bias, bf16)
+        check_op(e, m, k, n, gs, seed, with_bias, bf16, row_pad=pad)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)

@@ -76,7 +76,9 @@ def compress_(
     keep = filter_fn or _default_filter
     report = CompressionReport()
     targets = []
-    for fqn, mod in model.named_modules():
+    # remove_duplicate=False: a Linear shared under several names (tied layers) is seen under each of them,
+    # converted once below and swapped in everywhere, so no alias silently stays float.
+    for fqn, mod in model.named_modules(remove_duplicate=False):
         if isinstance(mod, nn.Linear) and type(mod) is not nn.Linear:
             report.skipped[fqn] = f"subclass {type(mod).__name__} of nn.Linear is not converted"
             continue
@@ -94,7 +96,12 @@ def compress_(
     batch = _BATCH_HANDLERS.get(type(cfg))
     prepared = batch(model, targets, cfg) if batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
-    converted = [(fqn, handler(mod, cfg) if prepared is None else prepared[fqn]) for fqn, mod in targets]
+    # A module reachable under several names (shared/tied) is converted once and stays shared.
+    by_id: dict[int, Any] = {}
+    for fqn, mod in targets:
+        if id(mod) not in by_id:
+            by_id[id(mod)] = handler(mod, cfg) if prepared is None else prepared[fqn]
+    converted = [(fqn, by_id[id(mod)]) for fqn, mod in targets]
     for fqn, new in converted:
         if isinstance(new, str):  # the handler declined this layer, with the reason
             report.skipped[fqn] = new

@@ -16,6 +16,43 @@ _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 _is_exporting = torch.compiler.is_exporting
 
 
+class PackedWeightStandIn(Tensor):
+    """What ``Int8Linear.weight`` returns: the float weight's shape, dtype and device, and no values.
+
+    Some callers read a child Linear's ``weight`` to run a fused kernel of their own, e.g. the inference
+    fast path of ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` (eval mode, no grad). Without
+    a ``weight`` attribute they raise AttributeError; with the dequantized weight they would silently run
+    in float. This stand-in overrides ``__torch_function__``, which makes those fast paths decline
+    ("some Tensor argument has_torch_function") and call the modules instead. Metadata queries work; any
+    computation with it raises TypeError naming the way out.
+    """
+
+    _METADATA = frozenset({
+        Tensor.shape.__get__, Tensor.dtype.__get__, Tensor.device.__get__, Tensor.ndim.__get__,
+        Tensor.requires_grad.__get__, Tensor.is_nested.__get__, Tensor.size, Tensor.dim, Tensor.numel,
+        Tensor.is_floating_point,
+    })
+
+    @staticmethod
+    def make(out_features: int, in_features: int) -> "PackedWeightStandIn":
+        # one float of storage, broadcast: no memory for the (absent) float values
+        return Tensor._make_subclass(PackedWeightStandIn, torch.zeros(1).expand(out_features, in_features))
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001
+        if func in cls._METADATA:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", str(func))
+        raise TypeError(
+            f"Int8Linear.weight is a stand-in without values (the weights are packed int8), so {name} cannot "
+            "use it; call the module, or use Int8Linear.dequantized_weight() for a float copy"
+        )
+
+    def __repr__(self, *, tensor_contents=None) -> str:  # noqa: ANN001
+        return f"PackedWeightStandIn(shape={tuple(self.shape)}, dtype={self.dtype})"
+
+
 class Int8Linear(nn.Module):
     """y = x W^T + b with W stored as int8 (per-channel or group-wise scales), packed for the CPU kernels.
 
@@ -68,6 +105,8 @@ class Int8Linear(nn.Module):
         return self.config.mode
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Int8Linear: input must be a torch.Tensor, got {type(x).__name__}")
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling() or _is_exporting():
@@ -92,6 +131,11 @@ class Int8Linear(nn.Module):
         if self.config.kernel == "reference":
             return "reference"
         return _C.select_kernel(_KIND[self.config.mode], m)
+
+    @property
+    def weight(self) -> Tensor:
+        """A stand-in with the float weight's shape/dtype/device and no values (see PackedWeightStandIn)."""
+        return PackedWeightStandIn.make(self.out_features, self.in_features)
 
     def dequantized_weight(self) -> Tensor:
         from ..quantize import dequantize_int8
