@@ -1,0 +1,89 @@
+"""The served model: a token classifier (embedding -> transformer-style MLP blocks -> mean pool -> head),
+and how it is built, compressed with slimnn int8, saved and loaded.
+
+The weights are synthetic (drawn like a trained network's, see slimnn.demo), since nothing is downloaded;
+every nn.Linear -- the blocks and the head, about 99% of the compute -- is compressed.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import torch
+from torch import nn
+
+import slimnn
+from slimnn.demo import Block
+
+SIZES = {
+    # name: (vocab, d, hidden, blocks, classes)
+    "small": (1024, 128, 512, 2, 8),
+    "full": (8192, 512, 2048, 4, 16),
+}
+
+
+class TokenClassifier(nn.Module):
+    def __init__(self, vocab: int, d: int, hidden: int, blocks: int, classes: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.blocks = nn.Sequential(*[Block(d, hidden) for _ in range(blocks)])
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: (L,) int64 -> logits (classes,)."""
+        x = self.blocks(self.embed(tokens))
+        return self.head(self.norm(x).mean(0, keepdim=True))[0]
+
+
+def make_float_model(size: str, seed: int = 0) -> TokenClassifier:
+    g = torch.Generator().manual_seed(seed)
+    model = TokenClassifier(*SIZES[size])
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                k = m.in_features
+                w = torch.randn(m.out_features, k, generator=g) / k**0.5
+                w *= torch.exp(0.5 * torch.randn(m.out_features, 1, generator=g))  # channel scale spread
+                m.weight.copy_(w)
+                m.bias.copy_(0.02 * torch.randn(m.out_features, generator=g))
+            elif isinstance(m, nn.Embedding):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
+    return model.eval()
+
+
+def build(out_dir: str | pathlib.Path, size: str = "full", mode: str = "dynamic") -> pathlib.Path:
+    """Writes float.pt, int8.pt (state_dicts) and meta.json to out_dir: the offline compression step."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = make_float_model(size)
+    torch.save(model.state_dict(), out / "float.pt")
+    config = slimnn.Int8Config(mode=mode)
+    report = slimnn.compress_(model, config)
+    torch.save(model.state_dict(), out / "int8.pt")
+    (out / "meta.json").write_text(
+        json.dumps({"size": size, "config": config.to_json(), "converted": len(report.converted)}, indent=1)
+    )
+    return out
+
+
+def load(model_dir: str | pathlib.Path, variant: str) -> TokenClassifier:
+    """Loads the float or int8 model from build()'s files. weights_only=True: a model file is untrusted
+    input (no pickled code runs), and Int8Linear validates each packed blob before any kernel reads it."""
+    d = pathlib.Path(model_dir)
+    meta = json.loads((d / "meta.json").read_text())
+    model = TokenClassifier(*SIZES[meta["size"]])
+    if variant == "int8":
+        from slimnn.configs import config_from_json
+
+        slimnn.compress_(model, config_from_json(meta["config"]))
+    elif variant != "float":
+        raise ValueError(f"variant must be 'int8' or 'float', got {variant!r}")
+    state = torch.load(d / f"{variant}.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def vocab_size(model: TokenClassifier) -> int:
+    return model.embed.num_embeddings
