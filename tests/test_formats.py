@@ -324,11 +324,13 @@ def test_every_header_bit_flip(gs):
         assert not accepted
 
 
-def test_reserved_bytes_are_ignored():
+def test_reserved_bytes_must_be_zero():
+    """Reserved header bytes are refused unless zero: a writer that needs them bumps the version."""
     _, _, blob = pack(20, 37, 8)
     b = blob.clone()
     b[FIELD_BYTES:128] = 0xFF
-    assert formats.q8_info(b, full_check=True) == formats.q8_info(blob)
+    with pytest.raises(ValueError, match="reserved header bytes"):
+        formats.q8_info(b)
 
 
 @pytest.mark.parametrize("gs", [None, 8])
