@@ -36,7 +36,7 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
       fail("group_size must be a positive multiple of 4 (or 0 for per-channel), got " + std::to_string(group_size));
     l.gs = group_size;
   }
-  l.ng = (l.kp + l.gs - 1) / l.gs;
+  l.ng = (l.kp - 1) / l.gs + 1;  // ceil(kp / gs) without kp + gs overflowing for a huge (corrupt) gs
   l.off_w = align64(sizeof(PackedHeader));
   l.off_s = align64(l.off_w + uint64_t(l.np) * uint64_t(l.kp));
   l.off_c = align64(l.off_s + uint64_t(l.ng) * uint64_t(l.np) * 4);
@@ -73,7 +73,9 @@ uint64_t q8_blob_bytes(int64_t n, int64_t k, int64_t group_size) { return q8_lay
 
 Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
   const PackedHeader h = parse_header(blob, size, FormatId::kQ8);
-  const int64_t gs_arg = h.group_size == round_up(h.k, 4) && h.n_groups == 1 ? 0 : h.group_size;
+  // A K out of range is refused by q8_layout; test it first so round_up cannot overflow on a corrupt K.
+  const bool k_in_range = h.k > 0 && h.k <= kQ8MaxK;
+  const int64_t gs_arg = k_in_range && h.group_size == round_up(h.k, 4) && h.n_groups == 1 ? 0 : h.group_size;
   const Q8Layout l = q8_layout(h.n, h.k, gs_arg);
   if (h.np != l.np || h.kp != l.kp || h.group_size != l.gs || h.n_groups != l.ng || h.off_weights != l.off_w ||
       h.off_scales != l.off_s || h.off_colsum != l.off_c || h.off_comp != l.off_comp || h.total_bytes != l.total)
