@@ -39,7 +39,7 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
       fail("group_size " + std::to_string(group_size) + " is larger than the largest K (" + std::to_string(kQ8MaxK) + ")");
     l.gs = group_size;
   }
-  l.ng = (l.kp + l.gs - 1) / l.gs;
+  l.ng = (l.kp - 1) / l.gs + 1;  // ceil(kp / gs) without kp + gs overflowing for a huge (corrupt) gs
   l.off_w = align64(sizeof(PackedHeader));
   l.off_s = align64(l.off_w + uint64_t(l.np) * uint64_t(l.kp));
   l.off_c = align64(l.off_s + uint64_t(l.ng) * uint64_t(l.np) * 4);
