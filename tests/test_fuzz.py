@@ -22,6 +22,13 @@ SECONDS = float(os.environ.get("SLIMNN_FUZZ_SECONDS", "1.5"))
 SEED = int(os.environ.get("SLIMNN_FUZZ_SEED", "0"))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Kernels run single-threaded while fuzzing: the time goes to inputs, not to parallel regions (which
+    on a busy 2-core machine wait on the scheduler). conftest restores the default afterwards."""
+    slimnn.set_num_threads(1)
+
+
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_fuzz_target(name, tmp_path):
     crash_dir = pathlib.Path(os.environ.get("SLIMNN_FUZZ_CRASH_DIR", tmp_path))
