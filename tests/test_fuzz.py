@@ -129,7 +129,7 @@ def test_load_state_dict_rejects_cleanly(sd_fn):
 def _patched(blob, offset, fmt, value):
     b = bytearray(blob.numpy().tobytes())
     struct.pack_into(fmt, b, offset, value)
-    return fuzzing._as_tensor(bytes(b))
+    return fuzzing.as_tensor(bytes(b))
 
 
 @pytest.mark.parametrize(
@@ -164,8 +164,8 @@ def test_regression_full_check_is_canonical():
 
 
 def test_regression_op_checks_out_features():
-    """q8_linear (and torch.ops.slimnn.q8_linear) with out_features larger than the blob's N used to return uninitialized
-    columns."""
+    """q8_linear (and torch.ops.slimnn.q8_linear) with out_features larger than the blob's N used to return
+    uninitialized columns."""
     blob = formats.pack_q8(torch.ones(3, 8, dtype=torch.int8), torch.ones(1, 3))
     with pytest.raises(ValueError, match="out_features=16 but the packed weights have N=3"):
         ops.q8_linear(torch.ones(2, 8), blob, None, "dynamic", 16)
