@@ -243,7 +243,7 @@ def error_kind(e: BaseException) -> str:
     return type(e).__name__ + ": " + re.sub(r"-?\d+", "#", lines[-1])[:100]
 
 
-def _as_tensor(data: bytes) -> torch.Tensor:
+def as_tensor(data: bytes) -> torch.Tensor:
     """A 64-byte aligned uint8 tensor holding ``data`` (how a blob arrives from torch.load)."""
     t = torch.empty(len(data), dtype=torch.uint8)
     if data:

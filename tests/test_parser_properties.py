@@ -68,15 +68,15 @@ def test_every_truncation_and_extension_is_rejected(gs):
     data = blob.numpy().tobytes()
     for cut in range(len(data)):
         with pytest.raises(ValueError, match="shorter than|header says"):
-            formats.q8_info(fuzzing._as_tensor(data[:cut]))
+            formats.q8_info(fuzzing.as_tensor(data[:cut]))
     for extra in (1, 3, 4, 63, 64, 4096):
         with pytest.raises(ValueError, match="header says"):
-            formats.q8_info(fuzzing._as_tensor(data + bytes(extra)))
+            formats.q8_info(fuzzing.as_tensor(data + bytes(extra)))
 
 
 def _accepted_is_canonical(data: bytes) -> None:
     """The parser's whole contract for one input: a clean ValueError, or (full check) a canonical blob."""
-    t = fuzzing._as_tensor(data)
+    t = fuzzing.as_tensor(data)
     try:
         formats.q8_info(t, full_check=False)
     except ValueError:

@@ -42,13 +42,13 @@ def _x(k: int, rows: int = 3) -> torch.Tensor:
 
 
 def _parse_full(data, ctx):
-    return formats.q8_info(fuzzing._as_tensor(data), full_check=True)
+    return formats.q8_info(fuzzing.as_tensor(data), full_check=True)
 
 
 def _accepted_full(data, ctx, info):
     # The full check admits only canonical blobs: unpacking and packing again gives the same bytes
     # (header, padding, column sums, compensation terms and section gaps included).
-    blob = fuzzing._as_tensor(data)
+    blob = fuzzing.as_tensor(data)
     q, scales, gs = formats.unpack_q8(blob)
     again = formats.pack_q8(q, scales, gs)
     assert again.numpy().tobytes() == data, "an accepted blob is not canonical (repacking changes bytes)"
@@ -58,13 +58,13 @@ def _accepted_full(data, ctx, info):
 
 
 def _parse_header(data, ctx):
-    return formats.q8_info(fuzzing._as_tensor(data), full_check=False)
+    return formats.q8_info(fuzzing.as_tensor(data), full_check=False)
 
 
 def _accepted_header(data, ctx, info):
     # The header check alone must make every read in bounds: unpack and the kernels run on whatever
     # contents passed it (the sanitizer CI step checks the reads).
-    blob = fuzzing._as_tensor(data)
+    blob = fuzzing.as_tensor(data)
     q, scales, _ = formats.unpack_q8(blob)
     assert q.shape == (info.n, info.k) and scales.shape == (info.n_groups, info.n)
     for isa in (None, "portable"):  # the best kernels and the portable twins
@@ -79,12 +79,12 @@ _nullcontext = contextlib.nullcontext
 
 def _parse_op(data, ctx):
     n, k, _ = ctx
-    return ops.q8_linear(_x(k, 2), fuzzing._as_tensor(data), None, "dynamic", n)
+    return ops.q8_linear(_x(k, 2), fuzzing.as_tensor(data), None, "dynamic", n)
 
 
 def _accepted_op(data, ctx, y):
     n, k, _ = ctx
-    info = formats.q8_info(fuzzing._as_tensor(data))
+    info = formats.q8_info(fuzzing.as_tensor(data))
     assert (info.n, info.k) == (n, k), f"op accepted a {info.k}->{info.n} blob as a {k}->{n} layer"
     assert y.shape == (2, n)
 
@@ -92,7 +92,7 @@ def _accepted_op(data, ctx, y):
 def _parse_state_dict(data, ctx):
     n, k, gs = ctx
     mod = Int8Linear(k, n, bias=True, config=slimnn.Int8Config(group_size=gs))
-    sd = {"packed": fuzzing._as_tensor(data), "bias": torch.zeros(n)}
+    sd = {"packed": fuzzing.as_tensor(data), "bias": torch.zeros(n)}
     try:
         mod.load_state_dict(sd)
     except RuntimeError as e:
