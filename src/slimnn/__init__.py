@@ -13,6 +13,9 @@ from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
 from .configs import Int8Config
 from .info import cpu_info, kernels
+from .io import load, save
+from .pipeline import autocompress
+from .distill import distill
 
 __version__ = "0.1.0"
 
@@ -26,4 +29,8 @@ __all__ = [
     "kernels",
     "nn",
     "set_num_threads",
+    "autocompress",
+    "distill",
+    "load",
+    "save",
 ]
