@@ -285,7 +285,7 @@ def distill(
                     for name, m in mask_of.items():
                         student.get_submodule(name).weight.mul_(m)
                 if history is not None:
-                    history.append(float(total))
+                    history.append(float(total.detach()))
                 step += 1
                 if max_steps is not None and step >= max_steps:
                     break

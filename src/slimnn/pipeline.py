@@ -536,6 +536,10 @@ def autocompress(
                 if i < lo:
                     changed[n] = cand
                     sens_of[n] = s
+        if not changed:
+            report.notes.append(f"step {step.name}: no layer could take its formats within the budget"
+                                + (f" ({notes[0]}...)" if notes else ""))
+            continue
         for n, cand in changed.items():
             assignment[n] = cand
         metric = ctx.metric()
@@ -550,11 +554,12 @@ def autocompress(
                 report.notes.append(f"target {target} reached after step {step.name}")
                 break
 
-    def score(r: StepResult) -> tuple:
-        return (r.latency_ms if objective == "latency" else r.bytes, -r.metric if higher_is_better else r.metric)
-
     ok = [r for r in results if r.within_budget]
-    chosen = min(ok, key=score)
+    if objective == "latency":
+        # Latencies within 5% of the fastest count as a tie (machine noise); the smaller model wins it.
+        fastest = min(r.latency_ms for r in ok)
+        ok = [r for r in ok if r.latency_ms <= 1.05 * fastest]
+    chosen = min(ok, key=lambda r: (r.bytes, -r.metric if higher_is_better else r.metric))
     final = _materialize(model, assignments[chosen.name])
 
     if distill_data is not None and chosen.name != "float":
