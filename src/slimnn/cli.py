@@ -157,6 +157,12 @@ def _load_input(path: str) -> tuple[nn.Module, str]:
 
     if os.path.isdir(path):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:
+            pass
         if os.path.exists(os.path.join(path, "modules.json")):
             from sentence_transformers import SentenceTransformer
 

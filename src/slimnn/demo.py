@@ -201,8 +201,15 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
                 st, eval_fn, lat_feats, calib_data=feats, max_drop=1 - args.min_cos, threads=args.threads,
                 forward_fn=_forward, metric_name="cosine", reps=max(3, args.reps // 2), progress=args.progress,
             )
+            from collections import Counter
+
+            from .pipeline import layer_format
+
+            linear_names = {n for n, m in st.named_modules() if type(m) is nn.Linear}
+            mix = Counter(layer_format(m) for n, m in auto.named_modules() if n in linear_names)
             variants.append(("slimnn autocompress", auto,
-                             f"per-layer choice, cosine >= {args.min_cos}, {time.perf_counter() - t0:.0f} s"))
+                             f"chose per layer ({', '.join(f'{v} {k}' for k, v in mix.most_common())}) for "
+                             f"mean cosine >= {args.min_cos} in {time.perf_counter() - t0:.0f} s"))
         import warnings
 
         with warnings.catch_warnings():
@@ -250,6 +257,9 @@ def print_table(report: Report) -> None:
         tb = f"{s.bytes / 2**20:8.2f}" if s.bytes else f"{'n/a':>8}"
         print(f"{s.name:30} {lb} {lr} {tb} {s.latency_ms:10.2f} {s.speedup:7.2f}x "
               f"{s.metric:9.5f} {s.extra['cos_min']:8.5f} {s.extra['nn1_agree']:8.3f} {s.extra['top5_overlap']:6.3f}")
+    for s in report.steps:
+        if s.note:
+            print(f"  {s.name}: {s.note}")
 
 
 def save_load_check(st: nn.Module, int8: nn.Module, feats: list, out_dir: str) -> None:

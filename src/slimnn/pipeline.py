@@ -131,10 +131,12 @@ class _Threads:
 
 
 def measure_latency(
-    models: Sequence[nn.Module], inputs: Any, threads: int, reps: int = 20, forward_fn: Optional[Callable] = None
+    models: Sequence[nn.Module], inputs: Any, threads: int, reps: int = 20, forward_fn: Optional[Callable] = None,
+    stat: str = "median",
 ) -> list[float]:
-    """Median seconds per forward for each model, measured interleaved (one call of each per round) so
-    machine noise hits all alike, with ``threads`` threads."""
+    """Seconds per forward for each model, measured interleaved (one call of each per round) so machine
+    noise hits all alike, with ``threads`` threads. ``stat``: ``"median"`` (reported figures) or ``"min"``
+    (the least noisy estimate, for deciding which of two is faster on a busy machine)."""
     fwd = forward_fn or call_model
     times: list[list[float]] = [[] for _ in models]
     with _Threads(threads), torch.inference_mode():
@@ -145,6 +147,8 @@ def measure_latency(
                 t0 = time.perf_counter()
                 fwd(m, inputs)
                 times[i].append(time.perf_counter() - t0)
+    if stat == "min":
+        return [min(t) for t in times]
     return [sorted(t)[len(t) // 2] for t in times]
 
 
@@ -310,7 +314,7 @@ def _seed(seed: int) -> None:
 def _progress(it: Iterable, enabled: bool, desc: str, total: Optional[int] = None) -> Iterable:
     if not enabled:
         return it
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(it, desc=desc, total=total, leave=False)
 
@@ -458,7 +462,7 @@ def autocompress(
         x = layer_inputs_example(n)
         if x is None:
             return True, "not reached by example inputs"
-        t_cur, t_cand = measure_latency([cur, cand], x, threads, max(5, reps // 2))
+        t_cur, t_cand = measure_latency([cur, cand], x, threads, max(5, reps // 2), stat="min")
         return t_cand < 0.97 * t_cur, f"{1e3 * t_cand:.3f} vs {1e3 * t_cur:.3f} ms"
 
     example_cache: dict[str, Optional[Tensor]] = {}
@@ -556,9 +560,11 @@ def autocompress(
 
     ok = [r for r in results if r.within_budget]
     if objective == "latency":
-        # Latencies within 5% of the fastest count as a tie (machine noise); the smaller model wins it.
-        fastest = min(r.latency_ms for r in ok)
-        ok = [r for r in ok if r.latency_ms <= 1.05 * fastest]
+        # By speedup: each step's latency ratio to the float model, measured interleaved in one run (absolute
+        # times from different moments of a shared machine do not compare). Within 5% of the best is a
+        # tie (noise), which the smaller model wins.
+        best = max(r.speedup for r in ok)
+        ok = [r for r in ok if r.speedup >= best / 1.05]
     chosen = min(ok, key=lambda r: (r.bytes, -r.metric if higher_is_better else r.metric))
     final = _materialize(model, assignments[chosen.name])
 
