@@ -198,7 +198,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
                 return fidelity(ref, _embed(model, feats))["cos_mean"]
 
             auto, rep = slimnn.autocompress(
-                st, eval_fn, lat_feats, calib_data=feats, max_drop=1 - args.min_cos, threads=args.threads,
+                st, eval_fn, lat_feats, max_drop=1 - args.min_cos, threads=args.threads,
                 forward_fn=_forward, metric_name="cosine", reps=max(3, args.reps // 2), progress=args.progress,
             )
             from collections import Counter

@@ -440,6 +440,8 @@ def autocompress(
 
     def layer_inputs(n: str) -> Optional[Tensor]:
         # Layer by layer: only the current layer's captured inputs are kept.
+        if calib_data is None:
+            return layer_inputs_example(n)
         if n not in inputs_cache:
             inputs_cache.clear()
             inputs_cache[n] = _capture_inputs(work, n, calib, calib_rows, forward_fn)
@@ -491,12 +493,11 @@ def autocompress(
             cands = [n for n in layers if assignment[n] is not None]
         changed: dict[str, Any] = {}
         notes = []
-        for cfg in step.choices:
-            remaining = [n for n in cands if n not in changed]
-            if not remaining:
-                break
-            scored: list[tuple[float, str, nn.Module]] = []
-            for n in _progress(remaining, progress, f"{step.name}: sensitivity", len(remaining)):
+        # One pass over the layers (layer by layer: one layer's captured inputs at a time) scores every
+        # choice of the step; the budget search below then runs per choice, most aggressive first.
+        scored_by_choice: list[list[tuple[float, str, nn.Module]]] = [[] for _ in step.choices]
+        for n in _progress(cands, progress, f"{step.name}: layers", len(cands)):
+            for ci, cfg in enumerate(step.choices):
                 cand = build(n, cfg)
                 good, why = faster_or_smaller(n, cand)
                 if not good:
@@ -509,7 +510,9 @@ def autocompress(
                     _set(work, n, old)
                 else:
                     s = proxy_error(n, cand)
-                scored.append((s, n, cand))
+                scored_by_choice[ci].append((s, n, cand))
+        for ci, cfg in enumerate(step.choices):
+            scored = [t for t in scored_by_choice[ci] if t[1] not in changed]
             if not scored:
                 continue
             scored.sort(key=lambda t: t[0])
