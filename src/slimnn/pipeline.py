@@ -135,8 +135,9 @@ def measure_latency(
     stat: str = "median",
 ) -> list[float]:
     """Seconds per forward for each model, measured interleaved (one call of each per round) so machine
-    noise hits all alike, with ``threads`` threads. ``stat``: ``"median"`` (reported figures) or ``"min"``
-    (the least noisy estimate, for deciding which of two is faster on a busy machine)."""
+    noise hits all alike, with ``threads`` threads. ``stat``: ``"median"`` (reported figures), ``"min"``
+    (the least noisy estimate, for deciding which of two is faster on a busy machine) or ``"raw"`` (the
+    lists of times)."""
     fwd = forward_fn or call_model
     times: list[list[float]] = [[] for _ in models]
     with _Threads(threads), torch.inference_mode():
@@ -149,6 +150,8 @@ def measure_latency(
                 times[i].append(time.perf_counter() - t0)
     if stat == "min":
         return [min(t) for t in times]
+    if stat == "raw":
+        return times  # type: ignore[return-value]
     return [sorted(t)[len(t) // 2] for t in times]
 
 
