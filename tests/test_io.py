@@ -353,3 +353,20 @@ def test_user_metadata_and_registry(tmp_path):
     slimnn.save(_compressed(), p, metadata={"task": "digits", "n": 3})
     assert io.manifest(p)["user"] == {"task": "digits", "n": 3}
     assert io.registered_formats()["int8_linear"] is Int8Linear
+
+
+def test_deeply_nested_json_and_architecture(tmp_path):
+    header, man, data = _parts(tmp_path)
+    node = {"type": "ReLU", "args": {}}
+    for _ in range(100):
+        node = {"type": "Sequential", "args": {}, "children": [node]}
+    man["architecture"] = node
+    p = tmp_path / "deep.safetensors"
+    _write(p, _with_manifest(header, man), data)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        slimnn.load(p)
+    h = copy.deepcopy(header)
+    h["__metadata__"] = {io.MANIFEST_KEY: "[" * 200000 + "]" * 200000}
+    _write(p, h, data)
+    with pytest.raises(ValueError, match="JSON"):
+        slimnn.load(p)
