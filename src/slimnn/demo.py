@@ -205,6 +205,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
 
             from .pipeline import layer_format
 
+            rep.save(os.path.join(args.out, "autocompress"))  # its own per-step, per-layer report
             linear_names = {n for n, m in st.named_modules() if type(m) is nn.Linear}
             mix = Counter(layer_format(m) for n, m in auto.named_modules() if n in linear_names)
             variants.append(("slimnn autocompress", auto,
