@@ -134,7 +134,7 @@ class Report:
     def pareto_front(self, x: str = "bytes") -> list[str]:
         """Names of the steps no other step beats on both ``x`` (lower is better) and the metric."""
         sign = 1.0 if self.higher_is_better else -1.0
-        pts = [(getattr(s, x), sign * s.metric, s.name) for s in self.steps]
+        pts = [(getattr(s, x), sign * s.metric, s.name) for s in self.steps if getattr(s, x) > 0]
         front = []
         for a in pts:
             dominated = any(
@@ -154,13 +154,16 @@ class Report:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         for ax, key, label in ((axes[0], "bytes", "size (MB)"), (axes[1], "latency_ms", "latency (ms)")):
             scale = 1 / 2**20 if key == "bytes" else 1.0
-            for s in self.steps:
+            shown = [s for s in self.steps if getattr(s, key) > 0]  # size 0: not measured (a foreign peer)
+            for i, s in enumerate(shown):
                 xv = getattr(s, key) * scale
                 color = "tab:green" if s.within_budget else "tab:red"
                 ax.scatter([xv], [s.metric], color=color, s=60 if s.name == self.chosen else 30,
                            edgecolors="black" if s.name == self.chosen else "none", zorder=3)
-                ax.annotate(s.name, (xv, s.metric), textcoords="offset points", xytext=(4, 4), fontsize=8)
-            front = [s for s in self.steps if s.name in set(self.pareto_front(key))]
+                ax.annotate(s.name, (xv, s.metric), textcoords="offset points", xytext=(4, 4 - 10 * (i % 3)),
+                            fontsize=8)
+            names = {s.name for s in shown}
+            front = [s for s in shown if s.name in set(self.pareto_front(key)) & names]
             front.sort(key=lambda s: getattr(s, key))
             ax.plot([getattr(s, key) * scale for s in front], [s.metric for s in front], "--", color="gray",
                     label="Pareto front", zorder=2)
