@@ -14,6 +14,15 @@ from slimnn.nn import Int8Linear
 pytest.importorskip("sklearn")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: one thread is fastest on a shared 2-core machine; restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def task():
     old = torch.get_num_threads()
@@ -160,7 +169,6 @@ def _magnitude_prune(model, sparsity):
 
 
 def test_distill_recovers_accuracy_after_aggressive_pruning(task):
-    torch.set_num_threads(1)
     base = task.accuracy(task.model)
     student = _magnitude_prune(copy.deepcopy(task.model), 0.92)
     zeros = {n: (m.weight == 0).clone() for n, m in student.named_modules() if isinstance(m, nn.Linear)}
@@ -179,7 +187,6 @@ def test_distill_recovers_accuracy_after_aggressive_pruning(task):
 
 
 def test_distill_int8_student_stays_int8(task):
-    torch.set_num_threads(1)
     student = copy.deepcopy(task.model)
     slimnn.compress_(student, slimnn.Int8Config(group_size=32))
     blob_before = student[2].packed.clone()
@@ -191,7 +198,6 @@ def test_distill_int8_student_stays_int8(task):
 
 
 def test_distill_smaller_architecture_with_feature_matching(task):
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     small = tasks.mlp(64, 48, 10, layers=2)
     before = task.accuracy(small.eval())
