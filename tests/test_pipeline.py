@@ -221,3 +221,15 @@ def test_autocompress_with_distill_step(task, tmp_path):
     )
     assert report.steps[-1].name == "distill"
     assert task.accuracy(model) >= task.accuracy(task.model) - 0.01
+
+
+def test_a_format_that_rejects_a_layer_leaves_it_alone():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+    x = torch.randn(32, 64)
+    with torch.no_grad():  # a NaN weight: the int8 quantizer refuses this layer with a ValueError
+        m[2].weight[0, 0] = float("nan")
+    out, report = slimnn.autocompress(m, lambda mod: 1.0, x, max_drop=0.01, objective="size", threads=1,
+                                      reps=2, progress=False)
+    assert isinstance(out[0], Int8Linear) and type(out[2]) is nn.Linear
+    assert "does not apply" in report._step("int8").note

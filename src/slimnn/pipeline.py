@@ -501,7 +501,11 @@ def autocompress(
         scored_by_choice: list[list[tuple[float, str, nn.Module]]] = [[] for _ in step.choices]
         for n in _progress(cands, progress, f"{step.name}: layers", len(cands)):
             for ci, cfg in enumerate(step.choices):
-                cand = build(n, cfg)
+                try:
+                    cand = build(n, cfg)
+                except (ValueError, TypeError, NotImplementedError) as e:  # e.g. a shape the format rejects
+                    notes.append(f"{n}: {type(cfg).__name__} does not apply ({e})")
+                    continue
                 good, why = faster_or_smaller(n, cand)
                 if not good:
                     notes.append(f"{n}: {layer_format(cand)} not {'faster' if objective == 'latency' else 'smaller'} ({why})")
