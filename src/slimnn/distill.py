@@ -209,7 +209,7 @@ def distill(
     for name, mod in student.named_modules():
         if type(mod).__module__.startswith("slimnn.nn") and type(mod) not in _TRAINABLE:
             raise TypeError(f"{name} is a {type(mod).__name__}, which distill cannot train; register it "
-                            "with slimnn.distill.register_trainable")
+                            "with register_trainable (from slimnn.distill import register_trainable)")
 
     # 2. Masks for pruned float layers.
     mask_of: dict[str, Tensor] = {}
