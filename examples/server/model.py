@@ -1,7 +1,7 @@
 """The served model: a token classifier (embedding -> transformer-style MLP blocks -> mean pool -> head),
 and how it is built, compressed with slimnn int8, saved and loaded.
 
-The weights are synthetic (drawn like a trained network's, see slimnn.demo), since nothing is downloaded;
+The weights are synthetic (drawn like a trained network's), since nothing is downloaded;
 every nn.Linear -- the blocks and the head, about 99% of the compute -- is compressed.
 """
 
@@ -14,7 +14,19 @@ import torch
 from torch import nn
 
 import slimnn
-from slimnn.demo import Block
+
+
+class Block(nn.Module):
+    """A transformer-style MLP block: x + down(gelu(up(norm(x))))."""
+
+    def __init__(self, d: int, h: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.up = nn.Linear(d, h)
+        self.down = nn.Linear(h, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
 
 SIZES = {
     # name: (vocab, d, hidden, blocks, classes)
