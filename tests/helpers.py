@@ -141,3 +141,31 @@ def special_rows(k: int, g: torch.Generator) -> list[torch.Tensor]:
     mixed[0] = 1e20
     rows.append(mixed)
     return [r.to(torch.float32) for r in rows]
+
+
+class MlpBlock(torch.nn.Module):
+    """A transformer-style MLP block: x + down(gelu(up(norm(x))))."""
+
+    def __init__(self, d: int, h: int) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(d)
+        self.up = torch.nn.Linear(d, h)
+        self.down = torch.nn.Linear(h, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
+
+
+def make_mlp_model(d: int, h: int, blocks: int, seed: int = 0) -> torch.nn.Module:
+    """MLP blocks with weights drawn like a trained network's (per-channel scale spread)."""
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.Sequential(*[MlpBlock(d, h) for _ in range(blocks)])
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                k = m.in_features
+                w = torch.randn(m.out_features, k, generator=g) / k**0.5
+                w *= torch.exp(0.5 * torch.randn(m.out_features, 1, generator=g))
+                m.weight.copy_(w)
+                m.bias.copy_(0.02 * torch.randn(m.out_features, generator=g))
+    return model.eval()

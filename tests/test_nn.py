@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 import slimnn
-from slimnn import demo, formats, ops
+from slimnn import formats, ops
 from slimnn.configs import Int8Config, config_from_json
 from slimnn.nn import Int8Linear
 
-from helpers import dequant, reference_linear
+from helpers import dequant, make_mlp_model, reference_linear
 from tolerances import assert_close, assert_exact
 
 MODES = ["dynamic", "weight_only"]
@@ -176,7 +176,7 @@ def test_compress_rejects_and_is_atomic():
 def test_sqnr_against_float(group_size):
     """On transformer-like weights and activations with outlier features: dynamic >= 30 dB (measured
     ~36), weight-only higher still (measured ~39-42)."""
-    model = demo.make_model(128, 512, 2)
+    model = make_mlp_model(128, 512, 2)
     x = realistic_input(32, 128)
     with torch.no_grad():
         ref = model(x)
