@@ -18,6 +18,14 @@ inline __m512i bcast4(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// acc + the u8 x s8 dot products of a and b, 4 bytes per int32 lane (vpdpbusd). Written in asm because
+// gcc 12 copies the accumulator to a new register around every _mm512_dpbusd_epi32 (and spills under
+// pressure); here it stays in place.
+inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
 inline __mmask16 col_mask(int64_t ncols, int p) {
   const int64_t rem = ncols - int64_t(p) * 16;
   return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
@@ -50,11 +58,11 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
     for (int m = 0; m < MR; ++m) {
       const __m512i a0 = bcast4(a + m * lda + k8 * 8), a1 = bcast4(a + m * lda + k8 * 8 + 4);
       for (int p = 0; p < NP; ++p) {
-        acc[m][p] = _mm512_dpbusd_epi32(acc[m][p], a0, lo[p]);
+        acc[m][p] = dpbusd(acc[m][p], a0, lo[p]);
         if (MR == 1)
-          acc_hi[p % kHi] = _mm512_dpbusd_epi32(acc_hi[p % kHi], a1, hi[p]);
+          acc_hi[p % kHi] = dpbusd(acc_hi[p % kHi], a1, hi[p]);
         else
-          acc[m][p] = _mm512_dpbusd_epi32(acc[m][p], a1, hi[p]);
+          acc[m][p] = dpbusd(acc[m][p], a1, hi[p]);
       }
     }
   }
