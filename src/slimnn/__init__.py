@@ -12,12 +12,14 @@ from . import isa, nn, ops  # noqa: F401
 from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
 from .configs import Int8Config
+from .configs import Int4Config
 from .info import cpu_info, kernels
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CompressionReport",
+    "Int4Config",
     "Int8Config",
     "compress_",
     "cpu_info",

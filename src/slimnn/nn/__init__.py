@@ -1,5 +1,6 @@
 """Compressed drop-in replacements for ``torch.nn.Linear``."""
 
 from .int8 import Int8Linear
+from .int4 import Int4Linear
 
-__all__ = ["Int8Linear"]
+__all__ = ["Int8Linear", "Int4Linear"]
