@@ -133,9 +133,9 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
     const uint8_t* panel = v.w + (j / 16) * 8 * v.kp;
     double comp = 0;
     for (int64_t g = 0; g < v.n_groups; ++g) {
-      const float s = q4_scale_to_f32(v.scales, sd, g * v.np + j);
+      const float s = q4_scale_to_f32(v.scales, sd, q4_sz_index(g, j, v.n_groups));
       if (!std::isfinite(s)) fail("non-finite scale at group " + std::to_string(g) + ", column " + std::to_string(j));
-      const int32_t z = v.zeros ? v.zeros[g * v.np + j] : 8;
+      const int32_t z = v.zeros ? v.zeros[q4_sz_index(g, j, v.n_groups)] : 8;
       if (z > 15) fail("zero point above 15 at group " + std::to_string(g) + ", column " + std::to_string(j));
       if (j >= v.n && v.zeros && z != 0) fail("non-zero padding zero point at column " + std::to_string(j));
       const int64_t k0 = g * v.group_size, k1 = std::min<int64_t>(v.kp, k0 + v.group_size);
@@ -201,9 +201,9 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int
     }
     double cm = 0;
     for (int64_t g = 0; g < l.ng; ++g) {
-      std::memcpy(s + (g * l.np + j) * sb, static_cast<const uint8_t*>(scales) + (g * n + j) * sb, sb);
+      std::memcpy(s + q4_sz_index(g, j, l.ng) * sb, static_cast<const uint8_t*>(scales) + (g * n + j) * sb, sb);
       const int32_t z = asym ? zeros[g * n + j] : 8;
-      if (asym) zs[g * l.np + j] = uint8_t(z);
+      if (asym) zs[q4_sz_index(g, j, l.ng)] = uint8_t(z);
       int32_t sum = 0;
       const int64_t k1 = std::min<int64_t>(k, (g + 1) * l.gs);
       for (int64_t kk = g * l.gs; kk < k1; ++kk) sum += int32_t(codes[j * k + kk]) - z;
@@ -221,8 +221,8 @@ void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros) {
     for (int64_t kk = 0; kk < v.k; ++kk) codes[j * v.k + kk] = nibble(panel, j % 16, kk);
     for (int64_t g = 0; g < v.n_groups; ++g) {
       std::memcpy(static_cast<uint8_t*>(scales) + (g * v.n + j) * sb,
-                  static_cast<const uint8_t*>(v.scales) + (g * v.np + j) * sb, sb);
-      if (v.zeros && zeros) zeros[g * v.n + j] = v.zeros[g * v.np + j];
+                  static_cast<const uint8_t*>(v.scales) + q4_sz_index(g, j, v.n_groups) * sb, sb);
+      if (v.zeros && zeros) zeros[g * v.n + j] = v.zeros[q4_sz_index(g, j, v.n_groups)];
     }
   }
 }

@@ -34,20 +34,25 @@ enum class ScaleDtype : uint8_t {
 
 // The q4 fields kept in PackedHeader::reserved (24 bytes; q8 leaves them zero).
 struct Q4HeaderExt {
-  uint64_t off_zeros;   // uint8 [n_groups][np], or 0 when symmetric
+  uint64_t off_zeros;   // uint8 [np/16][n_groups][16], or 0 when symmetric
   uint8_t scale_dtype;  // ScaleDtype
   uint8_t asymmetric;   // 0 or 1
   uint8_t pad[14];      // zero
 };
 static_assert(sizeof(Q4HeaderExt) == 24, "the q4 header extension fills PackedHeader::reserved exactly");
 
+// Scales and zero points are stored panel by panel: [np/16][n_groups][16], so the kernels, which sweep K
+// for one block of panels at a time, read them as one more sequential stream beside the weights (a
+// [n_groups][np] layout would be a strided walk, one cache line per group, that the prefetchers miss).
+inline int64_t q4_sz_index(int64_t g, int64_t col, int64_t n_groups) { return (col / 16) * n_groups * 16 + g * 16 + col % 16; }
+
 struct Q4View {
   int64_t n, k, np, kp, group_size, n_groups;
   ScaleDtype scale_dtype;
   bool asymmetric;
   const uint8_t* w;       // [np/16][kp/8][64] (see above)
-  const void* scales;     // [n_groups][np], scale_dtype
-  const uint8_t* zeros;   // [n_groups][np] in [0, 15]; null when symmetric (all 8)
+  const void* scales;     // [np/16][n_groups][16], scale_dtype (q4_sz_index)
+  const uint8_t* zeros;   // [np/16][n_groups][16] in [0, 15]; null when symmetric (all 8)
   const int32_t* colsum;  // [np] when n_groups == 1, else null: sum over real k of (u - z)
   const float* comp;      // [np]: sum_g scale[g][n] * sum_{k in g} (u - z), i.e. the row sum of W
 };

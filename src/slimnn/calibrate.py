@@ -67,14 +67,20 @@ def gptq_quantize(
     scale_dtype: torch.dtype = torch.float16,
     damp: float = 0.01,
     block_size: int = 128,
+    act_order: bool = True,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """GPTQ of W (N x K) given H = 2/n * sum_t x_t x_t^T (K x K) of its calibration inputs.
 
     Inputs that never fire (H[k, k] == 0) get zero weight. ``damp`` * mean(diag H) is added to the diagonal
     for a stable Cholesky factorization; if it still fails, the damping is raised tenfold (up to 3 times).
-    ``block_size`` (the lazy-batch width) is rounded up to a multiple of the group size, so a group never
-    straddles two batches and its parameters come from fully updated weights. Per channel, each row's
-    scale is chosen once from the original weights. Returns (codes, scales, zeros) as quantize_int4 does.
+    ``act_order``: columns are quantized in decreasing order of H's diagonal (the inputs with the most
+    energy first, while the most columns remain to absorb their error); each group's scale and zero point
+    are then fixed beforehand from the original weights ("static groups"), so groups stay contiguous in K
+    as the format needs. Without it, columns go in order and a group's parameters come from the weights as
+    updated when quantization reaches the group's first column; ``block_size`` (the lazy-batch width) is
+    then rounded up to a multiple of the group size so a group never straddles two batches. Per channel,
+    each row's scale is always chosen from the original weights. Returns (codes, scales, zeros) as
+    :func:`slimnn.quantize.quantize_int4` does.
     """
     w = check_weight(w).clone()
     n, k = w.shape
@@ -87,27 +93,37 @@ def gptq_quantize(
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
     gs = k if group_size is None else group_size
-    block = max(1, -(-block_size // gs)) * gs if group_size is not None else block_size
+    ng = -(-k // gs)
+    static = act_order or group_size is None
+    if static:  # parameters per group from the original weights
+        wg, _ = group_view(w, gs)
+        s_all, z_all = int4_params(wg, symmetric, scale_dtype)  # (N, G)
+        block = block_size
+    else:
+        block = max(1, -(-block_size // gs)) * gs
+    perm = torch.argsort(torch.diagonal(h), descending=True, stable=True) if act_order else torch.arange(k)
+    w = w[:, perm]
+    h = h[perm][:, perm]
     u = None
     base = float(torch.diagonal(h).mean())
     for attempt in range(4):
         hd = h + (damp * 10**attempt) * base * torch.eye(k)
         chol, info = torch.linalg.cholesky_ex(hd)
         if int(info) == 0:
-            hinv = torch.cholesky_inverse(chol)
-            u, info = torch.linalg.cholesky_ex(hinv, upper=True)
+            u, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
             if int(info) == 0:
                 break
         u = None
     if u is None:
         raise ValueError("GPTQ: the Hessian is not positive definite even after damping (degenerate calibration data?)")
 
-    ng = -(-k // gs)
-    codes = torch.zeros(n, k, dtype=torch.uint8)
-    scales = torch.empty(n, ng, dtype=scale_dtype)
-    zeros = None if symmetric else torch.empty(n, ng, dtype=torch.uint8)
-    if group_size is None:  # per channel: one scale per row, from the original weights
-        s_row, z_row = int4_params(w, symmetric, scale_dtype)
+    codes = torch.zeros(n, k, dtype=torch.uint8)  # in permuted column order until the end
+    if static:
+        scales, zeros = s_all, z_all
+    else:
+        scales = torch.empty(n, ng, dtype=scale_dtype)
+        zeros = None if symmetric else torch.empty(n, ng, dtype=torch.uint8)
+    group_of = (perm // gs).tolist()
     for i1 in range(0, k, block):
         i2 = min(i1 + block, k)
         w1 = w[:, i1:i2].clone()
@@ -116,29 +132,27 @@ def gptq_quantize(
         s_cur = z_cur = None
         for j in range(i2 - i1):
             col = i1 + j
-            if group_size is None:
-                s_cur, z_cur = s_row, z_row
+            if static:
+                g = group_of[col]
+                s_cur, z_cur = scales[:, g], None if zeros is None else zeros[:, g]
             elif col % gs == 0:
-                gi = col // gs
+                g = col // gs
                 s_cur, z_cur = int4_params(w1[:, j : min(j + gs, i2 - i1)], symmetric, scale_dtype)
-                scales[:, gi] = s_cur
+                scales[:, g] = s_cur
                 if zeros is not None:
-                    zeros[:, gi] = z_cur
+                    zeros[:, g] = z_cur
             wc = w1[:, j]
             q = int4_codes(wc.unsqueeze(1), s_cur, z_cur).squeeze(1)
             codes[:, col] = q
             zf = 8.0 if z_cur is None else z_cur.to(torch.float32)
-            dq = (q.to(torch.float32) - zf) * s_cur.to(torch.float32)
-            e = (wc - dq) / u1[j, j]
+            e = (wc - (q.to(torch.float32) - zf) * s_cur.to(torch.float32)) / u1[j, j]
             w1[:, j:] -= e.unsqueeze(1) * u1[j, j:].unsqueeze(0)
             err1[:, j] = e
         if i2 < k:
             w[:, i2:] -= err1 @ u[i1:i2, i2:]
-    if group_size is None:
-        scales[:, 0] = s_row
-        if zeros is not None:
-            zeros[:, 0] = z_row
-    return codes, scales.t().contiguous(), None if zeros is None else zeros.t().contiguous()
+    out = torch.empty_like(codes)
+    out[:, perm] = codes
+    return out, scales.t().contiguous(), None if zeros is None else zeros.t().contiguous()
 
 
 def _fake_quant_rows(x: Tensor) -> Tensor:

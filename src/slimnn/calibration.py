@@ -150,7 +150,7 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
             if config.method == "gptq":
                 codes, scales, zeros = gptq_quantize(
                     lin.weight, st.hessian, config.group_size, config.symmetric, sdt, config.gptq_damp,
-                    config.gptq_block,
+                    config.gptq_block, config.gptq_act_order,
                 )
             else:
                 in_mul, codes, scales, zeros = awq_quantize(

@@ -66,7 +66,8 @@ class Int4Config:
         dict -> ``model(**x)``), read once into a list. It is not part of the config's identity: it is left
         out of ``to_json``, equality and ``repr``.
     gptq_damp: GPTQ's dampening, as a fraction of the Hessian's mean diagonal. gptq_block: GPTQ's lazy-batch
-        width (rounded up to a multiple of the group size).
+        width. gptq_act_order: quantize columns in decreasing order of input energy, with group parameters
+        fixed from the original weights (usually better; see :func:`slimnn.calibrate.gptq_quantize`).
     awq_grid: number of steps of AWQ's exponent search in [0, 1]. awq_clip: also search a clipping ratio per
         group. max_calib_rows: activation rows (tokens) kept per layer for AWQ's searches (sampled evenly).
     progress: show a progress bar over layers during calibration (needs tqdm).
@@ -81,6 +82,7 @@ class Int4Config:
     calib_data: Any = dataclasses.field(default=None, compare=False, repr=False)
     gptq_damp: float = 0.01
     gptq_block: int = 128
+    gptq_act_order: bool = True
     awq_grid: int = 20
     awq_clip: bool = True
     max_calib_rows: int = 4096
@@ -107,6 +109,9 @@ class Int4Config:
             self.calib_data is not None and not hasattr(self.calib_data, "__iter__")
         ):
             raise ValueError("Int4Config.calib_data must be None or an iterable of model inputs")
+        for name in ("gptq_act_order", "awq_clip", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Int4Config.{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.gptq_damp, (int, float)) and 0 < self.gptq_damp < 1):
             raise ValueError(f"Int4Config.gptq_damp must be in (0, 1), got {self.gptq_damp!r}")
         for name in ("gptq_block", "awq_grid", "max_calib_rows"):

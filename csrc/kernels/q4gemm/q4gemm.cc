@@ -82,8 +82,8 @@ Q4Epilogue base_epilogue(const Q4View& w) {
 
 void offset_columns(Q4Epilogue& e, const Q4View& w, const float* bias, int64_t n0) {
   const int sb = w.scale_dtype == ScaleDtype::kF32 ? 4 : 2;
-  e.scales = static_cast<const uint8_t*>(w.scales) + n0 * sb;
-  e.zeros = w.zeros ? w.zeros + n0 : nullptr;
+  e.scales = static_cast<const uint8_t*>(w.scales) + n0 * w.n_groups * sb;  // panel n0/16, group 0
+  e.zeros = w.zeros ? w.zeros + n0 * w.n_groups : nullptr;
   e.colsum = w.colsum ? w.colsum + n0 : nullptr;
   e.comp = w.comp + n0;
   e.bias = bias ? bias + n0 : nullptr;

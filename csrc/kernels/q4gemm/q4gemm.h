@@ -24,12 +24,12 @@
 namespace slimnn {
 
 struct Q4Epilogue {
-  const void* scales;     // [n_groups][np] in scale_dtype, offset to the block's first column
+  const void* scales;     // [panels][n_groups][16] in scale_dtype, from the block's first panel
   ScaleDtype scale_dtype;
-  const uint8_t* zeros;   // [n_groups][np] offset likewise, or null (symmetric: 8)
+  const uint8_t* zeros;   // [panels][n_groups][16] likewise, or null (symmetric: 8)
   const int32_t* colsum;  // [np] offset likewise (per channel only)
   const float* comp;      // [np] offset likewise
-  int64_t np;             // stride between groups in scales/zeros
+  int64_t np;             // columns of the whole matrix (row stride of the dot hook's output)
   int64_t group_k8;       // group size in steps of 8 along K
   int64_t n_groups;
   const float* a_scale;   // [mr] (dyn only)

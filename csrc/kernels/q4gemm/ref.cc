@@ -10,7 +10,7 @@ inline int32_t code(const uint8_t* panel, int c, int64_t k) {
   return (k % 8) < 4 ? (b & 0x0F) : (b >> 4);
 }
 
-inline int32_t zero_of(const Q4Epilogue& e, int64_t g, int64_t col) { return e.zeros ? e.zeros[g * e.np + col] : 8; }
+inline int32_t zero_of(const Q4Epilogue& e, int64_t g, int64_t col) { return e.zeros ? e.zeros[q4_sz_index(g, col, e.n_groups)] : 8; }
 
 // E_g for one row and one column: sum_{k in g} a_k * (u_k - z), computed as the kernels do (raw dot, then
 // the zero-point term), which is the same integer.
@@ -57,7 +57,7 @@ void qgemm_q4_u8_1x16__portable(int mr, int panels, const uint8_t* a, int64_t ld
           for (int64_t g = 0; g < e.n_groups; ++g) {
             const int64_t k1 = (g + 1) * gk < kp ? (g + 1) * gk : kp;
             const int32_t d = group_dot(am, wp, c, g * gk, k1, zero_of(e, g, col), e.a_sum[m * e.n_groups + g]);
-            acc += static_cast<float>(d) * q4_scale_to_f32(e.scales, e.scale_dtype, g * e.np + col);
+            acc += static_cast<float>(d) * q4_scale_to_f32(e.scales, e.scale_dtype, q4_sz_index(g, col, e.n_groups));
           }
           r = acc - float(e.a_zp[m]) * e.comp[col];
         }
@@ -85,7 +85,7 @@ void qgemm_q4_f32_1x16__portable(int mr, int panels, const float* x, int64_t ldx
           float d = 0.0f;
           const int64_t k1 = (g + 1) * gk < kp ? (g + 1) * gk : kp;
           for (int64_t k = g * gk; k < k1; ++k) d += xm[k] * float(code(wp, c, k) - z);
-          acc += d * q4_scale_to_f32(e.scales, e.scale_dtype, g * e.np + col);
+          acc += d * q4_scale_to_f32(e.scales, e.scale_dtype, q4_sz_index(g, col, e.n_groups));
         }
         if (e.bias) acc += e.bias[col];
         e.y[m * e.ldy + col] = acc;

@@ -78,7 +78,7 @@ inline __m256i group_exact(const __m256i (&acc)[MR][4], int m, int h, const Q4Ep
   const int32_t asum = e.a_sum[m * e.n_groups + g];
   if (e.zeros == nullptr) return _mm256_sub_epi32(d, _mm256_set1_epi32(asum * 8));
   const __m256i zv =
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e.zeros + g * e.np + h * 8)));
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e.zeros + g * 16 + h * 8)));
   return _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(asum)));
 }
 
@@ -104,7 +104,7 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
           facc[m][h] = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), sw);
         }
       } else {
-        const __m256 sg = load_scales(e.scales, e.scale_dtype, g * e.np + h * 8);
+        const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
         for (int m = 0; m < MR; ++m)
           facc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(group_exact<MR>(acc, m, h, e, g)), sg, facc[m][h]);
       }
@@ -145,7 +145,7 @@ void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
     const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
     __m128i zb[4];
     if (e.zeros) {
-      const __m128i z16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + g * e.np));
+      const __m128i z16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + g * 16));
       for (int j = 0; j < 4; ++j) zb[j] = spread_zeros(z16, j);
     } else {
       for (int j = 0; j < 4; ++j) zb[j] = _mm_set1_epi8(8);
@@ -168,7 +168,7 @@ void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
       }
     }
     for (int h = 0; h < 2; ++h) {
-      const __m256 sg = load_scales(e.scales, e.scale_dtype, g * e.np + h * 8);
+      const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
       out[h] = _mm256_fmadd_ps(reduce8(acc + 4 * h), sg, out[h]);
     }
   }

@@ -61,7 +61,7 @@ void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilo
   for (int64_t g = 0; g < e.n_groups; ++g) {
     const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
     __m512i zb[NP];
-    for (int p = 0; p < NP; ++p) zb[p] = e.zeros ? spread_zeros(e.zeros + g * e.np + p * 16) : _mm512_set1_epi8(8);
+    for (int p = 0; p < NP; ++p) zb[p] = e.zeros ? spread_zeros(e.zeros + (p * e.n_groups + g) * 16) : _mm512_set1_epi8(8);
     __m512 acc[MR][NP][4];
     for (int m = 0; m < MR; ++m)
       for (int p = 0; p < NP; ++p)
@@ -83,7 +83,7 @@ void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilo
       }
     }
     for (int p = 0; p < NP; ++p) {
-      const __m512 sg = load_scales(e.scales, e.scale_dtype, g * e.np + p * 16);
+      const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
       for (int m = 0; m < MR; ++m) out[m][p] = _mm512_fmadd_ps(reduce4x4(acc[m][p]), sg, out[m][p]);
     }
   }

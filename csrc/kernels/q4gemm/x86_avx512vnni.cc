@@ -82,7 +82,7 @@ inline void sub_zero_term(__m512i (&acc)[MR][NP], const Q4Epilogue& e, int64_t g
   }
   for (int p = 0; p < NP; ++p) {
     const __m512i zv =
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + g * e.np + p * 16)));
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + (p * e.n_groups + g) * 16)));
     for (int m = 0; m < MR; ++m)
       acc[m][p] = _mm512_sub_epi32(acc[m][p], _mm512_mullo_epi32(zv, _mm512_set1_epi32(e.a_sum[m * e.n_groups + g])));
   }
@@ -122,7 +122,7 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
     dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
     sub_zero_term<MR, NP>(acc, e, g);
     for (int p = 0; p < NP; ++p) {
-      const __m512 sg = load_scales(e.scales, e.scale_dtype, g * e.np + p * 16);
+      const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
       for (int m = 0; m < MR; ++m) facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][p]), sg, facc[m][p]);
     }
   }
