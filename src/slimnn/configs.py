@@ -85,7 +85,7 @@ class Int4Config:
     gptq_act_order: bool = True
     awq_grid: int = 20
     awq_clip: bool = True
-    max_calib_rows: int = 4096
+    max_calib_rows: int = 2048
     progress: bool = True
     version: int = 1
 
