@@ -79,16 +79,23 @@ def test_many_small_calls_grow_neither_memory_nor_threads(mode, shape, dtype, ca
             mod(x)
         gc.collect()
         rss0, threads0, py_threads0, objs0 = rss_bytes(), os_threads(), threading.active_count(), len(gc.get_objects())
-        for _ in range(calls):
+        for _ in range(calls // 2):
+            y = mod(x)
+        gc.collect()
+        # A leak grows in every window; the heap settling after earlier tests (seen once in a full run:
+        # 7.5 MiB in the first window) does not. So the bound applies to the second half of the calls.
+        rss_mid = rss_bytes()
+        for _ in range(calls - calls // 2):
             y = mod(x)
         gc.collect()
         rss1, threads1, py_threads1, objs1 = rss_bytes(), os_threads(), threading.active_count(), len(gc.get_objects())
+        rss0 = rss_mid
     assert torch.equal(y, ref)
     assert threads1 <= threads0 and py_threads1 == py_threads0
     assert objs1 - objs0 < 100, f"{objs1 - objs0} more Python objects after {calls} calls"
     if not SANITIZED:
-        # 4 MiB over 100k calls: a leak of even 40 bytes a call would show.
-        assert rss1 - rss0 < 4 << 20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB over {calls} calls"
+        # 2 MiB over 50k calls: a leak of even 40 bytes a call would show.
+        assert rss1 - rss0 < 2 << 20, f"RSS grew by {(rss1 - rss0) / 2**20:.1f} MiB over {calls // 2} calls"
 
 
 def test_autograd_path_is_stable(torch_threads):

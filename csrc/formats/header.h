@@ -18,6 +18,7 @@ constexpr uint16_t kFormatVersion = 1;
 // Format ids (stable: they are stored in files).
 enum class FormatId : uint16_t {
   kQ8 = 1,  // int8 weights, per-channel or group-wise fp32 scales along K
+  kQ4 = 2,  // 4-bit weights, group-wise along K, optional zero points (formats/q4.h; uses `reserved`)
 };
 
 // 128 bytes, little-endian, all sections 64-byte aligned relative to the blob start.

@@ -13,7 +13,7 @@ from . import calibration, lowrank  # noqa: F401
 from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
 from .configs import Int8Config
-from .configs import LowRankConfig
+from .configs import Int4Config, LowRankConfig
 from .info import cpu_info, kernels
 from .io import load, save
 from .pipeline import autocompress
@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CompressionReport",
+    "Int4Config",
     "Int8Config",
     "LowRankConfig",
     "compress_",

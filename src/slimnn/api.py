@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Union
 
 from torch import nn
 
-from .configs import Int8Config, LowRankConfig
+from .configs import Int4Config, Int8Config, LowRankConfig
 
 Handler = Callable[[nn.Module, Any], nn.Module]
 _HANDLERS: dict[type, Handler] = {}
@@ -36,6 +36,39 @@ def _int8(linear: nn.Module, config: Int8Config) -> nn.Module:
     from .nn.int8 import Int8Linear
 
     return Int8Linear.from_linear(linear, config)
+
+
+@register_handler(Int4Config)
+def _int4(linear: nn.Module, config: Int4Config) -> nn.Module:
+    from .nn.int4 import Int4Linear
+
+    return Int4Linear.from_linear(linear, config)
+
+
+# Model-level handlers: for configs that need the whole model (calibration runs it on data, layer by
+# layer). fn(model, targets, config, report) -> True when it converted the targets itself.
+ModelHandler = Callable[[nn.Module, list, Any, "CompressionReport"], bool]
+_MODEL_HANDLERS: dict[type, ModelHandler] = {}
+
+
+def register_model_handler(config_type: type) -> Callable[[ModelHandler], ModelHandler]:
+    """Registers ``fn(model, [(fqn, linear)], config, report) -> bool`` for a config type."""
+
+    def deco(fn: ModelHandler) -> ModelHandler:
+        _MODEL_HANDLERS[config_type] = fn
+        return fn
+
+    return deco
+
+
+@register_model_handler(Int4Config)
+def _int4_model(model: nn.Module, targets: list, config: Int4Config, report: "CompressionReport") -> bool:
+    if config.method == "rtn":
+        return False  # layer by layer, no data
+    from .int4_calibration import quantize_model_int4_
+
+    quantize_model_int4_(model, targets, config, report)
+    return True
 
 
 @dataclasses.dataclass
@@ -93,6 +126,9 @@ def compress_(
         targets.append((fqn, mod))
     if isinstance(model, nn.Linear) and targets and targets[0][0] == "":
         raise ValueError("compress_ replaces submodules in place; wrap a bare nn.Linear in a container")
+    model_handler = _MODEL_HANDLERS.get(type(cfg))
+    if model_handler is not None and model_handler(model, targets, cfg, report):
+        return report
     batch = _BATCH_HANDLERS.get(type(cfg))
     prepared = batch(model, targets, cfg) if batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.

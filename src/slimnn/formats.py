@@ -66,3 +66,77 @@ def unpack_q8(blob: Tensor) -> tuple[Tensor, Tensor, Optional[int]]:
     scales = torch.empty(info.n_groups, info.n, dtype=torch.float32)
     _C.q8_unpack(blob.data_ptr(), blob.numel(), q.data_ptr(), scales.data_ptr())
     return q, scales, info.group_size
+
+
+# --- q4 ------------------------------------------------------------------------------------------------------
+
+_SCALE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_SCALE_DTYPES = {v: k for k, v in _SCALE_CODES.items()}
+
+
+class Q4Info(NamedTuple):
+    n: int
+    k: int
+    group_size: Optional[int]  # None: per output channel
+    n_groups: int
+    np: int
+    kp: int
+    scale_dtype: torch.dtype
+    symmetric: bool
+
+
+def q4_info(blob: Tensor, full_check: bool = False) -> Q4Info:
+    """Parses and validates a q4 blob's header (``full_check``: also codes, zeros, scales and sums)."""
+    _check_blob(blob)
+    n, k, gs, ng, np_, kp, sd, asym = _C.q4_header(blob.data_ptr(), blob.numel(), full_check)
+    return Q4Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp, _SCALE_DTYPES[sd], not asym)
+
+
+def pack_q4(
+    codes: Tensor, scales: Tensor, zeros: Optional[Tensor] = None, group_size: Optional[int] = 64
+) -> Tensor:
+    """Packs the int4 canonical form into a q4 blob (see ``csrc/formats/q4.h``).
+
+    codes: uint8 (N x K) in [0, 15]; scales: (n_groups x N) float32, float16 or bfloat16 (kept as is);
+    zeros: uint8 (n_groups x N) in [0, 15], or None for symmetric (zero point 8); group_size: a multiple
+    of 32, or None for per output channel.
+    """
+    if not isinstance(codes, Tensor) or codes.dtype != torch.uint8 or codes.dim() != 2:
+        raise ValueError("codes must be a 2-D uint8 tensor of values in [0, 15]")
+    n, k = codes.shape
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)):
+        raise ValueError(f"group_size must be an int or None, got {group_size!r}")
+    gs = 0 if group_size is None else int(group_size)
+    if gs != 0 and (gs < 32 or gs % 32):
+        raise ValueError(f"group_size must be a positive multiple of 32 or None, got {group_size}")
+    n_groups = 1 if gs == 0 else -(-k // gs)
+    if not isinstance(scales, Tensor) or scales.dtype not in _SCALE_CODES:
+        raise ValueError("scales must be a float32, float16 or bfloat16 tensor")
+    if scales.shape != (n_groups, n):
+        raise ValueError(f"scales must have shape {(n_groups, n)}, got {tuple(scales.shape)}")
+    if zeros is not None and (zeros.dtype != torch.uint8 or zeros.shape != (n_groups, n)):
+        raise ValueError(f"zeros must be None or a uint8 tensor of shape {(n_groups, n)}")
+    codes = codes.contiguous()
+    scales = scales.contiguous()
+    zeros = None if zeros is None else zeros.contiguous()
+    sd = _SCALE_CODES[scales.dtype]
+    size = _C.q4_blob_bytes(n, k, gs, sd, zeros is not None)
+    out = torch.empty(size, dtype=torch.uint8)
+    _C.q4_pack(
+        codes.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr(), n, k, gs, sd,
+        out.data_ptr(), size,
+    )
+    return out
+
+
+def unpack_q4(blob: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[int]]:
+    """The canonical form of a q4 blob: (codes uint8 N x K, scales n_groups x N in the packed dtype,
+    zeros uint8 n_groups x N or None, group_size or None)."""
+    info = q4_info(blob)
+    codes = torch.empty(info.n, info.k, dtype=torch.uint8)
+    scales = torch.empty(info.n_groups, info.n, dtype=info.scale_dtype)
+    zeros = None if info.symmetric else torch.empty(info.n_groups, info.n, dtype=torch.uint8)
+    _C.q4_unpack(
+        blob.data_ptr(), blob.numel(), codes.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr()
+    )
+    return codes, scales, zeros, info.group_size

@@ -13,7 +13,7 @@ from ._threads import get_num_threads
 
 def kernels() -> list[dict[str, Any]]:
     """Every kernel in this build, best first per kind: name, kind, isa, tile (mr x nr), availability."""
-    return list(_C.kernels()) + list(_C.lowrank_kernels())
+    return list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels())
 
 
 def cpu_info() -> dict[str, Any]:
@@ -38,5 +38,9 @@ def cpu_info() -> dict[str, Any]:
             f"int8_{mode}": {m: _C.select_kernel(kind, m) for m in (1, 16)}
             for mode, kind in (("dynamic", "q8_dynamic"), ("weight_only", "q8_weight_only"))
         }
-        | {"lowrank_float32": {m: _C.lowrank_select_kernel(m) for m in (1, 16)}},
+        | {"lowrank_float32": {m: _C.lowrank_select_kernel(m) for m in (1, 16)}}
+        | {
+            f"int4_{mode}": {m: _C.q4_select_kernel(kind, m) for m in (1, 16)}
+            for mode, kind in (("dynamic", "q4_dynamic"), ("weight_only", "q4_weight_only"))
+        },
     }

@@ -111,3 +111,70 @@ def lowrank_q8_linear(
     if residual is not None:
         y = (y.to(torch.float64) + x.to(torch.float64) @ residual.to(torch.float64).t()).to(torch.float32)
     return y
+# --- int4 ----------------------------------------------------------------------------------------------------
+
+
+def q4_group_dots(a: Tensor, codes: Tensor, zeros: Optional[Tensor], group_size: Optional[int]) -> Tensor:
+    """The exact per-group integers of the W4A8 kernels: E[m, g, n] = sum_{k in g} a[m, k] (u[n, k] - z[g, n]).
+
+    a: uint8 (M x K) quantized activations; codes: uint8 (N x K); zeros: uint8 (G x N) or None (8).
+    Returns int64 (M x G x N).
+    """
+    ag, _ = group_view(a.to(torch.int64), group_size)  # (M, G, gs)
+    cg, _ = group_view(codes.to(torch.int64), group_size)  # (N, G, gs); padding adds a * 0
+    dots = torch.einsum("mgk,ngk->mgn", ag, cg)
+    z = torch.full((cg.shape[1], cg.shape[0]), 8, dtype=torch.int64) if zeros is None else zeros.to(torch.int64)
+    return dots - ag.sum(dim=2).unsqueeze(2) * z.unsqueeze(0)
+
+
+def q4_linear_dynamic(
+    x: Tensor,
+    codes: Tensor,
+    scales: Tensor,
+    zeros: Optional[Tensor],
+    group_size: Optional[int],
+    bias: Optional[Tensor] = None,
+    in_mul: Optional[Tensor] = None,
+) -> Tensor:
+    """W4A8: y = a_scale * sum_g scale_g * (E_g - zp * colsum_g) + bias, float64 math, float32 out.
+
+    x (M x K float32) is first multiplied by ``in_mul`` (K, float32, in float32 as the kernels do), then
+    quantized per row exactly as :func:`quantize_rows_u8`; colsum_g[n] = sum_{k in g} (u - z).
+    """
+    x = x.to(torch.float32)
+    if in_mul is not None:
+        x = x * in_mul.to(torch.float32)
+    a, a_scale, zp, finite = quantize_rows_u8(x)
+    e = q4_group_dots(a, codes, zeros, group_size)  # (M, G, N)
+    ones = torch.ones(1, codes.shape[1], dtype=torch.uint8)
+    colsum = q4_group_dots(ones, codes, zeros, group_size)[0]  # (G, N)
+    centered = e - zp.to(torch.int64).view(-1, 1, 1) * colsum.unsqueeze(0)
+    y = (centered.to(torch.float64) * scales.to(torch.float64).unsqueeze(0)).sum(dim=1)
+    y = y * a_scale.to(torch.float64).unsqueeze(1)
+    if bias is not None:
+        y = y + bias.to(torch.float64)
+    y = y.to(torch.float32)
+    y[~finite] = float("nan")
+    return y
+
+
+def q4_linear_weight_only(
+    x: Tensor,
+    codes: Tensor,
+    scales: Tensor,
+    zeros: Optional[Tensor],
+    group_size: Optional[int],
+    bias: Optional[Tensor] = None,
+    in_mul: Optional[Tensor] = None,
+) -> Tensor:
+    """y = (x * in_mul) @ (scales * (codes - zeros))^T + bias in float64 math, float32 out."""
+    from .quantize import dequantize_int4
+
+    x = x.to(torch.float32)
+    if in_mul is not None:
+        x = x * in_mul.to(torch.float32)
+    w = dequantize_int4(codes, scales, zeros, group_size).to(torch.float64)
+    y = x.to(torch.float64) @ w.t()
+    if bias is not None:
+        y = y + bias.to(torch.float64)
+    return y.to(torch.float32)

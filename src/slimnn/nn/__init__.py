@@ -1,6 +1,7 @@
 """Compressed drop-in replacements for ``torch.nn.Linear``."""
 
 from .int8 import Int8Linear
+from .int4 import Int4Linear
 from .lowrank import LowRankLinear
 
-__all__ = ["Int8Linear", "LowRankLinear"]
+__all__ = ["Int8Linear", "Int4Linear", "LowRankLinear"]

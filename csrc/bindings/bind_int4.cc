@@ -1,0 +1,144 @@
+// Bindings of the q4 format and the q4 kernels (same conventions as module.cc: pointers cross as integers,
+// the Python layer checks dtypes and shapes, this layer re-validates blobs and releases the GIL).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings/bindings.h"
+#include "common/isa.h"
+#include "formats/q4.h"
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace py = pybind11;
+
+namespace slimnn {
+namespace {
+
+const char* q4_kind_name(Q4KernelKind k) { return k == Q4KernelKind::kQ4Dyn ? "q4_dynamic" : "q4_weight_only"; }
+
+Q4KernelKind q4_kind_from(const std::string& s) {
+  if (s == "q4_dynamic") return Q4KernelKind::kQ4Dyn;
+  if (s == "q4_weight_only") return Q4KernelKind::kQ4Wo;
+  throw py::value_error("unknown q4 kernel kind '" + s + "' (expected 'q4_dynamic' or 'q4_weight_only')");
+}
+
+ScaleDtype scale_dtype_from(int code) {
+  if (code < 0 || code > 2) throw py::value_error("scale dtype code must be 0 (fp32), 1 (fp16) or 2 (bf16)");
+  return static_cast<ScaleDtype>(code);
+}
+
+const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
+  int n = 0;
+  const Q4KernelInfo* t = q4_kernel_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (name == t[i].name) return &t[i];
+  throw py::value_error("unknown q4 kernel '" + name + "'");
+}
+
+}  // namespace
+
+void bind_int4(py::module_& m) {
+  m.def("q4_kernels", [] {
+    int n = 0;
+    const Q4KernelInfo* t = q4_kernel_table(&n);
+    py::list out;
+    for (int i = 0; i < n; ++i) {
+      py::dict d;
+      d["name"] = t[i].name;
+      d["kind"] = q4_kind_name(t[i].kind);
+      d["isa"] = isa_name(t[i].isa);
+      d["mr"] = t[i].mr;
+      d["nr"] = t[i].np * 16;
+      d["gemv"] = t[i].gemv;
+      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def(
+      "q4_select_kernel",
+      [](const std::string& kind, int64_t rows) {
+        return std::string(q4_select_kernel(q4_kind_from(kind), rows, current_isa_mask())->name);
+      },
+      py::arg("kind"), py::arg("m"));
+
+  m.def(
+      "q4_blob_bytes",
+      [](int64_t n, int64_t k, int64_t group_size, int scale_dtype, bool asymmetric) {
+        return q4_blob_bytes(n, k, group_size, scale_dtype_from(scale_dtype), asymmetric);
+      },
+      py::arg("n"), py::arg("k"), py::arg("group_size"), py::arg("scale_dtype"), py::arg("asymmetric"));
+  m.def(
+      "q4_pack",
+      [](uintptr_t codes, uintptr_t scales, uintptr_t zeros, int64_t n, int64_t k, int64_t group_size,
+         int scale_dtype, uintptr_t out, size_t out_size) {
+        const ScaleDtype sd = scale_dtype_from(scale_dtype);
+        if (out_size != q4_blob_bytes(n, k, group_size, sd, zeros != 0))
+          throw py::value_error("q4_pack: output buffer has the wrong size");
+        py::gil_scoped_release nogil;
+        q4_pack(as_ptr<const uint8_t>(codes), as_ptr<const void>(scales), as_ptr<const uint8_t>(zeros), n, k,
+                group_size, sd, as_ptr<uint8_t>(out));
+      },
+      py::arg("codes"), py::arg("scales"), py::arg("zeros"), py::arg("n"), py::arg("k"), py::arg("group_size"),
+      py::arg("scale_dtype"), py::arg("out"), py::arg("out_size"));
+  m.def(
+      "q4_unpack",
+      [](uintptr_t blob, size_t size, uintptr_t codes, uintptr_t scales, uintptr_t zeros) {
+        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+        py::gil_scoped_release nogil;
+        q4_unpack(v, as_ptr<uint8_t>(codes), as_ptr<void>(scales), as_ptr<uint8_t>(zeros));
+      },
+      py::arg("blob"), py::arg("size"), py::arg("codes"), py::arg("scales"), py::arg("zeros"));
+  m.def(
+      "q4_header",
+      [](uintptr_t blob, size_t size, bool full_check) {
+        Q4View v;
+        {
+          py::gil_scoped_release nogil;
+          v = q4_view(as_ptr<const uint8_t>(blob), size, full_check);
+        }
+        return py::make_tuple(v.n, v.k, v.group_size, v.n_groups, v.np, v.kp, static_cast<int>(v.scale_dtype),
+                              v.asymmetric);
+      },
+      py::arg("blob"), py::arg("size"), py::arg("full_check"),
+      "Validates a q4 blob; returns (n, k, group_size, n_groups, np, kp, scale_dtype, asymmetric).");
+
+  m.def(
+      "q4_linear",
+      [](const std::string& kind, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t in_mul,
+         uintptr_t blob, size_t size, uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads) {
+        const Q4KernelKind kk = q4_kind_from(kind);
+        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q4_linear: bad row count or strides");
+        const Q4KernelInfo* ki;
+        {
+          py::gil_scoped_release nogil;
+          ki = q4_linear(kk, as_ptr<const void>(x), x_bf16, rows, ldx, as_ptr<const float>(in_mul), v,
+                         as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads, current_isa_mask());
+        }
+        return ki->name;
+      },
+      py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
+      py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
+
+  m.def(
+      "q4_dot_i32",
+      [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size,
+         uintptr_t out) {
+        const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
+        if ((ki->isa & detected_isa_mask()) == 0)
+          throw py::value_error(std::string("kernel ") + ki->name + " needs " + isa_name(ki->isa) +
+                                ", which this CPU lacks");
+        if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
+        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+        if (lda < v.kp) throw py::value_error("lda < kp");
+        py::gil_scoped_release nogil;
+        q4_dot_i32(ki, as_ptr<const uint8_t>(a), rows, lda, v, as_ptr<int32_t>(out));
+      },
+      py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
+      py::arg("out"), "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
+}
+
+}  // namespace slimnn

@@ -1,0 +1,221 @@
+// The threaded q4 driver: prepare activations (AWQ factor, bf16, row quantization and group sums), split
+// the output into (column block, row block) tasks, run the selected micro-kernel on each. Compiled without
+// ISA flags: all SIMD lives in the ISA files.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+
+#include "common/isa.h"
+#include "common/threadpool.h"
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace slimnn {
+namespace {
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// 64-byte aligned scratch, uninitialized.
+template <typename T>
+std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
+  const size_t bytes = (static_cast<size_t>(count) * sizeof(T) + 63) & ~size_t{63};
+  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
+}
+
+inline float bf16_to_f32(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Row r of x as fp32 with the column factors applied; returns x's own row when nothing needs doing.
+const float* load_row(const void* x, bool x_bf16, int64_t r, int64_t ldx, int64_t k, const float* in_mul,
+                      float* tmp) {
+  if (!x_bf16 && in_mul == nullptr) return static_cast<const float*>(x) + r * ldx;
+  if (x_bf16) {
+    const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
+    for (int64_t i = 0; i < k; ++i) tmp[i] = bf16_to_f32(xb[i]);
+  } else {
+    std::memcpy(tmp, static_cast<const float*>(x) + r * ldx, k * sizeof(float));
+  }
+  if (in_mul)
+    for (int64_t i = 0; i < k; ++i) tmp[i] *= in_mul[i];
+  return tmp;
+}
+
+// Rows are handed out in chunks big enough to amortize a task (about 64K elements each).
+int64_t rows_per_chunk(int64_t k) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(k, 1)); }
+
+struct Blocking {
+  int64_t n_nb, n_mb, mb_rows;
+};
+
+// Same plan as q8 (kernels/qgemm/qgemm.cc): column blocks first, rows split only to feed idle threads.
+Blocking plan(const Q4KernelInfo* ki, int64_t m, const Q4View& w, int nthreads) {
+  Blocking b;
+  const int64_t panels = w.np / 16;
+  b.n_nb = (panels + ki->np - 1) / ki->np;
+  const int64_t row_blocks = (m + ki->mr - 1) / ki->mr;
+  int64_t n_mb = (2 * int64_t(nthreads) + b.n_nb - 1) / b.n_nb;
+  n_mb = std::max<int64_t>(1, std::min(n_mb, row_blocks));
+  b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * ki->mr;
+  b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
+  return b;
+}
+
+Q4Epilogue base_epilogue(const Q4View& w) {
+  Q4Epilogue e;
+  std::memset(&e, 0, sizeof e);
+  e.scale_dtype = w.scale_dtype;
+  e.np = w.np;
+  e.group_k8 = w.group_size / 8;
+  e.n_groups = w.n_groups;
+  return e;
+}
+
+void offset_columns(Q4Epilogue& e, const Q4View& w, const float* bias, int64_t n0) {
+  const int sb = w.scale_dtype == ScaleDtype::kF32 ? 4 : 2;
+  e.scales = static_cast<const uint8_t*>(w.scales) + n0 * w.n_groups * sb;  // panel n0/16, group 0
+  e.zeros = w.zeros ? w.zeros + n0 * w.n_groups : nullptr;
+  e.colsum = w.colsum ? w.colsum + n0 : nullptr;
+  e.comp = w.comp + n0;
+  e.bias = bias ? bias + n0 : nullptr;
+}
+
+// Sums of each group's quantized activations (k in [g*gs, min((g+1)*gs, kp)); zeros past k add nothing).
+void group_sums(const uint8_t* a, int64_t kp, int64_t gs, int64_t ng, int32_t* out) {
+  for (int64_t g = 0; g < ng; ++g) {
+    const int64_t k1 = std::min(kp, (g + 1) * gs);
+    int32_t s = 0;
+    for (int64_t i = g * gs; i < k1; ++i) s += a[i];
+    out[g] = s;
+  }
+}
+
+}  // namespace
+
+const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx,
+                              const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
+                              int nthreads, uint32_t isa_mask) {
+  const Q4KernelInfo* ki = q4_select_kernel(kind, m, isa_mask);
+  if (m <= 0) return ki;
+  nthreads = std::max(1, nthreads);
+  const int64_t k = w.k, kp = w.kp, ng = w.n_groups;
+  const Blocking b = plan(ki, m, w, nthreads);
+  const int64_t panels_total = w.np / 16;
+  Q4Epilogue base = base_epilogue(w);
+  base.ldy = ldy;
+  const int64_t chunk = rows_per_chunk(k);
+
+  if (kind == Q4KernelKind::kQ4Dyn) {
+    auto a = scratch<uint8_t>(m * kp);
+    auto a_scale = scratch<float>(m);
+    auto a_zp = scratch<int32_t>(m);
+    auto a_sum = scratch<int32_t>(m * ng);
+    auto finite = scratch<uint8_t>(m);
+    auto quantize = [&](int64_t t) {
+      const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
+      std::unique_ptr<float[], FreeDeleter> tmp;
+      if (x_bf16 || in_mul) tmp = scratch<float>(k);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* row = load_row(x, x_bf16, r, ldx, k, in_mul, tmp.get());
+        uint8_t* ar = a.get() + r * kp;
+        finite[r] = ki->quantize(row, k, kp, ar, &a_scale[r], &a_zp[r]);
+        if (!finite[r]) {  // keep the kernel's reads defined; the row's output is overwritten below
+          std::memset(ar, 0, kp);
+          a_scale[r] = 0.0f;
+          a_zp[r] = 0;
+        }
+        group_sums(ar, kp, w.group_size, ng, a_sum.get() + r * ng);
+      }
+    };
+    parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
+    const auto uk = reinterpret_cast<Q4DynUkernel>(ki->fn);
+    auto task = [&](int64_t t) {
+      const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
+      const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
+      const int64_t n0 = p0 * 16;
+      const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
+      Q4Epilogue e = base;
+      offset_columns(e, w, bias, n0);
+      e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
+      for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
+        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
+        e.a_scale = a_scale.get() + r;
+        e.a_zp = a_zp.get() + r;
+        e.a_sum = a_sum.get() + r * ng;
+        e.y = y + r * ldy + n0;
+        uk(mr, static_cast<int>(panels), a.get() + r * kp, kp, w.w + p0 * 8 * kp, kp, e);
+      }
+    };
+    parallel_for(b.n_nb * b.n_mb, nthreads, task);
+    for (int64_t r = 0; r < m; ++r)
+      if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    return ki;
+  }
+
+  // Weight-only: the kernel reads kp floats per row; use x in place when it already has that shape.
+  std::unique_ptr<float[], FreeDeleter> xbuf;
+  const float* xf = static_cast<const float*>(x);
+  int64_t lda = ldx;
+  if (x_bf16 || kp != k || in_mul) {
+    xbuf = scratch<float>(m * kp);
+    auto convert = [&](int64_t t) {
+      const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
+      for (int64_t r = r0; r < r1; ++r) {
+        float* dst = xbuf.get() + r * kp;
+        const float* row = load_row(x, x_bf16, r, ldx, k, in_mul, dst);
+        if (row != dst) std::memcpy(dst, row, k * sizeof(float));
+        for (int64_t i = k; i < kp; ++i) dst[i] = 0.0f;
+      }
+    };
+    parallel_for((m + chunk - 1) / chunk, nthreads, convert);
+    xf = xbuf.get();
+    lda = kp;
+  }
+  const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
+  auto task = [&](int64_t t) {
+    const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
+    const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
+    const int64_t n0 = p0 * 16;
+    const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
+    Q4Epilogue e = base;
+    offset_columns(e, w, bias, n0);
+    e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
+    for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
+      const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
+      e.y = y + r * ldy + n0;
+      uk(mr, static_cast<int>(panels), xf + r * lda, lda, w.w + p0 * 8 * kp, kp, e);
+    }
+  };
+  parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  return ki;
+}
+
+void q4_dot_i32(const Q4KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out) {
+  const int64_t panels_total = w.np / 16, ng = w.n_groups;
+  auto a_sum = scratch<int32_t>(std::max<int64_t>(1, m * ng));
+  for (int64_t r = 0; r < m; ++r) group_sums(a + r * lda, w.kp, w.group_size, ng, a_sum.get() + r * ng);
+  Q4Epilogue base = base_epilogue(w);
+  for (int64_t r = 0; r < m; r += ki->mr) {
+    const int mr = static_cast<int>(std::min<int64_t>(ki->mr, m - r));
+    for (int64_t p0 = 0; p0 < panels_total; p0 += ki->np) {
+      const int panels = static_cast<int>(std::min<int64_t>(ki->np, panels_total - p0));
+      Q4Epilogue e = base;
+      offset_columns(e, w, nullptr, p0 * 16);
+      e.a_sum = a_sum.get() + r * ng;
+      e.ncols = std::min<int64_t>(panels * 16, w.n - p0 * 16);
+      ki->dot(mr, panels, a + r * lda, lda, w.w + p0 * 8 * w.kp, w.kp, e, out + r * ng * w.np + p0 * 16,
+              ng * w.np);
+    }
+  }
+}
+
+}  // namespace slimnn

@@ -1,0 +1,55 @@
+#include "common/isa.h"
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace slimnn {
+
+// The q8 path's row quantizers (kernels/qgemm), reused by the dyn kernels of the same ISA.
+bool quantize_row_u8__portable(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#if defined(SLIMNN_BUILT_AVX2)
+bool quantize_row_u8__avx2(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#endif
+#if defined(SLIMNN_BUILT_AVX512VNNI)
+bool quantize_row_u8__avx512vnni(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#endif
+
+#define SLIMNN_DECL_kQ4Dyn(isa_word, name)                                                         \
+  void name(int, int, const uint8_t*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&);       \
+  void name##_dot(int, int, const uint8_t*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&, \
+                  int32_t*, int64_t);
+#define SLIMNN_DECL_kQ4Wo(isa_word, name) \
+  void name(int, int, const float*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&);
+#define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv) SLIMNN_DECL_##kind(isa_word, name)
+#include "kernels/q4gemm/kernels.inc"
+#undef SLIMNN_KERNEL
+
+#define SLIMNN_DOT_kQ4Dyn(isa_word, name) &name##_dot, &quantize_row_u8__##isa_word
+#define SLIMNN_DOT_kQ4Wo(isa_word, name) nullptr, nullptr
+
+namespace {
+const Q4KernelInfo kTable[] = {
+#define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv)                                    \
+  {Q4KernelKind::kind, isa_bit, #name, mr, np, gemv, reinterpret_cast<void*>(&name), \
+   SLIMNN_DOT_##kind(isa_word, name)},
+#include "kernels/q4gemm/kernels.inc"
+#undef SLIMNN_KERNEL
+};
+constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
+}  // namespace
+
+const Q4KernelInfo* q4_kernel_table(int* count) {
+  *count = kTableSize;
+  return kTable;
+}
+
+const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
+  const Q4KernelInfo* first = nullptr;
+  for (const Q4KernelInfo& k : kTable) {
+    if (k.kind != kind || (k.isa & isa_mask) == 0) continue;
+    if (first == nullptr) first = &k;
+    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
+    if (k.gemv == (m == 1)) return &k;
+  }
+  return first;
+}
+
+}  // namespace slimnn

@@ -1,0 +1,224 @@
+// AVX2 + FMA: q4 W4A8 dynamic kernel and weight-only kernel.
+//
+// No VNNI here: codes (0..15) and u8 activations are widened to int16 and multiplied with vpmaddwd, whose
+// int32 pair sums are exact, as in the q8 AVX2 kernel (kernels/qgemm/x86_avx2.cc). Each 16-byte quarter of
+// a 64-byte step holds 4 columns x 4 k in both nibbles.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace slimnn {
+namespace q4_avx2 {
+namespace {
+
+inline void store_cols(float* y, __m256 v, int64_t ncols) {
+  if (ncols >= 8) {
+    _mm256_storeu_ps(y, v);
+  } else if (ncols > 0) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, v);
+    for (int64_t c = 0; c < ncols; ++c) y[c] = t[c];
+  }
+}
+
+inline __m256 loadu_cols(const float* p, int64_t ncols) {
+  if (ncols >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < ncols && c < 8; ++c) t[c] = p[c];
+  return _mm256_load_ps(t);
+}
+
+// 8 scales inside the blob's np columns (never past the end) as fp32.
+inline __m256 load_scales(const void* base, ScaleDtype dt, int64_t i) {
+  if (dt == ScaleDtype::kF32) return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+  if (dt == ScaleDtype::kF16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+inline __m128i bcast_u8x4_as_i16(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtepu8_epi16(_mm_cvtsi32_si128(v));
+}
+
+// acc[j] holds columns 4j..4j+3 as [c0 c0 c1 c1 | c2 c2 c3 c3] partial pairs; returns 8 totals, j in {0,1}.
+inline __m256i fold_pairs(__m256i a, __m256i b) {
+  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+template <int MR>
+inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k8_0, int64_t k8_1,
+                      __m256i (&acc)[MR][4]) {
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
+    __m256i wl[4], wh[4];
+    for (int j = 0; j < 4; ++j) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k8 * 64 + j * 16));
+      wl[j] = _mm256_cvtepu8_epi16(_mm_and_si128(v, m4));
+      wh[j] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    }
+    for (int m = 0; m < MR; ++m) {
+      const __m256i al = _mm256_broadcastq_epi64(bcast_u8x4_as_i16(a + m * lda + k8 * 8));
+      const __m256i ah = _mm256_broadcastq_epi64(bcast_u8x4_as_i16(a + m * lda + k8 * 8 + 4));
+      for (int j = 0; j < 4; ++j) {
+        acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(al, wl[j]));
+        acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(ah, wh[j]));
+      }
+    }
+  }
+}
+
+// The 8 column totals of half h (columns 8h..8h+7) of row m, zero-point term removed: E_g exactly.
+template <int MR>
+inline __m256i group_exact(const __m256i (&acc)[MR][4], int m, int h, const Q4Epilogue& e, int64_t g) {
+  const __m256i d = fold_pairs(acc[m][2 * h], acc[m][2 * h + 1]);
+  const int32_t asum = e.a_sum[m * e.n_groups + g];
+  if (e.zeros == nullptr) return _mm256_sub_epi32(d, _mm256_set1_epi32(asum * 8));
+  const __m256i zv =
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e.zeros + g * 16 + h * 8)));
+  return _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(asum)));
+}
+
+template <int MR>
+void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  const int64_t k8n = kp / 8;
+  __m256 facc[MR][2];
+  for (int m = 0; m < MR; ++m) facc[m][0] = facc[m][1] = _mm256_setzero_ps();
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+    __m256i acc[MR][4];
+    for (int m = 0; m < MR; ++m)
+      for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
+    dot_block<MR>(a, lda, w, k8_0, k8_1, acc);
+    for (int h = 0; h < 2; ++h) {
+      if (e.n_groups == 1) {
+        // Per channel: subtract the activations' zero-point term in int32, exactly.
+        const __m256i cs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.colsum + h * 8));
+        const __m256 sw = load_scales(e.scales, e.scale_dtype, h * 8);
+        for (int m = 0; m < MR; ++m) {
+          const __m256i exact =
+              _mm256_sub_epi32(group_exact<MR>(acc, m, h, e, g), _mm256_mullo_epi32(_mm256_set1_epi32(e.a_zp[m]), cs));
+          facc[m][h] = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), sw);
+        }
+      } else {
+        const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
+        for (int m = 0; m < MR; ++m)
+          facc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(group_exact<MR>(acc, m, h, e, g)), sg, facc[m][h]);
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int64_t nc = e.ncols - h * 8;
+    if (nc <= 0) continue;
+    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
+    const __m256 comp = _mm256_loadu_ps(e.comp + h * 8);
+    for (int m = 0; m < MR; ++m) {
+      __m256 r = facc[m][h];
+      if (e.n_groups != 1) r = _mm256_fnmadd_ps(_mm256_set1_ps(float(e.a_zp[m])), comp, r);
+      store_cols(e.y + m * e.ldy + h * 8, _mm256_fmadd_ps(r, _mm256_set1_ps(e.a_scale[m]), bias), nc);
+    }
+  }
+}
+
+// acc[i] holds columns 2i, 2i+1 as [c c c c | c' c' c' c'] (4 partials each); returns 8 column totals.
+inline __m256 reduce8(const __m256* acc) {
+  const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
+  const __m256 hh = _mm256_hadd_ps(h01, h23);  // [c0 c2 c4 c6 | c1 c3 c5 c7]
+  return _mm256_permutevar8x32_ps(hh, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// The zero points of columns 4j..4j+3, each repeated in its 4 bytes.
+inline __m128i spread_zeros(__m128i z16, int j) {
+  const __m128i idx = _mm_add_epi8(_mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                   _mm_set1_epi8(static_cast<char>(4 * j)));
+  return _mm_shuffle_epi8(z16, idx);
+}
+
+void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
+  const int64_t k8n = kp / 8;
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  __m256 out[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+    __m128i zb[4];
+    if (e.zeros) {
+      const __m128i z16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + g * 16));
+      for (int j = 0; j < 4; ++j) zb[j] = spread_zeros(z16, j);
+    } else {
+      for (int j = 0; j < 4; ++j) zb[j] = _mm_set1_epi8(8);
+    }
+    __m256 acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
+      const __m256 xl = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k8 * 8));
+      const __m256 xh = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k8 * 8 + 4));
+      for (int j = 0; j < 4; ++j) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k8 * 64 + j * 16));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, m4), zb[j]);
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), m4), zb[j]);
+        const __m256 l0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+        const __m256 l1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
+        const __m256 h0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+        const __m256 h1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
+        acc[2 * j] = _mm256_fmadd_ps(h0, xh, _mm256_fmadd_ps(l0, xl, acc[2 * j]));
+        acc[2 * j + 1] = _mm256_fmadd_ps(h1, xh, _mm256_fmadd_ps(l1, xl, acc[2 * j + 1]));
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
+      out[h] = _mm256_fmadd_ps(reduce8(acc + 4 * h), sg, out[h]);
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const int64_t nc = e.ncols - h * 8;
+    if (nc <= 0) continue;
+    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
+    store_cols(e.y + h * 8, _mm256_add_ps(out[h], bias), nc);
+  }
+}
+
+}  // namespace
+}  // namespace q4_avx2
+
+void qgemm_q4_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
+                            const Q4Epilogue& e) {
+  (void)panels;  // NP == 1
+  if (mr >= 2)
+    q4_avx2::dyn<2>(a, lda, w, kp, e);
+  else
+    q4_avx2::dyn<1>(a, lda, w, kp, e);
+}
+
+void qgemm_q4_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
+                                const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  using namespace q4_avx2;
+  (void)panels;
+  const int64_t k8n = kp / 8;
+  for (int m = 0; m < mr; ++m) {
+    Q4Epilogue em = e;
+    em.a_sum = e.a_sum + m * e.n_groups;
+    for (int64_t g = 0; g < e.n_groups; ++g) {
+      const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+      __m256i acc[1][4];
+      for (int j = 0; j < 4; ++j) acc[0][j] = _mm256_setzero_si256();
+      dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc);
+      for (int h = 0; h < 2; ++h)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + g * e.np + h * 8), group_exact<1>(acc, 0, h, em, g));
+    }
+  }
+}
+
+void qgemm_q4_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
+                             const Q4Epilogue& e) {
+  (void)panels;
+  for (int m = 0; m < mr; ++m) {
+    Q4Epilogue em = e;
+    em.y = e.y + m * e.ldy;
+    q4_avx2::wo1(x + m * ldx, w, em, kp);
+  }
+}
+
+}  // namespace slimnn

@@ -1,0 +1,128 @@
+// AVX-512 F/BW/VL/DQ: q4 weight-only kernels (fp32 activations, codes minus zero point widened to fp32).
+//
+// Per 8-k step and panel: one 64-byte load, nibbles split into two [16 columns][4 k] byte blocks, the zero
+// point (one byte per column, spread to its 4 bytes with vpshufb) subtracted in int8, then each 16-byte
+// quarter (4 columns x 4 k) widened to fp32 and multiplied by x[k..k+3] repeated in every 128-bit lane,
+// as in the q8 weight-only kernel (kernels/qgemm/x86_avx512.cc); the 4 partials are folded once per group.
+#include <immintrin.h>
+
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace slimnn {
+namespace q4_avx512 {
+namespace {
+
+inline __mmask16 col_mask(int64_t ncols, int p) {
+  const int64_t rem = ncols - int64_t(p) * 16;
+  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
+}
+
+inline __m512 load_scales(const void* base, ScaleDtype dt, int64_t i) {
+  if (dt == ScaleDtype::kF32) return _mm512_loadu_ps(static_cast<const float*>(base) + i);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
+  if (dt == ScaleDtype::kF16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Byte i of the result is z[column of byte i in a [16][4] block] = z[(i / 16) * 4 + (i % 16) / 4] after the
+// 16 zero points are broadcast to every 128-bit lane (vpshufb indexes within a lane).
+inline __m512i spread_zeros(const uint8_t* z16) {
+  const __m512i idx = _mm512_set_epi32(0x0F0F0F0F, 0x0E0E0E0E, 0x0D0D0D0D, 0x0C0C0C0C, 0x0B0B0B0B, 0x0A0A0A0A,
+                                       0x09090909, 0x08080808, 0x07070707, 0x06060606, 0x05050505, 0x04040404,
+                                       0x03030303, 0x02020202, 0x01010101, 0x00000000);
+  const __m512i z = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(z16)));
+  return _mm512_shuffle_epi8(z, idx);
+}
+
+inline void widen(__m512i v, __m512 (&out)[4]) {
+  out[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(v)));
+  out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 1)));
+  out[2] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 2)));
+  out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 3)));
+}
+
+// acc[j] lane-block b holds column 4j+b's four partial sums; returns the 16 column totals in order.
+inline __m512 reduce4x4(const __m512 (&acc)[4]) {
+  const __m512 sab = _mm512_add_ps(_mm512_unpacklo_ps(acc[0], acc[1]), _mm512_unpackhi_ps(acc[0], acc[1]));
+  const __m512 scd = _mm512_add_ps(_mm512_unpacklo_ps(acc[2], acc[3]), _mm512_unpackhi_ps(acc[2], acc[3]));
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(idx, r);
+}
+
+template <int MR, int NP>
+void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  const int64_t k8n = kp / 8;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 out[MR][NP];
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) out[m][p] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+    __m512i zb[NP];
+    for (int p = 0; p < NP; ++p) zb[p] = e.zeros ? spread_zeros(e.zeros + (p * e.n_groups + g) * 16) : _mm512_set1_epi8(8);
+    __m512 acc[MR][NP][4];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p)
+        for (int j = 0; j < 4; ++j) acc[m][p][j] = _mm512_setzero_ps();
+    for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
+      for (int p = 0; p < NP; ++p) {
+        const __m512i v = _mm512_loadu_si512(w + p * 8 * kp + k8 * 64);
+        __m512 wl[4], wh[4];
+        widen(_mm512_sub_epi8(_mm512_and_si512(v, m4), zb[p]), wl);
+        widen(_mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), zb[p]), wh);
+        for (int m = 0; m < MR; ++m) {
+          const __m512 xl = _mm512_broadcast_f32x4(_mm_loadu_ps(x + m * ldx + k8 * 8));
+          const __m512 xh = _mm512_broadcast_f32x4(_mm_loadu_ps(x + m * ldx + k8 * 8 + 4));
+          for (int j = 0; j < 4; ++j) {
+            acc[m][p][j] = _mm512_fmadd_ps(wl[j], xl, acc[m][p][j]);
+            acc[m][p][j] = _mm512_fmadd_ps(wh[j], xh, acc[m][p][j]);
+          }
+        }
+      }
+    }
+    for (int p = 0; p < NP; ++p) {
+      const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
+      for (int m = 0; m < MR; ++m) out[m][p] = _mm512_fmadd_ps(reduce4x4(acc[m][p]), sg, out[m][p]);
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    const __mmask16 mask = col_mask(e.ncols, p);
+    if (!mask) continue;
+    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
+    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_add_ps(out[m][p], bias));
+  }
+}
+
+}  // namespace
+}  // namespace q4_avx512
+
+void qgemm_q4_f32_1x64__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
+                               const Q4Epilogue& e) {
+  using namespace q4_avx512;
+  for (int m = 0; m < mr; ++m) {
+    Q4Epilogue em = e;
+    em.y = e.y + m * e.ldy;
+    switch (panels) {
+      case 1: wo<1, 1>(x + m * ldx, ldx, w, kp, em); break;
+      case 2: wo<1, 2>(x + m * ldx, ldx, w, kp, em); break;
+      case 3: wo<1, 3>(x + m * ldx, ldx, w, kp, em); break;
+      default: wo<1, 4>(x + m * ldx, ldx, w, kp, em); break;
+    }
+  }
+}
+
+void qgemm_q4_f32_4x16__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
+                               const Q4Epilogue& e) {
+  using namespace q4_avx512;
+  (void)panels;  // NP == 1
+  switch (mr) {
+    case 1: return wo<1, 1>(x, ldx, w, kp, e);
+    case 2: return wo<2, 1>(x, ldx, w, kp, e);
+    case 3: return wo<3, 1>(x, ldx, w, kp, e);
+    default: return wo<4, 1>(x, ldx, w, kp, e);
+  }
+}
+
+}  // namespace slimnn

@@ -1,0 +1,242 @@
+// AVX-512 VNNI: W4A8 dynamic kernels. One 64-byte load is 16 columns x 8 k of codes; `and 0x0F` gives the
+// [16][4] operand for k..k+3 and `srli 4, and 0x0F` the one for k+4..k+7, each fed to vpdpbusd with the
+// activations broadcast 4 bytes at a time. Codes stay unsigned (0..15); the zero point is removed once per
+// group in int32 (E_g = acc - z * asum_g), then scaled in fp32 (see q4gemm.h).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/q4gemm/q4gemm.h"
+
+namespace slimnn {
+namespace q4_avx512vnni {
+namespace {
+
+inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// acc + the u8 x s8 dot products of a and b, 4 bytes per int32 lane (vpdpbusd). Written in asm because
+// gcc 12 copies the accumulator to a new register around every _mm512_dpbusd_epi32 (and spills under
+// pressure); here it stays in place.
+inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+
+inline __mmask16 col_mask(int64_t ncols, int p) {
+  const int64_t rem = ncols - int64_t(p) * 16;
+  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
+}
+
+// 16 scales (all inside the blob's np columns, so never masked) as fp32.
+inline __m512 load_scales(const void* base, ScaleDtype dt, int64_t i) {
+  if (dt == ScaleDtype::kF32) return _mm512_loadu_ps(static_cast<const float*>(base) + i);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
+  if (dt == ScaleDtype::kF16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// acc[m][p] += dot of rows m with panels p over k8 steps [k8_0, k8_1). With one row, the high-nibble
+// products go to a second accumulator so two independent vpdpbusd chains hide its latency.
+template <int MR, int NP>
+inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, int64_t k8_0, int64_t k8_1,
+                      __m512i (&acc)[MR][NP]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  constexpr int kHi = MR == 1 ? NP : 1;
+  __m512i acc_hi[kHi];
+  for (int p = 0; p < kHi; ++p) acc_hi[p] = _mm512_setzero_si512();
+  for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
+    __m512i lo[NP], hi[NP];
+    for (int p = 0; p < NP; ++p) {
+      const __m512i v = _mm512_loadu_si512(w + p * 8 * kp + k8 * 64);
+      lo[p] = _mm512_and_si512(v, m4);
+      hi[p] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+    for (int m = 0; m < MR; ++m) {
+      const __m512i a0 = bcast4(a + m * lda + k8 * 8), a1 = bcast4(a + m * lda + k8 * 8 + 4);
+      for (int p = 0; p < NP; ++p) {
+        acc[m][p] = dpbusd(acc[m][p], a0, lo[p]);
+        if (MR == 1)
+          acc_hi[p % kHi] = dpbusd(acc_hi[p % kHi], a1, hi[p]);
+        else
+          acc[m][p] = dpbusd(acc[m][p], a1, hi[p]);
+      }
+    }
+  }
+  if (MR == 1)
+    for (int p = 0; p < NP; ++p) acc[0][p] = _mm512_add_epi32(acc[0][p], acc_hi[p % kHi]);
+}
+
+// acc -= z_g[col] * asum_g[row]: the weights' zero point, exactly in int32.
+template <int MR, int NP>
+inline void sub_zero_term(__m512i (&acc)[MR][NP], const Q4Epilogue& e, int64_t g) {
+  if (e.zeros == nullptr) {
+    for (int m = 0; m < MR; ++m) {
+      const __m512i c = _mm512_set1_epi32(e.a_sum[m * e.n_groups + g] * 8);
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_sub_epi32(acc[m][p], c);
+    }
+    return;
+  }
+  for (int p = 0; p < NP; ++p) {
+    const __m512i zv =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + (p * e.n_groups + g) * 16)));
+    for (int m = 0; m < MR; ++m)
+      acc[m][p] = _mm512_sub_epi32(acc[m][p], _mm512_mullo_epi32(zv, _mm512_set1_epi32(e.a_sum[m * e.n_groups + g])));
+  }
+}
+
+template <int MR, int NP>
+void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  const int64_t k8n = kp / 8;
+  if (e.n_groups == 1) {
+    __m512i acc[MR][NP];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+    dot_block<MR, NP>(a, lda, w, kp, 0, k8n, acc);
+    sub_zero_term<MR, NP>(acc, e, 0);
+    for (int p = 0; p < NP; ++p) {
+      const __mmask16 mask = col_mask(e.ncols, p);
+      if (!mask) continue;
+      const __m512i cs = _mm512_loadu_si512(e.colsum + p * 16);
+      const __m512 sw = load_scales(e.scales, e.scale_dtype, p * 16);
+      const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
+      for (int m = 0; m < MR; ++m) {
+        const __m512i exact = _mm512_sub_epi32(acc[m][p], _mm512_mullo_epi32(_mm512_set1_epi32(e.a_zp[m]), cs));
+        const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(e.a_scale[m]));
+        _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), s, bias));
+      }
+    }
+    return;
+  }
+  __m512 facc[MR][NP];
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) facc[m][p] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    __m512i acc[MR][NP];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+    dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
+    sub_zero_term<MR, NP>(acc, e, g);
+    for (int p = 0; p < NP; ++p) {
+      const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
+      for (int m = 0; m < MR; ++m) facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][p]), sg, facc[m][p]);
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    const __mmask16 mask = col_mask(e.ncols, p);
+    if (!mask) continue;
+    const __m512 comp = _mm512_loadu_ps(e.comp + p * 16);
+    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
+    for (int m = 0; m < MR; ++m) {
+      const __m512 r = _mm512_fnmadd_ps(_mm512_set1_ps(float(e.a_zp[m])), comp, facc[m][p]);
+      _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(r, _mm512_set1_ps(e.a_scale[m]), bias));
+    }
+  }
+}
+
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  const int64_t k8n = kp / 8;
+  for (int64_t g = 0; g < e.n_groups; ++g) {
+    __m512i acc[MR][NP];
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
+    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+    dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
+    sub_zero_term<MR, NP>(acc, e, g);
+    for (int m = 0; m < MR; ++m)
+      for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + m * ldo + g * e.np + p * 16, acc[m][p]);
+  }
+}
+
+template <int MR>
+void dyn_np(int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  switch (panels) {
+    case 1: return dyn<MR, 1>(a, lda, w, kp, e);
+    default: return dyn<MR, 2>(a, lda, w, kp, e);
+  }
+}
+
+template <int MR>
+void dot_np(int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e,
+            int32_t* out, int64_t ldo) {
+  switch (panels) {
+    case 1: return dot<MR, 1>(a, lda, w, kp, e, out, ldo);
+    default: return dot<MR, 2>(a, lda, w, kp, e, out, ldo);
+  }
+}
+
+}  // namespace
+}  // namespace q4_avx512vnni
+
+void qgemm_q4_u8_1x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
+                                  const Q4Epilogue& e) {
+  using namespace q4_avx512vnni;
+  for (int m = 0; m < mr; ++m) {
+    Q4Epilogue em = e;
+    em.y = e.y + m * e.ldy;
+    em.a_scale = e.a_scale + m;
+    em.a_zp = e.a_zp + m;
+    em.a_sum = e.a_sum + m * e.n_groups;
+    const uint8_t* am = a + m * lda;
+    switch (panels) {
+      case 1: dyn<1, 1>(am, lda, w, kp, em); break;
+      case 2: dyn<1, 2>(am, lda, w, kp, em); break;
+      case 3: dyn<1, 3>(am, lda, w, kp, em); break;
+      default: dyn<1, 4>(am, lda, w, kp, em); break;
+    }
+  }
+}
+
+void qgemm_q4_u8_1x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
+                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  using namespace q4_avx512vnni;
+  for (int m = 0; m < mr; ++m) {
+    Q4Epilogue em = e;
+    em.a_sum = e.a_sum + m * e.n_groups;
+    const uint8_t* am = a + m * lda;
+    int32_t* om = out + m * ldo;
+    switch (panels) {
+      case 1: dot<1, 1>(am, lda, w, kp, em, om, ldo); break;
+      case 2: dot<1, 2>(am, lda, w, kp, em, om, ldo); break;
+      case 3: dot<1, 3>(am, lda, w, kp, em, om, ldo); break;
+      default: dot<1, 4>(am, lda, w, kp, em, om, ldo); break;
+    }
+  }
+}
+
+void qgemm_q4_u8_8x32__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
+                                  const Q4Epilogue& e) {
+  using namespace q4_avx512vnni;
+  switch (mr) {
+    case 1: return dyn_np<1>(panels, a, lda, w, kp, e);
+    case 2: return dyn_np<2>(panels, a, lda, w, kp, e);
+    case 3: return dyn_np<3>(panels, a, lda, w, kp, e);
+    case 4: return dyn_np<4>(panels, a, lda, w, kp, e);
+    case 5: return dyn_np<5>(panels, a, lda, w, kp, e);
+    case 6: return dyn_np<6>(panels, a, lda, w, kp, e);
+    case 7: return dyn_np<7>(panels, a, lda, w, kp, e);
+    default: return dyn_np<8>(panels, a, lda, w, kp, e);
+  }
+}
+
+void qgemm_q4_u8_8x32__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
+                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  using namespace q4_avx512vnni;
+  switch (mr) {
+    case 1: return dot_np<1>(panels, a, lda, w, kp, e, out, ldo);
+    case 2: return dot_np<2>(panels, a, lda, w, kp, e, out, ldo);
+    case 3: return dot_np<3>(panels, a, lda, w, kp, e, out, ldo);
+    case 4: return dot_np<4>(panels, a, lda, w, kp, e, out, ldo);
+    case 5: return dot_np<5>(panels, a, lda, w, kp, e, out, ldo);
+    case 6: return dot_np<6>(panels, a, lda, w, kp, e, out, ldo);
+    case 7: return dot_np<7>(panels, a, lda, w, kp, e, out, ldo);
+    default: return dot_np<8>(panels, a, lda, w, kp, e, out, ldo);
+  }
+}
+
+}  // namespace slimnn

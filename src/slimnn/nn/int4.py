@@ -1,0 +1,307 @@
+"""Int4Linear: an ``nn.Linear`` whose weights are stored and multiplied as 4-bit codes (q4 format).
+
+Also defines the op: :func:`q4_linear` (eager entry) and ``torch.ops.slimnn.q4_linear`` (the same
+computation registered with ``torch.library``, with a fake implementation and autograd, for
+``torch.compile`` and ``torch.export``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .. import _C, ops, reference
+from .._threads import get_num_threads
+from ..configs import Int4Config
+from ..formats import pack_q4, q4_info, unpack_q4
+from ..quantize import INT4_SCALE_DTYPES, dequantize_int4, quantize_int4
+
+_KIND = {"dynamic": "q4_dynamic", "weight_only": "q4_weight_only"}
+_F32 = torch.float32
+_BF16 = torch.bfloat16
+
+
+def _in_features(packed: Tensor) -> int:
+    # Header field K at byte offset 24 (csrc/formats/header.h); the C++ side re-validates the blob.
+    if (
+        not isinstance(packed, Tensor) or packed.dtype != torch.uint8 or packed.dim() != 1
+        or packed.numel() < 128 or not packed.is_contiguous()
+    ):
+        raise ValueError("q4_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
+    return int(packed[24:32].view(torch.int64).item())
+
+
+def q4_linear_with_kernel(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], in_mul: Optional[Tensor], mode: str, out_features: int
+) -> tuple[Tensor, str]:
+    """y = (x * in_mul) W^T + bias with W a q4 blob; also returns the kernel that ran.
+
+    x: (..., K) float32 or bfloat16 (float16/float64 converted); y has x's dtype. ``in_mul``: None or K
+    float32 factors applied to x's columns first (AWQ's activation scaling).
+    """
+    kind = _KIND.get(mode)
+    if kind is None:
+        raise ValueError(f"q4_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
+    k = _in_features(packed)
+    if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
+        raise ValueError(f"q4_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
+    if in_mul is not None and (in_mul.dtype is not _F32 or in_mul.shape != (k,) or not in_mul.is_contiguous()):
+        raise ValueError(f"q4_linear: in_mul must be None or a contiguous float32 tensor of shape ({k},)")
+    x, dt = ops._prepare_input(x, k, "q4_linear")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    m = x2.shape[0]
+    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
+        x2 = x2.contiguous()
+    y = torch.empty((m, out_features), dtype=_F32)
+    name = _C.q4_linear(
+        kind,
+        x2.data_ptr(),
+        x2.dtype is _BF16,
+        m,
+        x2.stride(0) if m > 1 else k,
+        0 if in_mul is None else in_mul.data_ptr(),
+        packed.data_ptr(),
+        packed.numel(),
+        0 if bias is None else bias.data_ptr(),
+        y.data_ptr(),
+        out_features,
+        get_num_threads(),
+    )
+    y = y.view(*lead, out_features)
+    return (y if dt is _F32 else y.to(dt)), name
+
+
+def q4_linear(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], in_mul: Optional[Tensor], mode: str, out_features: int
+) -> Tensor:
+    """:func:`q4_linear_with_kernel` without the kernel name."""
+    return q4_linear_with_kernel(x, packed, bias, in_mul, mode, out_features)[0]
+
+
+@torch.library.custom_op("slimnn::q4_linear", mutates_args=())
+def _q4_linear_op(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], in_mul: Optional[Tensor], mode: str, out_features: int
+) -> Tensor:
+    return q4_linear(x, packed, bias, in_mul, mode, out_features)
+
+
+@_q4_linear_op.register_fake
+def _(x: Tensor, packed: Tensor, bias: Optional[Tensor], in_mul: Optional[Tensor], mode: str, out_features: int):
+    out_dtype = x.dtype if x.dtype in (_F32, _BF16, torch.float16, torch.float64) else _F32
+    return x.new_empty((*x.shape[:-1], out_features), dtype=out_dtype)
+
+
+def _setup_ctx(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, packed, _bias, in_mul, _mode, _n = inputs
+    ctx.save_for_backward(packed, in_mul)
+    ctx.x_dtype = x.dtype
+
+
+def _backward(ctx, grad):  # noqa: ANN001
+    # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob).
+    packed, in_mul = ctx.saved_tensors
+    codes, scales, zeros, gs = unpack_q4(packed)
+    w = dequantize_int4(codes, scales, zeros, gs)
+    gx = grad.to(_F32) @ w
+    if in_mul is not None:
+        gx = gx * in_mul
+    return gx.to(ctx.x_dtype), None, None, None, None, None
+
+
+_q4_linear_op.register_autograd(_backward, setup_context=_setup_ctx)
+
+
+def _check_bias(b: Optional[Tensor], n: int) -> Optional[Tensor]:
+    if b is None:
+        return None
+    b = b.detach().to(torch.float32).contiguous().clone()
+    if b.shape != (n,):
+        raise ValueError(f"bias must have shape ({n},), got {tuple(b.shape)}")
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError("bias has a NaN or infinite value")
+    return b
+
+
+def _check_in_mul(s: Optional[Tensor], k: int) -> Optional[Tensor]:
+    if s is None:
+        return None
+    s = s.detach().to(torch.float32).contiguous().clone()
+    if s.shape != (k,):
+        raise ValueError(f"input_scale must have shape ({k},), got {tuple(s.shape)}")
+    if not bool((torch.isfinite(s) & (s > 0)).all()):
+        raise ValueError("input_scale must be finite and positive")
+    return s
+
+
+class Int4Linear(nn.Module):
+    """y = x W^T + b with W stored as 4-bit codes (group-wise scales, optional zero points), packed for the
+    CPU kernels (format q4, ``csrc/formats/q4.h``).
+
+    Build one with :meth:`from_linear` (round to nearest), :meth:`from_quantized` (a canonical form from a
+    calibrated quantizer) or ``slimnn.compress_(model, Int4Config(...))``. Inputs: float32 or bfloat16
+    (float16 and float64 are converted), any leading dimensions; the output has the input's dtype.
+    ``state_dict`` holds ``packed`` (uint8 blob with a versioned header), ``bias`` and ``in_mul`` (None, or
+    the K factors AWQ applies to inputs before the product); loading validates the blob.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, config: Optional[Int4Config] = None
+    ) -> None:
+        super().__init__()
+        self.config = config or Int4Config()
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        gs = self.config.group_size
+        ng = 1 if gs is None else -(-self.in_features // gs)
+        codes = torch.full((self.out_features, self.in_features), 8, dtype=torch.uint8)
+        sdt = INT4_SCALE_DTYPES[self.config.scale_dtype]
+        zeros = None if self.config.symmetric else torch.full((ng, self.out_features), 8, dtype=torch.uint8)
+        self.register_buffer("packed", pack_q4(codes, torch.ones(ng, self.out_features, dtype=sdt), zeros, gs))
+        self.register_buffer("bias", torch.zeros(self.out_features) if bias else None)
+        self.register_buffer("in_mul", None)
+        self.last_kernel: Optional[str] = None
+
+    @classmethod
+    def from_quantized(
+        cls,
+        codes: Tensor,
+        scales: Tensor,
+        zeros: Optional[Tensor],
+        group_size: Optional[int],
+        bias: Optional[Tensor] = None,
+        input_scale: Optional[Tensor] = None,
+        config: Optional[Int4Config] = None,
+    ) -> "Int4Linear":
+        """A layer from the int4 canonical form (see :func:`slimnn.quantize.quantize_int4`).
+
+        ``input_scale``: None or K positive factors multiplying inputs before the product (the layer then
+        computes ``(x * input_scale) @ W^T``). ``config`` supplies mode and kernel; its group size,
+        symmetry and scale dtype are replaced by what the arguments say.
+        """
+        config = config or Int4Config()
+        mod = cls.__new__(cls)
+        nn.Module.__init__(mod)
+        mod.register_buffer("packed", pack_q4(codes, scales, zeros, group_size))
+        info = q4_info(mod.packed)
+        sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
+        mod.config = _replace(config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
+        mod.in_features, mod.out_features = info.k, info.n
+        mod.register_buffer("bias", _check_bias(bias, info.n))
+        mod.register_buffer("in_mul", _check_in_mul(input_scale, info.k))
+        mod.last_kernel = None
+        return mod
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, config: Optional[Int4Config] = None) -> "Int4Linear":
+        """Quantizes ``linear``'s weights by round to nearest (``config.method`` must be ``"rtn"``; the
+        calibrated methods need the model and data: use ``slimnn.compress_``)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
+        config = config or Int4Config()
+        if config.method != "rtn":
+            raise ValueError(
+                f"Int4Linear.from_linear quantizes by round to nearest; method={config.method!r} needs calibration "
+                "data and the whole model: use slimnn.compress_(model, Int4Config(method=..., calib_data=...))"
+            )
+        codes, scales, zeros = quantize_int4(
+            linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype]
+        )
+        return cls.from_quantized(codes, scales, zeros, config.group_size, linear.bias, None, config)
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.config.kernel == "reference":
+            return self._forward_reference(x)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
+            x.requires_grad and torch.is_grad_enabled()
+        ):
+            return torch.ops.slimnn.q4_linear(x, self.packed, self.bias, self.in_mul, self.config.mode,
+                                              self.out_features)
+        y, self.last_kernel = q4_linear_with_kernel(
+            x, self.packed, self.bias, self.in_mul, self.config.mode, self.out_features
+        )
+        return y
+
+    def _forward_reference(self, x: Tensor) -> Tensor:
+        xf, dt = ops._prepare_input(x, self.in_features, "Int4Linear")
+        codes, scales, zeros, gs = unpack_q4(self.packed)
+        x2 = xf.reshape(-1, self.in_features).to(torch.float32)
+        fn = reference.q4_linear_dynamic if self.config.mode == "dynamic" else reference.q4_linear_weight_only
+        y = fn(x2, codes, scales, zeros, gs, self.bias, self.in_mul)
+        return y.view(*x.shape[:-1], self.out_features).to(dt)
+
+    def kernel_name(self, m: int = 16) -> str:
+        """The kernel a call with ``m`` rows would take now on this CPU."""
+        if self.config.kernel == "reference":
+            return "reference"
+        return _C.q4_select_kernel(_KIND[self.config.mode], m)
+
+    def dequantized_weight(self) -> Tensor:
+        """The float32 (N x K) weight this layer applies to its inputs (``in_mul`` folded in)."""
+        codes, scales, zeros, gs = unpack_q4(self.packed)
+        w = dequantize_int4(codes, scales, zeros, gs)
+        return w if self.in_mul is None else w * self.in_mul
+
+    def storage_bytes(self) -> int:
+        """Bytes of the packed weights (with scales, zero points, sums, padding and header), bias and in_mul."""
+        extra = sum(0 if t is None else t.numel() * 4 for t in (self.bias, self.in_mul))
+        return self.packed.numel() + extra
+
+    def extra_repr(self) -> str:
+        c = self.config
+        fmt = "q4 " + ("per-channel" if c.group_size is None else f"g={c.group_size}")
+        fmt += (" sym" if c.symmetric else " asym") + f" scales={c.scale_dtype}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"mode={c.mode}, format={fmt}, method={c.method}, in_mul={self.in_mul is not None}, "
+            f"kernel={self.last_kernel or self.kernel_name(16)}"
+        )
+
+    def _load_from_state_dict(
+        self, state_dict: dict, prefix: str, local_metadata: Any, strict: bool, missing_keys: list,
+        unexpected_keys: list, error_msgs: list,
+    ) -> None:
+        key = prefix + "packed"
+        if key in state_dict:
+            blob = state_dict[key]
+            try:
+                info = q4_info(blob.detach().cpu().contiguous(), full_check=True)
+            except (ValueError, TypeError) as e:
+                error_msgs.append(f"{key}: {e}")
+                return
+            if (info.n, info.k) != (self.out_features, self.in_features):
+                error_msgs.append(
+                    f"{key}: blob is for a {info.k}->{info.n} layer, this module is "
+                    f"{self.in_features}->{self.out_features}"
+                )
+                return
+            # The blob's size depends on its group size, symmetry and scale dtype: resize ours, then copy.
+            self.packed = torch.empty_like(blob, device="cpu")
+            sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
+            self.config = _replace(self.config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
+        mkey = prefix + "in_mul"
+        if mkey in state_dict:
+            s = state_dict[mkey]
+            if s is not None:
+                try:
+                    _check_in_mul(s, self.in_features)
+                except ValueError as e:
+                    error_msgs.append(f"{mkey}: {e}")
+                    return
+                if self.in_mul is None:
+                    self.in_mul = torch.empty(self.in_features, dtype=torch.float32)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+
+def _replace(config: Int4Config, **kw: Any) -> Int4Config:
+    import dataclasses
+
+    return dataclasses.replace(config, calib_data=None, **kw)
