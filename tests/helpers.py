@@ -24,8 +24,8 @@ F32_DENORM = 1.401298464324817e-45  # smallest subnormal
 
 
 def entries(kind: Optional[str] = None) -> list[dict]:
-    """Entries of slimnn.kernels() (all, or one kind: 'q8_dynamic' / 'q8_weight_only')."""
-    return [e for e in slimnn.kernels() if kind is None or e["kind"] == kind]
+    """q8 entries of slimnn.kernels() (both kinds, or one: 'q8_dynamic' / 'q8_weight_only')."""
+    return [e for e in slimnn.kernels() if e["kind"] in ("q8_dynamic", "q8_weight_only") and (kind is None or e["kind"] == kind)]
 
 
 def entry_id(e: dict) -> str:

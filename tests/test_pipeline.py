@@ -9,7 +9,9 @@ from torch import nn
 
 import slimnn
 from slimnn import pipeline, tasks
-from slimnn.nn import Int8Linear
+from slimnn.nn import Int4Linear, Int8Linear, LowRankLinear
+
+COMPRESSED = (Int8Linear, Int4Linear, LowRankLinear)
 
 pytest.importorskip("sklearn")
 
@@ -34,7 +36,7 @@ def task():
 
 
 def _linears(model):
-    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, Int8Linear))}
+    return {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, *COMPRESSED))}
 
 
 def test_task_is_a_real_classifier(task):
@@ -56,7 +58,7 @@ def test_autocompress_within_budget_smaller_and_reported(task, tmp_path):
     assert acc >= task.accuracy(task.model) - 0.01
     assert pipeline.model_bytes(model) < pipeline.model_bytes(task.model)
     assert chosen.bytes == pipeline.model_bytes(model) and chosen.size_ratio > 3
-    assert any(isinstance(m, Int8Linear) for m in model.modules())
+    assert any(isinstance(m, COMPRESSED) for m in model.modules())
     # The input model is untouched and shares no tensor with the result.
     assert all(type(m) is nn.Linear for m in _linears(task.model).values())
     for k, v in task.model.state_dict().items():
@@ -66,7 +68,7 @@ def test_autocompress_within_budget_smaller_and_reported(task, tmp_path):
     # Per-layer rows: format, kernel, bytes, latency.
     rows = {r.name: r for r in chosen.layers}
     assert set(rows) == {"0", "2", "4"}
-    assert all(r.format.startswith("int8") for r in rows.values())
+    assert all(r.format.startswith(("int8", "int4", "lowrank")) for r in rows.values())
     for r in rows.values():
         assert r.bytes > 0 and r.latency_ms is not None and r.latency_ms > 0
         assert r.kernel
@@ -231,5 +233,5 @@ def test_a_format_that_rejects_a_layer_leaves_it_alone():
         m[2].weight[0, 0] = float("nan")
     out, report = slimnn.autocompress(m, lambda mod: 1.0, x, max_drop=0.01, objective="size", threads=1,
                                       reps=2, progress=False)
-    assert isinstance(out[0], Int8Linear) and type(out[2]) is nn.Linear
+    assert isinstance(out[0], COMPRESSED) and type(out[2]) is nn.Linear
     assert "does not apply" in report._step("int8").note

@@ -76,8 +76,6 @@ PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected) {
          " was expected");
   if (h.header_bytes != sizeof(PackedHeader)) fail("header size " + std::to_string(h.header_bytes) + " is wrong");
   if (h.flags != 0) fail("unknown flags " + std::to_string(h.flags));
-  for (uint8_t b : h.reserved)
-    if (b != 0) fail("reserved header bytes are not zero (written by a newer slimnn, or corrupt)");
   if (h.total_bytes != size)
     fail("header says " + std::to_string(h.total_bytes) + " bytes but the blob has " + std::to_string(size) +
          " (truncated or padded?)");
@@ -88,6 +86,9 @@ uint64_t q8_blob_bytes(int64_t n, int64_t k, int64_t group_size) { return q8_lay
 
 Q8View q8_view(const uint8_t* blob, size_t size, bool full_check) {
   const PackedHeader h = parse_header(blob, size, FormatId::kQ8);
+  // q8 keeps `reserved` zero (formats that use it, like q4, validate their own fields there).
+  for (uint8_t b : h.reserved)
+    if (b != 0) fail("reserved header bytes are not zero (written by a newer slimnn, or corrupt)");
   // Checked here too, before round_up below touches the untrusted K (q8_layout repeats the check).
   if (h.n <= 0 || h.k <= 0 || h.n > kMaxDim || h.k > kQ8MaxK)
     fail("shape out of range: N=" + std::to_string(h.n) + ", K=" + std::to_string(h.k));
