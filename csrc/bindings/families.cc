@@ -3,7 +3,11 @@
 namespace slimnn {
 
 // Add one line per family: declare its binder here and call it below.
+void bind_sparse(pybind11::module_& m);
 
-void bind_families(pybind11::module_& m) { (void)m; }
+void bind_families(pybind11::module_& m) {
+  (void)m;
+  bind_sparse(m);
+}
 
 }  // namespace slimnn

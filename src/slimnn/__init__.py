@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch as _torch  # noqa: F401  (the ops below register with torch.library)
 
-from . import isa, nn, ops  # noqa: F401
+from . import isa, nn, ops, prune, sparse_ops  # noqa: F401
 from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
-from .configs import Int8Config
+from .configs import Int8Config, SparseConfig
 from .info import cpu_info, kernels
 
 __version__ = "0.1.0"
@@ -25,5 +25,7 @@ __all__ = [
     "isa",
     "kernels",
     "nn",
+    "prune",
     "set_num_threads",
+    "SparseConfig",
 ]

@@ -1,5 +1,6 @@
 """Compressed drop-in replacements for ``torch.nn.Linear``."""
 
 from .int8 import Int8Linear
+from .sparse import SparseLinear
 
-__all__ = ["Int8Linear"]
+__all__ = ["Int8Linear", "SparseLinear"]

@@ -1,0 +1,426 @@
+// AVX2 + FMA spmm kernels (8-wide).
+//  - GEMV (M = 1): csr with scalar cursors (x86_csr_gemv.h); bsr with broadcast x for 16x1 and 4x1 blocks
+//    and contiguous x for 1x4 and 1x8 blocks; nm by compressing x to the mask's positions (vpermps with a
+//    256-entry rank table per 8 columns) and multiplying with the stored values.
+//  - batched (MT = 8 activation rows in one ymm): every stored value is broadcast and multiplied with the
+//    32-byte row xt[col]. int8 values are first widened into a small fp32 buffer.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/spmm/spmm.h"
+
+namespace slimnn {
+namespace avx2 {
+namespace {
+
+#include "kernels/spmm/x86_csr_gemv.h"
+
+inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
+inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
+inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <typename V>
+inline __m128 load4(const V* p);
+template <>
+inline __m128 load4<float>(const float* p) {
+  return _mm_loadu_ps(p);
+}
+template <>
+inline __m128 load4<int8_t>(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v)));
+}
+
+// Widens count int8 values to fp32 (reads exactly count bytes).
+inline void widen(const int8_t* src, int64_t count, float* dst) {
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, csr_load8<int8_t>(src + i));
+  for (; i < count; ++i) dst[i] = static_cast<float>(src[i]);
+}
+
+constexpr int64_t kBuf = 2048;
+
+template <typename V>
+struct Values {
+  const V* src;
+  float* buf;
+  const float* get(int64_t i0, int64_t count);  // fp32 values [i0, i0 + count), count <= kBuf
+};
+template <>
+inline const float* Values<float>::get(int64_t i0, int64_t) {
+  return src + i0;
+}
+template <>
+inline const float* Values<int8_t>::get(int64_t i0, int64_t count) {
+  widen(src + i0, count, buf);
+  return buf;
+}
+
+// Stores the first `count` (1..8) lanes.
+inline void store_first(float* y, __m256 v, int64_t count) {
+  if (count >= 8) {
+    _mm256_storeu_ps(y, v);
+    return;
+  }
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int64_t i = 0; i < count; ++i) y[i] = t[i];
+}
+
+// ---------------------------------------------------------------- csr, batched (MT = 8)
+
+template <int BITS, typename V>
+void csr_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  constexpr uint64_t M = (uint64_t{1} << BITS) - 1;
+  constexpr int64_t kSlots = kBuf / kSellLanes;
+  const uint64_t kmax = static_cast<uint64_t>(w.k - 1);
+  alignas(32) float buf[kBuf];
+  Values<V> vals{static_cast<const V*>(w.values), buf};
+  for (int64_t g = u0; g < u1; ++g) {
+    const int64_t j0 = w.ptr[g], j1 = w.ptr[g + 1];
+    uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int64_t jc = j0; jc < j1; jc += kSlots) {
+      const int64_t je = j1 - jc < kSlots ? j1 : jc + kSlots;
+      const float* vf = vals.get(jc * kSellLanes, (je - jc) * kSellLanes);
+      const uint8_t* dp = w.deltas + jc * BITS;
+      for (int64_t j = jc; j < je; ++j, dp += BITS, vf += kSellLanes) {
+        uint64_t d;
+        if (BITS == 8) {
+          std::memcpy(&d, dp, 8);
+        } else {
+          uint32_t d32;
+          std::memcpy(&d32, dp, 4);
+          d = d32;
+        }
+#define SLIMNN_LANE(l, c, a)                   \
+  c += (d >> (l * BITS)) & M;                  \
+  c = c < kmax ? c : kmax;                     \
+  a = _mm256_fmadd_ps(_mm256_set1_ps(vf[l]), _mm256_load_ps(xt + c * 8), a);
+        SLIMNN_LANE(0, c0, a0)
+        SLIMNN_LANE(1, c1, a1)
+        SLIMNN_LANE(2, c2, a2)
+        SLIMNN_LANE(3, c3, a3)
+        SLIMNN_LANE(4, c4, a4)
+        SLIMNN_LANE(5, c5, a5)
+        SLIMNN_LANE(6, c6, a6)
+        SLIMNN_LANE(7, c7, a7)
+#undef SLIMNN_LANE
+      }
+    }
+    const __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int l = 0; l < kSellLanes; ++l) {
+      const int64_t li = g * kSellLanes + l, row = w.perm[li];
+      if (!row_ok(row, w.n)) continue;
+      _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(acc[l], _mm256_set1_ps(row_scale(w, li))));
+    }
+  }
+}
+
+// ---------------------------------------------------------------- bsr, GEMV
+
+template <typename V>
+inline void load16_halves(const V* p, __m256* lo, __m256* hi);
+template <>
+inline void load16_halves<float>(const float* p, __m256* lo, __m256* hi) {
+  *lo = _mm256_loadu_ps(p);
+  *hi = _mm256_loadu_ps(p + 8);
+}
+template <>
+inline void load16_halves<int8_t>(const int8_t* p, __m256* lo, __m256* hi) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  *lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+  *hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(b, b)));
+}
+
+template <typename V>
+void bsr16x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  const V* vals = static_cast<const V*>(w.values);
+  const int64_t kbmax = w.kb - 1;
+  for (int64_t b = u0; b < u1; ++b) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = w.ptr[b];
+    const int64_t e = w.ptr[b + 1];
+    __m256 lo, hi;
+    for (; i + 2 <= e; i += 2) {
+      const __m256 x0 = _mm256_set1_ps(x[clampi(w.bcol[i], kbmax)]);
+      const __m256 x1 = _mm256_set1_ps(x[clampi(w.bcol[i + 1], kbmax)]);
+      load16_halves<V>(vals + i * 16, &lo, &hi);
+      a0 = _mm256_fmadd_ps(lo, x0, a0);
+      a1 = _mm256_fmadd_ps(hi, x0, a1);
+      load16_halves<V>(vals + (i + 1) * 16, &lo, &hi);
+      a2 = _mm256_fmadd_ps(lo, x1, a2);
+      a3 = _mm256_fmadd_ps(hi, x1, a3);
+    }
+    if (i < e) {
+      const __m256 x0 = _mm256_set1_ps(x[clampi(w.bcol[i], kbmax)]);
+      load16_halves<V>(vals + i * 16, &lo, &hi);
+      a0 = _mm256_fmadd_ps(lo, x0, a0);
+      a1 = _mm256_fmadd_ps(hi, x0, a1);
+    }
+    a0 = _mm256_add_ps(a0, a2);
+    a1 = _mm256_add_ps(a1, a3);
+    if (w.scales) {
+      a0 = _mm256_mul_ps(a0, _mm256_loadu_ps(w.scales + b * 16));
+      a1 = _mm256_mul_ps(a1, _mm256_loadu_ps(w.scales + b * 16 + 8));
+    }
+    const int64_t rows = w.n - b * 16;
+    store_first(y + b * 16, a0, rows);
+    if (rows > 8) store_first(y + b * 16 + 8, a1, rows - 8);
+  }
+}
+
+template <typename V>
+void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  const V* vals = static_cast<const V*>(w.values);
+  const int64_t kbmax = w.kb - 1;
+  for (int64_t b = u0; b < u1; ++b) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m128 t = _mm_setzero_ps();
+    int64_t i = w.ptr[b];
+    const int64_t e = w.ptr[b + 1];
+    for (; i + 4 <= e; i += 4) {
+      const __m256 x0 = _mm256_set_m128(_mm_set1_ps(x[clampi(w.bcol[i + 1], kbmax)]),
+                                        _mm_set1_ps(x[clampi(w.bcol[i], kbmax)]));
+      const __m256 x1 = _mm256_set_m128(_mm_set1_ps(x[clampi(w.bcol[i + 3], kbmax)]),
+                                        _mm_set1_ps(x[clampi(w.bcol[i + 2], kbmax)]));
+      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4), x0, a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4 + 8), x1, a1);
+    }
+    for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(vals + i * 4), _mm_set1_ps(x[clampi(w.bcol[i], kbmax)]), t);
+    const __m256 a = _mm256_add_ps(a0, a1);
+    __m128 r = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)), t);
+    if (w.scales) r = _mm_mul_ps(r, _mm_loadu_ps(w.scales + b * 4));
+    alignas(16) float o[4];
+    _mm_store_ps(o, r);
+    for (int a2 = 0; a2 < 4; ++a2)
+      if (b * 4 + a2 < w.n) y[b * 4 + a2] = o[a2];
+  }
+}
+
+template <typename V>
+void bsr1x4_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  const V* vals = static_cast<const V*>(w.values);
+  const int64_t kbmax = w.kb - 1;
+  for (int64_t b = u0; b < u1; ++b) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    __m128 t = _mm_setzero_ps();
+    int64_t i = w.ptr[b];
+    const int64_t e = w.ptr[b + 1];
+    for (; i + 4 <= e; i += 4) {
+      const __m256 x0 = _mm256_loadu2_m128(x + clampi(w.bcol[i + 1], kbmax) * 4, x + clampi(w.bcol[i], kbmax) * 4);
+      const __m256 x1 = _mm256_loadu2_m128(x + clampi(w.bcol[i + 3], kbmax) * 4, x + clampi(w.bcol[i + 2], kbmax) * 4);
+      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4), x0, a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4 + 8), x1, a1);
+    }
+    for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(vals + i * 4), _mm_loadu_ps(x + clampi(w.bcol[i], kbmax) * 4), t);
+    const float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_castps128_ps256(t)));
+    if (b < w.n) y[b] = r * row_scale(w, b);
+  }
+}
+
+template <typename V>
+void bsr1x8_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  const V* vals = static_cast<const V*>(w.values);
+  const int64_t kbmax = w.kb - 1;
+  for (int64_t b = u0; b < u1; ++b) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = w.ptr[b];
+    const int64_t e = w.ptr[b + 1];
+    for (; i + 2 <= e; i += 2) {
+      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8 + 8), _mm256_loadu_ps(x + clampi(w.bcol[i + 1], kbmax) * 8), a1);
+    }
+    if (i < e) a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), a0);
+    if (b < w.n) y[b] = hsum(_mm256_add_ps(a0, a1)) * row_scale(w, b);
+  }
+}
+
+template <typename V>
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  if (w.br == 16) return bsr16x1_m1<V>(w, u0, u1, x, y);
+  if (w.br == 4) return bsr4x1_m1<V>(w, u0, u1, x, y);
+  if (w.bc == 4) return bsr1x4_m1<V>(w, u0, u1, x, y);
+  return bsr1x8_m1<V>(w, u0, u1, x, y);
+}
+
+// ---------------------------------------------------------------- bsr, batched (MT = 8)
+
+// Rows [P, P + RP) of each R x C block in one pass (R = 16 takes two passes of 8: 16 accumulators would not
+// leave registers for the operands). R = 1 keeps one accumulator per block column.
+template <typename V, int R, int C, int RP>
+void bsr_m8_pass(const SparseView& w, int64_t b, int p0, const float* xt, float* yt, Values<V>& vals) {
+  constexpr int NA = R == 1 ? C : RP;
+  constexpr int64_t kBlocks = kBuf / (R * C);
+  const int64_t kbmax = w.kb - 1;
+  __m256 acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
+  const int64_t e = w.ptr[b + 1];
+  for (int64_t ic = w.ptr[b]; ic < e; ic += kBlocks) {
+    const int64_t ie = e - ic < kBlocks ? e : ic + kBlocks;
+    const float* vf = vals.get(ic * R * C, (ie - ic) * R * C);
+    for (int64_t i = ic; i < ie; ++i, vf += R * C) {
+      const float* xb = xt + clampi(w.bcol[i], kbmax) * C * 8;
+      for (int c = 0; c < C; ++c) {
+        const __m256 xv = _mm256_load_ps(xb + c * 8);
+        for (int a = 0; a < (R == 1 ? 1 : RP); ++a) {
+          const int ai = R == 1 ? c : a;
+          acc[ai] = _mm256_fmadd_ps(_mm256_set1_ps(vf[(p0 + a) * C + c]), xv, acc[ai]);
+        }
+      }
+    }
+  }
+  if (R == 1) {
+    for (int a = 1; a < NA; ++a) acc[0] = _mm256_add_ps(acc[0], acc[a]);
+    if (b < w.n) _mm256_storeu_ps(yt + b * 8, _mm256_mul_ps(acc[0], _mm256_set1_ps(row_scale(w, b))));
+    return;
+  }
+  for (int a = 0; a < RP; ++a) {
+    const int64_t row = b * R + p0 + a;
+    if (row >= w.n) break;
+    _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(acc[a], _mm256_set1_ps(row_scale(w, row))));
+  }
+}
+
+template <typename V, int R, int C>
+void bsr_m8_rc(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  constexpr int RP = R > 8 ? 8 : R;
+  alignas(32) float buf[kBuf];
+  Values<V> vals{static_cast<const V*>(w.values), buf};
+  for (int64_t b = u0; b < u1; ++b)
+    for (int p0 = 0; p0 < R; p0 += RP) bsr_m8_pass<V, R, C, RP>(w, b, p0, xt, yt, vals);
+}
+
+template <typename V>
+void bsr_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  if (w.br == 16) return bsr_m8_rc<V, 16, 1>(w, u0, u1, xt, yt);
+  if (w.br == 4) return bsr_m8_rc<V, 4, 1>(w, u0, u1, xt, yt);
+  if (w.bc == 4) return bsr_m8_rc<V, 1, 4>(w, u0, u1, xt, yt);
+  return bsr_m8_rc<V, 1, 8>(w, u0, u1, xt, yt);
+}
+
+// ---------------------------------------------------------------- nm
+
+// kRank[m][j]: the position of the j-th set bit of the 8-bit mask m (0 past the last): vpermps with these
+// indices packs x at the mask's columns into the low lanes.
+struct RankTable {
+  uint8_t v[256][8];
+};
+constexpr RankTable make_rank_table() {
+  RankTable t{};
+  for (int m = 0; m < 256; ++m) {
+    int j = 0;
+    for (int b = 0; b < 8; ++b)
+      if (m & (1 << b)) t.v[m][j++] = static_cast<uint8_t>(b);
+  }
+  return t;
+}
+alignas(64) constexpr RankTable kRank = make_rank_table();
+
+inline __m256 first_lanes(int count) {  // all-ones in lanes [0, count)
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+
+template <typename V>
+void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  const int64_t kc = w.kc, vpc = w.vpc;
+  const int64_t kChunks = (kBuf - 16) / vpc;
+  alignas(32) float buf[kBuf];
+  Values<V> vals{static_cast<const V*>(w.values), buf};
+  for (int64_t row = u0; row < u1 && row < w.n; ++row) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t cc = 0; cc < kc; cc += kChunks) {
+      const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
+      const float* vf = vals.get((row * kc + cc) * vpc, (ce - cc) * vpc);
+      for (int64_t ch = cc; ch < ce; ++ch, vf += vpc) {
+        const uint32_t m = w.masks[row * kc + ch];
+        const int lo = __builtin_popcount(m & 0xFF) < vpc ? __builtin_popcount(m & 0xFF) : static_cast<int>(vpc);
+        const int hi = __builtin_popcount(m >> 8) < vpc - lo ? __builtin_popcount(m >> 8) : static_cast<int>(vpc - lo);
+        const __m256i r0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRank.v[m & 0xFF])));
+        const __m256i r1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRank.v[m >> 8])));
+        const __m256 x0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk), r0);
+        const __m256 x1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk + 8), r1);
+        a0 = _mm256_fmadd_ps(_mm256_maskload_ps(vf, _mm256_castps_si256(first_lanes(lo))), x0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(vf + lo, _mm256_castps_si256(first_lanes(hi))), x1, a1);
+      }
+    }
+    y[row] = hsum(_mm256_add_ps(a0, a1)) * row_scale(w, row);
+  }
+}
+
+template <typename V>
+void nm_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  const int64_t kc = w.kc, vpc = w.vpc;
+  const int64_t kChunks = kBuf / vpc;
+  alignas(32) float buf[kBuf];
+  Values<V> vals{static_cast<const V*>(w.values), buf};
+  for (int64_t row = u0; row < u1 && row < w.n; ++row) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    for (int64_t cc = 0; cc < kc; cc += kChunks) {
+      const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
+      const float* vf = vals.get((row * kc + cc) * vpc, (ce - cc) * vpc);
+      for (int64_t ch = cc; ch < ce; ++ch, vf += vpc) {
+        uint32_t bits = w.masks[row * kc + ch];
+        const float* xc = xt + ch * kNmChunk * 8;
+        int i = 0;
+        for (; i + 2 <= vpc; i += 2) {
+          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
+          bits &= bits - 1;
+          const int e1 = __builtin_ctz(bits | 0x10000u) & 15;
+          bits &= bits - 1;
+          a0 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i]), _mm256_load_ps(xc + e0 * 8), a0);
+          a1 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i + 1]), _mm256_load_ps(xc + e1 * 8), a1);
+        }
+        if (i < vpc) {
+          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
+          a0 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i]), _mm256_load_ps(xc + e0 * 8), a0);
+        }
+      }
+    }
+    _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(row_scale(w, row))));
+  }
+}
+
+template <typename V>
+void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
+  return csr_gemv<8, V>(w, u0, u1, x, y);
+}
+
+template <typename V>
+void csr_batched(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  if (w.index_bits == 4) return csr_m8<4, V>(w, u0, u1, xt, yt);
+  return csr_m8<8, V>(w, u0, u1, xt, yt);
+}
+
+}  // namespace
+}  // namespace avx2
+
+#define SLIMNN_AVX2(name, fn, V)                                                            \
+  void name(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) { \
+    avx2::fn<V>(w, u0, u1, xt, yt);                                                       \
+  }
+SLIMNN_AVX2(spmm_csr_f32_f32_m1__avx2, csr_m1, float)
+SLIMNN_AVX2(spmm_csr_f32_f32_m8__avx2, csr_batched, float)
+SLIMNN_AVX2(spmm_csr_i8_f32_m1__avx2, csr_m1, int8_t)
+SLIMNN_AVX2(spmm_csr_i8_f32_m8__avx2, csr_batched, int8_t)
+SLIMNN_AVX2(spmm_bsr_f32_f32_m1__avx2, bsr_m1, float)
+SLIMNN_AVX2(spmm_bsr_f32_f32_m8__avx2, bsr_m8, float)
+SLIMNN_AVX2(spmm_bsr_i8_f32_m1__avx2, bsr_m1, int8_t)
+SLIMNN_AVX2(spmm_bsr_i8_f32_m8__avx2, bsr_m8, int8_t)
+SLIMNN_AVX2(spmm_nm_f32_f32_m1__avx2, nm_m1, float)
+SLIMNN_AVX2(spmm_nm_f32_f32_m8__avx2, nm_m8, float)
+SLIMNN_AVX2(spmm_nm_i8_f32_m1__avx2, nm_m1, int8_t)
+SLIMNN_AVX2(spmm_nm_i8_f32_m8__avx2, nm_m8, int8_t)
+#undef SLIMNN_AVX2
+
+}  // namespace slimnn
