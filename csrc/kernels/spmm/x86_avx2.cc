@@ -14,7 +14,7 @@ namespace slimnn {
 namespace avx2 {
 namespace {
 
-#include "kernels/spmm/x86_csr_gemv.h"
+#include "kernels/spmm/x86_gemv.h"
 
 inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
 inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
@@ -310,84 +310,84 @@ void bsr_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float*
 
 // ---------------------------------------------------------------- nm
 
-// kRank[m][j]: the position of the j-th set bit of the 8-bit mask m (0 past the last): vpermps with these
-// indices packs x at the mask's columns into the low lanes.
-struct RankTable {
-  uint8_t v[256][8];
-};
-constexpr RankTable make_rank_table() {
-  RankTable t{};
-  for (int m = 0; m < 256; ++m) {
-    int j = 0;
-    for (int b = 0; b < 8; ++b)
-      if (m & (1 << b)) t.v[m][j++] = static_cast<uint8_t>(b);
-  }
-  return t;
-}
-alignas(64) constexpr RankTable kRank = make_rank_table();
-
 inline __m256 first_lanes(int count) {  // all-ones in lanes [0, count)
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 }
 
+// Other N:M: the row's values are copied (or widened) into a buffer with slack, so full 8-lane loads stay
+// in bounds; lanes past each half's count are zeroed with a lane mask.
 template <typename V>
 void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  if (w.vpc == 8 && w.nm_m <= 8) return nm8_gemv<V>(w, u0, u1, x, y);
   const int64_t kc = w.kc, vpc = w.vpc;
   const int64_t kChunks = (kBuf - 16) / vpc;
   alignas(32) float buf[kBuf];
-  Values<V> vals{static_cast<const V*>(w.values), buf};
+  const V* src = static_cast<const V*>(w.values);
   for (int64_t row = u0; row < u1 && row < w.n; ++row) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     for (int64_t cc = 0; cc < kc; cc += kChunks) {
       const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
-      const float* vf = vals.get((row * kc + cc) * vpc, (ce - cc) * vpc);
+      const V* s0 = src + (row * kc + cc) * vpc;
+      const int64_t count = (ce - cc) * vpc;
+      for (int64_t i = 0; i < count; ++i) buf[i] = static_cast<float>(s0[i]);
+      const float* vf = buf;
       for (int64_t ch = cc; ch < ce; ++ch, vf += vpc) {
         const uint32_t m = w.masks[row * kc + ch];
         const int lo = __builtin_popcount(m & 0xFF) < vpc ? __builtin_popcount(m & 0xFF) : static_cast<int>(vpc);
-        const int hi = __builtin_popcount(m >> 8) < vpc - lo ? __builtin_popcount(m >> 8) : static_cast<int>(vpc - lo);
         const __m256i r0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRank.v[m & 0xFF])));
         const __m256i r1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRank.v[m >> 8])));
         const __m256 x0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk), r0);
         const __m256 x1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk + 8), r1);
-        a0 = _mm256_fmadd_ps(_mm256_maskload_ps(vf, _mm256_castps_si256(first_lanes(lo))), x0, a0);
-        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(vf + lo, _mm256_castps_si256(first_lanes(hi))), x1, a1);
+        a0 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf), first_lanes(lo)), x0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf + lo), first_lanes(static_cast<int>(vpc) - lo)), x1, a1);
       }
     }
     y[row] = hsum(_mm256_add_ps(a0, a1)) * row_scale(w, row);
   }
 }
 
-template <typename V>
-void nm_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+// Two rows at a time: four independent accumulator chains hide the FMA latency (four rows run out of
+// general registers for the masks and value pointers).
+template <typename V, int RB>
+void nm_m8_rows(const SparseView& w, int64_t row0, const float* xt, float* yt, float* buf) {
   const int64_t kc = w.kc, vpc = w.vpc;
-  const int64_t kChunks = kBuf / vpc;
-  alignas(32) float buf[kBuf];
-  Values<V> vals{static_cast<const V*>(w.values), buf};
-  for (int64_t row = u0; row < u1 && row < w.n; ++row) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    for (int64_t cc = 0; cc < kc; cc += kChunks) {
-      const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
-      const float* vf = vals.get((row * kc + cc) * vpc, (ce - cc) * vpc);
-      for (int64_t ch = cc; ch < ce; ++ch, vf += vpc) {
-        uint32_t bits = w.masks[row * kc + ch];
-        const float* xc = xt + ch * kNmChunk * 8;
-        int i = 0;
-        for (; i + 2 <= vpc; i += 2) {
-          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
-          bits &= bits - 1;
-          const int e1 = __builtin_ctz(bits | 0x10000u) & 15;
-          bits &= bits - 1;
-          a0 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i]), _mm256_load_ps(xc + e0 * 8), a0);
-          a1 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i + 1]), _mm256_load_ps(xc + e1 * 8), a1);
-        }
-        if (i < vpc) {
-          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
-          a0 = _mm256_fmadd_ps(_mm256_set1_ps(vf[i]), _mm256_load_ps(xc + e0 * 8), a0);
+  const int64_t kChunks = kBuf / (RB * vpc);
+  Values<V> vals{static_cast<const V*>(w.values), nullptr};
+  __m256 acc[RB][2];
+  for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t cc = 0; cc < kc; cc += kChunks) {
+    const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
+    const float* vf[RB];
+    for (int r = 0; r < RB; ++r) {
+      vals.buf = buf + r * kChunks * vpc;
+      vf[r] = vals.get(((row0 + r) * kc + cc) * vpc, (ce - cc) * vpc);
+    }
+    for (int64_t ch = cc; ch < ce; ++ch) {
+      uint32_t bits[RB];
+      for (int r = 0; r < RB; ++r) bits[r] = w.masks[(row0 + r) * kc + ch];
+      const float* xc = xt + ch * kNmChunk * 8;
+      for (int i = 0; i < vpc; ++i) {
+        for (int r = 0; r < RB; ++r) {
+          const int e = __builtin_ctz(bits[r] | 0x10000u) & 15;
+          bits[r] &= bits[r] - 1;
+          acc[r][i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(vf[r][i]), _mm256_load_ps(xc + e * 8), acc[r][i & 1]);
         }
       }
+      for (int r = 0; r < RB; ++r) vf[r] += vpc;
     }
-    _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(row_scale(w, row))));
   }
+  for (int r = 0; r < RB; ++r)
+    _mm256_storeu_ps(yt + (row0 + r) * 8,
+                     _mm256_mul_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_set1_ps(row_scale(w, row0 + r))));
+}
+
+template <typename V>
+void nm_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  alignas(32) float buf[kBuf];
+  if (u1 > w.n) u1 = w.n;
+  int64_t row = u0;
+  for (; row + 2 <= u1; row += 2) nm_m8_rows<V, 2>(w, row, xt, yt, buf);
+  for (; row < u1; ++row) nm_m8_rows<V, 1>(w, row, xt, yt, buf);
 }
 
 template <typename V>

@@ -14,7 +14,7 @@ namespace slimnn {
 namespace avx512 {
 namespace {
 
-#include "kernels/spmm/x86_csr_gemv.h"
+#include "kernels/spmm/x86_gemv.h"
 
 inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
 inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
@@ -130,16 +130,15 @@ void bsr16x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, flo
   const V* vals = static_cast<const V*>(w.values);
   const int64_t kbmax = w.kb - 1;
   for (int64_t b = u0; b < u1; ++b) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int64_t i = w.ptr[b];
     const int64_t e = w.ptr[b + 1];
-    for (; i + 2 <= e; i += 2) {
-      const int64_t c0 = clampi(w.bcol[i], kbmax), c1 = clampi(w.bcol[i + 1], kbmax);
-      a0 = _mm512_fmadd_ps(load16<V>(vals + i * 16), _mm512_set1_ps(x[c0]), a0);
-      a1 = _mm512_fmadd_ps(load16<V>(vals + (i + 1) * 16), _mm512_set1_ps(x[c1]), a1);
-    }
-    if (i < e) a0 = _mm512_fmadd_ps(load16<V>(vals + i * 16), _mm512_set1_ps(x[clampi(w.bcol[i], kbmax)]), a0);
-    __m512 r = _mm512_add_ps(a0, a1);
+    for (; i + 4 <= e; i += 4)
+      for (int u = 0; u < 4; ++u)
+        a[u] = _mm512_fmadd_ps(load16<V>(vals + (i + u) * 16), _mm512_set1_ps(x[clampi(w.bcol[i + u], kbmax)]), a[u]);
+    for (; i < e; ++i)
+      a[0] = _mm512_fmadd_ps(load16<V>(vals + i * 16), _mm512_set1_ps(x[clampi(w.bcol[i], kbmax)]), a[0]);
+    __m512 r = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
     if (w.scales) r = _mm512_mul_ps(r, _mm512_loadu_ps(w.scales + b * 16));
     const int64_t rows = w.n - b * 16;
     _mm512_mask_storeu_ps(y + b * 16, rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1), r);
@@ -158,9 +157,19 @@ void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, floa
   const int64_t kbmax = w.kb - 1;
   const __m512i rep = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   for (int64_t b = u0; b < u1; ++b) {
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps(), acc1 = acc;
     int64_t i = w.ptr[b];
     const int64_t e = w.ptr[b + 1];
+    for (; i + 8 <= e; i += 8) {
+      const __m128 x0 = gather4(x, clampi(w.bcol[i], kbmax), clampi(w.bcol[i + 1], kbmax),
+                                clampi(w.bcol[i + 2], kbmax), clampi(w.bcol[i + 3], kbmax));
+      const __m128 x1 = gather4(x, clampi(w.bcol[i + 4], kbmax), clampi(w.bcol[i + 5], kbmax),
+                                clampi(w.bcol[i + 6], kbmax), clampi(w.bcol[i + 7], kbmax));
+      acc = _mm512_fmadd_ps(load16<V>(vals + i * 4), _mm512_permutexvar_ps(rep, _mm512_castps128_ps512(x0)), acc);
+      acc1 = _mm512_fmadd_ps(load16<V>(vals + i * 4 + 16), _mm512_permutexvar_ps(rep, _mm512_castps128_ps512(x1)),
+                             acc1);
+    }
+    acc = _mm512_add_ps(acc, acc1);
     for (; i + 4 <= e; i += 4) {
       const __m128 xv = gather4(x, clampi(w.bcol[i], kbmax), clampi(w.bcol[i + 1], kbmax),
                                 clampi(w.bcol[i + 2], kbmax), clampi(w.bcol[i + 3], kbmax));
@@ -318,58 +327,68 @@ void bsr_m16(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float
 
 template <typename V>
 void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  if (w.vpc == 8 && w.nm_m <= 8) return nm8_gemv<V>(w, u0, u1, x, y);
   const V* vals = static_cast<const V*>(w.values);
   const int64_t kc = w.kc, vpc = w.vpc;
   const __mmask16 vm = static_cast<__mmask16>((1u << vpc) - 1);
   for (int64_t row = u0; row < u1 && row < w.n; ++row) {
     const uint16_t* mp = w.masks + row * kc;
     const V* vp = vals + row * kc * vpc;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
     int64_t ch = 0;
-    for (; ch + 2 <= kc; ch += 2) {
-      a0 = _mm512_fmadd_ps(_mm512_maskz_expand_ps(mp[ch], load16z<V>(vp + ch * vpc, vm)),
-                           _mm512_loadu_ps(x + ch * kNmChunk), a0);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_expand_ps(mp[ch + 1], load16z<V>(vp + (ch + 1) * vpc, vm)),
-                           _mm512_loadu_ps(x + (ch + 1) * kNmChunk), a1);
-    }
-    if (ch < kc)
-      a0 = _mm512_fmadd_ps(_mm512_maskz_expand_ps(mp[ch], load16z<V>(vp + ch * vpc, vm)),
-                           _mm512_loadu_ps(x + ch * kNmChunk), a0);
-    y[row] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * row_scale(w, row);
+    for (; ch + 4 <= kc; ch += 4)
+      for (int u = 0; u < 4; ++u)
+        a[u] = _mm512_fmadd_ps(_mm512_maskz_expand_ps(mp[ch + u], load16z<V>(vp + (ch + u) * vpc, vm)),
+                               _mm512_loadu_ps(x + (ch + u) * kNmChunk), a[u]);
+    for (; ch < kc; ++ch)
+      a[0] = _mm512_fmadd_ps(_mm512_maskz_expand_ps(mp[ch], load16z<V>(vp + ch * vpc, vm)),
+                             _mm512_loadu_ps(x + ch * kNmChunk), a[0]);
+    const __m512 r = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+    y[row] = _mm512_reduce_add_ps(r) * row_scale(w, row);
   }
+}
+
+// Four rows at a time: eight independent accumulator chains hide the FMA latency.
+template <typename V, int RB>
+void nm_m16_rows(const SparseView& w, int64_t row0, const float* xt, float* yt, float* buf) {
+  const int64_t kc = w.kc, vpc = w.vpc;
+  const int64_t kChunks = kBuf / (RB * vpc);
+  Values<V> vals{static_cast<const V*>(w.values), nullptr};
+  __m512 acc[RB][2];
+  for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t cc = 0; cc < kc; cc += kChunks) {
+    const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
+    const float* vf[RB];
+    for (int r = 0; r < RB; ++r) {
+      vals.buf = buf + r * kChunks * vpc;
+      vf[r] = vals.get(((row0 + r) * kc + cc) * vpc, (ce - cc) * vpc);
+    }
+    for (int64_t ch = cc; ch < ce; ++ch) {
+      uint32_t bits[RB];
+      for (int r = 0; r < RB; ++r) bits[r] = w.masks[(row0 + r) * kc + ch];
+      const float* xc = xt + ch * kNmChunk * 16;
+      for (int i = 0; i < vpc; ++i) {
+        for (int r = 0; r < RB; ++r) {
+          const int e = __builtin_ctz(bits[r] | 0x10000u) & 15;
+          bits[r] &= bits[r] - 1;
+          acc[r][i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(vf[r][i]), _mm512_load_ps(xc + e * 16), acc[r][i & 1]);
+        }
+      }
+      for (int r = 0; r < RB; ++r) vf[r] += vpc;
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    _mm512_storeu_ps(yt + (row0 + r) * 16,
+                     _mm512_mul_ps(_mm512_add_ps(acc[r][0], acc[r][1]), _mm512_set1_ps(row_scale(w, row0 + r))));
 }
 
 template <typename V>
 void nm_m16(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  const int64_t kc = w.kc, vpc = w.vpc;
-  const int64_t kChunks = kBuf / vpc;
   alignas(64) float buf[kBuf];
-  Values<V> vals{static_cast<const V*>(w.values), buf};
-  for (int64_t row = u0; row < u1 && row < w.n; ++row) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    for (int64_t cc = 0; cc < kc; cc += kChunks) {
-      const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
-      const float* vf = vals.get((row * kc + cc) * vpc, (ce - cc) * vpc);
-      for (int64_t ch = cc; ch < ce; ++ch, vf += vpc) {
-        uint32_t bits = w.masks[row * kc + ch];
-        const float* xc = xt + ch * kNmChunk * 16;
-        int i = 0;
-        for (; i + 2 <= vpc; i += 2) {
-          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
-          bits &= bits - 1;
-          const int e1 = __builtin_ctz(bits | 0x10000u) & 15;
-          bits &= bits - 1;
-          a0 = _mm512_fmadd_ps(_mm512_set1_ps(vf[i]), _mm512_load_ps(xc + e0 * 16), a0);
-          a1 = _mm512_fmadd_ps(_mm512_set1_ps(vf[i + 1]), _mm512_load_ps(xc + e1 * 16), a1);
-        }
-        if (i < vpc) {
-          const int e0 = __builtin_ctz(bits | 0x10000u) & 15;
-          a0 = _mm512_fmadd_ps(_mm512_set1_ps(vf[i]), _mm512_load_ps(xc + e0 * 16), a0);
-        }
-      }
-    }
-    _mm512_storeu_ps(yt + row * 16, _mm512_mul_ps(_mm512_add_ps(a0, a1), _mm512_set1_ps(row_scale(w, row))));
-  }
+  if (u1 > w.n) u1 = w.n;
+  int64_t row = u0;
+  for (; row + 4 <= u1; row += 4) nm_m16_rows<V, 4>(w, row, xt, yt, buf);
+  for (; row < u1; ++row) nm_m16_rows<V, 1>(w, row, xt, yt, buf);
 }
 
 template <typename V>
