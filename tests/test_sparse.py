@@ -552,6 +552,14 @@ def test_sparse_linear_matches_its_weights(pattern, values, backend):
     assert f"backend={backend}" in r and "format=" in r
 
 
+def test_index_bits_reach_the_blob():
+    for values in ("fp32", "int8"):
+        for bits in (4, 8):
+            mod = SparseLinear.from_linear(_lin(64, 32), SparseConfig(0.9, values=values, index_bits=bits,
+                                                                       backend="sparse"))
+            assert sf.sparse_info(mod.packed).index_bits == bits and f"d{bits}" in mod.format
+
+
 def test_sparse_linear_int8_sqnr():
     lin = _lin(256, 128)
     x = torch.randn(32, 256)
@@ -589,6 +597,9 @@ def test_state_dict_round_trip(values, backend):
     dst = SparseLinear(40, 24, config=SparseConfig(0.6, pattern="1x4", values="fp32" if values == "int8" else "int8"))
     dst.load_state_dict(sd)
     assert dst.backend == backend and dst.config.values == values
+    other = SparseLinear(40, 24, config=SparseConfig(pattern="2:4"))
+    other.load_state_dict(sd)
+    assert other.config.pattern == ("1x4" if backend == "sparse" else "2:4")
     x = torch.randn(3, 40)
     with torch.inference_mode():
         assert torch.equal(dst(x), src(x))
@@ -698,6 +709,7 @@ def test_config_validation_and_json():
     assert config_from_json(cfg.to_json()) == cfg
     for bad in (dict(sparsity=1.01), dict(sparsity=-0.1), dict(pattern="3x3"), dict(method="random"),
                 dict(scope="model"), dict(values="int4"), dict(backend="gpu"), dict(index_bits=16),
+                dict(pattern="2:4", index_bits=8),
                 dict(kernel="fast"), dict(version=2), dict(layer_sparsity=(("a", 2.0),)), dict(skip=3)):
         with pytest.raises(ValueError):
             SparseConfig(**bad)

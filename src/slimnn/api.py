@@ -71,7 +71,7 @@ def _plan_sparse(model: nn.Module, targets: list, config: SparseConfig) -> dict:
     if config.pattern != "neurons":
         return prune.plan_layers(targets, config)
     names = {fqn for fqn, _ in targets}
-    out: dict[str, Any] = {fqn: "matched SparseConfig.skip" for fqn in names if prune._match(fqn, config.skip)}
+    out: dict[str, Any] = {fqn: "matched SparseConfig.skip" for fqn in names if prune.matches_any(fqn, config.skip)}
     groups = [
         (p, c) for p, c in prune.find_mlp_pairs(model)
         if all(x in names and x not in out for x in (*p, c))

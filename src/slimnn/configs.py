@@ -132,6 +132,8 @@ class SparseConfig:
             raise ValueError(f"SparseConfig.backend must be one of {SPARSE_BACKENDS}, got {self.backend!r}")
         if self.index_bits not in (None, 4, 8) or isinstance(self.index_bits, bool):
             raise ValueError(f"SparseConfig.index_bits must be 4, 8 or None, got {self.index_bits!r}")
+        if self.index_bits is not None and self.pattern != "unstructured":
+            raise ValueError("SparseConfig.index_bits is for pattern 'unstructured' (the csr format) only")
         if self.kernel not in KERNELS:
             raise ValueError(f"SparseConfig.kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.version != 1:

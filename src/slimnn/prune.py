@@ -266,7 +266,8 @@ def input_norm_of(module: nn.Module) -> Optional[Tensor]:
 # ------------------------------------------------------------------------------------------ targets
 
 
-def _match(fqn: str, patterns: Sequence[str]) -> bool:
+def matches_any(fqn: str, patterns: Sequence[str]) -> bool:
+    """True if the layer name matches one of the fnmatch patterns."""
     return any(fnmatch.fnmatchcase(fqn, p) for p in patterns)
 
 
@@ -379,7 +380,7 @@ class GradualPruner:
             raise ValueError("GradualPruner needs method 'magnitude' or 'wanda'")
         self.layers = [
             (fqn, m) for fqn, m in model.named_modules()
-            if type(m) is nn.Linear and (filter_fn is None or filter_fn(m, fqn)) and not _match(fqn, config.skip)
+            if type(m) is nn.Linear and (filter_fn is None or filter_fn(m, fqn)) and not matches_any(fqn, config.skip)
         ]
         self.masks: dict[str, Tensor] = {}
         self.sparsity = 0.0
@@ -430,16 +431,18 @@ def plan_layers(targets: Sequence[tuple[str, nn.Module]], config: Any) -> dict[s
     out: dict[str, Any] = {}
     kept = []
     for fqn, mod in targets:
-        if _match(fqn, config.skip):
+        if matches_any(fqn, config.skip):
             out[fqn] = "matched SparseConfig.skip"
         else:
             kept.append((fqn, mod))
+    if config.method == "wanda":  # fail before any layer is converted
+        missing = [fqn for fqn, m in kept if input_norm_of(m) is None]
+        if missing:
+            raise ValueError(f"method 'wanda' needs calibration: run slimnn.prune.calibrate_(model, batches) first "
+                             f"(no input norms for {missing[:3]}{' ...' if len(missing) > 3 else ''})")
     alloc = {fqn: layer_sparsity(fqn, config.sparsity, config.layer_sparsity) for fqn, _ in kept}
     if config.scope == "global" and pat.kind in ("unstructured", "block") and config.method != "existing":
         free = [(fqn, m) for fqn, m in kept if not _match_override(fqn, config.layer_sparsity)]
-        missing = [fqn for fqn, m in free if config.method == "wanda" and input_norm_of(m) is None]
-        if missing:
-            raise ValueError(f"method 'wanda' needs calibration (slimnn.prune.calibrate_) for: {missing[:3]}")
         unit = (pat.a, pat.b) if pat.kind == "block" else None
         alloc.update(global_allocation(
             [(fqn, scores(m.weight, config.method, input_norm_of(m))) for fqn, m in free], config.sparsity, unit))

@@ -114,6 +114,8 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
     float32 ``scales`` [N]. Returns the blob. ``index_bits`` (csr only): 4, 8 or None for the smaller blob.
     """
     kind, (p, q) = parse_format(format)
+    if kind != "csr" and index_bits is not None:
+        raise ValueError(f"index_bits is for the csr format only, not {format!r}")
     w, sc, vals = _values_of(w, scales)
     n, k = w.shape
     wp = w.data_ptr()

@@ -1,7 +1,7 @@
 // AVX2 + FMA spmm kernels (8-wide).
-//  - GEMV (M = 1): csr with scalar cursors (x86_csr_gemv.h); bsr with broadcast x for 16x1 and 4x1 blocks
-//    and contiguous x for 1x4 and 1x8 blocks; nm by compressing x to the mask's positions (vpermps with a
-//    256-entry rank table per 8 columns) and multiplying with the stored values.
+//  - GEMV (M = 1): csr with scalar cursors and 2:4/4:8 with rank tables (x86_gemv.h); bsr with broadcast x
+//    for 16x1 and 4x1 blocks and contiguous x for 1x4 and 1x8 blocks; other N:M by compressing x to the
+//    mask's positions (vpermps with the rank table per 8 columns) and multiplying with the stored values.
 //  - batched (MT = 8 activation rows in one ymm): every stored value is broadcast and multiplied with the
 //    32-byte row xt[col]. int8 values are first widened into a small fp32 buffer.
 #include <immintrin.h>

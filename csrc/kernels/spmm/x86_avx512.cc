@@ -1,7 +1,8 @@
 // AVX-512 F/BW/VL/DQ spmm kernels.
-//  - GEMV (M = 1): csr with scalar cursors (x86_csr_gemv.h); bsr with one broadcast x per 16x1 block, four
-//    4x1 blocks per vector (x values repeated by vpermps), four 1x4 or two 1x8 blocks per vector (x loaded
-//    contiguously); nm with vexpandps placing the stored values at their mask positions.
+//  - GEMV (M = 1): csr with scalar cursors and 2:4/4:8 with rank tables (x86_gemv.h, shared with AVX2);
+//    bsr with one broadcast x per 16x1 block, four 4x1 blocks per vector (x values repeated by vpermps),
+//    four 1x4 or two 1x8 blocks per vector (x loaded contiguously); other N:M with vexpandps placing the
+//    stored values at their mask positions.
 //  - batched (MT = 16 activation rows in one zmm): every stored value is broadcast and multiplied with the
 //    64-byte row xt[col]. int8 values are first widened into a small fp32 buffer.
 #include <immintrin.h>

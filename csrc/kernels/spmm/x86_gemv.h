@@ -9,7 +9,8 @@
 // and loads together, so the deltas are split between byte loads and shifts. The cursors can only grow
 // by 8 * max_delta between two clamps (kClampSlots), the zero padding the driver puts after x
 // (xpad_slots = 8 in kernels.inc).
-// Measured on an AMD EPYC (Zen 4) with /tmp prototypes; untested on Intel cores, where gathers are cheaper.
+// Measured on an AMD EPYC (Zen 4) with stand-alone prototypes (4096 x 4096, 90%: scalar cursors 4.4
+// nonzeros/ns, vgatherdps zmm 2.6, ymm 2.8); not measured on Intel cores, where gathers are cheaper.
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
 constexpr int kClampSlots = 8;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Optional
 
@@ -18,6 +19,15 @@ from ..sparse_formats import dense_weight, is_sparse_blob, pack_sparse, sparse_i
 AUTO_M = (1, 16)
 """Activation rows at which ``backend="auto"`` times the sparse and the dense kernel."""
 AUTO_REPS = 7
+
+
+def _pattern_of(fmt: str) -> str:
+    """The pruning pattern a blob format stores: csr -> unstructured, bsr1x4 -> 1x4, nm2:4 -> 2:4."""
+    if fmt.startswith("bsr"):
+        return fmt[3:]
+    if fmt.startswith("nm"):
+        return fmt[2:]
+    return "unstructured"
 
 
 def _median_time(fn, x: Tensor, reps: int) -> float:
@@ -50,7 +60,8 @@ class SparseLinear(nn.Module):
         fmt = self._format()
         w = torch.zeros(self.out_features, self.in_features)
         if self.config.values == "int8":
-            blob = pack_sparse(w.to(torch.int8), fmt, scales=torch.ones(self.out_features))
+            blob = pack_sparse(w.to(torch.int8), fmt, scales=torch.ones(self.out_features),
+                               index_bits=self.config.index_bits)
         else:
             blob = pack_sparse(w, fmt, index_bits=self.config.index_bits)
         self.register_buffer("packed", blob)
@@ -94,7 +105,7 @@ class SparseLinear(nn.Module):
         mod.last_kernel = None
         if config.values == "int8":
             q, scales = quantize_int8_symmetric(pruned)  # pruned weights stay exactly 0
-            sparse_blob = pack_sparse(q, fmt, scales=scales[0])
+            sparse_blob = pack_sparse(q, fmt, scales=scales[0], index_bits=config.index_bits)
             dense = (q, scales)
         else:
             sparse_blob = pack_sparse(pruned, fmt, index_bits=config.index_bits)
@@ -282,9 +293,11 @@ class SparseLinear(nn.Module):
             blob = state_dict[pk]
             try:
                 blob_c = blob.detach().cpu().contiguous()
+                pattern = None
                 if is_sparse_blob(blob_c):
                     info = sparse_info(blob_c, full_check=True)
                     n, k, backend, values = info.n, info.k, "sparse", info.values
+                    pattern = _pattern_of(info.format)
                 else:
                     qi = q8_info(blob_c, full_check=True)
                     if qi.group_size is not None:
@@ -299,14 +312,18 @@ class SparseLinear(nn.Module):
             self.packed = torch.empty_like(blob_c)
             self.weight = None
             self.backend = backend
-            self._set_values(values)
+            self._set_values(values, pattern)
         self.choice = {"by": "state_dict"}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
-    def _set_values(self, values: str) -> None:
-        import dataclasses
-
+    def _set_values(self, values: str, pattern: Optional[str] = None) -> None:
+        """Makes the config describe the loaded weights (values, and the pattern a sparse blob stores)."""
+        changes: dict[str, Any] = {}
         if self.config.values != values:
-            self.config = dataclasses.replace(self.config, values=values)
+            changes["values"] = values
+        if pattern is not None and parse_pattern(self.config.pattern).format != parse_pattern(pattern).format:
+            changes["pattern"] = pattern
+        if changes:
+            self.config = dataclasses.replace(self.config, **changes)
