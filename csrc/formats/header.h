@@ -19,6 +19,10 @@ constexpr uint16_t kFormatVersion = 1;
 enum class FormatId : uint16_t {
   kQ8 = 1,  // int8 weights, per-channel or group-wise fp32 scales along K
   kQ4 = 2,  // 4-bit weights, group-wise along K, optional zero points (formats/q4.h; uses `reserved`)
+  // 2 is taken by the int4 format.
+  kSparseCsr = 3,  // sliced CSR, delta-coded indices, fp32 or int8 values (formats/sparse.h)
+  kBsr = 4,        // block-sparse rows, small R x C blocks (formats/sparse.h)
+  kNm = 5,         // N:M structured sparsity, bitmask + values (formats/sparse.h)
 };
 
 // 128 bytes, little-endian, all sections 64-byte aligned relative to the blob start.

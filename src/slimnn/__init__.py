@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch as _torch  # noqa: F401  (the ops below register with torch.library)
 
-from . import isa, nn, ops  # noqa: F401
+from . import isa, nn, ops, prune, sparse_ops  # noqa: F401
 from . import calibration, lowrank  # noqa: F401
 from ._threads import get_num_threads, set_num_threads
 from .api import CompressionReport, compress_
 from .configs import Int8Config
-from .configs import Int4Config, LowRankConfig
+from .configs import Int4Config, LowRankConfig, SparseConfig
 from .info import cpu_info, kernels
 from .io import load, save
 from .pipeline import autocompress
@@ -32,9 +32,11 @@ __all__ = [
     "isa",
     "kernels",
     "nn",
+    "prune",
     "set_num_threads",
     "autocompress",
     "distill",
     "load",
     "save",
+    "SparseConfig",
 ]

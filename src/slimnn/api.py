@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Union
 
 from torch import nn
 
-from .configs import Int4Config, Int8Config, LowRankConfig
+from .configs import Int4Config, Int8Config, LowRankConfig, SparseConfig
 
 Handler = Callable[[nn.Module, Any], nn.Module]
 _HANDLERS: dict[type, Handler] = {}
@@ -71,6 +71,76 @@ def _int4_model(model: nn.Module, targets: list, config: Int4Config, report: "Co
     return True
 
 
+@register_handler(SparseConfig)
+def _sparse(linear: nn.Module, config: SparseConfig) -> nn.Module:
+    from .nn.sparse import SparseLinear
+
+    return SparseLinear.from_linear(linear, config)
+
+
+Planner = Callable[[nn.Module, list, Any], dict]
+_PLANNERS: dict[type, Planner] = {}
+
+
+def register_planner(config_type: type) -> Callable[[Planner], Planner]:
+    """Registers ``fn(model, targets, config) -> {fqn: per-layer config | reason to skip (str) | Done}``, run
+    once before the handlers: for choices that need every layer at once (global sparsity, skip lists,
+    structured changes across layers)."""
+
+    def deco(fn: Planner) -> Planner:
+        _PLANNERS[config_type] = fn
+        return fn
+
+    return deco
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    """A planner's answer for a layer it already converted itself (e.g. structured pruning of a pair)."""
+
+    what: str
+
+
+@register_planner(SparseConfig)
+def _plan_sparse(model: nn.Module, targets: list, config: SparseConfig) -> dict:
+    from . import prune
+
+    if config.pattern != "neurons":
+        return prune.plan_layers(targets, config)
+    names = {fqn for fqn, _ in targets}
+    out: dict[str, Any] = {fqn: "matched SparseConfig.skip" for fqn in names if prune.matches_any(fqn, config.skip)}
+    groups = [
+        (p, c) for p, c in prune.find_mlp_pairs(model)
+        if all(x in names and x not in out for x in (*p, c))
+    ]
+    done = prune.prune_neurons_(model, config.sparsity, groups, config.method)
+    for fqn in names:
+        if fqn in done:
+            out[fqn] = Done(done[fqn])
+        elif fqn not in out:
+            out[fqn] = "no partner layer found: removing its neurons would change the model's outputs"
+    return out
+
+
+def _compose(configs: list) -> Any:
+    """One config for a list: ``[SparseConfig, Int8Config]`` (either order) is sparse storage with int8
+    values, one scale per output row; the Int8Config's mode is the dense kernel used where dense wins."""
+    if len(configs) == 1:
+        return configs[0]
+    sparse = [c for c in configs if isinstance(c, SparseConfig)]
+    int8 = [c for c in configs if isinstance(c, Int8Config)]
+    if len(configs) == 2 and len(sparse) == 1 and len(int8) == 1:
+        s, q = sparse[0], int8[0]
+        if q.group_size is not None:
+            raise ValueError("sparse + int8 stores one scale per output row: Int8Config.group_size must be None")
+        if s.pattern == "neurons":
+            raise ValueError("pattern 'neurons' leaves dense layers: compress them with Int8Config in a second call")
+        kernel = "reference" if "reference" in (s.kernel, q.kernel) else "auto"
+        return dataclasses.replace(s, values="int8", int8_mode=q.mode, kernel=kernel)
+    names = [type(c).__name__ for c in configs]
+    raise NotImplementedError(f"composing {names} is not supported; supported: [SparseConfig, Int8Config]")
+
+
 @dataclasses.dataclass
 class CompressionReport:
     """What ``compress_`` did: converted layers (fqn -> new module type) and skipped ones (fqn -> reason)."""
@@ -100,9 +170,9 @@ def compress_(
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects an nn.Module, got {type(model).__name__}")
     configs = config if isinstance(config, (list, tuple)) else [config]
-    if len(configs) != 1:
-        raise NotImplementedError("composing several configs in one call is not supported yet")
-    cfg = configs[0]
+    if not configs:
+        raise ValueError("compress_ needs at least one config")
+    cfg = _compose(list(configs))
     handler = _HANDLERS.get(type(cfg))
     if handler is None:
         raise TypeError(f"no compression handler for {type(cfg).__name__}; known: {[t.__name__ for t in _HANDLERS]}")
@@ -129,23 +199,35 @@ def compress_(
     model_handler = _MODEL_HANDLERS.get(type(cfg))
     if model_handler is not None and model_handler(model, targets, cfg, report):
         return report
+    planner = _PLANNERS.get(type(cfg))
+    plan = planner(model, targets, cfg) if planner else {}
     batch = _BATCH_HANDLERS.get(type(cfg))
     prepared = batch(model, targets, cfg) if batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
     # A module reachable under several names (shared/tied) is converted once and stays shared.
     by_id: dict[int, Any] = {}
     for fqn, mod in targets:
-        if id(mod) not in by_id:
-            by_id[id(mod)] = handler(mod, cfg) if prepared is None else prepared[fqn]
-    converted = [(fqn, by_id[id(mod)]) for fqn, mod in targets]
-    for fqn, new in converted:
+        layer_cfg = plan.get(fqn, cfg)
+        if isinstance(layer_cfg, (str, Done)) or id(mod) in by_id:
+            continue
+        by_id[id(mod)] = handler(mod, layer_cfg) if prepared is None else prepared[fqn]
+    for fqn, mod in targets:
+        layer_cfg = plan.get(fqn, cfg)
+        if isinstance(layer_cfg, str):  # the planner skipped this layer, with the reason
+            report.skipped[fqn] = layer_cfg
+            continue
+        if isinstance(layer_cfg, Done):  # the planner converted it itself
+            report.converted[fqn] = layer_cfg.what
+            continue
+        new = by_id[id(mod)]
         if isinstance(new, str):  # the handler declined this layer, with the reason
             report.skipped[fqn] = new
             continue
         parent_name, _, child = fqn.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)
-        report.converted[fqn] = type(new).__name__
+        summary = getattr(new, "summary", None)
+        report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
     return report
 
 

@@ -178,3 +178,23 @@ def q4_linear_weight_only(
     if bias is not None:
         y = y + bias.to(torch.float64)
     return y.to(torch.float32)
+
+
+def sparse_linear(
+    x: Tensor, w: Tensor, scales: Optional[Tensor] = None, bias: Optional[Tensor] = None
+) -> Tensor:
+    """The sparse kernels' contract: y = x @ (w * scales[:, None])^T + bias in float64, float32 out, where w
+    is the unpacked weight matrix (float32, or int8 with float32 row ``scales``). Only stored weights take
+    part; a row of x holding a NaN or an infinity gives a NaN row (a dense product would give NaN or inf).
+    """
+    w64 = w.to(torch.float64)
+    if scales is not None:
+        w64 = w64 * scales.to(torch.float64).unsqueeze(1)
+    x64 = x.to(torch.float64)
+    finite = torch.isfinite(x64).all(dim=1) if x64.shape[1] else torch.ones(x64.shape[0], dtype=torch.bool)
+    y = torch.where(finite.unsqueeze(1), x64, torch.zeros_like(x64)) @ w64.t()
+    if bias is not None:
+        y = y + bias.to(torch.float64)
+    y = y.to(torch.float32)
+    y[~finite] = float("nan")
+    return y

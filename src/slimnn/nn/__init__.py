@@ -3,5 +3,6 @@
 from .int8 import Int8Linear
 from .int4 import Int4Linear
 from .lowrank import LowRankLinear
+from .sparse import SparseLinear
 
-__all__ = ["Int8Linear", "Int4Linear", "LowRankLinear"]
+__all__ = ["Int8Linear", "Int4Linear", "LowRankLinear", "SparseLinear"]
