@@ -26,62 +26,87 @@ inline __m256 csr_load8<int8_t>(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
+// One slot of a slice: decode the 8 deltas (half by byte loads, half by shifts, so that neither the load
+// ports nor the ALUs saturate), fetch the 8 activations, one FMA. D: deltas of the slot, P: its values.
+#define SLIMNN_CSR_SLOT(D, P)                                                                     \
+  do {                                                                                            \
+    if (BITS == 8) {                                                                              \
+      uint32_t hi_;                                                                               \
+      std::memcpy(&hi_, (D) + 4, 4);                                                              \
+      c0 += (D)[0];                                                                               \
+      c1 += (D)[1];                                                                               \
+      c2 += (D)[2];                                                                               \
+      c3 += (D)[3];                                                                               \
+      c4 += hi_ & 0xFF;                                                                           \
+      c5 += (hi_ >> 8) & 0xFF;                                                                    \
+      c6 += (hi_ >> 16) & 0xFF;                                                                   \
+      c7 += hi_ >> 24;                                                                            \
+    } else {                                                                                      \
+      uint32_t d_;                                                                                \
+      std::memcpy(&d_, (D), 4);                                                                   \
+      const uint32_t b0_ = (D)[0], b2_ = (D)[2];                                                  \
+      c0 += b0_ & 15;                                                                             \
+      c1 += b0_ >> 4;                                                                             \
+      c2 += (d_ >> 8) & 15;                                                                       \
+      c3 += (d_ >> 12) & 15;                                                                      \
+      c4 += b2_ & 15;                                                                             \
+      c5 += b2_ >> 4;                                                                             \
+      c6 += (d_ >> 24) & 15;                                                                      \
+      c7 += d_ >> 28;                                                                             \
+    }                                                                                             \
+    const __m128 p01_ = _mm_insert_ps(_mm_load_ss(x + c0), _mm_load_ss(x + c1), 0x10);             \
+    const __m128 p23_ = _mm_insert_ps(_mm_load_ss(x + c2), _mm_load_ss(x + c3), 0x10);             \
+    const __m128 p45_ = _mm_insert_ps(_mm_load_ss(x + c4), _mm_load_ss(x + c5), 0x10);             \
+    const __m128 p67_ = _mm_insert_ps(_mm_load_ss(x + c6), _mm_load_ss(x + c7), 0x10);             \
+    const __m256 xv_ = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_movelh_ps(p01_, p23_)),    \
+                                            _mm_movelh_ps(p45_, p67_), 1);                       \
+    acc = _mm256_fmadd_ps(csr_load8<V>(P), xv_, acc);                                            \
+  } while (0)
+
+#define SLIMNN_CLAMP(c) c = c < kmax ? c : kmax
+
 template <int BITS, typename V>
 void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  constexpr uint64_t M = (uint64_t{1} << BITS) - 1;
   const uint64_t kmax = static_cast<uint64_t>(w.k - 1);
   const uint64_t n = static_cast<uint64_t>(w.n);
   for (int64_t g = u0; g < u1; ++g) {
     const int64_t j0 = w.ptr[g], j1 = w.ptr[g + 1];
     uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
     __m256 acc = _mm256_setzero_ps();
-    alignas(32) float xs[8];
     const uint8_t* dp = w.deltas + j0 * BITS;  // BITS bytes hold one slot's 8 deltas
     const V* vp = static_cast<const V*>(w.values) + j0 * kSellLanes;
-    for (int64_t j = j0; j < j1;) {
-      const int64_t jend = j1 - j < kClampSlots ? j1 : j + kClampSlots;
-      for (; j < jend; ++j, dp += BITS, vp += kSellLanes) {
-        // Deltas: half by byte loads (load ports), half by shifts (ALUs): neither kind of port saturates.
-        if (BITS == 8) {
-          uint32_t hi;
-          std::memcpy(&hi, dp + 4, 4);
-          c0 += dp[0];
-          c1 += dp[1];
-          c2 += dp[2];
-          c3 += dp[3];
-          c4 += hi & M;
-          c5 += (hi >> 8) & M;
-          c6 += (hi >> 16) & M;
-          c7 += hi >> 24;
-        } else {
-          const uint32_t b0 = dp[0], b1 = dp[1], b2 = dp[2], b3 = dp[3];
-          c0 += b0 & M;
-          c1 += b0 >> 4;
-          c2 += b1 & M;
-          c3 += b1 >> 4;
-          c4 += b2 & M;
-          c5 += b2 >> 4;
-          c6 += b3 & M;
-          c7 += b3 >> 4;
-        }
-        xs[0] = x[c0];
-        xs[1] = x[c1];
-        xs[2] = x[c2];
-        xs[3] = x[c3];
-        xs[4] = x[c4];
-        xs[5] = x[c5];
-        xs[6] = x[c6];
-        xs[7] = x[c7];
-        acc = _mm256_fmadd_ps(csr_load8<V>(vp), _mm256_load_ps(xs), acc);
-      }
-      c0 = c0 < kmax ? c0 : kmax;
-      c1 = c1 < kmax ? c1 : kmax;
-      c2 = c2 < kmax ? c2 : kmax;
-      c3 = c3 < kmax ? c3 : kmax;
-      c4 = c4 < kmax ? c4 : kmax;
-      c5 = c5 < kmax ? c5 : kmax;
-      c6 = c6 < kmax ? c6 : kmax;
-      c7 = c7 < kmax ? c7 : kmax;
+    // Blocks of 8 slots: lane u is clamped after the block's slot u, so every cursor is clamped once in
+    // any 8 consecutive slots (kClampSlots) and never runs more than 8 * max_delta past K.
+    const uint8_t* const dblocks = dp + ((j1 - j0) & ~int64_t{7}) * BITS;
+    const uint8_t* const dend = dp + (j1 - j0) * BITS;
+    for (; dp != dblocks; dp += 8 * BITS, vp += 8 * kSellLanes) {
+      SLIMNN_CSR_SLOT(dp, vp);
+      SLIMNN_CLAMP(c0);
+      SLIMNN_CSR_SLOT(dp + BITS, vp + 8);
+      SLIMNN_CLAMP(c1);
+      SLIMNN_CSR_SLOT(dp + 2 * BITS, vp + 16);
+      SLIMNN_CLAMP(c2);
+      SLIMNN_CSR_SLOT(dp + 3 * BITS, vp + 24);
+      SLIMNN_CLAMP(c3);
+      SLIMNN_CSR_SLOT(dp + 4 * BITS, vp + 32);
+      SLIMNN_CLAMP(c4);
+      SLIMNN_CSR_SLOT(dp + 5 * BITS, vp + 40);
+      SLIMNN_CLAMP(c5);
+      SLIMNN_CSR_SLOT(dp + 6 * BITS, vp + 48);
+      SLIMNN_CLAMP(c6);
+      SLIMNN_CSR_SLOT(dp + 7 * BITS, vp + 56);
+      SLIMNN_CLAMP(c7);
+    }
+    for (; dp != dend; dp += BITS, vp += kSellLanes) {  // the last < 8 slots, every lane clamped each slot
+      SLIMNN_CSR_SLOT(dp, vp);
+      SLIMNN_CLAMP(c0);
+      SLIMNN_CLAMP(c1);
+      SLIMNN_CLAMP(c2);
+      SLIMNN_CLAMP(c3);
+      SLIMNN_CLAMP(c4);
+      SLIMNN_CLAMP(c5);
+      SLIMNN_CLAMP(c6);
+      SLIMNN_CLAMP(c7);
     }
     if (w.scales) acc = _mm256_mul_ps(acc, _mm256_loadu_ps(w.scales + g * kSellLanes));
     alignas(32) float out[8];
@@ -92,6 +117,8 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     }
   }
 }
+#undef SLIMNN_CLAMP
+#undef SLIMNN_CSR_SLOT
 
 // kRank[m][j]: the position of the j-th set bit of the 8-bit mask m (0 past the last).
 struct RankTable {
