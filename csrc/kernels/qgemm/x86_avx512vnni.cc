@@ -169,42 +169,11 @@ void qgemm_q8_u8_4x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int6
   }
 }
 
-// Same formula as quantize_row_u8__portable (ref.cc), lane by lane.
+bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp);
+
+// The quantizer needs AVX-512 F/BW only: the VNNI kernels share the AVX-512 one (x86_avx512.cc).
 bool quantize_row_u8__avx512vnni(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
-  __m512 vmn = _mm512_setzero_ps(), vmx = _mm512_setzero_ps();
-  const __m512 fmax = _mm512_set1_ps(FLT_MAX);
-  __mmask16 bad = 0;
-  int64_t i = 0;
-  for (; i < k; i += 16) {
-    const __mmask16 mk = k - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (k - i)) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
-    bad |= _mm512_mask_cmp_ps_mask(mk, _mm512_abs_ps(v), fmax, _CMP_NLE_UQ);
-    vmn = _mm512_min_ps(vmn, v);
-    vmx = _mm512_max_ps(vmx, v);
-  }
-  if (bad) return false;
-  const float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
-  float s = mx / 255.0f - mn / 255.0f;
-  if (!(s >= FLT_MIN)) s = 1.0f;
-  const float inv = 1.0f / s;
-  float zf = float(_mm_cvtss_si32(_mm_set_ss(-mn * inv)));
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = int32_t(zf);
-  const __m512 vinv = _mm512_set1_ps(inv);
-  const __m512i vz = _mm512_set1_epi32(z), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
-  for (i = 0; i < kp; i += 16) {
-    const int64_t rem = k - i;
-    const __mmask16 mk = rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
-    const __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
-    __m512i qi = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), vz);
-    qi = _mm512_maskz_min_epi32(mk, _mm512_max_epi32(qi, lo), hi);  // lanes past k become 0
-    const int64_t left = kp - i;
-    const __mmask16 ms = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-    _mm_mask_storeu_epi8(q + i, ms, _mm512_cvtepi32_epi8(qi));
-  }
-  *scale = s;
-  *zp = z;
-  return true;
+  return quantize_row_u8__avx512(x, k, kp, q, scale, zp);
 }
 
 }  // namespace slimnn
