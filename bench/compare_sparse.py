@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     p.add_argument("--model-sized", action="store_true", help="cycle distinct layers (>= 1 GiB of fp32 weights)")
     p.add_argument("--shapes", type=str, default=None, help="e.g. 4096x4096,768x3072 (K x N)")
     p.add_argument("--json", type=str, default=None, help="also write the rows as JSON here")
+    p.add_argument("--breakeven", action="store_true", help="block patterns at 20-50%% sparsity, M = 1, vs fp32")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     slimnn.set_num_threads(a.threads)
@@ -204,6 +205,9 @@ def main(argv=None) -> int:
     ]
     if a.quick:
         cases = cases[:5]
+    if a.breakeven:
+        cases = [(s, p, "fp32", (1,), ["dense"], None) for p in ("16x1", "4x1", "1x8", "unstructured")
+                 for s in (0.2, 0.3, 0.4, 0.5)]
     for k, n in shapes:
         copies = 1
         if a.model_sized:

@@ -14,6 +14,7 @@
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
 constexpr int kClampSlots = 8;
+constexpr int64_t kPrefetchSlots = 128;  // about 300 ns of work ahead at 1.7 entries per cycle
 
 template <typename V>
 inline __m256 csr_load8(const V* p);
@@ -80,6 +81,11 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     const uint8_t* const dblocks = dp + ((j1 - j0) & ~int64_t{7}) * BITS;
     const uint8_t* const dend = dp + (j1 - j0) * BITS;
     for (; dp != dblocks; dp += 8 * BITS, vp += 8 * kSellLanes) {
+      // The hardware prefetcher alone left this loop at about half the DRAM bandwidth when the weights
+      // stream from memory (model-sized runs); the block kPrefetchSlots ahead is requested here.
+      const char* pv = reinterpret_cast<const char*>(vp + kPrefetchSlots * kSellLanes);
+      for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(dp + kPrefetchSlots * BITS), _MM_HINT_T0);
       SLIMNN_CSR_SLOT(dp, vp);
       SLIMNN_CLAMP(c0);
       SLIMNN_CSR_SLOT(dp + BITS, vp + 8);
