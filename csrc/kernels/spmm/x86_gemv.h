@@ -84,6 +84,7 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     for (int64_t js = j0; js < j1; js += kNibbleChunk) {  // 8-bit deltas run in one piece
       const int64_t count = BITS == 8 ? j1 - js : (j1 - js < kNibbleChunk ? j1 - js : kNibbleChunk);
       const uint8_t* dp = w.deltas + js * 8;
+      const char* pd = reinterpret_cast<const char*>(w.deltas + (js + kPrefetchSlots) * BITS);  // the stream
       if (BITS == 4) {
         expand_nibbles(w.deltas + js * 4, count * 4, dbuf);
         dp = dbuf;
@@ -98,7 +99,8 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
         // stream from memory (model-sized runs); the values kPrefetchSlots ahead are requested here.
         const char* pv = reinterpret_cast<const char*>(vp + kPrefetchSlots * kSellLanes);
         for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
-        if (BITS == 8) _mm_prefetch(reinterpret_cast<const char*>(dp + kPrefetchSlots * 8), _MM_HINT_T0);
+        _mm_prefetch(pd, _MM_HINT_T0);  // the deltas kPrefetchSlots ahead in the blob (d4: of the next chunks)
+        pd += 8 * BITS;
         SLIMNN_CSR_SLOT(dp, vp);
         SLIMNN_CLAMP(c0);
         SLIMNN_CSR_SLOT(dp + 8, vp + 8);
