@@ -166,6 +166,8 @@ def compress_(
 ) -> CompressionReport:
     """Replaces, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, fqn)`` accepts
     (default: all ``nn.Linear``) by the compressed module ``config`` describes. Returns a report.
+    ``config`` may be a list to compose techniques: ``[SparseConfig(...), Int8Config()]`` stores sparse
+    weights with int8 values.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects an nn.Module, got {type(model).__name__}")

@@ -27,34 +27,20 @@ inline __m256 csr_load8<int8_t>(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
-// One slot of a slice: decode the 8 deltas (half by byte loads, half by shifts, so that neither the load
-// ports nor the ALUs saturate), fetch the 8 activations, one FMA. D: deltas of the slot, P: its values.
+// One slot of a slice: decode the 8 byte-wide deltas (half by byte loads, half by shifts, so that neither
+// the load ports nor the ALUs saturate), fetch the 8 activations, one FMA. D: the slot's deltas, P: values.
 #define SLIMNN_CSR_SLOT(D, P)                                                                     \
   do {                                                                                            \
-    if (BITS == 8) {                                                                              \
-      uint32_t hi_;                                                                               \
-      std::memcpy(&hi_, (D) + 4, 4);                                                              \
-      c0 += (D)[0];                                                                               \
-      c1 += (D)[1];                                                                               \
-      c2 += (D)[2];                                                                               \
-      c3 += (D)[3];                                                                               \
-      c4 += hi_ & 0xFF;                                                                           \
-      c5 += (hi_ >> 8) & 0xFF;                                                                    \
-      c6 += (hi_ >> 16) & 0xFF;                                                                   \
-      c7 += hi_ >> 24;                                                                            \
-    } else {                                                                                      \
-      uint32_t d_;                                                                                \
-      std::memcpy(&d_, (D), 4);                                                                   \
-      const uint32_t b0_ = (D)[0], b2_ = (D)[2];                                                  \
-      c0 += b0_ & 15;                                                                             \
-      c1 += b0_ >> 4;                                                                             \
-      c2 += (d_ >> 8) & 15;                                                                       \
-      c3 += (d_ >> 12) & 15;                                                                      \
-      c4 += b2_ & 15;                                                                             \
-      c5 += b2_ >> 4;                                                                             \
-      c6 += (d_ >> 24) & 15;                                                                      \
-      c7 += d_ >> 28;                                                                             \
-    }                                                                                             \
+    uint32_t hi_;                                                                                 \
+    std::memcpy(&hi_, (D) + 4, 4);                                                                \
+    c0 += (D)[0];                                                                                 \
+    c1 += (D)[1];                                                                                 \
+    c2 += (D)[2];                                                                                 \
+    c3 += (D)[3];                                                                                 \
+    c4 += hi_ & 0xFF;                                                                             \
+    c5 += (hi_ >> 8) & 0xFF;                                                                      \
+    c6 += (hi_ >> 16) & 0xFF;                                                                     \
+    c7 += hi_ >> 24;                                                                              \
     const __m128 p01_ = _mm_insert_ps(_mm_load_ss(x + c0), _mm_load_ss(x + c1), 0x10);             \
     const __m128 p23_ = _mm_insert_ps(_mm_load_ss(x + c2), _mm_load_ss(x + c3), 0x10);             \
     const __m128 p45_ = _mm_insert_ps(_mm_load_ss(x + c4), _mm_load_ss(x + c5), 0x10);             \
@@ -66,53 +52,84 @@ inline __m256 csr_load8<int8_t>(const int8_t* p) {
 
 #define SLIMNN_CLAMP(c) c = c < kmax ? c : kmax
 
+// 4-bit deltas to bytes, 8 per slot (lane 2i: low nibble of byte i, lane 2i + 1: high nibble). Scalar
+// decoding of nibbles needed more integer registers than x86-64 has and ran 1.5x slower than bytes.
+inline void expand_nibbles(const uint8_t* src, int64_t nbytes, uint8_t* dst) {
+  const __m128i m = _mm_set1_epi8(0x0F);
+  int64_t i = 0;
+  for (; i + 16 <= nbytes; i += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i), _mm_unpacklo_epi8(lo, hi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * i + 16), _mm_unpackhi_epi8(lo, hi));
+  }
+  for (; i < nbytes; ++i) {
+    dst[2 * i] = src[i] & 15;
+    dst[2 * i + 1] = static_cast<uint8_t>(src[i] >> 4);
+  }
+}
+
+constexpr int64_t kNibbleChunk = 256;  // slots expanded at a time (a multiple of 8: blocks stay aligned)
+
 template <int BITS, typename V>
 void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   const uint64_t kmax = static_cast<uint64_t>(w.k - 1);
   const uint64_t n = static_cast<uint64_t>(w.n);
+  alignas(64) uint8_t dbuf[BITS == 4 ? kNibbleChunk * 8 : 1];
   for (int64_t g = u0; g < u1; ++g) {
     const int64_t j0 = w.ptr[g], j1 = w.ptr[g + 1];
     uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
     __m256 acc = _mm256_setzero_ps();
-    const uint8_t* dp = w.deltas + j0 * BITS;  // BITS bytes hold one slot's 8 deltas
     const V* vp = static_cast<const V*>(w.values) + j0 * kSellLanes;
-    // Blocks of 8 slots: lane u is clamped after the block's slot u, so every cursor is clamped once in
-    // any 8 consecutive slots (kClampSlots) and never runs more than 8 * max_delta past K.
-    const uint8_t* const dblocks = dp + ((j1 - j0) & ~int64_t{7}) * BITS;
-    const uint8_t* const dend = dp + (j1 - j0) * BITS;
-    for (; dp != dblocks; dp += 8 * BITS, vp += 8 * kSellLanes) {
-      // The hardware prefetcher alone left this loop at about half the DRAM bandwidth when the weights
-      // stream from memory (model-sized runs); the block kPrefetchSlots ahead is requested here.
-      const char* pv = reinterpret_cast<const char*>(vp + kPrefetchSlots * kSellLanes);
-      for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(dp + kPrefetchSlots * BITS), _MM_HINT_T0);
-      SLIMNN_CSR_SLOT(dp, vp);
-      SLIMNN_CLAMP(c0);
-      SLIMNN_CSR_SLOT(dp + BITS, vp + 8);
-      SLIMNN_CLAMP(c1);
-      SLIMNN_CSR_SLOT(dp + 2 * BITS, vp + 16);
-      SLIMNN_CLAMP(c2);
-      SLIMNN_CSR_SLOT(dp + 3 * BITS, vp + 24);
-      SLIMNN_CLAMP(c3);
-      SLIMNN_CSR_SLOT(dp + 4 * BITS, vp + 32);
-      SLIMNN_CLAMP(c4);
-      SLIMNN_CSR_SLOT(dp + 5 * BITS, vp + 40);
-      SLIMNN_CLAMP(c5);
-      SLIMNN_CSR_SLOT(dp + 6 * BITS, vp + 48);
-      SLIMNN_CLAMP(c6);
-      SLIMNN_CSR_SLOT(dp + 7 * BITS, vp + 56);
-      SLIMNN_CLAMP(c7);
-    }
-    for (; dp != dend; dp += BITS, vp += kSellLanes) {  // the last < 8 slots, every lane clamped each slot
-      SLIMNN_CSR_SLOT(dp, vp);
-      SLIMNN_CLAMP(c0);
-      SLIMNN_CLAMP(c1);
-      SLIMNN_CLAMP(c2);
-      SLIMNN_CLAMP(c3);
-      SLIMNN_CLAMP(c4);
-      SLIMNN_CLAMP(c5);
-      SLIMNN_CLAMP(c6);
-      SLIMNN_CLAMP(c7);
+    for (int64_t js = j0; js < j1; js += kNibbleChunk) {  // 8-bit deltas run in one piece
+      const int64_t count = BITS == 8 ? j1 - js : (j1 - js < kNibbleChunk ? j1 - js : kNibbleChunk);
+      const uint8_t* dp = w.deltas + js * 8;
+      const char* pd = reinterpret_cast<const char*>(w.deltas + (js + kPrefetchSlots) * BITS);  // the stream
+      if (BITS == 4) {
+        expand_nibbles(w.deltas + js * 4, count * 4, dbuf);
+        dp = dbuf;
+      }
+      // Byte deltas at dp, values at vp, `count` slots. Blocks of 8 slots: lane u is clamped after the
+      // block's slot u, so every cursor is clamped once in any 8 consecutive slots (kClampSlots) and never
+      // runs more than 8 * max_delta past K; the last < 8 slots clamp every lane.
+      const uint8_t* const dblocks = dp + (count & ~int64_t{7}) * 8;
+      const uint8_t* const dend = dp + count * 8;
+      for (; dp != dblocks; dp += 64, vp += 8 * kSellLanes) {
+        // The hardware prefetcher alone left this loop at about half the DRAM bandwidth when the weights
+        // stream from memory (model-sized runs); the values kPrefetchSlots ahead are requested here.
+        const char* pv = reinterpret_cast<const char*>(vp + kPrefetchSlots * kSellLanes);
+        for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
+        _mm_prefetch(pd, _MM_HINT_T0);  // the deltas kPrefetchSlots ahead in the blob (d4: of the next chunks)
+        pd += 8 * BITS;
+        SLIMNN_CSR_SLOT(dp, vp);
+        SLIMNN_CLAMP(c0);
+        SLIMNN_CSR_SLOT(dp + 8, vp + 8);
+        SLIMNN_CLAMP(c1);
+        SLIMNN_CSR_SLOT(dp + 16, vp + 16);
+        SLIMNN_CLAMP(c2);
+        SLIMNN_CSR_SLOT(dp + 24, vp + 24);
+        SLIMNN_CLAMP(c3);
+        SLIMNN_CSR_SLOT(dp + 32, vp + 32);
+        SLIMNN_CLAMP(c4);
+        SLIMNN_CSR_SLOT(dp + 40, vp + 40);
+        SLIMNN_CLAMP(c5);
+        SLIMNN_CSR_SLOT(dp + 48, vp + 48);
+        SLIMNN_CLAMP(c6);
+        SLIMNN_CSR_SLOT(dp + 56, vp + 56);
+        SLIMNN_CLAMP(c7);
+      }
+      for (; dp != dend; dp += 8, vp += kSellLanes) {
+        SLIMNN_CSR_SLOT(dp, vp);
+        SLIMNN_CLAMP(c0);
+        SLIMNN_CLAMP(c1);
+        SLIMNN_CLAMP(c2);
+        SLIMNN_CLAMP(c3);
+        SLIMNN_CLAMP(c4);
+        SLIMNN_CLAMP(c5);
+        SLIMNN_CLAMP(c6);
+        SLIMNN_CLAMP(c7);
+      }
+      if (BITS == 8) break;
     }
     if (w.scales) acc = _mm256_mul_ps(acc, _mm256_loadu_ps(w.scales + g * kSellLanes));
     alignas(32) float out[8];

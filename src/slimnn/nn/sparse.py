@@ -167,6 +167,18 @@ class SparseLinear(nn.Module):
     # -------------------------------------------------------------- forward
 
     def forward(self, x: Tensor) -> Tensor:
+        # Hot path first: eager, sparse, no autograd. Buffers are read from _buffers and last_kernel written
+        # to __dict__ directly: nn.Module's __getattr__/__setattr__ cost about 4 us per call together, as
+        # much as a small layer's whole kernel.
+        if (
+            self.__dict__["backend"] == "sparse" and self.config.kernel != "reference"
+            and not (x.requires_grad and torch.is_grad_enabled())
+            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+        ):
+            b = self._buffers
+            y, self.__dict__["last_kernel"] = sparse_ops.sparse_linear_trusted(
+                x, b["packed"], b["bias"], self.out_features, self.in_features)
+            return y
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
@@ -180,11 +192,7 @@ class SparseLinear(nn.Module):
                 return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, mode, self.out_features)
             y, self.last_kernel = ops.q8_linear_with_kernel(x, self.packed, self.bias, mode, self.out_features)
             return y
-        if tracing or (x.requires_grad and torch.is_grad_enabled()):
-            return torch.ops.slimnn.sparse_linear(x, self.packed, self.bias, self.out_features)
-        y, self.last_kernel = sparse_ops.sparse_linear_trusted(
-            x, self.packed, self.bias, self.out_features, self.in_features)
-        return y
+        return torch.ops.slimnn.sparse_linear(x, self.packed, self.bias, self.out_features)
 
     def _forward_reference(self, x: Tensor) -> Tensor:
         x = sparse_ops._prepare_input(x, self.in_features, "SparseLinear")
