@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/isa.h"
+#include "common/scratch.h"
 #include "common/threadpool.h"
 #include "formats/header.h"
 
@@ -26,18 +27,6 @@
 
 namespace slimnn {
 namespace {
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-template <typename T>
-std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
-  const size_t bytes = (static_cast<size_t>(std::max<int64_t>(count, 1)) * sizeof(T) + 63) & ~size_t{63};
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t cdiv(int64_t x, int64_t m) { return (x + m - 1) / m; }

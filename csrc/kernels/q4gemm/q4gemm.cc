@@ -9,31 +9,12 @@
 #include <new>
 
 #include "common/isa.h"
+#include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
 namespace {
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-// 64-byte aligned scratch, uninitialized.
-template <typename T>
-std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
-  const size_t bytes = (static_cast<size_t>(count) * sizeof(T) + 63) & ~size_t{63};
-  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
-
-inline float bf16_to_f32(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // Row r of x as fp32 with the column factors applied; returns x's own row when nothing needs doing.
 const float* load_row(const void* x, bool x_bf16, int64_t r, int64_t ldx, int64_t k, const float* in_mul,

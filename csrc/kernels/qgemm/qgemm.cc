@@ -8,31 +8,12 @@
 #include <new>
 
 #include "common/isa.h"
+#include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
 namespace {
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-// 64-byte aligned scratch, uninitialized.
-template <typename T>
-std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
-  const size_t bytes = (static_cast<size_t>(count) * sizeof(T) + 63) & ~size_t{63};
-  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
-
-inline float bf16_to_f32(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 
 // Rows are handed out in chunks big enough to amortize a task (about 64K elements each).
 int64_t rows_per_chunk(int64_t k) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(k, 1)); }

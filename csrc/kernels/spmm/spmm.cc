@@ -12,24 +12,12 @@
 #include <vector>
 
 #include "common/isa.h"
+#include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/spmm/spmm.h"
 
 namespace slimnn {
 namespace {
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-// 64-byte aligned scratch, uninitialized.
-template <typename T>
-std::unique_ptr<T[], FreeDeleter> scratch(int64_t count) {
-  const size_t bytes = (static_cast<size_t>(count) * sizeof(T) + 63) & ~size_t{63};
-  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
 
 // Rows of xt the kernel may read (see spmm.h).
 int64_t xt_rows(const SparseView& w, const SpmmKernelInfo* ki) {
