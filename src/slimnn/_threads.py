@@ -2,7 +2,8 @@
 
 By default slimnn follows ``torch.get_num_threads()``, so a compressed layer uses the same threads as the
 ``nn.Linear`` it replaced. ``set_num_threads(n)`` overrides that; ``set_num_threads(None)`` restores it.
-The kernels run on slimnn's own pool (never torch's OpenMP team) and never use more threads than this.
+The kernels run on the OpenMP runtime torch already loaded (one team of threads for torch's ops and ours,
+not two competing for the cores) and never use more threads than this.
 """
 
 from __future__ import annotations
