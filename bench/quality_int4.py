@@ -21,22 +21,7 @@ import time
 import torch
 
 import slimnn
-
-
-def stdlib_sentences(limit: int, skip: int = 0) -> list[str]:
-    """Sentences from standard-library docstrings: deterministic, offline, real prose."""
-    import argparse as m1, collections as m2, json as m3, logging as m4, pathlib as m5  # noqa: E401
-    import subprocess as m6, threading as m7, unittest as m8, email as m9, http.client as m10  # noqa: E401
-    import inspect
-
-    out: list[str] = []
-    for mod in (m1, m2, m3, m4, m5, m6, m7, m8, m9, m10):
-        for _, obj in sorted(inspect.getmembers(mod), key=lambda t: t[0]):
-            doc = inspect.getdoc(obj) or ""
-            for s in re.split(r"(?<=[.!?])\s+", " ".join(doc.split())):
-                if 30 <= len(s) <= 300 and s not in out:
-                    out.append(s)
-    return out[skip : skip + limit]
+from slimnn.demo import stdlib_sentences
 
 
 def load_minilm():

@@ -18,6 +18,7 @@ from .info import cpu_info, kernels
 from .io import load, save
 from .pipeline import autocompress
 from .distill import distill
+from .mixed import mixed_int4_
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,5 @@ __all__ = [
     "load",
     "save",
     "SparseConfig",
+    "mixed_int4_",
 ]
