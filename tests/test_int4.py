@@ -15,7 +15,7 @@ from torch import nn
 import slimnn
 from slimnn import _C, reference
 from slimnn.calibrate import awq_quantize, gptq_quantize
-from slimnn.int4_calibration import capture_linear_inputs
+from slimnn.calibration import capture_linear_inputs
 from slimnn.configs import config_from_json
 from slimnn.formats import pack_q4, q4_info, unpack_q4
 from slimnn.nn import Int4Linear
@@ -369,17 +369,22 @@ def _outlier_data(n_batches=8, rows=64, d=128, seed=3):
 def test_capture_linear_inputs():
     model = _Mlp()
     data = _outlier_data(3)
-    st_all = capture_linear_inputs(model, {"up": model.up, "down": model.down}, data, hessian=True, max_rows=50)
+    st_all = capture_linear_inputs(model, {"up": model.up, "down": model.down}, data, gram_dtype=torch.float32,
+                                   keep_rows=50, sample="strided", stop_early=True, require_called=True)
     x = torch.cat(data)
-    torch.testing.assert_close(st_all["up"].hessian, 2 * x.t() @ x / x.shape[0], rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(st_all["up"].abs_mean, x.abs().mean(0))
+    torch.testing.assert_close(st_all["up"].hessian(), 2 * x.t() @ x / x.shape[0], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(st_all["up"].abs_mean().float(), x.abs().mean(0))
     h = torch.relu(model.up(x)).detach()
-    torch.testing.assert_close(st_all["down"].abs_mean, h.abs().mean(0), rtol=1e-5, atol=1e-5)
-    assert st_all["down"].rows == 192 and st_all["down"].samples.shape == (50, 256)
+    torch.testing.assert_close(st_all["down"].abs_mean().float(), h.abs().mean(0), rtol=1e-5, atol=1e-5)
+    assert st_all["down"].n_rows == 192 and st_all["down"].inputs().shape == (50, 256)
+    # strided sampling takes rows from every batch, not just the first
+    kept = st_all["up"].inputs()  # 3 batches of 64 rows, 50 kept: 17 evenly strided rows per batch, capped
+    for i, row in ((0, 0), (1, 4), (17, 64), (34, 128), (49, 128 + 59)):
+        assert kept[i].equal(x[row]), i
     # stop_early: the forward pass ends once the hooked layer ran (the later layer never runs)
     calls = []
     hd = model.down.register_forward_hook(lambda *a: calls.append(1))
-    capture_linear_inputs(model, {"up": model.up}, data)
+    capture_linear_inputs(model, {"up": model.up}, data, stop_early=True)
     hd.remove()
     assert not calls
 

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 @dataclass
 class LinearInputStats:
-    """What one Linear layer saw: ``n_rows`` input rows; ``gram`` = X^T X (float64, K x K, or None when not
-    requested); ``abs_sum`` = sum over rows of |x| per feature (float64, K); ``sq_sum`` = sum of x^2 per
-    feature; ``rows``: up to ``keep_rows`` raw input rows (float32), for tests and error measurements."""
+    """What one Linear layer saw: ``n_rows`` input rows; ``gram`` = X^T X (K x K, in the requested dtype, or
+    None when not requested); ``abs_sum`` = sum over rows of |x| per feature (float64, K); ``sq_sum`` = sum of
+    x^2 per feature; ``rows``: up to ``keep_rows`` raw input rows (float32)."""
 
     n_rows: int = 0
     gram: Optional[Tensor] = None
@@ -35,18 +35,26 @@ class LinearInputStats:
     def rms(self) -> Tensor:
         return (self.sq_sum / max(self.n_rows, 1)).sqrt()
 
+    def hessian(self) -> Tensor:
+        """GPTQ's Hessian of the layer's squared output error, 2/n X^T X (float32)."""
+        return (self.gram * (2.0 / max(self.n_rows, 1))).to(torch.float32)
+
     def inputs(self) -> Tensor:
         """The kept raw rows as one (rows x K) tensor."""
         return torch.cat(self.rows) if self.rows else torch.zeros(0)
 
 
-def _call(model: nn.Module, batch: Any) -> None:
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """``model(**b)`` for a mapping, ``model(*b)`` for a tuple or list, else ``model(b)``."""
     if isinstance(batch, Mapping):
-        model(**batch)
-    elif isinstance(batch, (tuple, list)):
-        model(*batch)
-    else:
-        model(batch)
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(*batch)
+    return model(batch)
+
+
+class _Stop(Exception):
+    """Raised by a hook to end the forward pass once every hooked module has run."""
 
 
 def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
@@ -76,46 +84,78 @@ def capture_linear_inputs(
     gram: bool = True,
     keep_rows: int = 0,
     progress: bool = False,
+    gram_dtype: torch.dtype = torch.float64,
+    sample: str = "head",
+    stop_early: bool = False,
+    require_called: bool = False,
 ) -> dict[str, LinearInputStats]:
     """Runs ``model`` over ``calib_data`` (an iterable of model inputs: a tensor, a tuple of positional
     arguments or a dict of keyword arguments per batch) under ``torch.no_grad`` and returns, per name in
     ``modules`` (fqn -> module, e.g. from ``model.named_modules()``), the :class:`LinearInputStats` of that
-    module's input. Hooks are removed afterwards, even on error. The model is left in the training/eval mode
-    it had."""
+    module's input.
+
+    gram: accumulate X^T X in ``gram_dtype``. keep_rows: keep up to that many raw input rows, the first ones
+    (``sample="head"``) or evenly strided rows of every batch (``"strided"``, ceil(keep_rows / batches) per
+    batch, so every batch is represented). stop_early: end each forward pass once every hooked module has
+    run (the later layers are not needed; a module called several times per pass is then only seen at its
+    first call). require_called: a module the model never called raises ValueError.
+    Hooks are removed afterwards, even on error. The model is left in the training/eval mode it had."""
+    if sample not in ("head", "strided"):
+        raise ValueError(f"sample must be 'head' or 'strided', got {sample!r}")
     items = list(modules.items()) if isinstance(modules, Mapping) else list(modules)
     stats = {name: LinearInputStats() for name, _ in items}
+    batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)
+    per_batch = -(-keep_rows // max(1, len(batches))) if sample == "strided" else keep_rows
+    fired: set[str] = set()
     handles = []
 
     def make_hook(name: str):  # noqa: ANN202
         def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-            x = args[0] if args else next(iter(kwargs.values()))
-            x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            if not isinstance(x, Tensor):
+                raise TypeError(f"calibration: {name} was called without a tensor input")
+            x2 = x.detach().reshape(-1, x.shape[-1])
+            xd = x2.to(torch.float64)
             st = stats[name]
             if st.abs_sum is None:
                 k = x2.shape[1]
                 st.abs_sum = torch.zeros(k, dtype=torch.float64)
                 st.sq_sum = torch.zeros(k, dtype=torch.float64)
                 if gram:
-                    st.gram = torch.zeros(k, k, dtype=torch.float64)
+                    st.gram = torch.zeros(k, k, dtype=gram_dtype)
             st.n_rows += x2.shape[0]
-            st.abs_sum += x2.abs().sum(0)
-            st.sq_sum += (x2 * x2).sum(0)
+            st.abs_sum += xd.abs().sum(0)
+            st.sq_sum += (xd * xd).sum(0)
             if gram:
-                st.gram += x2.t() @ x2
+                xg = x2.to(gram_dtype)
+                st.gram += xg.t() @ xg
             have = sum(r.shape[0] for r in st.rows)
-            if have < keep_rows:
-                st.rows.append(x2[: keep_rows - have].to(torch.float32))
+            if sample == "head" and have < keep_rows:
+                st.rows.append(x2[: keep_rows - have].to(torch.float32).clone())
+            elif sample == "strided" and per_batch and x2.shape[0] and have < keep_rows:
+                idx = torch.linspace(0, x2.shape[0] - 1, min(per_batch, x2.shape[0])).round().long()
+                st.rows.append(x2[idx][: keep_rows - have].to(torch.float32).clone())
+            fired.add(name)
+            if stop_early and len(fired) == len(stats):
+                raise _Stop
 
         return hook
 
     try:
         for name, mod in items:
             handles.append(mod.register_forward_pre_hook(make_hook(name), with_kwargs=True))
-        batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)
         with torch.no_grad():
             for batch in progress_iter(batches, "slimnn calibration", progress):
-                _call(model, batch)
+                fired.clear()
+                try:
+                    call_model(model, batch)
+                except _Stop:
+                    pass
     finally:
         for h in handles:
             h.remove()
+    if require_called:
+        for name, st in stats.items():
+            if st.n_rows == 0:
+                raise ValueError(f"calibration: layer {name!r} was never called by the model on the calibration data")
     return stats

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
+from .calibration import call_model
 from .configs import Int4Config, Int8Config
 
 
@@ -57,14 +58,6 @@ def _first_tensor(out: Any) -> Tensor:
             if isinstance(o, Tensor):
                 return o
     raise TypeError(f"mixed_int4_: cannot find a tensor in the model output ({type(out).__name__}); pass output_fn")
-
-
-def _call(model: nn.Module, item: Any) -> Any:
-    if isinstance(item, dict):
-        return model(**item)
-    if isinstance(item, (tuple, list)):
-        return model(*item)
-    return model(item)
 
 
 def _set(model: nn.Module, fqn: str, mod: nn.Module) -> None:
@@ -117,7 +110,7 @@ def mixed_int4_(
     model.eval()
     try:
         with torch.inference_mode():
-            refs = [pick(_call(model, x)).detach().to(torch.float64) for x in data]
+            refs = [pick(call_model(model, x)).detach().to(torch.float64) for x in data]
             ref_sq = sum(float(r.square().sum()) for r in refs) or 1.0
             rtn = Int4Config(group_size=int4_config.group_size, symmetric=int4_config.symmetric,
                              scale_dtype=int4_config.scale_dtype, mode=int4_config.mode)
@@ -131,7 +124,7 @@ def mixed_int4_(
                 rep.bytes_int4[n], rep.bytes_int8[n] = int(q4.storage_bytes()), int(q8.storage_bytes())
                 _set(model, n, q4)
                 try:
-                    err = sum(float((pick(_call(model, x)).to(torch.float64) - r).square().sum())
+                    err = sum(float((pick(call_model(model, x)).to(torch.float64) - r).square().sum())
                               for x, r in zip(data, refs))
                 finally:
                     _set(model, n, lin)

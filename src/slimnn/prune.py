@@ -204,16 +204,6 @@ def sparsity_of(w: Tensor) -> float:
 # ------------------------------------------------------------------------------------------ calibration
 
 
-def _progress(it: Iterable, enabled: bool, desc: str) -> Iterable:
-    if not enabled:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is optional
-        return it
-    return tqdm(it, desc=desc)
-
-
 def calibrate_(
     model: nn.Module,
     batches: Iterable[Any],
@@ -225,35 +215,17 @@ def calibrate_(
     :data:`INPUT_NORM_ATTR`) for ``method="wanda"`` and returned as {fqn: norm}. A batch is passed as
     ``model(*b)`` if a tuple/list, ``model(**b)`` if a dict, else ``model(b)``. Runs under ``no_grad``.
     """
-    sums: dict[str, Tensor] = {}
-    hooks = []
+    from .calibration import capture_linear_inputs
 
-    def make_hook(name: str):
-        def hook(mod: nn.Module, args: tuple, _out: Any) -> None:
-            x = args[0].detach().to(torch.float64)
-            sq = x.reshape(-1, x.shape[-1]).pow(2).sum(dim=0)
-            sums[name] = sums[name] + sq if name in sums else sq
-
-        return hook
-
-    for fqn, mod in model.named_modules():
-        if isinstance(mod, nn.Linear) and (filter_fn is None or filter_fn(mod, fqn)):
-            hooks.append(mod.register_forward_hook(make_hook(fqn)))
-    try:
-        with torch.no_grad():
-            for b in _progress(batches, progress, "calibrating"):
-                if isinstance(b, dict):
-                    model(**b)
-                elif isinstance(b, (tuple, list)):
-                    model(*b)
-                else:
-                    model(b)
-    finally:
-        for h in hooks:
-            h.remove()
+    targets = [(fqn, mod) for fqn, mod in model.named_modules()
+               if isinstance(mod, nn.Linear) and (filter_fn is None or filter_fn(mod, fqn))]
+    stats = capture_linear_inputs(model, targets, batches if isinstance(batches, list) else list(batches),
+                                  gram=False, progress=progress)
     out = {}
-    for fqn, sq in sums.items():
-        norm = sq.sqrt().to(torch.float32)
+    for fqn, st in stats.items():
+        if st.n_rows == 0:  # never called on these batches: no norm, as before
+            continue
+        norm = st.sq_sum.sqrt().to(torch.float32)
         setattr(model.get_submodule(fqn), INPUT_NORM_ATTR, norm)
         out[fqn] = norm
     return out
