@@ -10,6 +10,7 @@
 #include "common/isa.h"
 #include "common/scratch.h"
 #include "common/threadpool.h"
+#include "kernels/act/act.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
@@ -39,8 +40,9 @@ Blocking plan(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
 }  // namespace
 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
-                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask) {
+                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act) {
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
+  const ActInfo* ak = select_act(isa_mask);
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp;
@@ -99,6 +101,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         e.a_zp = a_zp.get() + r;
         e.y = y + r * ldy + n0;
         uk(mr, static_cast<int>(panels), a.get() + r * kp, kp, w.w + p0 * 16 * kp, kp, e);
+        apply_activation(ak, act, e.y, mr, e.ncols, ldy);
       }
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
@@ -149,6 +152,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
       e.y = y + r * ldy + n0;
       uk(mr, static_cast<int>(panels), xf + r * lda, lda, w.w + p0 * 16 * kp, kp, e);
+      apply_activation(ak, act, e.y, mr, e.ncols, ldy);
     }
   };
   parallel_for(b.n_nb * b.n_mb, nthreads, task);
