@@ -196,9 +196,11 @@ class Int8Linear(nn.Module):
         self, state_dict: dict, prefix: str, local_metadata: Any, strict: bool, missing_keys: list,
         unexpected_keys: list, error_msgs: list,
     ) -> None:
+        # A state_dict without "activation" (unfused, or from before fusion existed) says nothing about it:
+        # the activation is part of the model's structure. One that has it must agree with this module.
         akey = prefix + "activation"
         saved = state_dict.get(akey)
-        code = 0 if saved is None else int(saved) if isinstance(saved, Tensor) and saved.numel() == 1 else -1
+        code = self._act_code if saved is None else int(saved) if isinstance(saved, Tensor) and saved.numel() == 1 else -1
         names = {v: k for k, v in ops.ACTIVATIONS.items()}
         if code not in names:
             error_msgs.append(f"{akey}: not an activation code ({saved!r})")
