@@ -635,21 +635,6 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
         if not isinstance(model, nn.Module):
             raise TypeError(f"load: model must be an nn.Module or None, got {type(model).__name__}")
 
-        for fqn, f in man.get("fused_activations", {}).items():
-            parent_name, _, child = fqn.rpartition(".")
-            try:
-                old = model.get_submodule(fqn)
-            except AttributeError:
-                raise ValueError(f"{path}: fused activation {fqn!r} is in the file but not in the given model") from None
-            if not isinstance(old, (_fused_activation_class(), nn.Identity)) and old is not None:
-                from .fuse import activation_of
-
-                if activation_of(old) != f["activation"]:
-                    raise ValueError(f"{path}: {fqn!r} is a {type(old).__name__} in the given model; the file fused "
-                                     f"a {f['activation']} there")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, _fused_activation_class()(f["activation"], f["into"]))
-
         prefixes = []
         for fqn, m in man["modules"].items():
             fmt = _BY_NAME[m["format"]]
@@ -674,6 +659,21 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             parent_name, _, child = fqn.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, new)
+
+        for fqn, f in man.get("fused_activations", {}).items():
+            parent_name, _, child = fqn.rpartition(".")
+            try:
+                old = model.get_submodule(fqn)
+            except AttributeError:
+                raise ValueError(f"{path}: fused activation {fqn!r} is in the file but not in the given model") from None
+            if not isinstance(old, (_fused_activation_class(), nn.Identity)) and old is not None:
+                from .fuse import activation_of
+
+                if activation_of(old) != f["activation"]:
+                    raise ValueError(f"{path}: {fqn!r} is a {type(old).__name__} in the given model; the file fused "
+                                     f"a {f['activation']} there")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _fused_activation_class()(f["activation"], f["into"]))
 
         sd_names = set(model.state_dict(keep_vars=True).keys())
         expected = {n for n in sd_names if not any(n.startswith(p) for p in prefixes)}
