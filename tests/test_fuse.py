@@ -166,6 +166,33 @@ def test_epilogue_thread_invariant():
             assert_exact(o, outs[0], f"{mode} threads")
 
 
+@pytest.mark.parametrize("entry", entries("q8_dynamic"), ids=entry_id)
+def test_row_split_driver_matches_column_split(entry):
+    """Many rows and small weights take the driver's row-split path (each task quantizes its rows and runs all
+    their columns) from 2 threads on; 1 thread takes the column-block path. Results are bit-identical, NaN
+    rows, bf16 inputs, tails of rows and columns and fused activations included."""
+    skip_unless_available(entry)
+    g = torch.Generator().manual_seed(6)
+    with slimnn.isa.forced(entry["isa"]):
+        for m, k, n, gs in ((301, 72, 90, None), (257, 40, 33, 8), (480, 384, 160, None)):
+            mod = Int8Linear.from_linear(nn.Linear(k, n), Int8Config(group_size=gs))
+            x = torch.randn(m, k, generator=g) * 3
+            x[7, 3] = math.inf
+            x[m - 1, 0] = math.nan
+            for xin in (x, x.bfloat16()):
+                for act in (None, "gelu"):
+                    outs = []
+                    for t in (1, 2, 3, 4):
+                        slimnn.set_num_threads(t)
+                        try:
+                            outs.append(ops.q8_linear(xin, mod.packed, mod.bias, "dynamic", n, act))
+                        finally:
+                            slimnn.set_num_threads(None)
+                    assert bool(torch.isnan(outs[0][7]).all()) and bool(torch.isnan(outs[0][m - 1]).all())
+                    for t, o in zip((2, 3, 4), outs[1:]):
+                        _same(o, outs[0], f"M={m} K={k} N={n} gs={gs} {xin.dtype} {act} threads={t}")
+
+
 def test_epilogue_strided_and_batched_inputs():
     """The module fast path takes (B, T, K) inputs and evenly strided rows; others take the full path."""
     mod = Int8Linear.from_linear(nn.Linear(24, 40), activation="gelu")
