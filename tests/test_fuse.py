@@ -191,6 +191,13 @@ def test_row_split_driver_matches_column_split(entry):
                     assert bool(torch.isnan(outs[0][7]).all()) and bool(torch.isnan(outs[0][m - 1]).all())
                     for t, o in zip((2, 3, 4), outs[1:]):
                         _same(o, outs[0], f"M={m} K={k} N={n} gs={gs} {xin.dtype} {act} threads={t}")
+                    for split in (1, 2):  # each driver path forced, any thread count
+                        for t in (1, 2, 3):
+                            y = torch.empty(m, n)
+                            _C.q8_linear("q8_dynamic", xin.data_ptr(), xin.dtype is torch.bfloat16, m, k,
+                                         mod.packed.data_ptr(), mod.packed.numel(), mod.bias.data_ptr(), y.data_ptr(),
+                                         n, t, ops.activation_code(act), split)
+                            _same(y.to(xin.dtype), outs[0], f"M={m} K={k} N={n} gs={gs} {xin.dtype} {act} split={split} t={t}")
 
 
 def test_epilogue_strided_and_batched_inputs():

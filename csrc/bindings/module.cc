@@ -131,21 +131,22 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "q8_linear",
       [](const std::string& kind, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,
-         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act) {
+         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act, int split) {
         const KernelKind kk = kind_from(kind);
         if (act < 0 || act >= kNumActivations) throw py::value_error("q8_linear: unknown activation code");
+        if (split < kSplitAuto || split > kSplitRows) throw py::value_error("q8_linear: split must be 0 (auto), 1 (columns) or 2 (rows)");
         const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
         if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear: bad row count or strides");
         const KernelInfo* ki;
         {
           py::gil_scoped_release nogil;
           ki = q8_linear(kk, ptr<const void>(x), x_bf16, rows, ldx, v, ptr<const float>(bias), ptr<float>(y), ldy,
-                         nthreads, current_isa_mask(), act);
+                         nthreads, current_isa_mask(), act, split);
         }
         return ki->name;
       },
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
-      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0);
+      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
 
   // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
   m.def("act_kernels", [] {

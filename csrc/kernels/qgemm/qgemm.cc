@@ -40,7 +40,8 @@ Blocking plan(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
 }  // namespace
 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
-                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act) {
+                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
+                            int split) {
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
   const ActInfo* ak = select_act(isa_mask);
   if (m <= 0) return ki;
@@ -111,7 +112,8 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     // K, N in {384, 1536}, Zen 4, 2 threads); the limit (4 MiB packed, about L2 x 4) is a guess, untested
     // between 2.4 MiB (768x3072) and 16 MiB (4096x4096), which keep the split below.
     const int64_t row_blocks = (m + ki->mr - 1) / ki->mr;
-    if (nthreads > 1 && w.np * kp <= (int64_t{4} << 20) && row_blocks >= int64_t(nthreads) * 16) {
+    const bool rows_auto = nthreads > 1 && w.np * kp <= (int64_t{4} << 20) && row_blocks >= int64_t(nthreads) * 16;
+    if (split == kSplitRows || (split == kSplitAuto && rows_auto)) {
       const int64_t n_tasks = 2 * int64_t(nthreads);
       const int64_t rows_task = ((row_blocks + n_tasks - 1) / n_tasks) * ki->mr;
       auto task = [&](int64_t t) {
