@@ -33,22 +33,22 @@ inline float exp_neg_raw(float v) {
   p = std::fma(p, r, kExpP[0]);
   const float r2 = r * r;
   const float e = std::fma(r2, p, r) + 1.0f;
-  return e * from_bits(uint32_t(int32_t(n) + 127) << 23);
+  return e * from_bits(uint32_t(int32_t(n) + 127) << 23);  // exact: the SIMD paths' scalef rounds the same
 }
 
 inline float gelu(float x) {
   const float q = x * x;
   const float qlo = std::fma(x, x, -q);
-  const float z2 = 0.5f * q, z2lo = 0.5f * qlo;
-  float e = exp_neg_raw(-z2);
-  e = std::fma(-e, z2lo, e);
-  e = z2 > -kExpMin ? 0.0f : e;
+  const float v = q * -0.5f, vlo = qlo * 0.5f;  // -z^2 = v - vlo exactly
+  float e = exp_neg_raw(v);
+  e = std::fma(-e, vlo, e);
+  e = q > -2.0f * kExpMin ? 0.0f : e;
   const float z = std::fabs(x) * kInvSqrt2;
   const float t = 1.0f / std::fma(kErfcP, z, 1.0f);
-  float c = kErfcQ[9];
-  for (int i = 8; i >= 0; --i) c = std::fma(c, t, kErfcQ[i]);
-  const float h = 0.5f * (e * (t * c));
-  return x >= 0.0f ? x * (1.0f - h) : x * h;
+  float c = kErfcQHalf[9];
+  for (int i = 8; i >= 0; --i) c = std::fma(c, t, kErfcQHalf[i]);
+  const float h = e * (t * c);  // erfc(z) / 2
+  return x * (x >= 0.0f ? 1.0f - h : h);
 }
 
 // x * sigmoid(w), from e = exp(-|w|).

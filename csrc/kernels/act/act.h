@@ -10,7 +10,8 @@
 //                  erfc(z) = exp(-z^2) * t * Q(t), t = 1 / (1 + 0.4 z), z = |x|/sqrt2 >= 0, Q of degree 9
 //                  (fitted to erfcx = exp(z^2) erfc(z) on [0, 10.5], relative error 9.3e-9); z^2 = x^2/2 is
 //                  carried as hi + lo (fma) so exp(-z^2) does not lose z^2 * eps in the tail;
-//                  x >= 0: x * (1 - erfc/2), x < 0: x * erfc/2 (no cancellation on either side).
+//                  x >= 0: x * (1 - erfc/2), x < 0: x * erfc/2 (no cancellation on either side); erfc/2 comes
+//                  from Q/2 directly (halving the coefficients is exact).
 //   gelu_tanh(x) = x/2 * (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3), evaluated as x * sigmoid(2u).
 //   silu(x)      = x * sigmoid(x).
 //   sigmoid(w)   = 1/(1+e) for w >= 0, e/(1+e) for w < 0, with e = exp(-|w|) (no cancellation, no overflow).

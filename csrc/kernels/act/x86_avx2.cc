@@ -35,17 +35,17 @@ inline __m256 exp_neg_raw(__m256 v) {
 inline __m256 gelu(__m256 x) {
   const __m256 q = _mm256_mul_ps(x, x);
   const __m256 qlo = _mm256_fmsub_ps(x, x, q);
-  const __m256 z2 = _mm256_mul_ps(c(0.5f), q), z2lo = _mm256_mul_ps(c(0.5f), qlo);
-  __m256 e = exp_neg_raw(_mm256_sub_ps(_mm256_setzero_ps(), z2));
-  e = _mm256_fnmadd_ps(e, z2lo, e);
-  e = where(_mm256_cmp_ps(z2, c(-kExpMin), _CMP_GT_OQ), _mm256_setzero_ps(), e);
+  const __m256 v = _mm256_mul_ps(q, c(-0.5f)), vlo = _mm256_mul_ps(qlo, c(0.5f));
+  __m256 e = exp_neg_raw(v);
+  e = _mm256_fnmadd_ps(e, vlo, e);
+  e = where(_mm256_cmp_ps(q, c(-2.0f * kExpMin), _CMP_GT_OQ), _mm256_setzero_ps(), e);
   const __m256 z = _mm256_mul_ps(vabs(x), c(kInvSqrt2));
   const __m256 t = _mm256_div_ps(c(1.0f), _mm256_fmadd_ps(c(kErfcP), z, c(1.0f)));
-  __m256 cq = c(kErfcQ[9]);
-  for (int i = 8; i >= 0; --i) cq = _mm256_fmadd_ps(cq, t, c(kErfcQ[i]));
-  const __m256 h = _mm256_mul_ps(c(0.5f), _mm256_mul_ps(e, _mm256_mul_ps(t, cq)));
+  __m256 cq = c(kErfcQHalf[9]);
+  for (int i = 8; i >= 0; --i) cq = _mm256_fmadd_ps(cq, t, c(kErfcQHalf[i]));
+  const __m256 h = _mm256_mul_ps(e, _mm256_mul_ps(t, cq));
   const __m256 pos = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ);
-  return where(pos, _mm256_mul_ps(x, _mm256_sub_ps(c(1.0f), h)), _mm256_mul_ps(x, h));
+  return _mm256_mul_ps(x, where(pos, _mm256_sub_ps(c(1.0f), h), h));
 }
 
 inline __m256 x_sigmoid(__m256 x, __m256 w) {

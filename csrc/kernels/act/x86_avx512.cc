@@ -24,24 +24,23 @@ inline __m512 exp_neg_raw(__m512 v) {
   p = _mm512_fmadd_ps(p, r, c(kExpP[0]));
   const __m512 r2 = _mm512_mul_ps(r, r);
   const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(r2, p, r), c(1.0f));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(e, _mm512_castsi512_ps(bits));
+  return _mm512_scalef_ps(e, n);  // e * 2^n, correctly rounded like the portable path's multiply
 }
 
 inline __m512 gelu(__m512 x) {
   const __m512 q = _mm512_mul_ps(x, x);
   const __m512 qlo = _mm512_fmsub_ps(x, x, q);
-  const __m512 z2 = _mm512_mul_ps(c(0.5f), q), z2lo = _mm512_mul_ps(c(0.5f), qlo);
-  __m512 e = exp_neg_raw(_mm512_sub_ps(_mm512_setzero_ps(), z2));
-  e = _mm512_fnmadd_ps(e, z2lo, e);
-  e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(z2, c(-kExpMin), _CMP_GT_OQ), _mm512_setzero_ps());
+  const __m512 v = _mm512_mul_ps(q, c(-0.5f)), vlo = _mm512_mul_ps(qlo, c(0.5f));
+  const __mmask16 keep = _mm512_cmp_ps_mask(q, c(-2.0f * kExpMin), _CMP_NGT_UQ);  // not (q > 174)
+  const __m512 ev = exp_neg_raw(v);
+  const __m512 e = _mm512_maskz_fnmadd_ps(keep, ev, vlo, ev);  // exp(v - vlo) ~ ev (1 - vlo); 0 past the flush
   const __m512 z = _mm512_mul_ps(vabs(x), c(kInvSqrt2));
   const __m512 t = _mm512_div_ps(c(1.0f), _mm512_fmadd_ps(c(kErfcP), z, c(1.0f)));
-  __m512 cq = c(kErfcQ[9]);
-  for (int i = 8; i >= 0; --i) cq = _mm512_fmadd_ps(cq, t, c(kErfcQ[i]));
-  const __m512 h = _mm512_mul_ps(c(0.5f), _mm512_mul_ps(e, _mm512_mul_ps(t, cq)));
+  __m512 cq = c(kErfcQHalf[9]);
+  for (int i = 8; i >= 0; --i) cq = _mm512_fmadd_ps(cq, t, c(kErfcQHalf[i]));
+  const __m512 h = _mm512_mul_ps(e, _mm512_mul_ps(t, cq));
   const __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
-  return _mm512_mask_blend_ps(pos, _mm512_mul_ps(x, h), _mm512_mul_ps(x, _mm512_sub_ps(c(1.0f), h)));
+  return _mm512_mul_ps(x, _mm512_mask_sub_ps(h, pos, c(1.0f), h));
 }
 
 inline __m512 x_sigmoid(__m512 x, __m512 w) {
