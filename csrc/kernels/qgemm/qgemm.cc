@@ -43,7 +43,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
                             int split) {
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
-  const ActInfo* ak = select_act(isa_mask);
+  const ActInfo* ak = act != 0 ? select_act(isa_mask) : nullptr;  // nothing to select without an activation
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp;
