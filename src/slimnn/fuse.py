@@ -19,6 +19,7 @@ not rewritten.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -79,7 +80,9 @@ def _pairs_in_graph(parent: nn.Module) -> Optional[set]:
         for training in (True, False):
             parent.train(training)
             try:
-                graph = _OpaqueChildren().trace(parent)
+                with warnings.catch_warnings():  # a forward fx dislikes is simply not fused
+                    warnings.simplefilter("ignore")
+                    graph = _OpaqueChildren().trace(parent)
             except Exception:  # noqa: BLE001  (fx raises many kinds; any of them means "cannot tell")
                 return None
             calls: dict[str, list] = {}
