@@ -9,6 +9,7 @@
 #include "common/isa.h"
 #include "common/threadpool.h"
 #include "formats/q8.h"
+#include "kernels/act/act.h"
 #include "kernels/qgemm/qgemm.h"
 #include "bindings/bindings.h"
 
@@ -130,20 +131,56 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "q8_linear",
       [](const std::string& kind, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,
-         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads) {
+         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act, int split) {
         const KernelKind kk = kind_from(kind);
+        if (act < 0 || act >= kNumActivations) throw py::value_error("q8_linear: unknown activation code");
+        if (split < kSplitAuto || split > kSplitRows) throw py::value_error("q8_linear: split must be 0 (auto), 1 (columns) or 2 (rows)");
         const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
         if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear: bad row count or strides");
         const KernelInfo* ki;
         {
           py::gil_scoped_release nogil;
           ki = q8_linear(kk, ptr<const void>(x), x_bf16, rows, ldx, v, ptr<const float>(bias), ptr<float>(y), ldy,
-                         nthreads, current_isa_mask());
+                         nthreads, current_isa_mask(), act, split);
         }
         return ki->name;
       },
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
-      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
+      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
+
+  // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
+  m.def("act_kernels", [] {
+    int n = 0;
+    const ActInfo* t = act_table(&n);
+    py::list out;
+    for (int i = 0; i < n; ++i) {
+      py::dict d;
+      d["name"] = t[i].name;
+      d["isa"] = isa_name(t[i].isa);
+      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def("select_act", [] { return std::string(select_act(current_isa_mask())->name); });
+  m.def(
+      "act_apply",
+      [](const std::string& kernel, int act, uintptr_t y, int64_t n) {
+        if (act < 0 || act >= kNumActivations) throw py::value_error("act_apply: unknown activation code");
+        if (n < 0) throw py::value_error("act_apply: n < 0");
+        int cnt = 0;
+        const ActInfo* t = act_table(&cnt);
+        const ActInfo* k = nullptr;
+        for (int i = 0; i < cnt; ++i)
+          if (kernel == t[i].name) k = &t[i];
+        if (k == nullptr) throw py::value_error("unknown activation kernel '" + kernel + "'");
+        if ((k->isa & detected_isa_mask()) == 0)
+          throw py::value_error(std::string("kernel ") + k->name + " needs " + isa_name(k->isa) + ", which this CPU lacks");
+        py::gil_scoped_release nogil;
+        k->fn(act, ptr<float>(y), n);
+      },
+      py::arg("kernel"), py::arg("act"), py::arg("y"), py::arg("n"),
+      "Test hook: applies activation code `act` in place to n floats at y with the named kernel.");
 
   // --- test hooks: one named kernel, forced ---
   m.def(

@@ -19,6 +19,7 @@ from .io import load, save
 from .pipeline import autocompress
 from .distill import distill
 from .mixed import mixed_int4_
+from .fuse import fuse_activations_
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,5 @@ __all__ = [
     "save",
     "SparseConfig",
     "mixed_int4_",
+    "fuse_activations_",
 ]

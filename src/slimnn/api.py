@@ -147,11 +147,16 @@ class CompressionReport:
 
     converted: dict[str, str] = dataclasses.field(default_factory=dict)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Linear fqn -> "<activation> (from <activation module fqn>)", for activations fused into their Linear.
+    fused: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}"]
         lines += [f"  {k}: {v}" for k, v in self.converted.items()]
         lines += [f"  skipped {k}: {v}" for k, v in self.skipped.items()]
+        if self.fused:
+            lines.append(f"fused {len(self.fused)} activation(s) into their Linear")
+            lines += [f"  fused {k}: {v}" for k, v in self.fused.items()]
         return "\n".join(lines)
 
 
@@ -163,11 +168,14 @@ def compress_(
     model: nn.Module,
     config: Union[Any, list],
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
+    fuse: bool = True,
 ) -> CompressionReport:
     """Replaces, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, fqn)`` accepts
     (default: all ``nn.Linear``) by the compressed module ``config`` describes. Returns a report.
     ``config`` may be a list to compose techniques: ``[SparseConfig(...), Int8Config()]`` stores sparse
-    weights with int8 values.
+    weights with int8 values. ``fuse``: then run :func:`slimnn.fuse_activations_`, so compressed Linears
+    apply the activation that provably follows them in their GEMM epilogue (same model up to float
+    rounding; listed in ``report.fused``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects an nn.Module, got {type(model).__name__}")
@@ -230,6 +238,10 @@ def compress_(
         setattr(parent, child, new)
         summary = getattr(new, "summary", None)
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
+    if fuse:
+        from .fuse import fuse_activations_
+
+        report.fused = fuse_activations_(model)
     return report
 
 

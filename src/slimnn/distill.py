@@ -71,7 +71,7 @@ def _int8_from_shadow(mod: nn.Module, w: Tensor, b: Optional[Tensor]) -> nn.Modu
         lin.weight.copy_(w)
         if b is not None:
             lin.bias.copy_(b)
-    return Int8Linear.from_linear(lin, mod.config)
+    return Int8Linear.from_linear(lin, mod.config, getattr(mod, "activation", None))
 
 
 def _register_builtin() -> None:
@@ -102,7 +102,13 @@ class ShadowLinear(nn.Module):
         return w
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x.to(torch.float32), self.effective_weight(), self.bias).to(x.dtype)
+        y = F.linear(x.to(torch.float32), self.effective_weight(), self.bias)
+        act = getattr(self.original[0], "activation", None)  # a fused activation (slimnn.fuse_activations_)
+        if act is not None:
+            from .ops import apply_activation
+
+            y = apply_activation(y, act)
+        return y.to(x.dtype)
 
     def compress(self) -> nn.Module:
         fmt = _TRAINABLE[type(self.original[0])]
@@ -207,7 +213,8 @@ def distill(
         shadows[name] = sh
         _set(student, name, sh)
     for name, mod in student.named_modules():
-        if type(mod).__module__.startswith("slimnn.nn") and type(mod) not in _TRAINABLE:
+        if (type(mod).__module__.startswith("slimnn.nn") and type(mod) not in _TRAINABLE
+                and type(mod).__name__ != "FusedActivation"):  # no parameters; its Linear applies it
             raise TypeError(f"{name} is a {type(mod).__name__}, which distill cannot train; register it "
                             "with register_trainable (from slimnn.distill import register_trainable)")
 

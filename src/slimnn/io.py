@@ -80,6 +80,11 @@ class ModuleFormat:
     to_canonical: Callable[[nn.Module], tuple[dict[str, Tensor], dict[str, Any]]]
     spec: Callable[[dict[str, Any]], TensorSpec]
     from_canonical: Callable[[dict[str, Tensor], dict[str, Any]], nn.Module]
+    # Optional: the version to write for a given module (formats that gained a feature write the new
+    # version only for modules that use it, so older readers still read the rest), and older versions this
+    # format still reads.
+    version_for: Optional[Callable[[nn.Module], int]] = None
+    reads: tuple = ()
 
 
 _BY_NAME: dict[str, ModuleFormat] = {}
@@ -101,6 +106,8 @@ def registered_formats() -> dict[str, type]:
 
 
 def _compressed_class(mod: nn.Module) -> bool:
+    if type(mod).__name__ == "FusedActivation":  # no tensors; recorded in the manifest's fused_activations
+        return False
     return type(mod).__module__.startswith("slimnn.nn") or hasattr(mod, "storage_bytes")
 
 
@@ -141,6 +148,8 @@ def _int8_to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any
         "bias": mod.bias is not None,
         "config": json.loads(dataclasses.replace(mod.config, group_size=gs).to_json()),
     }
+    if mod.activation is not None:  # int8_linear v2
+        meta["activation"] = mod.activation
     return tensors, meta
 
 
@@ -153,7 +162,13 @@ def _int8_config(meta: dict) -> Any:
     return cfg
 
 
+_FUSABLE = ("relu", "gelu", "gelu_tanh", "silu")
+
+
 def _int8_spec(meta: dict) -> TensorSpec:
+    act = meta.get("activation")
+    if act is not None and act not in _FUSABLE:
+        raise ValueError(f"int8_linear activation must be one of {list(_FUSABLE)}, got {act!r}")
     k, n = _int(meta, "in_features", 1), _int(meta, "out_features", 1)
     cfg = _int8_config(meta)
     groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
@@ -176,8 +191,12 @@ def _int8_from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     bias = tensors.get("bias")
     if bias is not None and not bool(torch.isfinite(bias).all()):
         raise ValueError("bias has a NaN or infinite value")
+    activation = meta.get("activation")  # absent in v1 files: no fused activation
+    if activation is not None and activation not in _FUSABLE:
+        raise ValueError(f"int8_linear activation must be one of {sorted(_FUSABLE)}, got {activation!r}")
     mod = Int8Linear.__new__(Int8Linear)
     nn.Module.__init__(mod)
+    mod.activation = activation
     mod.config = cfg
     mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
     mod.register_buffer("packed", pack_q8(q, scales, cfg.group_size))
@@ -190,7 +209,8 @@ def _register_builtin_formats() -> None:
     from .nn.int8 import Int8Linear
 
     register_module_format(
-        ModuleFormat("int8_linear", 1, Int8Linear, _int8_to_canonical, _int8_spec, _int8_from_canonical)
+        ModuleFormat("int8_linear", 2, Int8Linear, _int8_to_canonical, _int8_spec, _int8_from_canonical,
+                     version_for=lambda m: 1 if m.activation is None else 2, reads=(1,))
     )
 
 
@@ -221,6 +241,8 @@ _ARCH: dict[str, tuple[type, Callable[[nn.Module], dict], dict[str, type]]] = {
     "Sigmoid": (nn.Sigmoid, lambda m: {}, {}),
     "SiLU": (nn.SiLU, lambda m: {}, {}),
     "Identity": (nn.Identity, lambda m: {}, {}),
+    "FusedActivation": (None, lambda m: {"activation": m.activation, "into": m.into},
+                        {"activation": str, "into": str}),
     "Dropout": (nn.Dropout, lambda m: {"p": m.p}, {"p": float}),
     "Flatten": (nn.Flatten, lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim},
                 {"start_dim": int, "end_dim": int}),
@@ -232,6 +254,13 @@ _ARCH: dict[str, tuple[type, Callable[[nn.Module], dict], dict[str, type]]] = {
                                            "embedding_dim": m.embedding_dim},
                   {"num_embeddings": int, "embedding_dim": int}),
 }
+def _fused_activation_class() -> type:
+    from .nn.fused import FusedActivation
+
+    return FusedActivation
+
+
+_ARCH["FusedActivation"] = (_fused_activation_class(),) + _ARCH["FusedActivation"][1:]
 _ARCH_BY_CLASS = {v[0]: k for k, v in _ARCH.items()}
 
 
@@ -343,7 +372,8 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         json.dumps(meta)  # fail early on non-JSON metadata
         for k, t in ts.items():
             tensors[prefix + k] = t.detach().cpu().contiguous()
-        modules[fqn] = {"format": fmt.name, "version": fmt.version, "meta": meta}
+        version = fmt.version if fmt.version_for is None else fmt.version_for(mod)
+        modules[fqn] = {"format": fmt.name, "version": version, "meta": meta}
 
     state: list[str] = []
     nonpersistent: list[str] = []
@@ -389,6 +419,10 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         "aliases": aliases,
         "tensors": {k: {"dtype": _DTYPE_NAMES[v.dtype], "shape": list(v.shape)} for k, v in tensors.items()},
         "architecture": describe_architecture(model),
+        # activation modules replaced by a FusedActivation (their Linear applies them): load does the same
+        # to a skeleton. Absent in files written before fusion existed.
+        "fused_activations": {fqn: {"activation": m.activation, "into": m.into}
+                              for fqn, m in model.named_modules() if isinstance(m, _fused_activation_class())},
         "user": metadata if metadata is not None else {},
     }
     text = json.dumps(manifest, sort_keys=True)
@@ -509,6 +543,13 @@ def _check_manifest(path: str, man: dict, entries: dict) -> None:
                      ("tensors", dict)):
         if not isinstance(man.get(key), typ):
             raise ValueError(f"{path}: manifest field {key!r} must be a {typ.__name__}")
+    fused = man.get("fused_activations", {})
+    if not isinstance(fused, dict):
+        raise ValueError(f"{path}: manifest field 'fused_activations' must be a dict")
+    for fqn, f in fused.items():
+        f = _dict(f, f"{path}: fused activation {fqn!r}")
+        if not fqn or f.get("activation") not in _FUSABLE or not isinstance(f.get("into"), str):
+            raise ValueError(f"{path}: fused activation {fqn!r} is malformed: {f}")
     declared = man["tensors"]
     if set(declared) != set(entries):
         extra, missing = sorted(set(entries) - set(declared)), sorted(set(declared) - set(entries))
@@ -529,7 +570,7 @@ def _check_manifest(path: str, man: dict, entries: dict) -> None:
         if fmt is None:
             raise ValueError(f"{path}: module {fqn!r} has format {m.get('format')!r}, unknown to this slimnn "
                              f"(known: {sorted(_BY_NAME)})")
-        if m.get("version") != fmt.version:
+        if m.get("version") != fmt.version and m.get("version") not in fmt.reads:
             raise ValueError(f"{path}: module {fqn!r}: {fmt.name} version {m.get('version')!r} is not supported "
                              f"(this slimnn reads {fmt.version})")
         meta = _dict(m.get("meta"), f"{path}: module {fqn!r} metadata")
@@ -618,6 +659,21 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             parent_name, _, child = fqn.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, new)
+
+        for fqn, f in man.get("fused_activations", {}).items():
+            parent_name, _, child = fqn.rpartition(".")
+            try:
+                old = model.get_submodule(fqn)
+            except AttributeError:
+                raise ValueError(f"{path}: fused activation {fqn!r} is in the file but not in the given model") from None
+            if not isinstance(old, (_fused_activation_class(), nn.Identity)) and old is not None:
+                from .fuse import activation_of
+
+                if activation_of(old) != f["activation"]:
+                    raise ValueError(f"{path}: {fqn!r} is a {type(old).__name__} in the given model; the file fused "
+                                     f"a {f['activation']} there")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _fused_activation_class()(f["activation"], f["into"]))
 
         sd_names = set(model.state_dict(keep_vars=True).keys())
         expected = {n for n in sd_names if not any(n.startswith(p) for p in prefixes)}

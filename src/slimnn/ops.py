@@ -19,6 +19,50 @@ from .formats import unpack_q8
 from .quantize import dequantize_int8
 
 _KINDS = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
+# Activations the GEMM epilogue can fuse (codes of csrc/kernels/act/act.h's Activation enum).
+ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4}
+
+
+def activation_code(activation: Optional[str]) -> int:
+    """The kernel's code for ``activation`` (None, "relu", "gelu", "gelu_tanh" or "silu"); ValueError else."""
+    code = ACTIVATIONS.get(activation) if activation is None or isinstance(activation, str) else None
+    if code is None:
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+    return code
+
+
+def apply_activation(y: Tensor, activation: Optional[str]) -> Tensor:
+    """The float math a fused activation stands for (torch's own functions): what the kernels are tested
+    against, the reference path, and the unfused fallback."""
+    if activation is None:
+        return y
+    if activation == "relu":
+        return torch.relu(y)
+    if activation == "gelu":
+        return torch.nn.functional.gelu(y)
+    if activation == "gelu_tanh":
+        return torch.nn.functional.gelu(y, approximate="tanh")
+    if activation == "silu":
+        return torch.nn.functional.silu(y)
+    raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+
+
+def activation_grad(z: Tensor, activation: Optional[str]) -> Tensor:
+    """d activation(z) / dz, elementwise, in closed form (for the custom op's backward)."""
+    if activation is None:
+        return torch.ones_like(z)
+    if activation == "relu":
+        return (z > 0).to(z.dtype)
+    if activation == "gelu":
+        return 0.5 * torch.special.erfc(-z * 0.7071067811865476) + z * torch.exp(-0.5 * z * z) * 0.3989422804014327
+    if activation == "gelu_tanh":
+        k = 0.7978845608028654
+        th = torch.tanh(k * (z + 0.044715 * z * z * z))
+        return 0.5 * (1.0 + th) + 0.5 * z * (1.0 - th * th) * k * (1.0 + 3 * 0.044715 * z * z)
+    if activation == "silu":
+        sg = torch.sigmoid(z)
+        return sg * (1.0 + z * (1.0 - sg))
+    raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
 _F32 = torch.float32
 _BF16 = torch.bfloat16
 
@@ -39,15 +83,21 @@ def _prepare_input(x: Tensor, k: int, op: str) -> tuple[Tensor, torch.dtype]:
     return x, dt
 
 
-def q8_linear(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
-    """y = x W^T + bias with W a q8 blob. x: (..., K) float32/bf16 (float16/float64 converted); y: x's dtype."""
-    return q8_linear_with_kernel(x, packed, bias, mode, out_features)[0]
+def q8_linear(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
+    activation: Optional[str] = None,
+) -> Tensor:
+    """y = act(x W^T + bias) with W a q8 blob. x: (..., K) float32/bf16 (float16/float64 converted); y: x's
+    dtype. ``activation``: None, "relu", "gelu", "gelu_tanh" or "silu", applied in the GEMM's epilogue."""
+    return q8_linear_with_kernel(x, packed, bias, mode, out_features, activation)[0]
 
 
 def q8_linear_with_kernel(
-    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
+    activation: Optional[str] = None,
 ) -> tuple[Tensor, str]:
     """:func:`q8_linear`, also returning the name of the kernel that ran."""
+    act = activation_code(activation)
     kind = _KINDS.get(mode)
     if kind is None:
         raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
@@ -80,27 +130,43 @@ def q8_linear_with_kernel(
         y.data_ptr(),
         out_features,
         get_num_threads(),
+        act,
     )
     y = y.view(*lead, out_features)
     return (y if dt is _F32 else y.to(dt)), name
 
 
-def q8_linear_module(x: Tensor, packed: Tensor, bias: Optional[Tensor], kind: str, k: int, n: int) -> tuple[Tensor, str]:
+def q8_linear_module(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], kind: str, k: int, n: int, act: int = 0,
+    activation: Optional[str] = None,
+) -> tuple[Tensor, str]:
     """Eager fast path for modules, whose packed/bias buffers are known valid: the common case (CPU,
-    float32/bf16, last dim k, row-major rows) is checked inline; anything else takes the full path."""
+    float32/bf16, last dim k, rows at a constant stride) is checked inline; anything else takes the full
+    path. ``act`` is ``activation``'s code (the module keeps both, so the hot path does no lookup)."""
     dt = x.dtype
-    if x.is_cpu and (dt is _F32 or dt is _BF16) and x.dim() >= 1 and x.size(-1) == k and x.stride(-1) == 1:
-        if x.dim() == 2:
-            m = x.size(0)
-            ldx = x.stride(0) if m > 1 else k
-            if ldx >= k:
-                y = torch.empty((m, n), dtype=_F32)
-                name = _C.q8_linear(
-                    kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
-                    0 if bias is None else bias.data_ptr(), y.data_ptr(), n, get_num_threads(),
-                )
-                return (y if dt is _F32 else y.to(dt)), name
-    return q8_linear_with_kernel(x, packed, bias, _MODES[kind], n)
+    if x.is_cpu and (dt is _F32 or dt is _BF16) and x.dim() >= 2 and x.size(-1) == k and x.stride(-1) == 1:
+        # Any leading dims whose rows sit at one constant stride (contiguous (B, T, K) included) are one
+        # (M, K) matrix: no reshape, no view object, one binding call.
+        m = x.numel() // k if k else 0
+        ldx = x.stride(-2) if x.size(-2) > 1 else k
+        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or _rows_uniform(x, ldx)):
+            y = torch.empty((*x.shape[:-1], n), dtype=_F32)
+            name = _C.q8_linear(
+                kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
+                0 if bias is None else bias.data_ptr(), y.data_ptr(), n, get_num_threads(), act,
+            )
+            return (y if dt is _F32 else y.to(dt)), name
+    return q8_linear_with_kernel(x, packed, bias, _MODES[kind], n, activation)
+
+
+def _rows_uniform(x: Tensor, ldx: int) -> bool:
+    # Rows of a (..., K) tensor are evenly spaced iff each leading stride is the next one times its size.
+    step = ldx
+    for d in range(x.dim() - 2, -1, -1):
+        if x.size(d) > 1 and x.stride(d) != step:
+            return False
+        step *= x.size(d)
+    return True
 
 
 _MODES = {v: k for k, v in _KINDS.items()}
@@ -121,12 +187,19 @@ def _blob_shape(packed: Tensor) -> tuple[int, int]:
 
 
 @torch.library.custom_op("slimnn::q8_linear", mutates_args=())
-def _q8_linear_op(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
-    return q8_linear(x, packed, bias, mode, out_features)
+def _q8_linear_op(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
+    activation: Optional[str] = None,
+) -> Tensor:
+    return q8_linear(x, packed, bias, mode, out_features, activation)
 
 
 @_q8_linear_op.register_fake
-def _(x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int) -> Tensor:
+def _(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
+    activation: Optional[str] = None,
+) -> Tensor:
+    activation_code(activation)
     out_dtype = x.dtype if x.dtype in (_F32, _BF16, torch.float16, torch.float64) else _F32
     return x.new_empty((*x.shape[:-1], out_features), dtype=out_dtype)
 
@@ -148,17 +221,25 @@ def _(grad: Tensor, packed: Tensor, in_features: int) -> Tensor:
 
 
 def _setup_ctx(ctx, inputs, output) -> None:  # noqa: ANN001
-    x, packed, _bias, _mode, _n = inputs
-    ctx.save_for_backward(packed)
+    x, packed, bias, mode, n, *rest = inputs
+    activation = rest[0] if rest else None
+    ctx.activation = activation
+    # With a fused activation the backward needs the pre-activation output: it recomputes it from x.
+    ctx.save_for_backward(packed, x if activation is not None else None, bias if activation is not None else None)
+    ctx.mode, ctx.out_features = mode, n
     ctx.x_dtype = x.dtype
     ctx.in_features = x.shape[-1]
 
 
 def _backward(ctx, grad):  # noqa: ANN001
-    # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob).
-    (packed,) = ctx.saved_tensors
+    # Straight-through: the gradient w.r.t. x uses the dequantized weights (no gradient for the blob); a
+    # fused activation contributes its exact derivative at the (recomputed) pre-activation output.
+    packed, x, bias = ctx.saved_tensors
+    if ctx.activation is not None:
+        z = torch.ops.slimnn.q8_linear(x.detach(), packed, bias, ctx.mode, ctx.out_features)
+        grad = grad * activation_grad(z.to(grad.dtype), ctx.activation)
     gx = torch.ops.slimnn.q8_linear_grad_input(grad, packed, ctx.in_features)
-    return gx.to(ctx.x_dtype), None, None, None, None
+    return gx.to(ctx.x_dtype), None, None, None, None, None
 
 
 _q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)

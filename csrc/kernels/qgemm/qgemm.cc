@@ -10,6 +10,7 @@
 #include "common/isa.h"
 #include "common/scratch.h"
 #include "common/threadpool.h"
+#include "kernels/act/act.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
@@ -39,8 +40,10 @@ Blocking plan(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
 }  // namespace
 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
-                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask) {
+                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
+                            int split) {
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
+  const ActInfo* ak = act != 0 ? select_act(isa_mask) : nullptr;  // nothing to select without an activation
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp;
@@ -59,8 +62,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     auto a_zp = scratch<int32_t>(m);
     auto finite = scratch<uint8_t>(m);
     const int64_t chunk = rows_per_chunk(k);
-    auto quantize = [&](int64_t t) {
-      const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
+    auto quantize_rows = [&](int64_t r0, int64_t r1) {
       std::unique_ptr<float[], FreeDeleter> tmp;
       if (x_bf16) tmp = scratch<float>(k);
       for (int64_t r = r0; r < r1; ++r) {
@@ -80,30 +82,61 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         }
       }
     };
-    parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
     const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
-    auto task = [&](int64_t t) {
-      const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
+    // Runs the micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot).
+    auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
       const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
       const int64_t n0 = p0 * 16;
-      const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
       Q8Epilogue e = base;
       e.scales = w.scales + n0;
       e.colsum = w.colsum + n0;
       e.comp = w.comp + n0;
       e.bias = bias ? bias + n0 : nullptr;
       e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-      for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
-        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
+      for (int64_t r = r0; r < r1; r += ki->mr) {
+        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r1 - r));
         e.a_scale = a_scale.get() + r;
         e.a_zp = a_zp.get() + r;
         e.y = y + r * ldy + n0;
         uk(mr, static_cast<int>(panels), a.get() + r * kp, kp, w.w + p0 * 16 * kp, kp, e);
+        apply_activation(ak, act, e.y, mr, e.ncols, ldy);
       }
     };
+    auto nan_rows = [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    };
+    // Many rows and weights that stay in a core's L2: each task quantizes its own rows and computes all their
+    // columns, one parallel region instead of two (no barrier between quantization and GEMM; the rows are
+    // still in cache). Each task streams all of W, hence the size limit. Derived on MiniLM shapes (M = 480,
+    // K, N in {384, 1536}, Zen 4, 2 threads); the limit (4 MiB packed, about L2 x 4) is a guess, untested
+    // between 2.4 MiB (768x3072) and 16 MiB (4096x4096), which keep the split below.
+    const int64_t row_blocks = (m + ki->mr - 1) / ki->mr;
+    const bool rows_auto = nthreads > 1 && w.np * kp <= (int64_t{4} << 20) && row_blocks >= int64_t(nthreads) * 16;
+    if (split == kSplitRows || (split == kSplitAuto && rows_auto)) {
+      const int64_t n_tasks = 2 * int64_t(nthreads);
+      const int64_t rows_task = ((row_blocks + n_tasks - 1) / n_tasks) * ki->mr;
+      auto task = [&](int64_t t) {
+        const int64_t r0 = t * rows_task, r1 = std::min(m, r0 + rows_task);
+        if (r0 >= r1) return;
+        quantize_rows(r0, r1);
+        for (int64_t nb = 0; nb < b.n_nb; ++nb) run_block(nb, r0, r1);
+        nan_rows(r0, r1);
+      };
+      parallel_for(n_tasks, nthreads, task);
+      return ki;
+    }
+    auto quantize = [&](int64_t t) {
+      const int64_t r0 = t * chunk;
+      quantize_rows(r0, std::min(m, r0 + chunk));
+    };
+    parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
+    auto task = [&](int64_t t) {
+      const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
+      run_block(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
+    };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
-    for (int64_t r = 0; r < m; ++r)
-      if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    nan_rows(0, m);
     return ki;
   }
 
@@ -149,6 +182,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
       e.y = y + r * ldy + n0;
       uk(mr, static_cast<int>(panels), xf + r * lda, lda, w.w + p0 * 16 * kp, kp, e);
+      apply_activation(ak, act, e.y, mr, e.ncols, ldy);
     }
   };
   parallel_for(b.n_nb * b.n_mb, nthreads, task);

@@ -67,9 +67,15 @@ const KernelInfo* kernel_table(int* count);
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask);
 
 // Ops (threaded drivers). x is M x K, row stride ldx elements, fp32 (x_bf16 = false) or bf16 bits.
-// y is M x N fp32, row stride ldy. bias may be null. Returns the kernel used.
+// y is M x N fp32, row stride ldy. bias may be null. `act` (an Activation, kernels/act/act.h) is applied to
+// each output block right after its micro-kernel stores it (bias first, then the activation). Returns the
+// kernel used. `split` chooses how the dynamic driver divides the work: kSplitAuto (the heuristic in
+// qgemm.cc), kSplitColumns (quantize all rows, then tasks over column x row blocks) or kSplitRows (each task
+// quantizes a block of rows and computes all its columns); the results are the same bits either way.
+enum : int { kSplitAuto = 0, kSplitColumns = 1, kSplitRows = 2 };
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
-                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask);
+                            const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act = 0,
+                            int split = kSplitAuto);
 
 // Test hook: the quantized activations and the raw int32 dot products of one kernel.
 void q8_dot_i32(const KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q8View& w, int32_t* out);

@@ -59,6 +59,11 @@ class Int8Linear(nn.Module):
     Build one with :meth:`from_linear` (or ``slimnn.compress_``). Inputs: float32 or bfloat16 (float16 and
     float64 are converted), any leading dimensions; the output has the input's dtype. ``state_dict`` holds
     the packed blob (``packed``, uint8, versioned header) and ``bias``; loading validates the blob.
+
+    ``activation`` (None, "relu", "gelu", "gelu_tanh", "silu"): y = act(x W^T + b), applied by the kernel
+    to each output block while it is in cache (see docs/fusion.md; ``slimnn.fuse_activations_`` sets it on
+    Linear -> activation pairs). A fused module's ``state_dict`` also holds ``activation`` (an int64 code),
+    so loading it into an unfused module (or the reverse) is an error instead of a silently wrong model.
     """
 
     def __init__(
@@ -67,8 +72,10 @@ class Int8Linear(nn.Module):
         out_features: int,
         bias: bool = True,
         config: Optional[Int8Config] = None,
+        activation: Optional[str] = None,
     ) -> None:
         super().__init__()
+        self.activation = activation
         self.config = config or Int8Config()
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -79,14 +86,31 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", torch.zeros(self.out_features) if bias else None)
         self.last_kernel: Optional[str] = None
 
+    _activation: Optional[str] = None  # class defaults, for instances built with __new__
+    _act_code: int = 0
+
+    @property
+    def activation(self) -> Optional[str]:
+        """The fused activation (None, "relu", "gelu", "gelu_tanh" or "silu")."""
+        return self._activation
+
+    @activation.setter
+    def activation(self, value: Optional[str]) -> None:
+        self.__dict__["_act_code"] = ops.activation_code(value)  # validates
+        self.__dict__["_activation"] = value
+
     @classmethod
-    def from_linear(cls, linear: nn.Linear, config: Optional[Int8Config] = None) -> "Int8Linear":
-        """Quantizes ``linear``'s weights (symmetric, round half to even) into a new Int8Linear."""
+    def from_linear(
+        cls, linear: nn.Linear, config: Optional[Int8Config] = None, activation: Optional[str] = None
+    ) -> "Int8Linear":
+        """Quantizes ``linear``'s weights (symmetric, round half to even) into a new Int8Linear, optionally
+        with a fused ``activation`` applied to its output."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
         config = config or Int8Config()
         mod = cls.__new__(cls)
         nn.Module.__init__(mod)
+        mod.activation = activation
         mod.config = config
         mod.in_features, mod.out_features = linear.in_features, linear.out_features
         q, scales = quantize_int8_symmetric(linear.weight, config.group_size)
@@ -110,10 +134,15 @@ class Int8Linear(nn.Module):
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling() or _is_exporting():
-            return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
-        buffers = self._buffers  # direct dict access: nn.Module.__getattr__ is slow on a hot path
+            act = self.activation
+            if act is None:
+                return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
+            return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features, act)
+        d = self.__dict__
+        buffers = d["_buffers"]  # direct dict access: nn.Module.__getattr__ is slow on a hot path
         y, name = ops.q8_linear_module(
-            x, buffers["packed"], buffers["bias"], _KIND[self.config.mode], self.in_features, self.out_features
+            x, buffers["packed"], buffers["bias"], _KIND[d["config"].mode], d["in_features"], d["out_features"],
+            self._act_code, self._activation,
         )
         self.__dict__["last_kernel"] = name  # plain attribute; skips nn.Module.__setattr__'s bookkeeping
         return y
@@ -123,7 +152,7 @@ class Int8Linear(nn.Module):
         q, scales, gs = unpack_q8(self.packed)
         x2 = xf.reshape(-1, self.in_features).to(torch.float32)
         fn = reference.q8_linear_dynamic if self.config.mode == "dynamic" else reference.q8_linear_weight_only
-        y = fn(x2, q, scales, gs, self.bias)
+        y = ops.apply_activation(fn(x2, q, scales, gs, self.bias), self.activation)
         return y.view(*x.shape[:-1], self.out_features).to(dt)
 
     def kernel_name(self, m: int = 16) -> str:
@@ -153,12 +182,36 @@ class Int8Linear(nn.Module):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"mode={self.config.mode}, format={fmt}, kernel={self.last_kernel or self.kernel_name(16)}"
+            + ("" if self.activation is None else f", activation={self.activation}")
         )
+
+    # The fused activation travels in the state_dict as "activation" (an int64 code) only when one is set, so
+    # unfused modules keep exactly the keys they always had.
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self.activation is not None:
+            destination[prefix + "activation"] = torch.tensor(self._act_code, dtype=torch.int64)
 
     def _load_from_state_dict(
         self, state_dict: dict, prefix: str, local_metadata: Any, strict: bool, missing_keys: list,
         unexpected_keys: list, error_msgs: list,
     ) -> None:
+        # A state_dict without "activation" (unfused, or from before fusion existed) says nothing about it:
+        # the activation is part of the model's structure. One that has it must agree with this module.
+        akey = prefix + "activation"
+        saved = state_dict.get(akey)
+        code = self._act_code if saved is None else int(saved) if isinstance(saved, Tensor) and saved.numel() == 1 else -1
+        names = {v: k for k, v in ops.ACTIVATIONS.items()}
+        if code not in names:
+            error_msgs.append(f"{akey}: not an activation code ({saved!r})")
+            return
+        if names[code] != self.activation:
+            error_msgs.append(
+                f"{prefix or 'module'}: the state_dict is of an Int8Linear with activation={names[code]!r}, this "
+                f"module has activation={self.activation!r}; fuse the model the same way (slimnn.fuse_activations_) "
+                "before loading"
+            )
+            return
         key = prefix + "packed"
         if key in state_dict:
             blob = state_dict[key]
@@ -179,3 +232,5 @@ class Int8Linear(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if akey in unexpected_keys:
+            unexpected_keys.remove(akey)
