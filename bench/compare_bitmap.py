@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
+from typing import Callable
 
 import torch
 
@@ -25,7 +28,23 @@ import slimnn
 from slimnn.configs import Int8Config, SparseConfig
 from slimnn.nn import Int8Linear, SparseLinear
 
-from compare_sparse import interleaved, make_weight
+from compare_sparse import make_weight
+
+
+def interleaved(cands: dict[str, Callable[[], object]], reps: int, stat: str) -> dict[str, float]:
+    """Seconds per candidate (median or min over repetitions); each repetition runs every candidate once,
+    in rotating order, so all see the same machine load."""
+    names = list(cands)
+    for f in cands.values():  # warm up
+        f()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        for n in names[r % len(names):] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            cands[n]()
+            times[n].append(time.perf_counter() - t0)
+    pick = statistics.median if stat == "median" else min
+    return {n: pick(v) for n, v in times.items()}
 
 
 def build(k: int, n: int, sparsity: float, copies: int):
@@ -56,12 +75,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--model-sized", action="store_true")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="min: the undisturbed time on a loaded shared machine (medians measure the scheduler)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     slimnn.set_num_threads(a.threads)
     print(f"# {slimnn.cpu_info()['brand']}, isa {slimnn.isa.best()}, torch {torch.__version__}, {a.threads} thread(s)"
-          f"{', model-sized' if a.model_sized else ', cache-resident'}")
+          f"{', model-sized' if a.model_sized else ', cache-resident'}, {a.stat} of {a.reps} interleaved reps")
     print("| K x N | sparsity | M | bitmap us | vs int8 dyn | vs fp32 | vs csr i8 | nnz/ns | storage % fp32 |")
     print("|---|---|---|---|---|---|---|---|---|")
     rows = []
@@ -91,7 +112,7 @@ def main() -> None:
                         "int8": step("int8", lambda mod: mod(x)),
                         "fp32": step("fp32", lambda w: torch.nn.functional.linear(x, w)),
                         "csr": step("csr", lambda mod: mod(x)),
-                    }, a.reps)
+                    }, a.reps, a.stat)
                 row = {"k": k, "n": n, "sparsity": s, "m": m, "us": t["bitmap"] * 1e6,
                        "vs_int8": t["int8"] / t["bitmap"], "vs_fp32": t["fp32"] / t["bitmap"],
                        "vs_csr": t["csr"] / t["bitmap"], "nnz_per_ns": m * nnz / t["bitmap"] / 1e9,

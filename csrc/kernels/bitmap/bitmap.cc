@@ -61,7 +61,9 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
   const QuantizeRowU8 quantize = select_kernel(KernelKind::kQ8Dyn, m, isa_mask)->quantize;
 
   // 1. Activations to u8 (per row scale and zero point); rows with a NaN or an infinity noted.
-  auto xq = scratch<uint8_t>(m * kx);
+  const int64_t tiles = (m + MT - 1) / MT;
+  auto xq = scratch<uint8_t>(tiles * MT * kx);  // whole tiles: kernels may read MT rows
+  if (tiles * MT > m) std::memset(xq.get() + m * kx, 0, (tiles * MT - m) * kx);
   auto a_scale = scratch<float>(m);
   auto a_zp = scratch<int32_t>(m);
   auto finite = scratch<uint8_t>(m);
@@ -83,7 +85,6 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
 
   // 2. Integer dot products over (tile, row chunk) tasks.
   auto dots = scratch<int32_t>(m * n);
-  const int64_t tiles = (m + MT - 1) / MT;
   const int compute_threads = threads_for(tiles * n * w.kc, nthreads);
   const int64_t want = compute_threads == 1 ? 1 : (4 * int64_t(compute_threads) + tiles - 1) / tiles;
   const std::vector<int64_t> bounds = split_rows(w, want);
@@ -122,10 +123,13 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
 }
 
 void bitmap_dots(const BitmapKernelInfo* ki, const BitmapView& w, const uint8_t* xq, int64_t m, int32_t* dots) {
-  const int64_t kx = w.kc * kBitmapChunk;
-  for (int64_t t0 = 0; t0 < m; t0 += ki->mt) {
-    const int rows = static_cast<int>(std::min<int64_t>(ki->mt, m - t0));
-    ki->fn(w, 0, w.n, xq + t0 * kx, kx, rows, dots + t0 * w.n, w.n);
+  const int64_t kx = w.kc * kBitmapChunk, MT = ki->mt;
+  auto tile = scratch<uint8_t>(MT * kx);  // a whole tile, so the kernel may read MT rows
+  for (int64_t t0 = 0; t0 < m; t0 += MT) {
+    const int rows = static_cast<int>(std::min<int64_t>(MT, m - t0));
+    std::memset(tile.get(), 0, MT * kx);
+    std::memcpy(tile.get(), xq + t0 * kx, rows * kx);
+    ki->fn(w, 0, w.n, tile.get(), kx, rows, dots + t0 * w.n, w.n);
   }
 }
 

@@ -9,7 +9,8 @@
 // A micro-kernel computes the integer dot products of rows [r0, r1) of W with `mrows` (<= its MT) rows of
 // quantized activations:
 //   dots[t * ldd + r] = sum_k xq[t * ldx + k] * W[r][k]     for t < mrows, r0 <= r < r1
-//   xq: u8, each row kc * 64 bytes (any value past K: W is zero there). The kernels clamp their value pointer
+//   xq: u8, each row kc * 64 bytes (any value past K: W is zero there); MT rows must be readable even when
+//   mrows < MT (kernels may compute all MT and store only mrows). The kernels clamp their value pointer
 //   into the values section (plus its pad), so a corrupt blob gives wrong numbers, never an access out of
 //   bounds; they read no other memory than the view's sections and xq.
 #pragma once
