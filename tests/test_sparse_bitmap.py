@@ -366,3 +366,17 @@ def test_auto_backend_measures_bitmap_against_dense_int8():
     assert mod.backend in ("sparse", "dense")
     if mod.backend == "sparse":
         assert mod.format == "bitmap"
+
+
+def test_save_load_round_trip(tmp_path):
+    model = nn.Sequential(_lin(200, 64), nn.ReLU(), _lin(64, 32, seed=1))
+    slimnn.compress_(model, [SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()])
+    x = torch.randn(3, 200)
+    with torch.inference_mode():
+        y = model(x)
+    path = tmp_path / "m.safetensors"
+    slimnn.save(model, path)
+    loaded = slimnn.load(path)
+    assert loaded[0].format == "bitmap" and loaded[2].format == "bitmap"
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), y)

@@ -141,6 +141,16 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
   }
   for (int64_t i = 0; i < kBitmapValuePad; ++i)
     if (v.values[h.nnz + i] != 0) fail("value padding is not zero");
+  // Alignment gaps are zero too, so an accepted blob is canonical (packing its contents gives its bytes).
+  const uint64_t gaps[][2] = {{sizeof(BitmapHeader), l.off_ptr},
+                              {l.off_ptr + uint64_t(h.n + 1) * 4, l.off_masks},
+                              {l.off_masks + uint64_t(h.n) * uint64_t(h.kc) * 8, l.off_values},
+                              {l.off_values + uint64_t(h.nnz) + kBitmapValuePad, l.off_scales},
+                              {l.off_scales + uint64_t(h.n) * 4, l.off_rowsum},
+                              {l.off_rowsum + uint64_t(h.n) * 4, l.total}};
+  for (const auto& g : gaps)
+    for (uint64_t i = g[0]; i < g[1]; ++i)
+      if (blob[i] != 0) fail("alignment padding at byte " + s(int64_t(i)) + " is not zero");
   return v;
 }
 

@@ -192,6 +192,9 @@ def _register_builtin_formats() -> None:
     register_module_format(
         ModuleFormat("int8_linear", 1, Int8Linear, _int8_to_canonical, _int8_spec, _int8_from_canonical)
     )
+    from .sparse_io import sparse_linear_format
+
+    register_module_format(sparse_linear_format())
 
 
 _register_builtin_formats()
