@@ -18,7 +18,9 @@ KERNELS = _C.bitmap_kernels()
 PORTABLE = {k["mr"]: k["name"] for k in KERNELS if k["isa"] == "portable"}
 # (N, K): K around the 64-column chunks and the 4-chunk steps of the GEMV kernel, N odd.
 SHAPES = [(1, 1), (3, 63), (5, 64), (7, 65), (9, 200), (2, 256), (11, 257), (33, 130), (6, 700)]
-OFF = {"n": 16, "k": 24, "kc": 32, "nnz": 40, "ptr": 48, "masks": 56, "values": 64, "scales": 72, "rowsum": 80}
+OFF = {"n": 16, "k": 24, "kc": 32, "nnz": 40, "ptr": 48, "masks": 56, "values": 64, "scales": 72, "rowsum": 80,
+       "stored": 88, "group_rows": 104}
+GROUPS = (1, 2)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -65,17 +67,32 @@ def available(e: dict) -> None:
 
 @pytest.mark.parametrize("n,k", SHAPES)
 @pytest.mark.parametrize("density", [0.0, 0.1, 0.5, 1.0])
-def test_pack_unpack_exact(n, k, density):
+@pytest.mark.parametrize("g", GROUPS)
+def test_pack_unpack_exact(n, k, density, g):
     q, s = int8_weights(n, k, density)
-    blob = sf.pack_sparse(q, "bitmap", scales=s)
+    blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
+    assert field(blob, "group_rows") & 0xFFFFFFFF == g
     info = sf.sparse_info(blob, full_check=True)
     assert (info.format, info.values, info.n, info.k, info.nnz) == ("bitmap", "int8", n, k, int((q != 0).sum()))
     assert info.total_bytes == blob.numel() == info.value_bytes + info.index_bytes + info.scale_bytes + info.meta_bytes
-    assert info.index_bytes >= n * -(-k // 64) * 8
+    assert info.index_bytes >= -(-n // g) * -(-k // 64) * 8
     q2, s2 = sf.unpack_sparse(blob)
     assert torch.equal(q2, q) and torch.equal(s2, s)
     assert sf.is_sparse_blob(blob)
     assert torch.equal(sf.dense_weight(blob), q.float() * s[:, None])
+
+
+def test_group_rows_choice():
+    q, s = int8_weights(64, 256, 0.1)
+    assert field(sf.pack_sparse(q, "bitmap", scales=s), "group_rows") & 0xFF == 2
+    q, s = int8_weights(64, 256, 0.3)
+    assert field(sf.pack_sparse(q, "bitmap", scales=s), "group_rows") & 0xFF == 1
+    q, s = int8_weights(1, 256, 0.01)
+    assert field(sf.pack_sparse(q, "bitmap", scales=s), "group_rows") & 0xFF == 1  # one row: no pairs
+    with pytest.raises(ValueError, match="group_rows"):
+        sf.pack_sparse(q, "bitmap", scales=s, group_rows=3)
+    with pytest.raises(ValueError, match="group_rows"):
+        sf.pack_sparse(q, "csr", scales=s, group_rows=2)
 
 
 def test_pack_extremes_and_errors():
@@ -94,9 +111,9 @@ def test_pack_extremes_and_errors():
 
 def test_validation_rejects_corrupt_blobs():
     q, s = int8_weights(9, 200, 0.3)
-    blob = sf.pack_sparse(q, "bitmap", scales=s)
+    blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=1)
     ptr, masks, values = field(blob, "ptr"), field(blob, "masks"), field(blob, "values")
-    rowsum, nnz = field(blob, "rowsum"), field(blob, "nnz")
+    rowsum, nnz = field(blob, "rowsum"), field(blob, "stored")
     with pytest.raises(ValueError, match="shorter than the"):
         sf.sparse_info(blob[:100])
     with pytest.raises(ValueError, match="bytes but the blob has"):
@@ -106,11 +123,15 @@ def test_validation_rejects_corrupt_blobs():
     with pytest.raises(ValueError, match="kc"):
         sf.sparse_info(corrupt(blob, OFF["kc"], 9))
     with pytest.raises(ValueError, match="reserved"):
-        sf.sparse_info(corrupt(blob, 90, 1))
-    with pytest.raises(ValueError, match="row pointers decrease"):
+        sf.sparse_info(corrupt(blob, 110, 1))
+    with pytest.raises(ValueError, match="group_rows"):
+        sf.sparse_info(corrupt(blob, OFF["group_rows"], 3))
+    with pytest.raises(ValueError, match="group pointers decrease"):
         sf.sparse_info(corrupt(blob, ptr + 4 * 3 + 3, 0x7F))
-    with pytest.raises(ValueError, match="nnz"):
-        sf.sparse_info(corrupt(blob, OFF["nnz"], (nnz + 1) & 0xFF))
+    with pytest.raises(ValueError, match="section offsets|last group pointer"):
+        sf.sparse_info(corrupt(blob, OFF["stored"], (nnz + 1) & 0xFF))
+    with pytest.raises(ValueError, match="nnz field"):
+        sf.sparse_info(corrupt(blob, OFF["nnz"], (field(blob, "nnz") - 1) & 0xFF), full_check=True)
     bad_mask = corrupt(blob, masks + 8, 0xFF)  # row 0 (empty), chunk 1: bits the row pointers do not count
     sf.sparse_info(bad_mask)  # the light check passes: masks are only counted in full
     with pytest.raises(ValueError, match="masks hold"):
@@ -118,8 +139,14 @@ def test_validation_rejects_corrupt_blobs():
     with pytest.raises(ValueError, match="columns >= K"):
         # row 0 (empty), last chunk (columns 192..255): a bit at column 255 >= K
         sf.sparse_info(corrupt(corrupt(blob, masks + 8 * 3 + 7, 0x80), ptr + 4, 1), full_check=True)
-    with pytest.raises(ValueError, match="is zero"):
+    with pytest.raises(ValueError, match="only zero values"):
         sf.sparse_info(corrupt(blob, values, 0), full_check=True)
+    q2, s2 = int8_weights(5, 70, 0.2)
+    pairs = sf.pack_sparse(q2, "bitmap", scales=s2, group_rows=2)
+    v2, st2 = field(pairs, "values"), field(pairs, "stored")
+    # the last group's second run is the phantom row 5: its values must be zero
+    with pytest.raises(ValueError, match="past N|only zero|nnz"):
+        sf.sparse_info(corrupt(pairs, v2 + st2 - 1, 1), full_check=True)
     with pytest.raises(ValueError, match="row sum"):
         sf.sparse_info(corrupt(blob, rowsum + 4, blob[rowsum + 4] ^ 1), full_check=True)
     with pytest.raises(ValueError, match="padding"):
@@ -168,10 +195,10 @@ def test_fuzzed_blobs_never_crash():
 def test_kernel_dots_exact(kernel):
     available(kernel)
     for i, (n, k) in enumerate(SHAPES):
-        for density in (0.0, 0.08, 0.5, 1.0):
-            for extreme in (False, True):
+        for density, extreme, g in [(d, e, g) for d in (0.0, 0.08, 0.5, 1.0) for e in (False, True) for g in GROUPS]:
+            if True:
                 q, s = int8_weights(n, k, density, seed=i, extreme=extreme)
-                blob = sf.pack_sparse(q, "bitmap", scales=s)
+                blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
                 kx = -(-k // 64) * 64
                 for m in (0, 1, 2, 7, 8, 9, 17):
                     xq = torch.randint(0, 256, (m, kx), generator=gen(m), dtype=torch.uint8)
@@ -179,7 +206,7 @@ def test_kernel_dots_exact(kernel):
                         xq[0] = 255
                     dots = torch.full((m, n), 0x5EADBEEF, dtype=torch.int32)
                     _C.bitmap_dots(kernel["name"], blob.data_ptr(), blob.numel(), xq.data_ptr(), m, dots.data_ptr())
-                    assert torch.equal(dots.long(), dots_ref(q, xq)), (kernel["name"], n, k, density, m)
+                    assert torch.equal(dots.long(), dots_ref(q, xq)), (kernel["name"], n, k, density, m, g)
 
 
 def _dense_int8_portable(x, q, s, bias):
@@ -193,9 +220,9 @@ def test_op_matches_dense_int8_dynamic(kernel):
     """Same quantized activations, same integer products, same epilogue as the portable dense int8 kernel:
     bitwise equal; and within the W8A8 tolerance of the float reference."""
     available(kernel)
-    for i, (n, k) in enumerate(SHAPES):
+    for i, ((n, k), g) in enumerate([(sh, g) for sh in SHAPES for g in GROUPS]):
         q, s = int8_weights(n, k, 0.2, seed=i)
-        blob = sf.pack_sparse(q, "bitmap", scales=s)
+        blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
         bias = torch.randn(n, generator=gen(i))
         for m in (0, 1, 3, 8, 10):
             x = torch.randn(m, k, generator=gen(100 + m)) * 3
@@ -233,9 +260,10 @@ def test_nonfinite_rows_give_nan_rows():
             assert torch.equal(y[[0, 3]], _dense_int8_portable(x[[0, 3]], q, s, torch.ones(6)))
 
 
-def test_isa_forcing_and_selector():
-    q, s = int8_weights(8, 130, 0.2)
-    blob = sf.pack_sparse(q, "bitmap", scales=s)
+@pytest.mark.parametrize("g", GROUPS)
+def test_isa_forcing_and_selector(g):
+    q, s = int8_weights(9, 130, 0.2)
+    blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
     x = torch.randn(3, 130)
     results = {}
     for isa in slimnn.isa.available():
@@ -244,7 +272,7 @@ def test_isa_forcing_and_selector():
                 name = _C.bitmap_select(m)
                 want = "avx512vbmi2" if isa in ("avx512vbmi2", "amx") else "portable"
                 assert name.endswith("__" + want), (isa, name)
-                y, ran = sparse_ops.sparse_linear_with_kernel(x[:m], blob, None, 8)
+                y, ran = sparse_ops.sparse_linear_with_kernel(x[:m], blob, None, 9)
                 assert ran == name
                 results[(isa, m)] = y
     # a CPU (or a ceiling) with VNNI but no VBMI2 takes the portable path
@@ -260,9 +288,10 @@ def test_isa_forcing_and_selector():
 
 
 @pytest.mark.parametrize("m", [1, 5, 16])
-def test_threads_give_identical_results(m):
+@pytest.mark.parametrize("g", GROUPS)
+def test_threads_give_identical_results(m, g):
     q, s = int8_weights(301, 1000, 0.15)
-    blob = sf.pack_sparse(q, "bitmap", scales=s)
+    blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
     x = torch.randn(m, 1000, generator=gen(m))
     outs = []
     for t in (1, 2, 3):
@@ -356,7 +385,7 @@ def test_sparse_linear_matches_weights_and_state_dict():
     assert csr_cfg.config.index == "bitmap"
     bad = mod.state_dict()
     bad["packed"] = corrupt(bad["packed"], field(bad["packed"], "values"), 0)
-    with pytest.raises(RuntimeError, match="is zero"):
+    with pytest.raises(RuntimeError, match="only zero values"):
         SparseLinear(200, 33, config=SparseConfig(0.5)).load_state_dict(bad)
 
 

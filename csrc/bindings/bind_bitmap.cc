@@ -57,12 +57,14 @@ py::dict bitmap_info(uintptr_t blob, size_t size, bool full_check) {
   d["n"] = v.n;
   d["k"] = v.k;
   d["nnz"] = v.nnz;
-  d["units"] = v.n;
+  d["units"] = v.groups;
   d["entries"] = v.kc;
+  d["group_rows"] = v.group_rows;
+  d["stored"] = v.stored;
   d["total_bytes"] = h.total_bytes;
   d["value_bytes"] = h.off_scales - h.off_values;  // values, their pad and alignment
   d["index_bytes"] = h.off_values - h.off_masks;
-  d["scale_bytes"] = h.total_bytes - h.off_scales;  // scales and row sums
+  d["scale_bytes"] = h.total_bytes - h.off_scales;  // scales and row sums (and their alignment)
   d["meta_bytes"] = h.off_masks;                    // header and row pointers
   d["kind"] = "bitmap_i8";
   return d;
@@ -114,18 +116,27 @@ void bind_bitmap(py::module_& m) {
         py::arg("m"));
   m.def(
       "sparse_bitmap_bytes",
+      [](uintptr_t w, int64_t n, int64_t k, int group_rows) {
+        py::gil_scoped_release nogil;
+        return bitmap_pack_bytes(as_ptr<const int8_t>(w), n, k, group_rows);
+      },
+      py::arg("w"), py::arg("n"), py::arg("k"), py::arg("group_rows") = 0);
+  m.def(
+      "sparse_bitmap_group_rows",
       [](uintptr_t w, int64_t n, int64_t k) {
         py::gil_scoped_release nogil;
-        return bitmap_pack_bytes(as_ptr<const int8_t>(w), n, k);
+        return bitmap_pick_group_rows(as_ptr<const int8_t>(w), n, k);
       },
       py::arg("w"), py::arg("n"), py::arg("k"));
   m.def(
       "sparse_bitmap_pack",
-      [](uintptr_t w, uintptr_t scales, int64_t n, int64_t k, uintptr_t out, uint64_t out_size) {
+      [](uintptr_t w, uintptr_t scales, int64_t n, int64_t k, int group_rows, uintptr_t out, uint64_t out_size) {
         py::gil_scoped_release nogil;
-        bitmap_pack(as_ptr<const int8_t>(w), as_ptr<const float>(scales), n, k, as_ptr<uint8_t>(out), out_size);
+        bitmap_pack(as_ptr<const int8_t>(w), as_ptr<const float>(scales), n, k, group_rows, as_ptr<uint8_t>(out),
+                    out_size);
       },
-      py::arg("w"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("out"), py::arg("out_size"));
+      py::arg("w"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_rows"), py::arg("out"),
+      py::arg("out_size"));
   m.def(
       "bitmap_dots",
       [](const std::string& kernel, uintptr_t blob, size_t size, uintptr_t xq, int64_t rows, uintptr_t dots) {

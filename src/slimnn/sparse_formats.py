@@ -114,10 +114,13 @@ def _values_of(w: Tensor, scales: Optional[Tensor]) -> tuple[Tensor, Tensor, str
 
 
 def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
-                index_bits: Optional[int] = None) -> Tensor:
+                index_bits: Optional[int] = None, group_rows: Optional[int] = None) -> Tensor:
     """Packs a pruned matrix: ``w`` float32 (N x K) whose zeros are the pruned weights, or int8 (N x K) with
     float32 ``scales`` [N]. Returns the blob. ``index_bits`` (csr only): 4, 8 or None for the smaller blob.
+    ``group_rows`` (bitmap only): rows sharing one mask, 1 or 2; None picks 2 below 15% density.
     """
+    if group_rows is not None and format != "bitmap":
+        raise ValueError(f"group_rows is for the bitmap format only, not {format!r}")
     kind, (p, q) = parse_format(format)
     if kind != "csr" and index_bits is not None:
         raise ValueError(f"index_bits is for the csr format only, not {format!r}")
@@ -137,9 +140,12 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
     elif kind == "bitmap":
         if vals != "int8":
             raise ValueError("the bitmap format stores int8 values: pass int8 weights with scales")
-        size = _C.sparse_bitmap_bytes(wp, n, k)
+        g = _C.sparse_bitmap_group_rows(wp, n, k) if group_rows is None else group_rows
+        if g not in (1, 2):
+            raise ValueError(f"group_rows must be 1, 2 or None, got {group_rows!r}")
+        size = _C.sparse_bitmap_bytes(wp, n, k, g)
         out = torch.empty(size, dtype=torch.uint8)
-        _C.sparse_bitmap_pack(wp, sc.data_ptr(), n, k, out.data_ptr(), size)
+        _C.sparse_bitmap_pack(wp, sc.data_ptr(), n, k, g, out.data_ptr(), size)
     elif kind == "bsr":
         size = _C.sparse_bsr_bytes(wp, vals, n, k, p, q)
         out = torch.empty(size, dtype=torch.uint8)

@@ -16,7 +16,8 @@ from slimnn import sparse_ops
 from slimnn.configs import SparseConfig
 from slimnn.nn import SparseLinear
 
-# (N, K, density): K around the 64-column chunks and the GEMV kernel's 4-chunk steps; empty and dense.
+# (N, K, density): K around the 64-column chunks and the GEMV kernels' steps; empty and dense; each packed
+# with single rows and with row pairs (odd N: a phantom last row).
 SHAPES = [(1, 1, 1.0), (3, 63, 0.3), (5, 65, 0.1), (4, 200, 0.5), (7, 257, 0.05), (2, 64, 0.0)]
 OFF_TOTAL_BYTES = 96  # BitmapHeader::total_bytes (the common PackedHeader offset)
 
@@ -28,8 +29,9 @@ def _valid(rng):
         q = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g)
         q = (q * (torch.rand(n, k, generator=g) < density)).to(torch.int8)
         scales = torch.rand(n, generator=g) * 0.1 + 1e-3
-        blob = sf.pack_sparse(q, "bitmap", scales=scales)
-        out.append((blob.numpy().tobytes(), (n, k)))
+        for rows in (1, 2):
+            blob = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=rows)
+            out.append((blob.numpy().tobytes(), (n, k)))
     return out
 
 
@@ -51,7 +53,8 @@ def _accepted_full(data, ctx, info):
     # The full check admits only canonical blobs: unpacking and packing again gives the same bytes.
     blob = fuzzing.as_tensor(data)
     q, scales = sf.unpack_sparse(blob)
-    again = sf.pack_sparse(q, "bitmap", scales=scales)
+    g = int(blob[104:108].view(torch.int32).item())
+    again = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=g)
     assert again.numpy().tobytes() == data, "an accepted blob is not canonical (repacking changes bytes)"
     y = sparse_ops.sparse_linear(_x(info.k), blob, None, info.n)
     assert y.shape == (3, info.n)

@@ -1,5 +1,5 @@
 // The threaded bitmap driver: quantizes the activation rows to u8 with the dense int8 path's row quantizer
-// (same scale, zero point and rounding as Int8Linear dynamic), splits the output rows into chunks of about
+// (same scale, zero point and rounding as Int8Linear dynamic), splits the row groups into chunks of about
 // equal work, runs the selected micro-kernel on every (activation tile, row chunk) for int32 dot products,
 // then applies the zero-point, scale and bias epilogue. Compiled without ISA flags.
 #include <algorithm>
@@ -17,26 +17,26 @@
 namespace slimnn {
 namespace {
 
-// Work of rows [0, r): every chunk costs about the same (a compress or an expand, whatever its popcount),
+// Work of groups [0, g): every chunk costs about the same (a compress or an expand, whatever its popcount),
 // plus a little per nonzero (value bytes streamed). Rough, from the Zen 4 GEMV timings.
-int64_t work_before(const BitmapView& w, int64_t r) { return r * (w.kc * 16 + 16) + int64_t(w.ptr[r]); }
+int64_t work_before(const BitmapView& w, int64_t g) { return g * (w.kc * 16 + 16) + int64_t(w.ptr[g]); }
 
-std::vector<int64_t> split_rows(const BitmapView& w, int64_t chunks) {
-  chunks = std::max<int64_t>(1, std::min(chunks, w.n));
+std::vector<int64_t> split_groups(const BitmapView& w, int64_t chunks) {
+  chunks = std::max<int64_t>(1, std::min(chunks, w.groups));
   std::vector<int64_t> b(chunks + 1);
-  const int64_t total = work_before(w, w.n);
+  const int64_t total = work_before(w, w.groups);
   b[0] = 0;
   int64_t u = 0;
   for (int64_t i = 1; i < chunks; ++i) {
     const int64_t target = total / chunks * i + total % chunks * i / chunks;
-    int64_t lo = u, hi = w.n;
+    int64_t lo = u, hi = w.groups;
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
       if (work_before(w, mid) < target) lo = mid + 1; else hi = mid;
     }
     b[i] = u = lo;
   }
-  b[chunks] = w.n;
+  b[chunks] = w.groups;
   return b;
 }
 
@@ -85,9 +85,9 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
 
   // 2. Integer dot products over (tile, row chunk) tasks.
   auto dots = scratch<int32_t>(m * n);
-  const int compute_threads = threads_for(tiles * n * w.kc, nthreads);
+  const int compute_threads = threads_for(tiles * w.groups * w.kc, nthreads);
   const int64_t want = compute_threads == 1 ? 1 : (4 * int64_t(compute_threads) + tiles - 1) / tiles;
-  const std::vector<int64_t> bounds = split_rows(w, want);
+  const std::vector<int64_t> bounds = split_groups(w, want);
   const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
   auto compute = [&](int64_t t) {
     const int64_t tile = t / chunks, c = t % chunks;
@@ -129,7 +129,7 @@ void bitmap_dots(const BitmapKernelInfo* ki, const BitmapView& w, const uint8_t*
     const int rows = static_cast<int>(std::min<int64_t>(MT, m - t0));
     std::memset(tile.get(), 0, MT * kx);
     std::memcpy(tile.get(), xq + t0 * kx, rows * kx);
-    ki->fn(w, 0, w.n, tile.get(), kx, rows, dots + t0 * w.n, w.n);
+    ki->fn(w, 0, w.groups, tile.get(), kx, rows, dots + t0 * w.n, w.n);
   }
 }
 

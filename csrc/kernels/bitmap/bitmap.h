@@ -6,9 +6,9 @@
 // (int32 arithmetic wrapping, float operations in that order), the same formula and order as the dense
 // per-channel dynamic kernels.
 //
-// A micro-kernel computes the integer dot products of rows [r0, r1) of W with `mrows` (<= its MT) rows of
-// quantized activations:
-//   dots[t * ldd + r] = sum_k xq[t * ldx + k] * W[r][k]     for t < mrows, r0 <= r < r1
+// A micro-kernel computes the integer dot products of the rows of groups [g0, g1) of W (rows g * G + j,
+// j < G, below N) with `mrows` (<= its MT) rows of quantized activations:
+//   dots[t * ldd + r] = sum_k xq[t * ldx + k] * W[r][k]     for t < mrows and every such row r
 //   xq: u8, each row kc * 64 bytes (any value past K: W is zero there); MT rows must be readable even when
 //   mrows < MT (kernels may compute all MT and store only mrows). The kernels clamp their value pointer
 //   into the values section (plus its pad), so a corrupt blob gives wrong numbers, never an access out of
@@ -20,7 +20,7 @@
 
 namespace slimnn {
 
-using BitmapUkernel = void (*)(const BitmapView& w, int64_t r0, int64_t r1, const uint8_t* xq, int64_t ldx,
+using BitmapUkernel = void (*)(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx,
                                int mrows, int32_t* dots, int64_t ldd);
 
 struct BitmapKernelInfo {

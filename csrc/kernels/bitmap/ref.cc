@@ -7,26 +7,27 @@
 namespace slimnn {
 
 namespace {
-void dots_portable(const BitmapView& w, int64_t r0, int64_t r1, const uint8_t* xq, int64_t ldx, int mrows,
+void dots_portable(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int mrows,
                    int32_t* dots, int64_t ldd) {
-  const int64_t vmax = w.nnz + kBitmapValuePad;  // the same clamp as the SIMD kernels
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint64_t* mk = w.masks + r * w.kc;
+  const int64_t vmax = w.stored + kBitmapValuePad;  // reads stay inside the values and their pad
+  const int G = w.group_rows;
+  for (int64_t gi = g0; gi < g1; ++gi) {
+    const uint64_t* mk = w.masks + gi * w.kc;
     for (int t = 0; t < mrows; ++t) {
       const uint8_t* x = xq + t * ldx;
-      int64_t j = std::min<int64_t>(w.ptr[r], w.nnz);
-      uint32_t acc = 0;
+      uint32_t acc[2] = {0, 0};
+      int64_t j = std::min<int64_t>(w.ptr[gi], w.stored);
       for (int64_t c = 0; c < w.kc; ++c) {
-        uint64_t m = mk[c];
-        while (m) {
-          const int b = __builtin_ctzll(m);
-          m &= m - 1;
-          const int8_t v = j < vmax ? w.values[j] : 0;
-          acc += uint32_t(int32_t(x[c * kBitmapChunk + b]) * int32_t(v));
-          ++j;
+        const uint64_t m = mk[c];
+        for (int jr = 0; jr < G; ++jr) {
+          for (uint64_t mm = m; mm; mm &= mm - 1, ++j) {
+            const int8_t v = j < vmax ? w.values[j] : 0;
+            acc[jr] += uint32_t(int32_t(x[c * kBitmapChunk + __builtin_ctzll(mm)]) * int32_t(v));
+          }
         }
       }
-      dots[t * ldd + r] = int32_t(acc);
+      for (int jr = 0; jr < G; ++jr)
+        if (gi * G + jr < w.n) dots[t * ldd + gi * G + jr] = int32_t(acc[jr]);
     }
   }
 }
