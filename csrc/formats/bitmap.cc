@@ -73,7 +73,9 @@ int64_t stored_values(const int8_t* w, int64_t n, int64_t k, int g) {
 int bitmap_pick_group_rows(const int8_t* w, int64_t n, int64_t k) {
   check_dims(n, k);
   if (w == nullptr) fail("null weight pointer");
-  return 1;
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < n * k; ++i) nnz += w[i] != 0;
+  return n >= 2 && nnz * 100 < 15 * n * k ? 2 : 1;
 }
 
 uint64_t bitmap_pack_bytes(const int8_t* w, int64_t n, int64_t k, int group_rows) {

@@ -9,9 +9,9 @@
 // mask's columns once per group (AVX-512 VBMI2 vpcompressb) and multiplies them with each run (vpdpbusd):
 // no per-nonzero loads, no index decoding. Bytes per dense weight: 1/(8G) (masks) + G x union density:
 // G = 1: 0.225 at 90% sparsity, 0.325 at 80%; G = 2: 0.253 and 0.423, but one compress serves two rows.
-// In a stand-alone harness G = 2 ran the 4096 x 4096 GEMV 25% faster at 90% on Zen 4 (5% at 80%); through
-// the op, on the shared machine, it was 10% faster at 4096 x 4096 and 8% slower at 4096 x 14336, and slower
-// at 80%: the packer keeps G = 1 (bitmap_pick_group_rows); G = 2 is there to ask for.
+// Kernel A/B on Zen 4 (same run, min of 40): G = 2 ran the GEMV 15% / 4% faster at 90% (4096 x 4096 /
+// 4096 x 14336), 10% / 3% at 80%, where its values grow by 30%: the packer takes G = 2 below 15% density
+// (bitmap_pick_group_rows).
 //
 // Sections (64-byte aligned, little-endian, ISA-independent; ng = ceil(n / G) groups):
 //   header   BitmapHeader (128 bytes)
@@ -84,7 +84,7 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check);
 uint64_t bitmap_pack_bytes(const int8_t* w, int64_t n, int64_t k, int group_rows);
 void bitmap_pack(const int8_t* w, const float* scales, int64_t n, int64_t k, int group_rows, uint8_t* out,
                  uint64_t out_size);
-// The default G: 1 (pairs measured no clear gain through the op on Zen 4; see the note at the top).
+// The default G: 2 below 15% density (and N >= 2), else 1 (see the note at the top; Zen 4 only).
 int bitmap_pick_group_rows(const int8_t* w, int64_t n, int64_t k);
 // The inverse: W (N x K int8) and scales [N]. Exact.
 void bitmap_unpack(const BitmapView& v, int8_t* w, float* scales);

@@ -118,7 +118,7 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
     """Packs a pruned matrix: ``w`` float32 (N x K) whose zeros are the pruned weights, or int8 (N x K) with
     float32 ``scales`` [N]. Returns the blob. ``index_bits`` (csr only): 4, 8 or None for the smaller blob.
     ``group_rows`` (bitmap only): rows sharing one mask, 1 or 2 (one compress serves both rows, the values
-    grow by the union's zeros); None picks the default, 1.
+    grow by the union's zeros); None picks 2 below 15% density, else 1.
     """
     if group_rows is not None and format != "bitmap":
         raise ValueError(f"group_rows is for the bitmap format only, not {format!r}")
