@@ -4,6 +4,8 @@
     PYTHONPATH=src python bench/compare_sparse.py --quick         # one shape, fewer repetitions
     PYTHONPATH=src python bench/compare_sparse.py --model-sized   # cycle through >= 1 GiB of fp32 weights
 
+Sparse + int8 in the bitmap format (W8A8) against slimnn dense int8: bench/compare_bitmap.py.
+
 Rows: shape (K in, N out), sparsity and pattern, values, M. Columns: our time and the peers' (torch fp32
 dense F.linear on the pruned weights, torch.sparse CSR, scipy.sparse CSR, slimnn dense int8 dynamic and
 weight-only), each as a ratio peer/ours (above 1: we are faster). Every repetition runs each candidate once,

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "bindings/bind_bitmap.h"
 #include "bindings/bindings.h"
 #include "common/isa.h"
 #include "formats/sparse.h"
@@ -48,6 +49,7 @@ SpmmKind kind_from(const std::string& s) {
 }
 
 py::dict info(uintptr_t blob, size_t size, bool full_check) {
+  if (is_bitmap_blob(blob, size)) return bitmap_info(blob, size, full_check);
   const SparseView v = sparse_view(as_ptr<const uint8_t>(blob), size, full_check);
   SparseHeader h;
   std::memcpy(&h, as_ptr<const uint8_t>(blob), sizeof h);
@@ -158,6 +160,7 @@ void bind_sparse(py::module_& m) {
   m.def(
       "sparse_unpack",
       [](uintptr_t blob, size_t size, uintptr_t w, uintptr_t scales) {
+        if (is_bitmap_blob(blob, size)) return bitmap_unpack_to(blob, size, w, scales);
         const SparseView v = sparse_view(as_ptr<const uint8_t>(blob), size, false);
         py::gil_scoped_release nogil;
         sparse_unpack(v, as_ptr<void>(w), v.values_type == SparseValues::kI8 ? as_ptr<float>(scales) : nullptr);
@@ -168,6 +171,8 @@ void bind_sparse(py::module_& m) {
       "sparse_linear",
       [](uintptr_t x, int64_t rows, int64_t k, int64_t ldx, uintptr_t blob, size_t size, uintptr_t bias, uintptr_t y,
          int64_t n, int64_t ldy, int nthreads, const std::string& kernel) {
+        if (is_bitmap_blob(blob, size))
+          return bitmap_linear_call(x, rows, k, ldx, blob, size, bias, y, n, ldy, nthreads, kernel);
         const SparseView v = sparse_view(as_ptr<const uint8_t>(blob), size, false);
         if (k != v.k || n != v.n)
           throw py::value_error("sparse_linear: the blob is for a " + std::to_string(v.k) + "->" + std::to_string(v.n) +

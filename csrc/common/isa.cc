@@ -17,7 +17,7 @@
 namespace slimnn {
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avxvnni", "avx512", "avx512vnni", "amx"};
+const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx"};
 
 struct Detection {
   uint32_t mask = kIsaPortable;
@@ -95,6 +95,7 @@ Detection detect() {
   const bool avx512f = ebx7 & (1u << 16), avx512dq = ebx7 & (1u << 17);
   const bool avx512bw = ebx7 & (1u << 30), avx512vl = ebx7 & (1u << 31);
   const bool avx512vnni = ecx7 & (1u << 11);
+  const bool avx512vbmi2 = ecx7 & (1u << 6);
   const bool amx_bf16 = edx7 & (1u << 22), amx_tile = edx7 & (1u << 24), amx_int8 = edx7 & (1u << 25);
   (void)amx_bf16;
   const bool avxvnni = eax7_1 & (1u << 4);
@@ -102,6 +103,7 @@ Detection detect() {
   if ((d.mask & kIsaAvx2) && avxvnni) d.mask |= kIsaAvxVnni;
   if ((d.mask & kIsaAvx2) && os_zmm && avx512f && avx512bw && avx512vl && avx512dq) d.mask |= kIsaAvx512;
   if ((d.mask & kIsaAvx512) && avx512vnni) d.mask |= kIsaAvx512Vnni;
+  if ((d.mask & kIsaAvx512Vnni) && avx512vbmi2) d.mask |= kIsaAvx512Vbmi2;
   if ((d.mask & kIsaAvx512) && os_amx && amx_tile && amx_int8) {
     d.info.amx_permission_requested = true;
     d.info.amx_permission_granted = request_amx_permission();
@@ -156,6 +158,9 @@ uint32_t built_isa_mask() {
 #endif
 #if defined(SLIMNN_BUILT_AVX512VNNI)
   m |= kIsaAvx512Vnni;
+#endif
+#if defined(SLIMNN_BUILT_AVX512VBMI2)
+  m |= kIsaAvx512Vbmi2;
 #endif
   return m;
 }

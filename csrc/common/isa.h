@@ -16,10 +16,11 @@ enum Isa : uint32_t {
   kIsaAvxVnni = 1u << 2,     // AVX-VNNI (VEX-encoded vpdpbusd on ymm)
   kIsaAvx512 = 1u << 3,      // AVX-512 F/BW/VL/DQ
   kIsaAvx512Vnni = 1u << 4,  // AVX-512 VNNI
-  kIsaAmx = 1u << 5,         // AMX-TILE + AMX-INT8 (+ permission granted)
+  kIsaAvx512Vbmi2 = 1u << 5, // AVX-512 VNNI + VBMI2 (byte compress/expand: the bitmap sparse kernels)
+  kIsaAmx = 1u << 6,         // AMX-TILE + AMX-INT8 (+ permission granted)
 };
 
-constexpr int kNumIsas = 6;
+constexpr int kNumIsas = 7;
 const char* isa_name(uint32_t single_bit);
 // Parses one word of the closed list; returns 0 for an unknown word.
 uint32_t isa_from_name(const std::string& name);

@@ -23,6 +23,7 @@ enum class FormatId : uint16_t {
   kSparseCsr = 3,  // sliced CSR, delta-coded indices, fp32 or int8 values (formats/sparse.h)
   kBsr = 4,        // block-sparse rows, small R x C blocks (formats/sparse.h)
   kNm = 5,         // N:M structured sparsity, bitmask + values (formats/sparse.h)
+  kBitmap = 6,     // unstructured sparsity, a 64-bit mask per row and 64 columns + int8 values (formats/bitmap.h)
 };
 
 // 128 bytes, little-endian, all sections 64-byte aligned relative to the blob start.

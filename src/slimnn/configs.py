@@ -254,6 +254,11 @@ class SparseConfig:
         M = 16, and keep the faster; the module says which), ``"sparse"`` or ``"dense"``.
     index_bits: csr column-delta width, 4 or 8; ``None`` picks the smaller blob.
     kernel: ``"auto"`` or ``"reference"`` (torch float math; slow, for checking).
+    index: storage of unstructured sparsity: ``"csr"`` (delta-coded columns, fp32 activations), ``"bitmap"``
+        (int8 values only: a 64-bit mask per row and 64 columns, activations quantized to u8 per row: the
+        W8A8 numerics of ``Int8Config(mode="dynamic")``), or ``"auto"``: bitmap for int8 values with
+        ``int8_mode="dynamic"`` (what ``[SparseConfig(s), Int8Config()]`` composes to) and no
+        ``index_bits``, csr otherwise.
     """
 
     sparsity: float = 0.5
@@ -267,6 +272,7 @@ class SparseConfig:
     backend: str = "auto"
     index_bits: Optional[int] = None
     kernel: str = "auto"
+    index: str = "auto"
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -304,6 +310,12 @@ class SparseConfig:
             raise ValueError(f"SparseConfig.index_bits must be 4, 8 or None, got {self.index_bits!r}")
         if self.index_bits is not None and self.pattern != "unstructured":
             raise ValueError("SparseConfig.index_bits is for pattern 'unstructured' (the csr format) only")
+        if self.index not in ("auto", "csr", "bitmap"):
+            raise ValueError(f"SparseConfig.index must be 'auto', 'csr' or 'bitmap', got {self.index!r}")
+        if self.index != "auto" and self.pattern != "unstructured":
+            raise ValueError("SparseConfig.index is for pattern 'unstructured' only")
+        if self.index == "bitmap" and self.index_bits is not None:
+            raise ValueError("SparseConfig.index_bits is for the csr index, not 'bitmap'")
         if self.kernel not in KERNELS:
             raise ValueError(f"SparseConfig.kernel must be one of {KERNELS}, got {self.kernel!r}")
         if self.version != 1:

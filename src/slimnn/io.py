@@ -212,6 +212,9 @@ def _register_builtin_formats() -> None:
         ModuleFormat("int8_linear", 2, Int8Linear, _int8_to_canonical, _int8_spec, _int8_from_canonical,
                      version_for=lambda m: 1 if m.activation is None else 2, reads=(1,))
     )
+    from .sparse_io import sparse_linear_format
+
+    register_module_format(sparse_linear_format())
 
 
 _register_builtin_formats()

@@ -9,6 +9,9 @@ Format names (one closed list, :data:`FORMATS`):
     Block-sparse rows: R x C blocks, a uint16 block-column index per block.
 ``nm2:4``, ``nm4:8``, ... (``nmN:M``, M in 4, 8, 16)
     Every group of M columns holds at most N nonzeros: a 16-bit mask and 16*N/M values per 16 columns.
+``bitmap``
+    Unstructured, int8 values only: per row and 64 columns a 64-bit mask of the nonzeros, the row's values
+    packed; multiplied with u8-quantized activations (W8A8, the numerics of ``Int8Config(mode="dynamic")``).
 
 Values are fp32, or int8 with one fp32 scale per output row (W = q * scale[:, None]). A blob is a 1-D
 ``torch.uint8`` tensor starting with the 128-byte slimnn header; it is validated before a kernel reads it.
@@ -49,8 +52,8 @@ class SparseInfo(NamedTuple):
 
 def parse_format(name: str) -> tuple[str, tuple[int, int]]:
     """Splits a format name into ("csr" | "bsr" | "nm", params); raises ValueError for unknown names."""
-    if name == "csr":
-        return "csr", (0, 0)
+    if name in ("csr", "bitmap"):
+        return name, (0, 0)
     m = _BSR_RE.match(name)
     if m:
         rc = (int(m.group(1)), int(m.group(2)))
@@ -64,7 +67,7 @@ def parse_format(name: str) -> tuple[str, tuple[int, int]]:
         if mm not in (4, 8, 16) or not 1 <= nn < mm:
             raise ValueError(f"N:M must have M in (4, 8, 16) and 1 <= N < M, got {nn}:{mm}")
         return "nm", (nn, mm)
-    raise ValueError(f"unknown sparse format {name!r}; expected 'csr', 'bsr<R>x<C>' or 'nm<N>:<M>'")
+    raise ValueError(f"unknown sparse format {name!r}; expected 'csr', 'bitmap', 'bsr<R>x<C>' or 'nm<N>:<M>'")
 
 
 def sparse_info(blob: Tensor, full_check: bool = False) -> SparseInfo:
@@ -75,6 +78,8 @@ def sparse_info(blob: Tensor, full_check: bool = False) -> SparseInfo:
         name = "bsr{}x{}".format(*d["block"])
     elif d["format"] == "nm":
         name = "nm{}:{}".format(*d["nm"])
+    elif d["format"] == "bitmap":
+        name = "bitmap"
     else:
         name = "csr"
     return SparseInfo(
@@ -87,7 +92,7 @@ def is_sparse_blob(blob: Tensor) -> bool:
     """True if ``blob`` is a uint8 tensor whose header names a sparse format (not validated further)."""
     if not isinstance(blob, Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1 or blob.numel() < 128:
         return False
-    return int(blob[6:8].view(torch.int16).item()) in (3, 4, 5)
+    return int(blob[6:8].view(torch.int16).item()) in (3, 4, 5, 6)
 
 
 def _values_of(w: Tensor, scales: Optional[Tensor]) -> tuple[Tensor, Tensor, str]:
@@ -109,10 +114,14 @@ def _values_of(w: Tensor, scales: Optional[Tensor]) -> tuple[Tensor, Tensor, str
 
 
 def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
-                index_bits: Optional[int] = None) -> Tensor:
+                index_bits: Optional[int] = None, group_rows: Optional[int] = None) -> Tensor:
     """Packs a pruned matrix: ``w`` float32 (N x K) whose zeros are the pruned weights, or int8 (N x K) with
     float32 ``scales`` [N]. Returns the blob. ``index_bits`` (csr only): 4, 8 or None for the smaller blob.
+    ``group_rows`` (bitmap only): rows sharing one mask, 1 or 2 (one compress serves both rows, the values
+    grow by the union's zeros); None picks 2 below 15% density, else 1.
     """
+    if group_rows is not None and format != "bitmap":
+        raise ValueError(f"group_rows is for the bitmap format only, not {format!r}")
     kind, (p, q) = parse_format(format)
     if kind != "csr" and index_bits is not None:
         raise ValueError(f"index_bits is for the csr format only, not {format!r}")
@@ -129,6 +138,15 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
         size = _C.sparse_csr_bytes(wp, vals, n, k, index_bits)
         out = torch.empty(size, dtype=torch.uint8)
         _C.sparse_csr_pack(wp, sc.data_ptr(), vals, n, k, index_bits, out.data_ptr(), size)
+    elif kind == "bitmap":
+        if vals != "int8":
+            raise ValueError("the bitmap format stores int8 values: pass int8 weights with scales")
+        g = _C.sparse_bitmap_group_rows(wp, n, k) if group_rows is None else group_rows
+        if g not in (1, 2):
+            raise ValueError(f"group_rows must be 1, 2 or None, got {group_rows!r}")
+        size = _C.sparse_bitmap_bytes(wp, n, k, g)
+        out = torch.empty(size, dtype=torch.uint8)
+        _C.sparse_bitmap_pack(wp, sc.data_ptr(), n, k, g, out.data_ptr(), size)
     elif kind == "bsr":
         size = _C.sparse_bsr_bytes(wp, vals, n, k, p, q)
         out = torch.empty(size, dtype=torch.uint8)

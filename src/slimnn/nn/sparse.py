@@ -30,6 +30,16 @@ def _pattern_of(fmt: str) -> str:
     return "unstructured"
 
 
+def _uses_bitmap(c: SparseConfig) -> bool:
+    """Whether unstructured sparsity is stored as a bitmap (see SparseConfig.index)."""
+    if c.index == "bitmap":
+        if c.values != "int8":
+            raise ValueError("SparseConfig.index='bitmap' stores int8 values: use values='int8' "
+                             "(or compose with Int8Config)")
+        return True
+    return c.index == "auto" and c.values == "int8" and c.int8_mode == "dynamic" and c.index_bits is None
+
+
 def _median_time(fn, x: Tensor, reps: int) -> float:
     ts = []
     for _ in range(reps):
@@ -76,6 +86,8 @@ class SparseLinear(nn.Module):
         if p.kind == "neurons":
             raise ValueError("SparseLinear stores element, block or N:M sparsity; 'neurons' gives dense layers "
                              "(slimnn.prune.prune_neurons_)")
+        if p.format == "csr" and _uses_bitmap(self.config):
+            return "bitmap"
         return p.format
 
     @classmethod
@@ -255,7 +267,8 @@ class SparseLinear(nn.Module):
             if self.weight is not None:
                 return "torch.nn.functional.linear"
             return _C.select_kernel("q8_dynamic" if self.config.int8_mode == "dynamic" else "q8_weight_only", m)
-        return _C.spmm_select(sparse_info(self.packed).kind, m)
+        kind = sparse_info(self.packed).kind
+        return _C.bitmap_select(m) if kind == "bitmap_i8" else _C.spmm_select(kind, m)
 
     def extra_repr(self) -> str:
         ch = self.choice
@@ -301,11 +314,12 @@ class SparseLinear(nn.Module):
             blob = state_dict[pk]
             try:
                 blob_c = blob.detach().cpu().contiguous()
-                pattern = None
+                pattern = index = None
                 if is_sparse_blob(blob_c):
                     info = sparse_info(blob_c, full_check=True)
                     n, k, backend, values = info.n, info.k, "sparse", info.values
                     pattern = _pattern_of(info.format)
+                    index = "bitmap" if info.format == "bitmap" else ("csr" if info.format == "csr" else None)
                 else:
                     qi = q8_info(blob_c, full_check=True)
                     if qi.group_size is not None:
@@ -320,18 +334,26 @@ class SparseLinear(nn.Module):
             self.packed = torch.empty_like(blob_c)
             self.weight = None
             self.backend = backend
-            self._set_values(values, pattern)
+            self._set_values(values, pattern, index)
         self.choice = {"by": "state_dict"}
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
-    def _set_values(self, values: str, pattern: Optional[str] = None) -> None:
+    def _set_values(self, values: str, pattern: Optional[str] = None, index: Optional[str] = None) -> None:
         """Makes the config describe the loaded weights (values, and the pattern a sparse blob stores)."""
         changes: dict[str, Any] = {}
         if self.config.values != values:
             changes["values"] = values
         if pattern is not None and parse_pattern(self.config.pattern).format != parse_pattern(pattern).format:
             changes["pattern"] = pattern
+        if index is not None:  # csr or bitmap blob: the config must say which, for repr and re-saving
+            c = self.config
+            now = c.index == "bitmap" or (c.index == "auto" and c.int8_mode == "dynamic" and c.index_bits is None
+                                          and changes.get("values", c.values) == "int8")
+            if now != (index == "bitmap"):
+                changes["index"] = index
+                if index == "bitmap":
+                    changes["index_bits"] = None
         if changes:
             self.config = dataclasses.replace(self.config, **changes)

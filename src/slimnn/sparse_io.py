@@ -1,0 +1,83 @@
+"""How :class:`slimnn.nn.SparseLinear` is stored by :func:`slimnn.save` (module format ``"sparse_linear"`` v1).
+
+Canonical tensors: ``packed`` (uint8: the sparse blob -- csr, bsr, nm or bitmap -- or, for the dense int8
+backend, the q8 blob; both layouts are fixed byte formats that do not depend on the CPU) or ``weight``
+(float32, dense fp32 backend), and ``bias``. Metadata: shapes, the config (JSON), the backend and the blob
+size. Loading goes through ``SparseLinear.load_state_dict``, which runs the full check of the blob.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .io import ModuleFormat, TensorSpec, _bool, _dict, _int
+
+
+def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors: dict[str, Tensor] = {}
+    meta: dict[str, Any] = {
+        "in_features": mod.in_features,
+        "out_features": mod.out_features,
+        "bias": mod.bias is not None,
+        "config": json.loads(mod.config.to_json()),
+        "backend": mod.backend,
+    }
+    if mod.weight is not None:
+        tensors["weight"] = mod.weight.detach().to(torch.float32).contiguous()
+    else:
+        tensors["packed"] = mod.packed.detach().contiguous()
+        meta["packed_bytes"] = int(mod.packed.numel())
+    if mod.bias is not None:
+        tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
+    return tensors, meta
+
+
+def _config(meta: dict) -> Any:
+    from .configs import SparseConfig, config_from_json
+
+    cfg = config_from_json(json.dumps(_dict(meta.get("config"), "sparse config")))
+    if not isinstance(cfg, SparseConfig):
+        raise ValueError(f"sparse_linear module has a {type(cfg).__name__}, expected SparseConfig")
+    return cfg
+
+
+def _spec(meta: dict) -> TensorSpec:
+    k, n = _int(meta, "in_features", 1), _int(meta, "out_features", 1)
+    _config(meta)
+    backend = meta.get("backend")
+    if backend not in ("sparse", "dense"):
+        raise ValueError(f"manifest field 'backend' must be 'sparse' or 'dense', got {backend!r}")
+    if "packed_bytes" in meta:
+        spec = {"packed": (torch.uint8, (_int(meta, "packed_bytes", 128, 2**40),))}
+    else:
+        if backend != "dense":
+            raise ValueError("a sparse backend needs 'packed_bytes'")
+        spec = {"weight": (torch.float32, (n, k))}
+    if _bool(meta, "bias"):
+        spec["bias"] = (torch.float32, (n,))
+    return spec
+
+
+def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
+    from .nn.sparse import SparseLinear
+
+    cfg = _config(meta)
+    mod = SparseLinear(meta["in_features"], meta["out_features"], bias=meta["bias"], config=cfg)
+    sd = {k: v for k, v in tensors.items()}
+    try:
+        mod.load_state_dict(sd)
+    except RuntimeError as e:  # torch lists the problems; they are format errors here
+        raise ValueError(str(e)) from None
+    if mod.backend != meta["backend"]:
+        raise ValueError(f"the stored weights are for the {mod.backend} backend, the manifest says {meta['backend']}")
+    return mod
+
+
+def sparse_linear_format() -> ModuleFormat:
+    from .nn.sparse import SparseLinear
+
+    return ModuleFormat("sparse_linear", 1, SparseLinear, _to_canonical, _spec, _from_canonical)

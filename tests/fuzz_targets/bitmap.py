@@ -1,0 +1,105 @@
+"""Fuzz targets for the bitmap sparse format (csrc/formats/bitmap.cc) and the ways its bytes arrive:
+``sparse_formats.sparse_info`` (light and full check), the ``sparse_linear`` op and
+``SparseLinear.load_state_dict``."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import torch
+
+import fuzzing
+import slimnn
+from slimnn import sparse_formats as sf
+from slimnn import sparse_ops
+from slimnn.configs import SparseConfig
+from slimnn.nn import SparseLinear
+
+# (N, K, density): K around the 64-column chunks and the GEMV kernels' steps; empty and dense; each packed
+# with single rows and with row pairs (odd N: a phantom last row).
+SHAPES = [(1, 1, 1.0), (3, 63, 0.3), (5, 65, 0.1), (4, 200, 0.5), (7, 257, 0.05), (2, 64, 0.0)]
+OFF_TOTAL_BYTES = 96  # BitmapHeader::total_bytes (the common PackedHeader offset)
+
+
+def _valid(rng):
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    out = []
+    for n, k, density in SHAPES:
+        q = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g)
+        q = (q * (torch.rand(n, k, generator=g) < density)).to(torch.int8)
+        scales = torch.rand(n, generator=g) * 0.1 + 1e-3
+        for rows in (1, 2):
+            blob = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=rows)
+            out.append((blob.numpy().tobytes(), (n, k)))
+    return out
+
+
+def _repair(data: bytes) -> bytes:
+    if len(data) < OFF_TOTAL_BYTES + 8:
+        return data
+    return data[:OFF_TOTAL_BYTES] + struct.pack("<Q", len(data)) + data[OFF_TOTAL_BYTES + 8 :]
+
+
+def _x(k: int, rows: int = 3) -> torch.Tensor:
+    return torch.linspace(-2.0, 2.0, rows * k).reshape(rows, k)
+
+
+def _parse_full(data, ctx):
+    return sf.sparse_info(fuzzing.as_tensor(data), full_check=True)
+
+
+def _accepted_full(data, ctx, info):
+    # The full check admits only canonical blobs: unpacking and packing again gives the same bytes.
+    blob = fuzzing.as_tensor(data)
+    q, scales = sf.unpack_sparse(blob)
+    g = int(blob[104:108].view(torch.int32).item())
+    again = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=g)
+    assert again.numpy().tobytes() == data, "an accepted blob is not canonical (repacking changes bytes)"
+    y = sparse_ops.sparse_linear(_x(info.k), blob, None, info.n)
+    assert y.shape == (3, info.n)
+
+
+def _parse_header(data, ctx):
+    return sf.sparse_info(fuzzing.as_tensor(data), full_check=False)
+
+
+def _accepted_header(data, ctx, info):
+    # The light check alone must make every read in bounds: unpack and every kernel run on whatever
+    # contents passed it (the sanitizer CI step checks the reads).
+    if info.format != "bitmap":
+        return
+    blob = fuzzing.as_tensor(data)
+    q, scales = sf.unpack_sparse(blob)
+    assert q.shape == (info.n, info.k) and scales.shape == (info.n,)
+    for isa in (None, "portable"):
+        with slimnn.isa.forced(isa) if isa else contextlib.nullcontext():
+            for rows in (1, 9):
+                sparse_ops.sparse_linear(_x(info.k, rows), blob, None, info.n)
+
+
+def _parse_state_dict(data, ctx):
+    n, k = ctx
+    mod = SparseLinear(k, n, bias=True, config=SparseConfig(0.5, values="int8", index="bitmap", backend="sparse"))
+    sd = {"packed": fuzzing.as_tensor(data), "bias": torch.zeros(n)}
+    try:
+        mod.load_state_dict(sd)
+    except RuntimeError as e:
+        if str(e).startswith("Error(s) in loading state_dict"):
+            raise ValueError(str(e)) from None
+        raise
+    return mod
+
+
+def _accepted_state_dict(data, ctx, mod):
+    n, k = ctx
+    assert mod.packed.numpy().tobytes() == data
+    with torch.inference_mode():
+        y = mod(_x(k))
+    assert y.shape == (3, n)
+
+
+fuzzing.register("bitmap_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=_repair)
+fuzzing.register("bitmap_header", _valid, _parse_header, check_accepted=_accepted_header, repair=_repair)
+fuzzing.register("bitmap_load_state_dict", _valid, _parse_state_dict, check_accepted=_accepted_state_dict,
+                 repair=_repair)
