@@ -43,6 +43,7 @@ void bind_attention(py::module_& m) {
       d["isa"] = isa_name(t[i].isa);
       d["mr"] = 4;
       d["nr"] = t[i].width;
+      d["gemv"] = false;
       d["available"] = (t[i].isa & detected_isa_mask()) != 0;
       out.append(d);
     }
@@ -74,7 +75,8 @@ void bind_attention(py::module_& m) {
         if (sizes[2] == 0 ? sizes[1] != 0 : sizes[1] % sizes[2] != 0)
           throw py::value_error("attention_f32: query heads must be a multiple of key/value heads");
         if (mask_kind < 0 || mask_kind > 2) throw py::value_error("attention_f32: mask_kind must be 0, 1 or 2");
-        if (mask_kind != 0 && (mask == 0 || ms.size() != 3)) throw py::value_error("attention_f32: mask needs a pointer and 3 strides");
+        const bool empty = sizes[0] == 0 || sizes[1] == 0 || sizes[3] == 0 || sizes[4] == 0 || sizes[6] == 0;
+        if (mask_kind != 0 && ((mask == 0 && !empty) || ms.size() != 3)) throw py::value_error("attention_f32: mask needs a pointer and 3 strides");
         const AttnKernelInfo* ki = kernel_arg(kernel);
         AttnProblem p;
         p.b = sizes[0], p.hq = sizes[1], p.hkv = sizes[2], p.lq = sizes[3], p.lk = sizes[4], p.d = sizes[5], p.dv = sizes[6];

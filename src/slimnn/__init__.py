@@ -18,6 +18,7 @@ from .info import cpu_info, kernels
 from .io import load, save
 from .pipeline import autocompress
 from .distill import distill
+from .integrations.transformers import fast_attention_
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,5 @@ __all__ = [
     "load",
     "save",
     "SparseConfig",
+    "fast_attention_",
 ]

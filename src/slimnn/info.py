@@ -13,7 +13,7 @@ from ._threads import get_num_threads
 
 def kernels() -> list[dict[str, Any]]:
     """Every kernel in this build, best first per kind: name, kind, isa, tile (mr x nr), availability."""
-    return list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels()) + list(_C.spmm_kernels())
+    return list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels()) + list(_C.spmm_kernels()) + list(_C.attention_kernels())
 
 
 def cpu_info() -> dict[str, Any]:
@@ -44,5 +44,6 @@ def cpu_info() -> dict[str, Any]:
             for mode, kind in (("dynamic", "q4_dynamic"), ("weight_only", "q4_weight_only"))
         }
         | {f"sparse_{kind}": {m: _C.spmm_select(kind, m) for m in (1, 16)}
-           for kind in ("csr_f32", "csr_i8", "bsr_f32", "bsr_i8", "nm_f32", "nm_i8")},
+           for kind in ("csr_f32", "csr_i8", "bsr_f32", "bsr_i8", "nm_f32", "nm_i8")}
+        | {"attention_float32": _C.attention_select_kernel()},
     }
