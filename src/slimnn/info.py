@@ -45,5 +45,5 @@ def cpu_info() -> dict[str, Any]:
         }
         | {f"sparse_{kind}": {m: _C.spmm_select(kind, m) for m in (1, 16)}
            for kind in ("csr_f32", "csr_i8", "bsr_f32", "bsr_i8", "nm_f32", "nm_i8")}
-        | {"attention_float32": _C.attention_select_kernel()},
+        | {"attention_float32": {m: _C.attention_select_kernel() for m in (1, 16)}},
     }
