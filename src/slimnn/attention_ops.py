@@ -73,14 +73,16 @@ def _prepare_mask(mask: Tensor, shape: tuple[int, int, int, int]) -> tuple[int, 
         kind = 2
     else:
         raise ValueError(f"attention: attn_mask must be bool (True = attend) or float (additive), got {mask.dtype}")
+    ms = mask.shape
     if mask.dim() > 4:
         raise ValueError(f"attention: attn_mask has {mask.dim()} dims, at most 4 broadcast to {shape}")
-    try:
-        ok = torch.broadcast_shapes(tuple(mask.shape), shape) == torch.Size(shape)
-    except RuntimeError:
-        ok = False
-    if not ok:
-        raise ValueError(f"attention: attn_mask of shape {tuple(mask.shape)} does not broadcast to {shape} [B, Hq, Lq, Lk]")
+    if not (mask.dim() == 4 and all(a == b or a == 1 for a, b in zip(ms, shape))):  # fast path: HF's 4-D masks
+        try:
+            ok = torch.broadcast_shapes(tuple(ms), shape) == torch.Size(shape)
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"attention: attn_mask of shape {tuple(ms)} does not broadcast to {shape} [B, Hq, Lq, Lk]")
     m = mask.expand(shape)
     if kind == 2 and m.dtype != _F32:
         m = _compact(m).to(_F32).expand(shape)

@@ -109,101 +109,124 @@ inline float exp_scalar(float x) {
   return y[0];
 }
 
+// State of one tile while it walks the key blocks.
+struct TileState {
+  float* kt;    // [d][kAttnBlockK], the packed K^T of the current block
+  float* srow;  // [kRows][kAttnBlockK] scores, then probabilities, of a group of rows
+  float* mrow;  // [kAttnBlockK] additive form of a boolean mask row
+  float* oacc;  // [mq][dvp] unnormalized outputs between key blocks
+  float* mx;    // [mq] running max
+  float* lsum;  // [mq] running sum of exp
+  int64_t dvp, j0, nb, nbp;
+  bool first, last;
+  const uint8_t* mrow_src;  // the boolean row mrow holds (rows often share one: ldm == 0)
+};
+
+// Rows [r0, r0 + NR) of the tile against the current key block: scores, mask, online softmax, P V.
+// The rows' softmax steps are written phase by phase over all NR rows (not row after row), so the long
+// dependency chains of the horizontal reductions and exps of different rows overlap.
+template <int NR>
+inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
+  const int64_t bk = kAttnBlockK;
+  const float ninf = -__builtin_inff();
+  rows_scores_all<NR>(t.q + r0 * t.ldq, t.ldq, t.d, st.kt, bk, st.nbp, st.srow, bk);
+  const float* madd[NR];
+  int64_t valid[NR];
+  for (int i = 0; i < NR; ++i) {
+    const int64_t r = r0 + i;
+    valid[i] = st.nb;  // keys [0, valid) of the block may be attended (causal limit)
+    if (t.causal >= 0) {
+      const int64_t lim = t.causal + r + 1 - st.j0;
+      valid[i] = lim < 0 ? 0 : (lim < st.nb ? lim : st.nb);
+    }
+    madd[i] = t.mask_kind == 2 ? static_cast<const float*>(t.mask) + r * t.ldm + st.j0 : nullptr;
+  }
+  // Scale, mask, running max.
+  const V vscale = vset1(t.scale);
+  V vmx[NR];
+  for (int i = 0; i < NR; ++i) {
+    float* s = st.srow + i * bk;
+    vmx[i] = vset1(ninf);
+    // A boolean row is converted to its additive form once and reused while rows share it (ldm == 0).
+    const uint8_t* bsrc = t.mask_kind == 1 ? static_cast<const uint8_t*>(t.mask) + (r0 + i) * t.ldm + st.j0 : nullptr;
+    if (bsrc && bsrc != st.mrow_src) {
+      for (int64_t j = 0; j < st.nb; ++j) st.mrow[j] = bsrc[j] ? 0.0f : ninf;
+      st.mrow_src = bsrc;
+    }
+    const float* ma = bsrc ? st.mrow : madd[i];
+    for (int64_t c = 0; c < st.nbp; c += W) {
+      V x = vmul(vload(s + c), vscale);
+      if (ma) x = vadd(x, vload_n(ma + c, int(st.nb - c < W ? st.nb - c : W)));
+      const int64_t n = valid[i] - c;
+      x = vfill_from(x, int(n < -1 ? -1 : (n > W ? W : n)), ninf);
+      vstore_n(s + c, x, W);
+      vmx[i] = vmax(vmx[i], x);
+    }
+  }
+  float m_old[NR], m_use[NR], alpha[NR];
+  for (int i = 0; i < NR; ++i) {
+    m_old[i] = st.first ? ninf : st.mx[r0 + i];
+    const float m_blk = hmax(vmx[i]);
+    const float m_new = m_blk > m_old[i] ? m_blk : m_old[i];
+    st.mx[r0 + i] = m_new;
+    m_use[i] = m_new == ninf ? 0.0f : m_new;  // all masked so far: exp(-inf - 0) = 0, no NaN
+  }
+  for (int i = 0; i < NR; ++i) alpha[i] = st.first ? 0.0f : exp_scalar(m_old[i] - m_use[i]);
+  // Probabilities p = exp(s - max) in place, and their sums.
+  V vs[NR];
+  for (int i = 0; i < NR; ++i) vs[i] = vzero();
+  for (int64_t c = 0; c < st.nbp; c += W) {
+    for (int i = 0; i < NR; ++i) {
+      float* s = st.srow + i * bk;
+      const V p = vexp(vsub(vload(s + c), vset1(m_use[i])));
+      vstore_n(s + c, p, W);
+      vs[i] = vadd(vs[i], p);
+    }
+  }
+  RowOut ro[NR];
+  for (int i = 0; i < NR; ++i) {
+    const int64_t r = r0 + i;
+    const float l = (st.first ? 0.0f : st.lsum[r] * alpha[i]) + hsum(vs[i]);
+    st.lsum[r] = l;
+    // Output row: prev * alpha + P V, normalized on the last block. l == 0: every key masked -> zeros.
+    ro[i].prev = st.first ? nullptr : st.oacc + r * st.dvp;
+    ro[i].alpha = alpha[i];
+    ro[i].dst = st.last ? t.o + r * t.ldo : st.oacc + r * st.dvp;
+    ro[i].osc = st.last ? (l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l)) : 1.0f;
+  }
+  rows_pv_all<NR>(st.srow, bk, st.nb, t.v + st.j0 * t.ldv, t.ldv, t.dv, ro);
+}
+
 inline void flash_tile(const AttnTile& t) {
   const int64_t bk = kAttnBlockK;
-  const int64_t dvp = round_up_w(t.dv);
-  float* kt = t.work;                // [d][bk], the packed K^T of the current block
-  float* srow = kt + t.d * bk;       // [kRows][bk] scores, then probabilities, of a group of rows
-  float* mrow = srow + kRows * bk;   // [bk] additive form of a boolean mask row
-  float* oacc = mrow + bk;           // [mq][dvp] unnormalized outputs between key blocks
-  float* mx = oacc + t.mq * dvp;     // [mq] running max
-  float* lsum = mx + t.mq;           // [mq] running sum of exp
-  const float ninf = -__builtin_inff();
-  const float* mask_f = static_cast<const float*>(t.mask);
-  const uint8_t* mask_b = static_cast<const uint8_t*>(t.mask);
-  const uint8_t* mrow_src = nullptr;  // the boolean row mrow holds (rows often share one: ldm == 0)
-
-  for (int64_t j0 = 0; j0 < t.lk; j0 += bk) {
-    const int64_t nb = t.lk - j0 < bk ? t.lk - j0 : bk;
-    const int64_t nbp = round_up_w(nb);
-    const bool first = j0 == 0, last = j0 + nb == t.lk;
-    // Pack K^T for this block; columns [nb, nbp) are zero (their scores are masked to -inf below).
-    for (int64_t j = 0; j < nb; ++j) {
-      const float* kr = t.k + (j0 + j) * t.ldk;
-      for (int64_t e = 0; e < t.d; ++e) kt[e * bk + j] = kr[e];
+  TileState st;
+  st.dvp = round_up_w(t.dv);
+  st.kt = t.work;
+  st.srow = st.kt + t.d * bk;
+  st.mrow = st.srow + kRows * bk;
+  st.oacc = st.mrow + bk;
+  st.mx = st.oacc + t.mq * st.dvp;
+  st.lsum = st.mx + t.mq;
+  for (st.j0 = 0; st.j0 < t.lk; st.j0 += bk) {
+    st.nb = t.lk - st.j0 < bk ? t.lk - st.j0 : bk;
+    st.nbp = round_up_w(st.nb);
+    st.first = st.j0 == 0;
+    st.last = st.j0 + st.nb == t.lk;
+    st.mrow_src = nullptr;
+    // Pack K^T for this block; columns [nb, nbp) are zero (their scores are masked to -inf).
+    for (int64_t j = 0; j < st.nb; ++j) {
+      const float* kr = t.k + (st.j0 + j) * t.ldk;
+      for (int64_t e = 0; e < t.d; ++e) st.kt[e * bk + j] = kr[e];
     }
     for (int64_t e = 0; e < t.d; ++e)
-      for (int64_t j = nb; j < nbp; ++j) kt[e * bk + j] = 0.0f;
-    mrow_src = nullptr;
-
-    for (int64_t r0 = 0; r0 < t.mq; r0 += kRows) {
-      const int nr = int(t.mq - r0 < kRows ? t.mq - r0 : kRows);
-      const float* qg = t.q + r0 * t.ldq;
-      switch (nr) {
-        case 4: rows_scores_all<4>(qg, t.ldq, t.d, kt, bk, nbp, srow, bk); break;
-        case 3: rows_scores_all<3>(qg, t.ldq, t.d, kt, bk, nbp, srow, bk); break;
-        case 2: rows_scores_all<2>(qg, t.ldq, t.d, kt, bk, nbp, srow, bk); break;
-        default: rows_scores_all<1>(qg, t.ldq, t.d, kt, bk, nbp, srow, bk); break;
-      }
-      RowOut ro[kRows];
-      for (int i = 0; i < nr; ++i) {
-        const int64_t r = r0 + i;
-        float* s = srow + i * bk;
-        int64_t valid = nb;  // keys [0, valid) of the block may be attended (causal limit)
-        if (t.causal >= 0) {
-          const int64_t lim = t.causal + r + 1 - j0;
-          valid = lim < 0 ? 0 : (lim < nb ? lim : nb);
-        }
-        const float* madd = nullptr;  // additive mask for this row's block, or null
-        if (t.mask_kind == 2) {
-          madd = mask_f + r * t.ldm + j0;
-        } else if (t.mask_kind == 1) {
-          const uint8_t* src = mask_b + r * t.ldm + j0;
-          if (src != mrow_src) {
-            for (int64_t j = 0; j < nb; ++j) mrow[j] = src[j] ? 0.0f : ninf;
-            mrow_src = src;
-          }
-          madd = mrow;
-        }
-        // Scale, mask, max.
-        const V vscale = vset1(t.scale);
-        V vmx = vset1(ninf);
-        for (int64_t c = 0; c < nbp; c += W) {
-          V x = vmul(vload(s + c), vscale);
-          if (madd) x = vadd(x, vload_n(madd + c, int(nb - c < W ? nb - c : W)));
-          x = vfill_from(x, int(valid - c < -1 ? -1 : (valid - c > W ? W : valid - c)), ninf);
-          vstore_n(s + c, x, W);
-          vmx = vmax(vmx, x);
-        }
-        const float m_old = first ? ninf : mx[r];
-        const float m_blk = hmax(vmx);
-        const float m_new = m_blk > m_old ? m_blk : m_old;
-        const float m_use = m_new == ninf ? 0.0f : m_new;  // all masked so far: exp(-inf - 0) = 0, no NaN
-        const float alpha = first ? 0.0f : exp_scalar(m_old - m_use);
-        // Probabilities p = exp(s - max) in place, and their sum.
-        const V vm = vset1(m_use);
-        V vs = vzero();
-        for (int64_t c = 0; c < nbp; c += W) {
-          const V p = vexp(vsub(vload(s + c), vm));
-          vstore_n(s + c, p, W);
-          vs = vadd(vs, p);
-        }
-        const float l = (first ? 0.0f : lsum[r] * alpha) + hsum(vs);
-        mx[r] = m_new;
-        lsum[r] = l;
-        // Output row: prev * alpha + P V, normalized on the last block. l == 0: every key masked -> zeros.
-        ro[i].prev = first ? nullptr : oacc + r * dvp;
-        ro[i].alpha = alpha;
-        ro[i].dst = last ? t.o + r * t.ldo : oacc + r * dvp;
-        ro[i].osc = last ? (l > 0.0f ? 1.0f / l : (l == 0.0f ? 0.0f : l)) : 1.0f;
-      }
-      const float* vb = t.v + j0 * t.ldv;
-      switch (nr) {
-        case 4: rows_pv_all<4>(srow, bk, nb, vb, t.ldv, t.dv, ro); break;
-        case 3: rows_pv_all<3>(srow, bk, nb, vb, t.ldv, t.dv, ro); break;
-        case 2: rows_pv_all<2>(srow, bk, nb, vb, t.ldv, t.dv, ro); break;
-        default: rows_pv_all<1>(srow, bk, nb, vb, t.ldv, t.dv, ro); break;
-      }
+      for (int64_t j = st.nb; j < st.nbp; ++j) st.kt[e * bk + j] = 0.0f;
+    int64_t r0 = 0;
+    for (; r0 + kRows <= t.mq; r0 += kRows) rows_step<kRows>(t, st, r0);
+    switch (t.mq - r0) {
+      case 3: rows_step<3>(t, st, r0); break;
+      case 2: rows_step<2>(t, st, r0); break;
+      case 1: rows_step<1>(t, st, r0); break;
+      default: break;
     }
   }
 }
