@@ -91,7 +91,7 @@ def set_threads(n: int) -> None:
     slimnn.set_num_threads(n)
 
 
-def bench_kernels(threads: list[int], rounds: int) -> list[dict]:
+def measure_kernels(threads: list[int], rounds: int) -> list[dict]:
     rows = []
     for name, b, h, L, d, padded, causal in SHAPES:
         q, k, v, mask, addmask = make_case(b, h, L, d, padded, causal)
@@ -122,7 +122,7 @@ def bench_kernels(threads: list[int], rounds: int) -> list[dict]:
     return rows
 
 
-def bench_model(threads: int, rounds: int, batch: int = 32) -> dict:
+def measure_model(threads: int, rounds: int, batch: int = 32) -> dict:
     from slimnn.demo import SENTENCES, load_minilm
 
     st = load_minilm()
@@ -181,22 +181,21 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     print(f"cpu: {slimnn.cpu_info()['brand']}, torch {torch.__version__}, attention kernel "
           f"{slimnn.cpu_info()['ops']['attention_float32'][1]}", file=sys.stderr)
-    rows = [] if a.model_only else bench_kernels(a.threads, a.rounds)
-    model = None if a.no_model else bench_model(a.model_threads, a.model_rounds)
+    rows = [] if a.model_only else measure_kernels(a.threads, a.rounds)
+    model = None if a.no_model else measure_model(a.model_threads, a.model_rounds)
     print(markdown(rows, model))
     return 0
 
 
-# ---- pytest-benchmark: one call per case ----
+# ---- pytest-benchmark: one call per case (collected by `pytest bench/`) ----
+THREADS = int(os.environ.get("SLIMNN_BENCH_THREADS", "1"))
+
 try:
     import pytest
-except ImportError:  # pragma: no cover
+except ImportError:  # pragma: no cover - the script runs without pytest
     pytest = None
 
-if pytest is not None and "pytest" in sys.modules and os.environ.get("PYTEST_CURRENT_TEST") is not None or (
-    pytest is not None and "_pytest" in sys.modules
-):
-    THREADS = int(os.environ.get("SLIMNN_BENCH_THREADS", "1"))
+if pytest is not None:
 
     @pytest.mark.parametrize("contender", ["slimnn", "sdpa", "math"])
     @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s[0])
