@@ -10,6 +10,18 @@
 
 inline int64_t round_up_w(int64_t x) { return (x + W - 1) / W * W; }
 
+#ifndef SLIMNN_ATTN_HAVE_PACK_KT
+// kt[e][j] = k[j][e] for j < nb, e < d; columns [nb, round_up_w(nb)) zero (their scores are masked to -inf).
+inline void pack_kt(const float* k, int64_t ldk, int64_t nb, int64_t d, float* kt, int64_t ldkt) {
+  for (int64_t j = 0; j < nb; ++j) {
+    const float* kr = k + j * ldk;
+    for (int64_t e = 0; e < d; ++e) kt[e * ldkt + j] = kr[e];
+  }
+  for (int64_t e = 0; e < d; ++e)
+    for (int64_t j = nb; j < round_up_w(nb); ++j) kt[e * ldkt + j] = 0.0f;
+}
+#endif
+
 constexpr int kRows = 4;  // query rows per step: independent FMA chains for short rows (Lk, dv of one vector)
 
 // Scores of NR query rows for key columns [c, c + NC * W) of the packed block:
@@ -215,13 +227,7 @@ inline void flash_tile(const AttnTile& t) {
     st.first = st.j0 == 0;
     st.last = st.j0 + st.nb == lk;
     st.mrow_src = nullptr;
-    // Pack K^T for this block; columns [nb, nbp) are zero (their scores are masked to -inf).
-    for (int64_t j = 0; j < st.nb; ++j) {
-      const float* kr = t.k + (st.j0 + j) * t.ldk;
-      for (int64_t e = 0; e < t.d; ++e) st.kt[e * bk + j] = kr[e];
-    }
-    for (int64_t e = 0; e < t.d; ++e)
-      for (int64_t j = st.nb; j < st.nbp; ++j) st.kt[e * bk + j] = 0.0f;
+    pack_kt(t.k + st.j0 * t.ldk, t.ldk, st.nb, t.d, st.kt, bk);
     int64_t r0 = 0;
     for (; r0 + kRows <= t.mq; r0 += kRows) rows_step<kRows>(t, st, r0);
     switch (t.mq - r0) {
