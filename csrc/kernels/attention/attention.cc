@@ -18,8 +18,8 @@ int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
 }  // namespace
 
 int64_t attn_work_floats(int64_t mq, int64_t d, int64_t dv) {
-  // kt [d][bk] + scores [4][bk] + bool-mask row [bk] + oacc [mq][dv rounded to 16] + max, sum [mq] each
-  return d * kAttnBlockK + 4 * kAttnBlockK + kAttnBlockK + mq * round16(dv) + 2 * round16(mq) + 16;
+  // kt [d][bk] + scores [kAttnMaxRows][bk] + bool-mask row [bk] + oacc [mq][dv rounded to 16] + max, sum [mq] each
+  return d * kAttnBlockK + kAttnMaxRows * kAttnBlockK + kAttnBlockK + mq * round16(dv) + 2 * round16(mq) + 16;
 }
 
 const AttnKernelInfo* attention_f32(const AttnProblem& p, int nthreads, uint32_t isa_mask,

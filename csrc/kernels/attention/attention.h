@@ -20,6 +20,7 @@
 namespace slimnn {
 
 constexpr int64_t kAttnBlockK = 128;  // keys per online-softmax block (a multiple of every vector width)
+constexpr int kAttnMaxRows = 8;       // query rows a tile kernel processes together, at most
 
 // One tile: mq consecutive query rows of one (batch, head) against all lk keys of its kv head.
 // Row r of q is q + r * ldq (d floats), key j is k + j * ldk (d floats), value j is v + j * ldv (dv floats);

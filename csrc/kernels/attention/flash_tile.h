@@ -22,7 +22,12 @@ inline void pack_kt(const float* k, int64_t ldk, int64_t nb, int64_t d, float* k
 }
 #endif
 
-constexpr int kRows = 4;  // query rows per step: independent FMA chains for short rows (Lk, dv of one vector)
+#ifndef SLIMNN_ATTN_ROWS
+#define SLIMNN_ATTN_ROWS 4
+#endif
+// Query rows per step: independent FMA chains for short rows (Lk, dv of one vector). At most kAttnMaxRows.
+constexpr int kRows = SLIMNN_ATTN_ROWS;
+static_assert(kRows <= kAttnMaxRows, "the work space holds kAttnMaxRows score rows");
 
 // Scores of NR query rows for key columns [c, c + NC * W) of the packed block:
 // acc[i][u] = sum_e q_i[e] kt[e][c + u W ...], e in order.
@@ -99,7 +104,7 @@ inline void rows_pv_all(const float* p, int64_t ldp, int64_t nb, const float* v,
 template <int NR>
 inline void rows_scores_all(const float* q, int64_t ldq, int64_t d, const float* kt, int64_t ldkt, int64_t nbp,
                             float* s, int64_t lds) {
-  V acc[kRows][2];
+  V acc[NR][2];
   for (int64_t c = 0; c < nbp;) {
     int nc = 1;
     if (nbp - c >= 2 * W) {
@@ -231,6 +236,10 @@ inline void flash_tile(const AttnTile& t) {
     int64_t r0 = 0;
     for (; r0 + kRows <= t.mq; r0 += kRows) rows_step<kRows>(t, st, r0);
     switch (t.mq - r0) {
+      case 7: rows_step<kRows < 8 ? 1 : 7>(t, st, r0); break;
+      case 6: rows_step<kRows < 7 ? 1 : 6>(t, st, r0); break;
+      case 5: rows_step<kRows < 6 ? 1 : 5>(t, st, r0); break;
+      case 4: rows_step<kRows < 5 ? 1 : 4>(t, st, r0); break;
       case 3: rows_step<3>(t, st, r0); break;
       case 2: rows_step<2>(t, st, r0); break;
       case 1: rows_step<1>(t, st, r0); break;

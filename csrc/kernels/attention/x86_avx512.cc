@@ -72,6 +72,7 @@ inline void transpose16(V* r) {
 }
 
 #define SLIMNN_ATTN_HAVE_PACK_KT 1
+#define SLIMNN_ATTN_ROWS 8  // 32 registers: 8 rows x 2 vectors of accumulators fit
 inline void pack_kt(const float* k, int64_t ldk, int64_t nb, int64_t d, float* kt, int64_t ldkt) {
   for (int64_t j = 0; j < nb; j += 16) {
     const int nj = int(nb - j < 16 ? nb - j : 16);
