@@ -411,3 +411,17 @@ def test_minilm_embeddings_match():
         assert _sdpa_calls(lambda: fast(dict(feats))) == 0
     cos = F.cosine_similarity(a, b)
     assert cos.min().item() > 1 - 1e-5
+
+
+@pytest.mark.slow
+def test_torch_compile_traces_the_custom_op():
+    g = torch.Generator().manual_seed(12)
+    q, k, v = make_qkv(2, 4, 2, 5, 7, 8, 8, g)
+    m = torch.rand(2, 1, 1, 7, generator=g) > 0.3
+
+    def f(q, k, v, m):
+        return slimnn.ops.attention(q, k, v, m) * 2.0
+
+    with torch.inference_mode():
+        got = torch.compile(f, fullgraph=True)(q, k, v, m)
+    torch.testing.assert_close(got, f(q, k, v, m))

@@ -48,7 +48,7 @@ def slimnn_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: returns (attn_output [B, Lq, H, Dv] contiguous, None)."""
-    from ..attention_ops import attention_with_kernel
+    from ..attention_ops import attention
 
     unsupported = (
         (dropout > 0.0 and module.training)
@@ -68,7 +68,7 @@ def slimnn_attention_forward(
         )
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
     causal = bool(query.shape[2] > 1 and attention_mask is None and causal)
-    out, _ = attention_with_kernel(query, key, value, attention_mask, scaling, causal)
+    out = attention(query, key, value, attention_mask, scaling, causal)  # the custom op under compile/export
     return out.transpose(1, 2), None
 
 
