@@ -149,6 +149,7 @@ inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
   rows_scores_all<NR>(t.q + r0 * t.ldq, t.ldq, t.d, st.kt, bk, st.nbp, st.srow, bk);
   const float* madd[NR];
   int64_t valid[NR];
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) {
     const int64_t r = r0 + i;
     valid[i] = st.nb;  // keys [0, valid) of the block may be attended (causal limit)
@@ -161,6 +162,7 @@ inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
   // Scale, mask, running max.
   const V vscale = vset1(t.scale);
   V vmx[NR];
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) {
     float* s = st.srow + i * bk;
     vmx[i] = vset1(ninf);
@@ -181,6 +183,7 @@ inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
     }
   }
   float m_old[NR], m_use[NR], alpha[NR];
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) {
     m_old[i] = st.first ? ninf : st.mx[r0 + i];
     const float m_blk = hmax(vmx[i]);
@@ -188,11 +191,14 @@ inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
     st.mx[r0 + i] = m_new;
     m_use[i] = m_new == ninf ? 0.0f : m_new;  // all masked so far: exp(-inf - 0) = 0, no NaN
   }
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) alpha[i] = st.first ? 0.0f : exp_scalar(m_old[i] - m_use[i]);
   // Probabilities p = exp(s - max) in place, and their sums.
   V vs[NR];
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) vs[i] = vzero();
   for (int64_t c = 0; c < st.nbp; c += W) {
+    #pragma GCC unroll 8
     for (int i = 0; i < NR; ++i) {
       float* s = st.srow + i * bk;
       const V p = vexp(vsub(vload(s + c), vset1(m_use[i])));
@@ -201,6 +207,7 @@ inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
     }
   }
   RowOut ro[NR];
+  #pragma GCC unroll 8
   for (int i = 0; i < NR; ++i) {
     const int64_t r = r0 + i;
     const float l = (st.first ? 0.0f : st.lsum[r] * alpha[i]) + hsum(vs[i]);

@@ -28,8 +28,22 @@ inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
 inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
 inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
 inline V vfill_from(V x, int n, float f) { return _mm512_mask_blend_ps(first_n(n), _mm512_set1_ps(f), x); }
-inline float hmax(V x) { return _mm512_reduce_max_ps(x); }
-inline float hsum(V x) { return _mm512_reduce_add_ps(x); }
+// Own reductions: gcc 12's _mm512_reduce_* and _mm512_castps512_ps256 trip -Wuninitialized inside its headers
+// (_mm256_undefined_pd); extractf32x8 (AVX-512 DQ) does not.
+inline float hmax(V x) {
+  const __m256 m8 = _mm256_max_ps(_mm512_extractf32x8_ps(x, 0), _mm512_extractf32x8_ps(x, 1));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline float hsum(V x) {
+  const __m256 s8 = _mm256_add_ps(_mm512_extractf32x8_ps(x, 0), _mm512_extractf32x8_ps(x, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
 
 inline V vexp(V x) {
   x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);  // (a > b ? a : b): a NaN x is kept
