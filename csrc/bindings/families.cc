@@ -7,12 +7,14 @@ void bind_lowrank(pybind11::module_& m);
 void bind_int4(pybind11::module_& m);
 void bind_sparse(pybind11::module_& m);
 void bind_bitmap(pybind11::module_& m);
+void bind_attention(pybind11::module_& m);
 
 void bind_families(pybind11::module_& m) {
   bind_lowrank(m);
   bind_int4(m);
   bind_sparse(m);
   bind_bitmap(m);
+  bind_attention(m);
 }
 
 }  // namespace slimnn

@@ -20,6 +20,7 @@ from .pipeline import autocompress
 from .distill import distill
 from .mixed import mixed_int4_
 from .fuse import fuse_activations_
+from .integrations.transformers import fast_attention_
 
 __version__ = "0.1.0"
 
@@ -43,4 +44,5 @@ __all__ = [
     "SparseConfig",
     "mixed_int4_",
     "fuse_activations_",
+    "fast_attention_",
 ]

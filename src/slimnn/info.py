@@ -13,7 +13,8 @@ from ._threads import get_num_threads
 
 def kernels() -> list[dict[str, Any]]:
     """Every kernel in this build, best first per kind: name, kind, isa, tile (mr x nr), availability."""
-    return list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels()) + list(_C.spmm_kernels()) + list(_C.bitmap_kernels())
+    return (list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels()) + list(_C.spmm_kernels())
+            + list(_C.bitmap_kernels()) + list(_C.attention_kernels()))
 
 
 def cpu_info() -> dict[str, Any]:
@@ -45,5 +46,6 @@ def cpu_info() -> dict[str, Any]:
         }
         | {f"sparse_{kind}": {m: _C.spmm_select(kind, m) for m in (1, 16)}
            for kind in ("csr_f32", "csr_i8", "bsr_f32", "bsr_i8", "nm_f32", "nm_i8")}
-        | {"sparse_bitmap_i8": {m: _C.bitmap_select(m) for m in (1, 16)}},
+        | {"sparse_bitmap_i8": {m: _C.bitmap_select(m) for m in (1, 16)}}
+        | {"attention_float32": {m: _C.attention_select_kernel() for m in (1, 16)}},
     }

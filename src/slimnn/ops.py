@@ -243,3 +243,7 @@ def _backward(ctx, grad):  # noqa: ANN001
 
 
 _q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)
+
+
+# Fused attention (its own module: attention_ops.py), exposed here with the other ops.
+from .attention_ops import attention  # noqa: E402,F401

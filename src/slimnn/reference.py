@@ -198,3 +198,34 @@ def sparse_linear(
     y = y.to(torch.float32)
     y[~finite] = float("nan")
     return y
+
+
+def attention_reference(q, k, v, attn_mask=None, scale=None, is_causal=False):  # noqa: ANN001, ANN201
+    """softmax(q k^T * scale + mask) v in float64 torch math: the ground truth for slimnn.ops.attention.
+
+    q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv] with Hq % Hkv == 0; mask bool (True = attend) or
+    additive float, broadcast to [B, Hq, Lq, Lk]; causal is top-left (j <= i) and combines with the mask.
+    Rows whose scores are all -inf, and Lk == 0, give zeros (torch's CPU SDPA does the same). Returns float64.
+    """
+    import math as _math
+
+    q, k, v = q.double(), k.double(), v.double()
+    b, hq, lq, d = q.shape
+    hkv, lk = k.shape[1], k.shape[2]
+    if hkv != hq and hkv > 0:
+        k = k.repeat_interleave(hq // hkv, dim=1)
+        v = v.repeat_interleave(hq // hkv, dim=1)
+    if scale is None:
+        scale = 1.0 / _math.sqrt(d) if d > 0 else 1.0
+    s = (q @ k.transpose(-2, -1)) * scale
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            s = s.masked_fill(~attn_mask, -_math.inf)
+        else:
+            s = s + attn_mask.double()
+    if is_causal:
+        keep = torch.ones(lq, lk, dtype=torch.bool).tril()
+        s = s.masked_fill(~keep, -_math.inf)
+    dead = torch.isneginf(s).all(dim=-1, keepdim=True)
+    p = torch.softmax(s.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
+    return p @ v
