@@ -156,7 +156,7 @@ static void perm128_gemv(const Perm& q, const u8* xq, int64_t n, int32_t* dots) 
     for (int j = 0; j < RB; ++j) acc[j] = _mm512_setzero_si512();
     for (int64_t w = 0; w < q.nw; ++w, cnt += RB) {
       const __m512i x0 = _mm512_loadu_si512(xq + w * 128), x1 = _mm512_loadu_si512(xq + w * 128 + 64);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int j = 0; j < RB; ++j) {
         unsigned c = cnt[j];
         while (__builtin_expect(c > 64, 0)) {
@@ -185,7 +185,7 @@ static void perm256_gemv(const Perm& q, const u8* xq, int64_t n, int32_t* dots) 
       const u8* xw = xq + w * 256;
       const __m512i x0 = _mm512_loadu_si512(xw), x1 = _mm512_loadu_si512(xw + 64);
       const __m512i x2 = _mm512_loadu_si512(xw + 128), x3 = _mm512_loadu_si512(xw + 192);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int j = 0; j < RB; ++j) {
         unsigned c = cnt[j];
         for (;;) {
@@ -221,6 +221,38 @@ static Problem make(int64_t n, int64_t k, double density, uint64_t seed) {
   return p;
 }
 
+// ctypes entry points (bench/proto/compare_perm.py): kind 0 = bitmap loop, 1 = perm128 RB 8,
+// 2 = perm256 RB 8. w: dense int8 [n][k]; x: u8 [k] (readable to k + 512 bytes).
+struct Handle {
+  int kind;
+  int64_t n;
+  Bitmap bm;
+  Perm q;
+};
+extern "C" void* proto_create(const int8_t* w, int64_t n, int64_t k, int kind) {
+  Problem p;
+  p.n = n, p.k = k;
+  p.w.assign(w, w + n * k);
+  auto* h = new Handle;
+  h->kind = kind, h->n = n;
+  if (kind == 0) h->bm = pack_bitmap(p);
+  else h->q = pack_perm(p, kind == 1 ? 128 : 256, 8);
+  return h;
+}
+extern "C" int64_t proto_bytes(void* hp) {
+  auto* h = static_cast<Handle*>(hp);
+  return h->kind == 0 ? int64_t(h->bm.masks.size() * 8 + h->bm.values.size())
+                      : int64_t(h->q.counts.size() + h->q.stream.size());
+}
+extern "C" void proto_run(void* hp, const uint8_t* x, int32_t* out) {
+  auto* h = static_cast<Handle*>(hp);
+  if (h->kind == 0) bitmap_gemv(h->bm, x, h->n, out);
+  else if (h->kind == 1) perm128_gemv<8>(h->q, x, h->n, out);
+  else perm256_gemv<8>(h->q, x, h->n, out);
+}
+extern "C" void proto_free(void* hp) { delete static_cast<Handle*>(hp); }
+
+#ifndef PROTO_NO_MAIN
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? atoi(argv[1]) : 15;
   struct Shape { int64_t n, k; };
@@ -236,7 +268,7 @@ int main(int argc, char** argv) {
       }
       Bitmap bm = pack_bitmap(p);
       Perm q128_1 = pack_perm(p, 128, 1), q128_4 = pack_perm(p, 128, 4), q128_8 = pack_perm(p, 128, 8);
-      Perm q256_4 = pack_perm(p, 256, 4), q256_8 = pack_perm(p, 256, 8);
+      Perm q256_4 = pack_perm(p, 256, 4), q256_8 = pack_perm(p, 256, 8), q256_16 = pack_perm(p, 256, 16);
       std::vector<std::pair<std::string, std::function<void()>>> ks = {
           {"dense", [&] { dense_gemv(p.w.data(), p.x.data(), p.n, p.k, out.data()); }},
           {"bitmap", [&] { bitmap_gemv(bm, p.x.data(), p.n, out.data()); }},
@@ -245,10 +277,12 @@ int main(int argc, char** argv) {
           {"perm128_rb8", [&] { perm128_gemv<8>(q128_8, p.x.data(), p.n, out.data()); }},
           {"perm256_rb4", [&] { perm256_gemv<4>(q256_4, p.x.data(), p.n, out.data()); }},
           {"perm256_rb8", [&] { perm256_gemv<8>(q256_8, p.x.data(), p.n, out.data()); }},
+          {"perm256_rb16", [&] { perm256_gemv<16>(q256_16, p.x.data(), p.n, out.data()); }},
       };
       std::vector<size_t> bytes = {p.w.size(), bm.masks.size() * 8 + bm.values.size(), q128_1.counts.size() + q128_1.stream.size(),
                                    q128_4.counts.size() + q128_4.stream.size(), q128_8.counts.size() + q128_8.stream.size(),
-                                   q256_4.counts.size() + q256_4.stream.size(), q256_8.counts.size() + q256_8.stream.size()};
+                                   q256_4.counts.size() + q256_4.stream.size(), q256_8.counts.size() + q256_8.stream.size(),
+                                   q256_16.counts.size() + q256_16.stream.size()};
       for (auto& kv : ks) {
         std::fill(out.begin(), out.end(), 0x7eadbeef);
         kv.second();
@@ -278,3 +312,4 @@ int main(int argc, char** argv) {
     }
   return 0;
 }
+#endif
