@@ -41,6 +41,9 @@
 // (when a module takes a blob) also demands G x popcounts(group g) == ptr[g+1] - ptr[g], no mask bit at or
 // beyond k, every mask bit backed by a nonzero value of some row, rows past n zero, the nonzero count equal
 // to nnz, scales finite, row sums exact and every padding byte zero (accepted blobs are canonical).
+// G = 8: kernels clamp the stream pointer before every piece (a piece reads at most 128 bytes), and the
+// full check demands, instead of the mask rules, counts within each window's width (0 past n), offsets
+// ascending inside the window, nonzero values and counts that add up to the group pointers.
 #pragma once
 #include <cstddef>
 #include <cstdint>
