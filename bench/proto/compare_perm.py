@@ -8,6 +8,9 @@ prototype rows time the integer kernel alone on u8 activations (no quantization,
 calls add ~5 us of those and call overhead); "bitmap loop" is the bitmap GEMV loop re-built in the
 prototype, so (bitmap module - bitmap loop) shows that overhead. The prototype's int32 dots are checked
 against an exact int64 reference first.
+The figures in docs/sparse.md were taken when the bitmap module's default was row pairs at 90%; since the
+permute layout became the default below 15% density, the "bitmap module" column shows that layout there
+(for the layouts side by side through the op, pack with sparse_formats.pack_sparse(..., group_rows=1/2/8)).
 """
 from __future__ import annotations
 
