@@ -3,7 +3,7 @@
 set(SLIMNN_FLAGS_avx2 -mavx2 -mfma -mf16c)
 set(SLIMNN_FLAGS_avx512 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq)
 set(SLIMNN_FLAGS_avx512vnni ${SLIMNN_FLAGS_avx512} -mavx512vnni)
-set(SLIMNN_FLAGS_avx512vbmi2 ${SLIMNN_FLAGS_avx512vnni} -mavx512vbmi2 -mpopcnt)
+set(SLIMNN_FLAGS_avx512vbmi2 ${SLIMNN_FLAGS_avx512vnni} -mavx512vbmi2 -mavx512vbmi -mbmi2 -mpopcnt)
 
 set(SLIMNN_IS_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")

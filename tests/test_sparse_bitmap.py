@@ -20,7 +20,7 @@ PORTABLE = {k["mr"]: k["name"] for k in KERNELS if k["isa"] == "portable"}
 SHAPES = [(1, 1), (3, 63), (5, 64), (7, 65), (9, 200), (2, 256), (11, 257), (33, 130), (6, 700)]
 OFF = {"n": 16, "k": 24, "kc": 32, "nnz": 40, "ptr": 48, "masks": 56, "values": 64, "scales": 72, "rowsum": 80,
        "stored": 88, "group_rows": 104}
-GROUPS = (1, 2)
+GROUPS = (1, 2, 8)  # 8: the permute layout
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -75,7 +75,7 @@ def test_pack_unpack_exact(n, k, density, g):
     info = sf.sparse_info(blob, full_check=True)
     assert (info.format, info.values, info.n, info.k, info.nnz) == ("bitmap", "int8", n, k, int((q != 0).sum()))
     assert info.total_bytes == blob.numel() == info.value_bytes + info.index_bytes + info.scale_bytes + info.meta_bytes
-    assert info.index_bytes >= -(-n // g) * -(-k // 64) * 8
+    assert info.index_bytes >= -(-n // g) * (-(-k // 256) * 16 if g == 8 else -(-k // 64) * 8)
     q2, s2 = sf.unpack_sparse(blob)
     assert torch.equal(q2, q) and torch.equal(s2, s)
     assert sf.is_sparse_blob(blob)
@@ -84,6 +84,9 @@ def test_pack_unpack_exact(n, k, density, g):
 
 def test_group_rows_choice():
     q, s = int8_weights(64, 256, 0.1)
+    assert field(sf.pack_sparse(q, "bitmap", scales=s), "group_rows") & 0xFF == 8
+    q, s = int8_weights(7, 256, 0.1)
+    q[1] = 0  # (the helper makes row 1 dense)
     assert field(sf.pack_sparse(q, "bitmap", scales=s), "group_rows") & 0xFF == 2
     assert field(sf.pack_sparse(q, "bitmap", scales=s, group_rows=1), "group_rows") & 0xFF == 1
     q, s = int8_weights(64, 256, 0.3)
@@ -164,6 +167,50 @@ def test_validation_rejects_corrupt_blobs():
             assert y.shape == (9, 9)
 
 
+def test_validation_rejects_corrupt_perm_blobs():
+    """G = 8 (the permute layout): counts, offsets, values, phantom rows; kernels never read out of bounds."""
+    q, s = int8_weights(11, 300, 0.3)  # two groups (rows 11..15 phantom), two windows (the second 44 wide)
+    blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=8)
+    counts, values = field(blob, "masks"), field(blob, "values")
+    nw = 2
+
+    def count_at(gi, wi, jr):
+        return counts + 2 * ((gi * nw + wi) * 8 + jr)
+
+    sf.sparse_info(blob, full_check=True)
+    c0 = int(blob[count_at(0, 0, 2):count_at(0, 0, 2) + 2].view(torch.int16))
+    assert c0 == int((q[2, :256] != 0).sum())
+    with pytest.raises(ValueError, match="counts|ascending|zero"):  # row 2, window 0 claims one more: the stream shifts
+        sf.sparse_info(corrupt(blob, count_at(0, 0, 2), c0 + 1), full_check=True)
+    with pytest.raises(ValueError, match="exceeds the window"):  # window 1 is 44 columns wide
+        sf.sparse_info(corrupt(blob, count_at(0, 1, 2), 45), full_check=True)
+    with pytest.raises(ValueError, match="exceeds the window"):  # phantom row 12
+        sf.sparse_info(corrupt(blob, count_at(1, 0, 4), 1), full_check=True)
+    # row 0 is empty, row 1 dense: the stream starts with row 1's window 0 (offsets 0..63, then values)
+    with pytest.raises(ValueError, match="ascending"):
+        sf.sparse_info(corrupt(blob, values + 1, 0), full_check=True)
+    with pytest.raises(ValueError, match="zero"):
+        sf.sparse_info(corrupt(blob, values + 64, 0), full_check=True)
+    with pytest.raises(ValueError, match="row sum"):
+        sf.sparse_info(corrupt(blob, values + 64, int(blob[values + 64]) ^ 2), full_check=True)
+    last = torch.zeros(8, 300, dtype=torch.int8)
+    last[0, 299] = 3
+    lb = sf.pack_sparse(last, "bitmap", scales=torch.ones(8), group_rows=8)
+    with pytest.raises(ValueError, match="ascending inside the window"):  # offset 43 -> 44: past K
+        sf.sparse_info(corrupt(lb, field(lb, "values"), 44), full_check=True)
+    with pytest.raises(ValueError, match="counts hold|run past"):  # the last group pointer vs counts
+        sf.sparse_info(corrupt(lb, field(lb, "masks") + 2 * 8, 0), full_check=True)
+    # Kernels clamp the stream pointer: huge counts (light check passes) never read out of bounds.
+    huge = blob.clone()
+    huge[counts:values] = 0xFF
+    sf.sparse_info(huge)
+    x = torch.randn(9, 300)
+    for e in KERNELS:
+        if e["available"]:
+            y, _ = sparse_ops.sparse_linear_with_kernel(x, huge, None, 11, kernel=e["name"])
+            assert y.shape == (9, 11)
+
+
 def test_fuzzed_blobs_never_crash():
     q, s = int8_weights(5, 130, 0.4)
     blob = sf.pack_sparse(q, "bitmap", scales=s)
@@ -200,7 +247,7 @@ def test_kernel_dots_exact(kernel):
             if True:
                 q, s = int8_weights(n, k, density, seed=i, extreme=extreme)
                 blob = sf.pack_sparse(q, "bitmap", scales=s, group_rows=g)
-                kx = -(-k // 64) * 64
+                kx = -(-k // 256) * 256 if g == 8 else -(-k // 64) * 64
                 for m in (0, 1, 2, 7, 8, 9, 17):
                     xq = torch.randint(0, 256, (m, kx), generator=gen(m), dtype=torch.uint8)
                     if m:

@@ -147,7 +147,8 @@ void bind_bitmap(py::module_& m) {
         bitmap_dots(ki, v, as_ptr<const uint8_t>(xq), rows, as_ptr<int32_t>(dots));
       },
       py::arg("kernel"), py::arg("blob"), py::arg("size"), py::arg("xq"), py::arg("m"), py::arg("dots"),
-      "Test hook: int32 dots [m][n] of one kernel; xq is [m][kc * 64] uint8.");
+      "Test hook: int32 dots [m][n] of one kernel; xq is [m][x_stride] uint8 (kc * 64, or K rounded up to 256 "
+      "for group_rows 8).");
 }
 
 }  // namespace slimnn

@@ -96,6 +96,8 @@ Detection detect() {
   const bool avx512bw = ebx7 & (1u << 30), avx512vl = ebx7 & (1u << 31);
   const bool avx512vnni = ecx7 & (1u << 11);
   const bool avx512vbmi2 = ecx7 & (1u << 6);
+  // The avx512vbmi2 word's kernels also use vpermi2b (AVX512_VBMI) and bzhi (BMI2): every VBMI2 CPU has both.
+  const bool avx512vbmi = ecx7 & (1u << 1), bmi2 = ebx7 & (1u << 8);
   const bool amx_bf16 = edx7 & (1u << 22), amx_tile = edx7 & (1u << 24), amx_int8 = edx7 & (1u << 25);
   (void)amx_bf16;
   const bool avxvnni = eax7_1 & (1u << 4);
@@ -103,7 +105,7 @@ Detection detect() {
   if ((d.mask & kIsaAvx2) && avxvnni) d.mask |= kIsaAvxVnni;
   if ((d.mask & kIsaAvx2) && os_zmm && avx512f && avx512bw && avx512vl && avx512dq) d.mask |= kIsaAvx512;
   if ((d.mask & kIsaAvx512) && avx512vnni) d.mask |= kIsaAvx512Vnni;
-  if ((d.mask & kIsaAvx512Vnni) && avx512vbmi2) d.mask |= kIsaAvx512Vbmi2;
+  if ((d.mask & kIsaAvx512Vnni) && avx512vbmi2 && avx512vbmi && bmi2) d.mask |= kIsaAvx512Vbmi2;
   if ((d.mask & kIsaAvx512) && os_amx && amx_tile && amx_int8) {
     d.info.amx_permission_requested = true;
     d.info.amx_permission_granted = request_amx_permission();

@@ -1,5 +1,6 @@
 #include "formats/bitmap.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -17,17 +18,24 @@ std::string s(int64_t v) { return std::to_string(v); }
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 
 struct Layout {
-  int64_t kc, groups;
+  int64_t kc, groups, nw;
   uint64_t off_ptr, off_masks, off_values, off_scales, off_rowsum, total;
 };
+
+// The masks section: uint64 per group and chunk, or (G = 8) uint16 per group, window and row.
+uint64_t mask_bytes(const Layout& l, int g) {
+  return g == kBitmapPermRows ? uint64_t(l.groups) * uint64_t(l.nw) * kBitmapPermRows * 2
+                              : uint64_t(l.groups) * uint64_t(l.kc) * 8;
+}
 
 Layout layout(int64_t n, int64_t k, int g, int64_t stored) {
   Layout l;
   l.kc = (k + kBitmapChunk - 1) / kBitmapChunk;
   l.groups = (n + g - 1) / g;
+  l.nw = g == kBitmapPermRows ? (k + kBitmapWindow - 1) / kBitmapWindow : 0;
   l.off_ptr = align64(sizeof(BitmapHeader));
   l.off_masks = align64(l.off_ptr + uint64_t(l.groups + 1) * 4);
-  l.off_values = align64(l.off_masks + uint64_t(l.groups) * uint64_t(l.kc) * 8);
+  l.off_values = align64(l.off_masks + mask_bytes(l, g));
   l.off_scales = align64(l.off_values + uint64_t(stored) + kBitmapValuePad);
   l.off_rowsum = align64(l.off_scales + uint64_t(n) * 4);
   l.total = align64(l.off_rowsum + uint64_t(n) * 4);
@@ -42,7 +50,15 @@ void check_dims(int64_t n, int64_t k) {
 }
 
 void check_group(int g) {
-  if (g != 1 && g != 2) fail("group_rows must be 1 or 2, got " + s(g));
+  if (g != 1 && g != 2 && g != kBitmapPermRows) fail("group_rows must be 1, 2 or 8, got " + s(g));
+}
+
+// Nonzeros of row r in window wi (G = 8).
+int64_t window_count(const int8_t* w, int64_t n, int64_t k, int64_t r, int64_t wi) {
+  if (r >= n) return 0;
+  int64_t c = 0;
+  for (int64_t col = wi * kBitmapWindow; col < std::min(k, (wi + 1) * kBitmapWindow); ++col) c += w[r * k + col] != 0;
+  return c;
 }
 
 // The union mask of group gi, chunk c.
@@ -60,6 +76,12 @@ uint64_t union_mask(const int8_t* w, int64_t n, int64_t k, int g, int64_t gi, in
 }
 
 int64_t stored_values(const int8_t* w, int64_t n, int64_t k, int g) {
+  if (g == kBitmapPermRows) {  // offsets and values of the nonzeros
+    int64_t nnz = 0;
+    for (int64_t i = 0; i < n * k; ++i) nnz += w[i] != 0;
+    if (2 * nnz > int64_t{0xFFFFFFFF} - 2 * kBitmapValuePad) fail("more than 2^32 values (group pointers are 32-bit)");
+    return 2 * nnz;
+  }
   const int64_t kc = (k + kBitmapChunk - 1) / kBitmapChunk, groups = (n + g - 1) / g;
   int64_t stored = 0;
   for (int64_t gi = 0; gi < groups; ++gi)
@@ -75,7 +97,8 @@ int bitmap_pick_group_rows(const int8_t* w, int64_t n, int64_t k) {
   if (w == nullptr) fail("null weight pointer");
   int64_t nnz = 0;
   for (int64_t i = 0; i < n * k; ++i) nnz += w[i] != 0;
-  return n >= 2 && nnz * 100 < 15 * n * k ? 2 : 1;
+  if (nnz * 100 >= 15 * n * k) return 1;
+  return n >= kBitmapPermRows ? kBitmapPermRows : n >= 2 ? 2 : 1;
 }
 
 uint64_t bitmap_pack_bytes(const int8_t* w, int64_t n, int64_t k, int group_rows) {
@@ -115,7 +138,26 @@ void bitmap_pack(const int8_t* w, const float* scales, int64_t n, int64_t k, int
   int32_t* rs = reinterpret_cast<int32_t*>(out + l.off_rowsum);
   uint32_t j = 0;
   int64_t nnz = 0;
-  for (int64_t gi = 0; gi < l.groups; ++gi) {
+  uint16_t* counts = reinterpret_cast<uint16_t*>(out + l.off_masks);
+  for (int64_t gi = 0; gi < l.groups && g == kBitmapPermRows; ++gi) {
+    ptr[gi] = j;
+    for (int64_t wi = 0; wi < l.nw; ++wi)
+      for (int jr = 0; jr < g; ++jr) {
+        const int64_t r = gi * g + jr;
+        std::vector<int> cols;
+        if (r < n)
+          for (int64_t col = wi * kBitmapWindow; col < std::min(k, (wi + 1) * kBitmapWindow); ++col)
+            if (w[r * k + col] != 0) cols.push_back(int(col - wi * kBitmapWindow));
+        counts[(gi * l.nw + wi) * g + jr] = uint16_t(cols.size());
+        for (size_t p0 = 0; p0 < cols.size(); p0 += 64) {  // pieces of at most 64
+          const size_t p1 = std::min(cols.size(), p0 + 64);
+          for (size_t i = p0; i < p1; ++i) vals[j++] = int8_t(uint8_t(cols[i]));
+          for (size_t i = p0; i < p1; ++i) vals[j++] = w[r * k + wi * kBitmapWindow + cols[i]];
+        }
+        nnz += int64_t(cols.size());
+      }
+  }
+  for (int64_t gi = 0; gi < l.groups && g != kBitmapPermRows; ++gi) {
     ptr[gi] = j;
     for (int64_t c = 0; c < l.kc; ++c) {
       const uint64_t m = union_mask(w, n, k, g, gi, c);
@@ -150,7 +192,8 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
   check_dims(h.n, h.k);
   check_group(int(h.group_rows));
   const int g = int(h.group_rows);
-  if (h.stored < 0 || h.stored > int64_t(g) * ((h.n + g - 1) / g) * h.k) fail("stored count " + s(h.stored) + " out of range");
+  const int64_t max_stored = int64_t(g) * ((h.n + g - 1) / g) * h.k * (g == kBitmapPermRows ? 2 : 1);
+  if (h.stored < 0 || h.stored > max_stored) fail("stored count " + s(h.stored) + " out of range");
   if (h.nnz < 0 || h.nnz > h.stored) fail("nnz " + s(h.nnz) + " out of range");
   const Layout l = layout(h.n, h.k, g, h.stored);
   if (h.kc != l.kc) fail("kc " + s(h.kc) + " does not match K=" + s(h.k));
@@ -164,7 +207,10 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
   v.n = h.n, v.k = h.k, v.kc = h.kc, v.nnz = h.nnz, v.stored = h.stored;
   v.group_rows = g, v.groups = l.groups;
   v.ptr = reinterpret_cast<const uint32_t*>(blob + l.off_ptr);
-  v.masks = reinterpret_cast<const uint64_t*>(blob + l.off_masks);
+  const bool perm = g == kBitmapPermRows;
+  v.masks = perm ? nullptr : reinterpret_cast<const uint64_t*>(blob + l.off_masks);
+  v.nw = l.nw;
+  v.counts = perm ? reinterpret_cast<const uint16_t*>(blob + l.off_masks) : nullptr;
   v.values = reinterpret_cast<const int8_t*>(blob + l.off_values);
   v.scales = reinterpret_cast<const float*>(blob + l.off_scales);
   v.rowsum = reinterpret_cast<const int32_t*>(blob + l.off_rowsum);
@@ -173,11 +219,40 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
     if (v.ptr[gi + 1] < v.ptr[gi]) fail("group pointers decrease at group " + s(gi));
   if (v.ptr[l.groups] != uint64_t(h.stored)) fail("last group pointer " + s(v.ptr[l.groups]) + " is not stored=" + s(h.stored));
   if (!full_check) return v;
-  const int64_t tail = h.k % kBitmapChunk;
-  const uint64_t tail_mask = tail ? (uint64_t{1} << tail) - 1 : ~uint64_t{0};
   std::vector<int64_t> sums(size_t(h.n), 0);
   int64_t nnz = 0;
-  for (int64_t gi = 0; gi < l.groups; ++gi) {
+  for (int64_t gi = 0; gi < l.groups && perm; ++gi) {
+    int64_t j = v.ptr[gi];
+    for (int64_t wi = 0; wi < l.nw; ++wi) {
+      const int64_t width = std::min<int64_t>(kBitmapWindow, h.k - wi * kBitmapWindow);
+      for (int jr = 0; jr < g; ++jr) {
+        const int64_t r = gi * g + jr;
+        const int64_t c = v.counts[(gi * l.nw + wi) * g + jr];
+        const std::string where = "group " + s(gi) + ", window " + s(wi) + ", row " + s(jr);
+        if (c > (r < h.n ? width : 0)) fail(where + ": count " + s(c) + " exceeds the window's " + s(r < h.n ? width : 0) + " columns");
+        if (j + 2 * c > int64_t(v.ptr[gi + 1])) fail(where + ": the counts run past the group's values");
+        int last = -1;
+        for (int64_t p0 = 0; p0 < c; p0 += 64) {
+          const int64_t pc = std::min<int64_t>(64, c - p0);
+          for (int64_t i = 0; i < pc; ++i) {
+            const int off = uint8_t(v.values[j + i]);
+            const int8_t q = v.values[j + pc + i];
+            if (off <= last || off >= width) fail(where + ": column offsets not ascending inside the window");
+            if (q == 0) fail(where + ": a stored value is zero");
+            last = off;
+            sums[size_t(r)] += q;
+            ++nnz;
+          }
+          j += 2 * pc;
+        }
+      }
+    }
+    if (j != int64_t(v.ptr[gi + 1])) fail("group " + s(gi) + ": the counts hold " + s(j - int64_t(v.ptr[gi])) +
+                                          " bytes, the group pointers " + s(int64_t(v.ptr[gi + 1]) - v.ptr[gi]));
+  }
+  const int64_t tail = h.k % kBitmapChunk;
+  const uint64_t tail_mask = tail ? (uint64_t{1} << tail) - 1 : ~uint64_t{0};
+  for (int64_t gi = 0; gi < l.groups && !perm; ++gi) {
     const uint64_t* m = v.masks + gi * h.kc;
     if (m[h.kc - 1] & ~tail_mask) fail("group " + s(gi) + " has mask bits at columns >= K");
     int64_t count = 0;
@@ -214,7 +289,7 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
     if (v.values[h.stored + i] != 0) fail("value padding is not zero");
   // Alignment gaps are zero too, so an accepted blob is canonical (packing its contents gives its bytes).
   const uint64_t gaps[][2] = {{l.off_ptr + uint64_t(l.groups + 1) * 4, l.off_masks},
-                              {l.off_masks + uint64_t(l.groups) * uint64_t(h.kc) * 8, l.off_values},
+                              {l.off_masks + mask_bytes(l, g), l.off_values},
                               {l.off_values + uint64_t(h.stored) + kBitmapValuePad, l.off_scales},
                               {l.off_scales + uint64_t(h.n) * 4, l.off_rowsum},
                               {l.off_rowsum + uint64_t(h.n) * 4, l.total}};
@@ -227,7 +302,23 @@ BitmapView bitmap_view(const uint8_t* blob, size_t size, bool full_check) {
 void bitmap_unpack(const BitmapView& v, int8_t* w, float* scales) {
   std::memset(w, 0, size_t(v.n) * size_t(v.k));
   const int g = v.group_rows;
-  for (int64_t gi = 0; gi < v.groups; ++gi) {
+  for (int64_t gi = 0; gi < v.groups && g == kBitmapPermRows; ++gi) {
+    int64_t j = v.ptr[gi];
+    const int64_t end = v.ptr[gi + 1];
+    for (int64_t wi = 0; wi < v.nw; ++wi)
+      for (int jr = 0; jr < g; ++jr) {
+        const int64_t r = gi * g + jr;
+        for (int64_t c = v.counts[(gi * v.nw + wi) * g + jr]; c > 0;) {
+          const int64_t pc = std::min<int64_t>(64, c);
+          for (int64_t i = 0; i < pc && j + pc + i < end; ++i) {
+            const int64_t col = wi * kBitmapWindow + uint8_t(v.values[j + i]);
+            if (r < v.n && col < v.k) w[r * v.k + col] = v.values[j + pc + i];
+          }
+          j += 2 * pc, c -= pc;
+        }
+      }
+  }
+  for (int64_t gi = 0; gi < v.groups && g != kBitmapPermRows; ++gi) {
     int64_t j = v.ptr[gi];
     const int64_t end = v.ptr[gi + 1];
     for (int64_t c = 0; c < v.kc; ++c) {

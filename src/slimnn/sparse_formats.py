@@ -118,7 +118,8 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
     """Packs a pruned matrix: ``w`` float32 (N x K) whose zeros are the pruned weights, or int8 (N x K) with
     float32 ``scales`` [N]. Returns the blob. ``index_bits`` (csr only): 4, 8 or None for the smaller blob.
     ``group_rows`` (bitmap only): rows sharing one mask, 1 or 2 (one compress serves both rows, the values
-    grow by the union's zeros); None picks 2 below 15% density, else 1.
+    grow by the union's zeros), or 8: the permute layout (per row and 256-column window, the nonzeros' byte
+    offsets and values; docs/sparse.md); None picks 8 below 15% density (N >= 8; 2 for N < 8), else 1.
     """
     if group_rows is not None and format != "bitmap":
         raise ValueError(f"group_rows is for the bitmap format only, not {format!r}")
@@ -142,8 +143,8 @@ def pack_sparse(w: Tensor, format: str = "csr", scales: Optional[Tensor] = None,
         if vals != "int8":
             raise ValueError("the bitmap format stores int8 values: pass int8 weights with scales")
         g = _C.sparse_bitmap_group_rows(wp, n, k) if group_rows is None else group_rows
-        if g not in (1, 2):
-            raise ValueError(f"group_rows must be 1, 2 or None, got {group_rows!r}")
+        if g not in (1, 2, 8):
+            raise ValueError(f"group_rows must be 1, 2, 8 or None, got {group_rows!r}")
         size = _C.sparse_bitmap_bytes(wp, n, k, g)
         out = torch.empty(size, dtype=torch.uint8)
         _C.sparse_bitmap_pack(wp, sc.data_ptr(), n, k, g, out.data_ptr(), size)

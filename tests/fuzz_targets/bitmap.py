@@ -17,7 +17,7 @@ from slimnn.configs import SparseConfig
 from slimnn.nn import SparseLinear
 
 # (N, K, density): K around the 64-column chunks and the GEMV kernels' steps; empty and dense; each packed
-# with single rows and with row pairs (odd N: a phantom last row).
+# with single rows, row pairs (odd N: a phantom last row) and the permute layout (8-row blocks).
 SHAPES = [(1, 1, 1.0), (3, 63, 0.3), (5, 65, 0.1), (4, 200, 0.5), (7, 257, 0.05), (2, 64, 0.0)]
 OFF_TOTAL_BYTES = 96  # BitmapHeader::total_bytes (the common PackedHeader offset)
 
@@ -29,7 +29,7 @@ def _valid(rng):
         q = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=g)
         q = (q * (torch.rand(n, k, generator=g) < density)).to(torch.int8)
         scales = torch.rand(n, generator=g) * 0.1 + 1e-3
-        for rows in (1, 2):
+        for rows in (1, 2, 8):  # 8: the permute layout
             blob = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=rows)
             out.append((blob.numpy().tobytes(), (n, k)))
     return out

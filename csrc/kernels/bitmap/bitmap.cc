@@ -19,7 +19,11 @@ namespace {
 
 // Work of groups [0, g): every chunk costs about the same (a compress or an expand, whatever its popcount),
 // plus a little per nonzero (value bytes streamed). Rough, from the Zen 4 GEMV timings.
-int64_t work_before(const BitmapView& w, int64_t g) { return g * (w.kc * 16 + 16) + int64_t(w.ptr[g]); }
+// G = 8: per group 8 entries per 256-column window (about a chunk's cost each), plus the stream bytes.
+int64_t work_before(const BitmapView& w, int64_t g) {
+  if (w.group_rows == kBitmapPermRows) return g * (w.nw * 8 * 16 + 16) + int64_t(w.ptr[g]);
+  return g * (w.kc * 16 + 16) + int64_t(w.ptr[g]);
+}
 
 std::vector<int64_t> split_groups(const BitmapView& w, int64_t chunks) {
   chunks = std::max<int64_t>(1, std::min(chunks, w.groups));
@@ -57,7 +61,7 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
   const BitmapKernelInfo* ki = forced ? forced : select_bitmap(m, isa_mask);
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
-  const int64_t k = w.k, n = w.n, kx = w.kc * kBitmapChunk, MT = ki->mt;
+  const int64_t k = w.k, n = w.n, kx = bitmap_x_stride(w), MT = ki->mt;
   const QuantizeRowU8 quantize = select_kernel(KernelKind::kQ8Dyn, m, isa_mask)->quantize;
 
   // 1. Activations to u8 (per row scale and zero point); rows with a NaN or an infinity noted.
@@ -123,7 +127,7 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
 }
 
 void bitmap_dots(const BitmapKernelInfo* ki, const BitmapView& w, const uint8_t* xq, int64_t m, int32_t* dots) {
-  const int64_t kx = w.kc * kBitmapChunk, MT = ki->mt;
+  const int64_t kx = bitmap_x_stride(w), MT = ki->mt;
   auto tile = scratch<uint8_t>(MT * kx);  // a whole tile, so the kernel may read MT rows
   for (int64_t t0 = 0; t0 < m; t0 += MT) {
     const int rows = static_cast<int>(std::min<int64_t>(MT, m - t0));

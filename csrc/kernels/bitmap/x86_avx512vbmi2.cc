@@ -8,6 +8,8 @@
 //  m8 (batched): per row and chunk, vpexpandb puts the row's values back at their dense positions once,
 //    then one vpdpbusd per activation row; two rows share each activation load. Always computes 8
 //    activation rows (the driver pads the tile with readable rows), stores `mrows`.
+//  G = 8 (the permute layout, formats/bitmap.h): no compress; per row and window piece, two vpermi2b gather
+//    the activations at the stored offsets from the window's four registers (gather_window).
 // Measured on Zen 4 (2 cores, shared): vpcompressb/vpexpandb zmm cost about 2 cycles each, so the GEMV
 // runs near one chunk per 2-4 cycles whatever the density; see docs/sparse.md.
 #include <immintrin.h>
@@ -161,12 +163,100 @@ void gemv_g2(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int
   }
 }
 
+// G = 8 (the permute layout): the activations of one piece (at most 64 nonzeros of a 256-column window
+// x0..x3) at the piece's offsets, in the low lanes, zeros above `cnt`.
+inline __m512i gather_window(__m512i x0, __m512i x1, __m512i x2, __m512i x3, __m512i idx, __mmask64 live) {
+  const __mmask64 hi = _mm512_movepi8_mask(idx);  // offset bit 7: the upper 128 columns
+  const __m512i lo = _mm512_maskz_permutex2var_epi8(_kandn_mask64(hi, live), x0, idx, x1);
+  return _mm512_or_si512(lo, _mm512_maskz_permutex2var_epi8(_kand_mask64(hi, live), x2, idx, x3));
+}
+
+// GEMV, G = 8: per group and window, the window's 256 activations in four registers serve the 8 rows; per
+// row and piece one offset load, two vpermi2b, one value load, one vpdpbusd. The stream pointer is clamped
+// to the values section before each piece (a piece reads at most 128 bytes: within the pad).
+void gemv_perm8(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int32_t* dots) {
+  constexpr int G = kBitmapPermRows;
+  const int8_t* vend = w.values + w.stored;
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint16_t* cnt = w.counts + g * w.nw * G;
+    const int8_t* p = w.values + std::min<int64_t>(w.ptr[g], w.stored);
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int64_t wi = 0; wi < w.nw; ++wi, cnt += G) {
+      const uint8_t* x = xq + wi * kBitmapWindow;
+      const __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 64);
+      const __m512i x2 = _mm512_loadu_si512(x + 128), x3 = _mm512_loadu_si512(x + 192);
+#define SLIMNN_PERM_ROW(jr)                                                                              \
+  for (unsigned c = cnt[jr];;) {                                                                         \
+    const unsigned pc = c < 64 ? c : 64;                                                                 \
+    p = clamp_ptr(p, vend);                                                                              \
+    const __m512i xs = gather_window(x0, x1, x2, x3, _mm512_loadu_si512(p), _cvtu64_mask64(_bzhi_u64(~0ull, pc))); \
+    a##jr = _mm512_dpbusd_epi32(a##jr, xs, _mm512_loadu_si512(p + pc));                                 \
+    p += 2 * pc;                                                                                         \
+    if (__builtin_expect(c <= 64, 1)) break;                                                             \
+    c -= 64;                                                                                             \
+  }
+      SLIMNN_PERM_ROW(0)
+      SLIMNN_PERM_ROW(1)
+      SLIMNN_PERM_ROW(2)
+      SLIMNN_PERM_ROW(3)
+      SLIMNN_PERM_ROW(4)
+      SLIMNN_PERM_ROW(5)
+      SLIMNN_PERM_ROW(6)
+      SLIMNN_PERM_ROW(7)
+#undef SLIMNN_PERM_ROW
+    }
+    const __m512i av[G] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    for (int jr = 0; jr < G && g * G + jr < w.n; ++jr) dots[g * G + jr] = hsum(av[jr]);
+  }
+}
+
+// Batched, G = 8: per row of a group, its entries (found by skipping the other rows' counts of each window)
+// against 8 activation rows, each piece's offsets and mask shared by the 8 gathers.
+void perm8_rows8(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx, int mrows,
+                 int32_t* dots, int64_t ldd) {
+  constexpr int G = kBitmapPermRows, MT = 8;
+  const int8_t* vend = w.values + w.stored;
+  for (int64_t g = g0; g < g1; ++g) {
+    for (int jr = 0; jr < G && g * G + jr < w.n; ++jr) {
+      const uint16_t* cnt = w.counts + g * w.nw * G;
+      int64_t j = std::min<int64_t>(w.ptr[g], w.stored);
+      __m512i acc[MT];
+      for (int t = 0; t < MT; ++t) acc[t] = _mm512_setzero_si512();
+      for (int64_t wi = 0; wi < w.nw; ++wi, cnt += G) {
+        int64_t before = 0, all = 0;
+        for (int i = 0; i < G; ++i) {
+          before += i < jr ? cnt[i] : 0;
+          all += cnt[i];
+        }
+        const int8_t* p = w.values + std::min<int64_t>(j + 2 * before, w.stored);
+        j = std::min<int64_t>(j + 2 * all, w.stored);
+        for (unsigned c = cnt[jr]; c > 0;) {
+          const unsigned pc = c < 64 ? c : 64;
+          p = clamp_ptr(p, vend);
+          const __m512i idx = _mm512_loadu_si512(p), val = _mm512_loadu_si512(p + pc);
+          const __mmask64 live = _cvtu64_mask64(_bzhi_u64(~0ull, pc));
+          for (int t = 0; t < MT; ++t) {
+            const uint8_t* x = xq + t * ldx + wi * kBitmapWindow;
+            const __m512i xs = gather_window(_mm512_loadu_si512(x), _mm512_loadu_si512(x + 64),
+                                             _mm512_loadu_si512(x + 128), _mm512_loadu_si512(x + 192), idx, live);
+            acc[t] = _mm512_dpbusd_epi32(acc[t], xs, val);
+          }
+          p += 2 * pc, c -= pc;
+        }
+      }
+      for (int t = 0; t < mrows; ++t) dots[t * ldd + g * G + jr] = hsum(acc[t]);
+    }
+  }
+}
+
 }  // namespace
 
 void spmm_bitmap_i8_u8_m1__avx512vbmi2(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t,
                                        int mrows, int32_t* dots, int64_t) {
   if (mrows <= 0) return;
-  if (w.group_rows == 2)
+  if (w.group_rows == kBitmapPermRows)
+    gemv_perm8(w, g0, g1, xq, dots);
+  else if (w.group_rows == 2)
     gemv_g2(w, g0, g1, xq, dots);
   else
     gemv_g1(w, g0, g1, xq, dots);
@@ -175,6 +265,7 @@ void spmm_bitmap_i8_u8_m1__avx512vbmi2(const BitmapView& w, int64_t g0, int64_t 
 void spmm_bitmap_i8_u8_m8__avx512vbmi2(const BitmapView& w, int64_t g0, int64_t g1, const uint8_t* xq, int64_t ldx,
                                        int mrows, int32_t* dots, int64_t ldd) {
   if (mrows <= 0) return;
+  if (w.group_rows == kBitmapPermRows) return perm8_rows8(w, g0, g1, xq, ldx, mrows, dots, ldd);
   if (w.group_rows == 2) {
     for (int64_t g = g0; g < g1; ++g) pair8(w, g, g, xq, ldx, mrows, dots, ldd);
     return;
