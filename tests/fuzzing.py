@@ -63,6 +63,21 @@ class Target:
 
 TARGETS: dict[str, Target] = {}
 
+OFF_TOTAL_BYTES = 96  # PackedHeader::total_bytes, common to every slimnn blob (csrc/formats/header.h)
+
+
+def repair_total_bytes(data: bytes) -> bytes:
+    """A mutated blob with its header's total_bytes set to its real length, so mutations reach the sections
+    behind the size check (a ``repair`` for blob targets)."""
+    if len(data) < OFF_TOTAL_BYTES + 8:
+        return data
+    return data[:OFF_TOTAL_BYTES] + struct.pack("<Q", len(data)) + data[OFF_TOTAL_BYTES + 8 :]
+
+
+def ramp(k: int, rows: int = 3) -> torch.Tensor:
+    """Deterministic activations (rows x k) for running an accepted blob."""
+    return torch.linspace(-2.0, 2.0, rows * k).reshape(rows, k)
+
 
 def register(name: str, make_valid, parse, **kw) -> Target:
     if name in TARGETS:

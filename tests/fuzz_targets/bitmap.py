@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import struct
 
 import torch
 
@@ -19,7 +18,6 @@ from slimnn.nn import SparseLinear
 # (N, K, density): K around the 64-column chunks and the GEMV kernels' steps; empty and dense; each packed
 # with single rows, row pairs (odd N: a phantom last row) and the permute layout (8-row blocks).
 SHAPES = [(1, 1, 1.0), (3, 63, 0.3), (5, 65, 0.1), (4, 200, 0.5), (7, 257, 0.05), (2, 64, 0.0)]
-OFF_TOTAL_BYTES = 96  # BitmapHeader::total_bytes (the common PackedHeader offset)
 
 
 def _valid(rng):
@@ -35,16 +33,6 @@ def _valid(rng):
     return out
 
 
-def _repair(data: bytes) -> bytes:
-    if len(data) < OFF_TOTAL_BYTES + 8:
-        return data
-    return data[:OFF_TOTAL_BYTES] + struct.pack("<Q", len(data)) + data[OFF_TOTAL_BYTES + 8 :]
-
-
-def _x(k: int, rows: int = 3) -> torch.Tensor:
-    return torch.linspace(-2.0, 2.0, rows * k).reshape(rows, k)
-
-
 def _parse_full(data, ctx):
     return sf.sparse_info(fuzzing.as_tensor(data), full_check=True)
 
@@ -56,7 +44,7 @@ def _accepted_full(data, ctx, info):
     g = int(blob[104:108].view(torch.int32).item())
     again = sf.pack_sparse(q, "bitmap", scales=scales, group_rows=g)
     assert again.numpy().tobytes() == data, "an accepted blob is not canonical (repacking changes bytes)"
-    y = sparse_ops.sparse_linear(_x(info.k), blob, None, info.n)
+    y = sparse_ops.sparse_linear(fuzzing.ramp(info.k), blob, None, info.n)
     assert y.shape == (3, info.n)
 
 
@@ -75,7 +63,7 @@ def _accepted_header(data, ctx, info):
     for isa in (None, "portable"):
         with slimnn.isa.forced(isa) if isa else contextlib.nullcontext():
             for rows in (1, 9):
-                sparse_ops.sparse_linear(_x(info.k, rows), blob, None, info.n)
+                sparse_ops.sparse_linear(fuzzing.ramp(info.k, rows), blob, None, info.n)
 
 
 def _parse_state_dict(data, ctx):
@@ -95,11 +83,11 @@ def _accepted_state_dict(data, ctx, mod):
     n, k = ctx
     assert mod.packed.numpy().tobytes() == data
     with torch.inference_mode():
-        y = mod(_x(k))
+        y = mod(fuzzing.ramp(k))
     assert y.shape == (3, n)
 
 
-fuzzing.register("bitmap_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=_repair)
-fuzzing.register("bitmap_header", _valid, _parse_header, check_accepted=_accepted_header, repair=_repair)
+fuzzing.register("bitmap_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=fuzzing.repair_total_bytes)
+fuzzing.register("bitmap_header", _valid, _parse_header, check_accepted=_accepted_header, repair=fuzzing.repair_total_bytes)
 fuzzing.register("bitmap_load_state_dict", _valid, _parse_state_dict, check_accepted=_accepted_state_dict,
-                 repair=_repair)
+                 repair=fuzzing.repair_total_bytes)

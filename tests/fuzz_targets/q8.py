@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import struct
 
 import torch
 
@@ -16,7 +15,6 @@ from slimnn.nn import Int8Linear
 # (out_features N, in_features K, group_size): tails around the 16-column panels and 4-wide K steps,
 # per-channel and grouped (including a last group shorter than the others).
 SHAPES = [(1, 1, None), (16, 4, None), (17, 5, None), (3, 70, 32), (33, 12, 4), (8, 130, 64), (20, 9, 8)]
-OFF_TOTAL_BYTES = 96  # PackedHeader::total_bytes
 
 
 def _valid(rng):
@@ -31,16 +29,6 @@ def _valid(rng):
     return out
 
 
-def _repair(data: bytes) -> bytes:
-    if len(data) < OFF_TOTAL_BYTES + 8:
-        return data
-    return data[:OFF_TOTAL_BYTES] + struct.pack("<Q", len(data)) + data[OFF_TOTAL_BYTES + 8 :]
-
-
-def _x(k: int, rows: int = 3) -> torch.Tensor:
-    return torch.linspace(-2.0, 2.0, rows * k).reshape(rows, k)
-
-
 def _parse_full(data, ctx):
     return formats.q8_info(fuzzing.as_tensor(data), full_check=True)
 
@@ -53,7 +41,7 @@ def _accepted_full(data, ctx, info):
     again = formats.pack_q8(q, scales, gs)
     assert again.numpy().tobytes() == data, "an accepted blob is not canonical (repacking changes bytes)"
     for mode in ("dynamic", "weight_only"):
-        y = ops.q8_linear(_x(info.k), blob, None, mode, info.n)
+        y = ops.q8_linear(fuzzing.ramp(info.k), blob, None, mode, info.n)
         assert y.shape == (3, info.n)
 
 
@@ -71,7 +59,7 @@ def _accepted_header(data, ctx, info):
         with slimnn.isa.forced(isa) if isa else _nullcontext():
             for mode in ("dynamic", "weight_only"):
                 for rows in (1, 5):
-                    ops.q8_linear(_x(info.k, rows), blob, None, mode, info.n)
+                    ops.q8_linear(fuzzing.ramp(info.k, rows), blob, None, mode, info.n)
 
 
 _nullcontext = contextlib.nullcontext
@@ -79,7 +67,7 @@ _nullcontext = contextlib.nullcontext
 
 def _parse_op(data, ctx):
     n, k, _ = ctx
-    return ops.q8_linear(_x(k, 2), fuzzing.as_tensor(data), None, "dynamic", n)
+    return ops.q8_linear(fuzzing.ramp(k, 2), fuzzing.as_tensor(data), None, "dynamic", n)
 
 
 def _accepted_op(data, ctx, y):
@@ -107,12 +95,12 @@ def _accepted_state_dict(data, ctx, mod):
     n, k, _ = ctx
     assert mod.packed.numpy().tobytes() == data
     with torch.inference_mode():
-        y = mod(_x(k))
+        y = mod(fuzzing.ramp(k))
     assert y.shape == (3, n)
 
 
-fuzzing.register("q8_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=_repair)
-fuzzing.register("q8_header", _valid, _parse_header, check_accepted=_accepted_header, repair=_repair)
-fuzzing.register("q8_linear_op", _valid, _parse_op, check_accepted=_accepted_op, repair=_repair)
+fuzzing.register("q8_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=fuzzing.repair_total_bytes)
+fuzzing.register("q8_header", _valid, _parse_header, check_accepted=_accepted_header, repair=fuzzing.repair_total_bytes)
+fuzzing.register("q8_linear_op", _valid, _parse_op, check_accepted=_accepted_op, repair=fuzzing.repair_total_bytes)
 fuzzing.register("int8_load_state_dict", _valid, _parse_state_dict, check_accepted=_accepted_state_dict,
-                 repair=_repair)
+                 repair=fuzzing.repair_total_bytes)
