@@ -9,25 +9,47 @@ The package is layered (docs/architecture.md): ``runtime`` -> ``math`` -> ``form
 
 from __future__ import annotations
 
-import torch as _torch  # noqa: F401  (the ops below register with torch.library)
-
 from . import _compat
 from ._version import __version__  # noqa: F401  (slimnn.__version__)
-from .runtime import isa
-from .runtime.info import cpu_info, kernels
-from .runtime.threads import get_num_threads, set_num_threads
-from .configs import Int4Config, Int8Config, LowRankConfig, SparseConfig
-from . import ops, nn, techniques  # noqa: F401
-from .math import prune
-from .api import CompressionReport, compress_
-from .techniques.fusion import fuse_activations_
-from .io import load, save
-from .recipes.pipeline import autocompress
-from .recipes.distill import distill
-from .recipes.mixed import mixed_int4_
-from .integrations.transformers import fast_attention_
 
 _compat.install(__name__)
+
+# Lazy: ``import slimnn`` binds only __version__; the first use of a public name (``slimnn.compress_``, ...)
+# imports torch and the whole API at once, exactly what an eager import did, and ``slimnn.<submodule>``
+# imports that submodule. So ``slimnn --help`` and the CLI's argument errors answer without importing torch
+# (docs/pipeline.md, "CLI"). torch.library ops register when their module is first imported (slimnn.ops,
+# slimnn.nn, or any public name).
+_STATE = "lazy"  # -> "loading" -> "loaded"
+
+
+def _load() -> None:
+    global _STATE
+    if _STATE != "lazy":
+        return
+    _STATE = "loading"
+    try:
+        import torch as _torch  # noqa: F401  (the ops below register with torch.library)
+
+        from .runtime import isa
+        from .runtime.info import cpu_info, kernels
+        from .runtime.threads import get_num_threads, set_num_threads
+        from .configs import Int4Config, Int8Config, LowRankConfig, SparseConfig
+        from . import ops, nn, techniques  # noqa: F401
+        from .math import prune
+        from .api import CompressionReport, compress_
+        from .techniques.fusion import fuse_activations_
+        from .io import load, save
+        from .recipes.pipeline import autocompress
+        from .recipes.distill import distill
+        from .recipes.mixed import mixed_int4_
+        from .integrations.transformers import fast_attention_
+
+    except BaseException:
+        _STATE = "lazy"
+        raise
+    globals().update({k: v for k, v in locals().items() if not k.startswith("_")})
+    _STATE = "loaded"
+
 
 __all__ = [
     "CompressionReport",
@@ -56,5 +78,25 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # slimnn.<module> names of the flat layout before 0.2 (slimnn.calibration, slimnn.reference, ...).
-    return _compat.attribute(__name__, name)
+    import importlib
+    import importlib.util
+
+    if name.startswith("__") or _STATE == "loading":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name in _compat.OLD_TO_NEW and name not in __all__:
+        # slimnn.<module> names of the flat layout before 0.2 (slimnn.calibration, slimnn.reference, ...).
+        return _compat.attribute(__name__, name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        # A submodule (slimnn.nn, slimnn.isa, slimnn._C, ...): imported alone, as `from . import nn` in a
+        # submodule expects while the package is still lazy.
+        return importlib.import_module(f"{__name__}.{name}")
+    _load()
+    try:
+        return globals()[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list:
+    _load()
+    return sorted(set(globals()) | set(__all__))
