@@ -481,8 +481,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         report.notes.append(f"WARNING: the output is not smaller than the input ({in_size / out_size:.2f}x)"
                             + (f"; layers kept dense: {', '.join(dense[:5])}" if dense else ""))
     if kind not in ("slimnn", "torch"):
-        report.notes.append(f"load it with slimnn.load({args.output!r}, skeleton) where skeleton is the {kind} "
-                            "model built on the meta device (README: 'Loading a compressed transformer')")
+        report.notes.append(f"load it with slimnn.load({args.output!r}, skeleton) where skeleton is the "
+                            f"{type(target).__name__} (transformers) built from its config.json on the meta device "
+                            "(README: 'Loading a compressed transformer')")
     elif kind == "torch":
         report.notes.append(f"load it with slimnn.load({args.output!r}, skeleton), skeleton = what --arch "
                             f"{args.arch} builds (on the meta device: with torch.device('meta'): ...)")
