@@ -14,7 +14,11 @@ from ._version import __version__  # noqa: F401  (slimnn.__version__)
 
 _compat.install(__name__)
 
-# Lazy: ``import slimnn`` binds only __version__; the first use of a public name (``slimnn.compress_``, ...)
+# The extension and the ISA table load eagerly (a few ms, no torch): a bad SLIMNN_ISA still makes
+# `import slimnn` raise ValueError.
+from .runtime import isa  # noqa: E402
+
+# Lazy: ``import slimnn`` binds only __version__ and isa; the first use of a public name (``slimnn.compress_``, ...)
 # imports torch and the whole API at once, exactly what an eager import did, and ``slimnn.<submodule>``
 # imports that submodule. So ``slimnn --help`` and the CLI's argument errors answer without importing torch
 # (docs/pipeline.md, "CLI"). torch.library ops register when their module is first imported (slimnn.ops,
