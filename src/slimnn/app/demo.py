@@ -280,7 +280,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace, say: Any = None) -> tupl
         variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, not args.quiet, say)]
         if args.autocompress:
             t0 = time.perf_counter()
-            say(f"running slimnn autocompress (budget: mean cosine >= {args.min_cos}; about a minute)")
+            say(f"running slimnn autocompress (budget: mean cosine >= {args.min_cos}; a minute or more)")
 
             def eval_fn(model: nn.Module) -> float:
                 return fidelity(ref, _embed(model, feats))["cos_mean"]
