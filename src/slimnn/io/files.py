@@ -516,9 +516,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
                                      f"{getattr(target, attr)}")
             spec = fmt.spec(meta)
             new = fmt.from_canonical({k: get(prefix + k) for k in spec}, meta)
-            parent_name, _, child = fqn.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, new)
+            model.set_submodule(fqn, new)
 
         for fqn, f in man.get("fused_activations", {}).items():
             parent_name, _, child = fqn.rpartition(".")
