@@ -5,7 +5,7 @@
 2. Distillation after aggressive magnitude pruning: accuracy of the float model, of the pruned model
    and of the pruned model after ``slimnn.distill`` from the float one (sparsity pattern kept).
 
-    PYTHONPATH=src python bench/pipeline_digits.py --threads 2 --out /tmp/digits-report
+    PYTHONPATH=src python bench/tables/digits_pipeline.py --threads 2 --out /tmp/digits-report
 """
 
 from __future__ import annotations

