@@ -105,7 +105,8 @@ class Int4Linear(nn.Module):
                 "data and the whole model: use slimnn.compress_(model, Int4Config(method=..., calib_data=...))"
             )
         codes, scales, zeros = quantize_int4(
-            linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype]
+            linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
+            search=config.scale_search,
         )
         return cls.from_quantized(codes, scales, zeros, config.group_size, linear.bias, None, config)
 
