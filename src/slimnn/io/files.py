@@ -1,24 +1,30 @@
 """Save and load compressed models: one safetensors file with a JSON manifest inside.
 
 File layout. A standard safetensors file (an 8-byte little-endian header length, a JSON header naming
-every tensor's dtype, shape and byte range, then the raw bytes). The header's ``__metadata__`` holds one
-entry, ``slimnn.manifest``: JSON with the format version, the slimnn and torch versions, and
+every tensor's dtype, shape and byte range, then the raw bytes). The header's ``__metadata__`` holds two
+entries: ``slimnn.manifest``, JSON with the format version (2), the slimnn and torch versions, and
 
 - ``modules``: for every compressed module, its fully qualified name, its format name and version
   (``"int8_linear"`` v1, ...) and the metadata its format needs (shapes, config);
-- ``tensors``: dtype and shape of every tensor in the file, cross-checked against the safetensors header;
-- ``state``: the names of the ordinary (float) parameters and buffers, ``aliases`` for tied tensors;
+- ``tensors``: dtype, shape and sha256 digest of every tensor in the file, cross-checked against the
+  safetensors header (and the bytes, when read);
+- ``state``: the names of the ordinary (float) parameters and buffers, ``nonpersistent`` for
+  non-persistent buffers, ``aliases`` for tied tensors;
 - ``architecture``: the module tree when it is made only of allow-listed ``torch.nn`` building blocks
   (``nn.Sequential`` of ``Linear``, activations, ``LayerNorm``, ...), so :func:`load` can rebuild it
-  without being handed a model; ``null`` otherwise.
+  without being handed a model; ``null`` otherwise;
+
+and ``slimnn.manifest.sha256``, the digest of the manifest text.
 
 Compressed modules are stored in their *canonical* form (for int8: the int8 matrix, float32 scales and
 the bias), never as a CPU-specific packed blob: the file does not depend on the instruction set, and
 packing for this CPU happens at load. Loading never executes code (no pickle; module classes come from
-an allow-list of registered formats), validates the header, the manifest and every tensor's dtype and
-shape before reading data, and turns a truncated, corrupt or hostile file into a ``ValueError`` that
-says what is wrong. Saving writes a temporary file beside the target and renames it over the target,
-so a crash leaves either the old file or the new one, never half of one.
+an allow-list of registered formats); it validates the header, the manifest digest, the manifest (every
+field against the others it constrains, resource limits) and every tensor's dtype and shape before
+reading data, checks each tensor's digest before using it, and turns a truncated, corrupt, inconsistent
+or hostile file -- or an OS error on the path -- into a :class:`LoadError` (a ``ValueError``) that says
+what is wrong (docs/reliability.md, "Model files"). Saving writes a temporary file beside the target and
+renames it over the target, so a crash leaves either the old file or the new one, never half of one.
 
 Formats: each technique lists the save formats of its module classes in its
 :class:`slimnn.techniques.Technique` (a :class:`slimnn.formats.manifest.ModuleFormat`: a name and version
