@@ -1,6 +1,7 @@
 // The threaded qgemm drivers: prepare activations, split the output into (column block, row block) tasks,
 // run the selected micro-kernel on each. Compiled without ISA flags: all SIMD lives in the ISA files.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -35,6 +36,41 @@ Blocking plan(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
   b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * ki->mr;
   b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
   return b;
+}
+
+// Non-finite policy (docs/reliability.md): a row whose activations hold a NaN or an infinity, or are so large
+// that an intermediate of the integer kernels could overflow (|x| > kQ8RowLimit / kp; below it every partial sum
+// of both kernel families stays under FLT_MAX / 2), is computed here instead, in float32 from the dequantized
+// weights: y[n] = act(sum_k x[k] * (q[n][k] * scale[g][n]) + bias[n]), the float computation of the same weights.
+// So each output element is NaN or +-inf exactly where x @ W_deq^T + b has one, on every ISA. Scalar: such rows
+// are rare, and the hot path pays only a check of values it already has (dyn) or one max pass per row (wo).
+constexpr float kQ8RowLimit = std::numeric_limits<float>::max() / 65536.0f;
+
+bool row_needs_float(const float* x, int64_t k, int64_t kp) {
+  const float limit = kQ8RowLimit / float(kp);
+  int32_t lim;
+  std::memcpy(&lim, &limit, 4);
+  int32_t bad = 0;
+  for (int64_t i = 0; i < k; ++i) {  // integer compares: vectorizes (about 75 ns for K = 384 at SSE2)
+    int32_t b;
+    std::memcpy(&b, x + i, 4);
+    bad |= (b & 0x7fffffff) > lim;  // |x| > limit, +-inf and NaN alike: for |x|, IEEE order is integer order
+  }
+  return bad != 0;
+}
+
+void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) {
+  for (int64_t n = 0; n < w.n; ++n) {
+    const int8_t* wp = w.w + (n / 16) * 16 * w.kp;
+    const int64_t c = n % 16;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < w.k; ++k) {
+      const int64_t g = w.n_groups == 1 ? 0 : k / w.group_size;
+      const float wk = float(wp[(k / 4) * 64 + c * 4 + k % 4]) * w.scales[g * w.np + n];
+      acc += x[k] * wk;
+    }
+    y[n] = bias ? acc + bias[n] : acc;
+  }
 }
 
 }  // namespace
@@ -74,7 +110,8 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         } else {
           row = static_cast<const float*>(x) + r * ldx;
         }
-        finite[r] = ki->quantize(row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
+        finite[r] = ki->quantize(row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]) &&
+                    !(a_scale[r] > kQ8RowLimit / (255.0f * float(kp)));
         if (!finite[r]) {  // keep the kernel's reads defined; the row's output is overwritten below
           std::memset(a.get() + r * kp, 0, kp);
           a_scale[r] = 0.0f;
@@ -102,9 +139,20 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         apply_activation(ak, act, e.y, mr, e.ncols, ldy);
       }
     };
-    auto nan_rows = [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    auto float_rows = [&](int64_t r0, int64_t r1) {
+      std::unique_ptr<float[], FreeDeleter> tmp;
+      for (int64_t r = r0; r < r1; ++r) {
+        if (finite[r]) continue;
+        const float* row = static_cast<const float*>(x) + r * ldx;
+        if (x_bf16) {
+          if (!tmp) tmp = scratch<float>(k);
+          const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
+          for (int64_t i = 0; i < k; ++i) tmp[i] = bf16_to_f32(xb[i]);
+          row = tmp.get();
+        }
+        q8_row_float(row, w, bias, y + r * ldy);
+        apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+      }
     };
     // Many rows and weights that stay in a core's L2: each task quantizes its own rows and computes all their
     // columns, one parallel region instead of two (no barrier between quantization and GEMM; the rows are
@@ -121,7 +169,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         if (r0 >= r1) return;
         quantize_rows(r0, r1);
         for (int64_t nb = 0; nb < b.n_nb; ++nb) run_block(nb, r0, r1);
-        nan_rows(r0, r1);
+        float_rows(r0, r1);
       };
       parallel_for(n_tasks, nthreads, task);
       return ki;
@@ -136,7 +184,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       run_block(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
-    nan_rows(0, m);
+    float_rows(0, m);
     return ki;
   }
 
@@ -186,6 +234,14 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     }
   };
   parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  // Rows with NaN/inf or overflow-sized values: float32 from the dequantized weights (see q8_row_float).
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = xf + r * lda;
+    if (row_needs_float(row, k, kp)) {
+      q8_row_float(row, w, bias, y + r * ldy);
+      apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+    }
+  }
   return ki;
 }
 

@@ -47,12 +47,20 @@ def _config(meta: dict) -> Any:
     return config_field(meta, Int8Config, "int8_linear")
 
 
+_META = {"in_features", "out_features", "bias", "config", "activation"}
+
+
 def _spec(meta: dict) -> TensorSpec:
+    if set(meta) - _META:
+        raise ValueError(f"int8_linear metadata has unknown fields {sorted(set(meta) - _META)}")
     act = meta.get("activation")
     if act is not None and act not in FUSABLE:
         raise ValueError(f"int8_linear activation must be one of {list(FUSABLE)}, got {act!r}")
     k, n = int_field(meta, "in_features", 1), int_field(meta, "out_features", 1)
     cfg = _config(meta)
+    if cfg.group_size is not None and cfg.group_size >= -(-k // 4) * 4:
+        # one group as long as the (padded) row is per-channel; slimnn stores it as group_size null
+        raise ValueError(f"group_size {cfg.group_size} is not smaller than K={k} (one group: group_size null)")
     groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
     spec = {"q": (torch.int8, (n, k)), "scales": (torch.float32, (groups, n))}
     if bool_field(meta, "bias"):
