@@ -25,6 +25,8 @@ function(slimnn_add_isa_library family isa)
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/csrc)
   # -Wno-maybe-uninitialized: gcc 12's own AVX-512 headers trip it (_mm512_undefined_*), not our code.
   target_compile_options(${target} PRIVATE ${SLIMNN_FLAGS_${isa}} -Wall -Wextra -Wno-maybe-uninitialized)
+  # The ISA's own SLIMNN_BUILT_<ISA>: a kernels.inc expanded inside the ISA file sees its own lines.
+  target_compile_definitions(${target} PRIVATE SLIMNN_BUILT_${ISA}=1)
   set(SLIMNN_ISA_LIBS ${SLIMNN_ISA_LIBS} ${target} PARENT_SCOPE)
   target_compile_definitions(slimnn_core PUBLIC SLIMNN_BUILT_${ISA}=1)
 endfunction()

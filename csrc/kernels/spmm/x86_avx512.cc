@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/spmm/spmm.h"
 
@@ -111,19 +112,6 @@ void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, floa
 }
 
 template <typename V>
-inline __m128 load4(const V* p);
-template <>
-inline __m128 load4<float>(const float* p) {
-  return _mm_loadu_ps(p);
-}
-template <>
-inline __m128 load4<int8_t>(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v)));
-}
-
-template <typename V>
 inline __m256 load8(const V* p);
 template <>
 inline __m256 load8<float>(const float* p) {
@@ -219,31 +207,12 @@ void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y
   }
 }
 
-template <typename V>
-void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
-  return csr_gemv<8, V>(w, u0, u1, x, y);
-}
-
 }  // namespace
 }  // namespace avx512
 
-#define SLIMNN_AVX512(name, fn, V)                                                          \
-  void name(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) { \
-    avx512::fn<V>(w, u0, u1, xt, yt);                                                     \
-  }
-SLIMNN_AVX512(spmm_csr_f32_f32_m1__avx512, csr_m1, float)
-SLIMNN_AVX512(spmm_csr_f32_f32_m16__avx512, csr_batched, float)
-SLIMNN_AVX512(spmm_csr_i8_f32_m1__avx512, csr_m1, int8_t)
-SLIMNN_AVX512(spmm_csr_i8_f32_m16__avx512, csr_batched, int8_t)
-SLIMNN_AVX512(spmm_bsr_f32_f32_m1__avx512, bsr_m1, float)
-SLIMNN_AVX512(spmm_bsr_f32_f32_m16__avx512, bsr_batched, float)
-SLIMNN_AVX512(spmm_bsr_i8_f32_m1__avx512, bsr_m1, int8_t)
-SLIMNN_AVX512(spmm_bsr_i8_f32_m16__avx512, bsr_batched, int8_t)
-SLIMNN_AVX512(spmm_nm_f32_f32_m1__avx512, nm_m1, float)
-SLIMNN_AVX512(spmm_nm_f32_f32_m16__avx512, nm_batched, float)
-SLIMNN_AVX512(spmm_nm_i8_f32_m1__avx512, nm_m1, int8_t)
-SLIMNN_AVX512(spmm_nm_i8_f32_m16__avx512, nm_batched, int8_t)
-#undef SLIMNN_AVX512
+#define SLIMNN_SPMM_ISA avx512
+#define SLIMNN_SPMM_IF_avx512(kind, name, gemv) SLIMNN_SPMM_DEFINE(kind, name, gemv)
+#include "kernels/spmm/x86_entries.h"
+#undef SLIMNN_SPMM_ISA
 
 }  // namespace slimnn
