@@ -53,14 +53,6 @@ void check_group(int g) {
   if (g != 1 && g != 2 && g != kBitmapPermRows) fail("group_rows must be 1, 2 or 8, got " + s(g));
 }
 
-// Nonzeros of row r in window wi (G = 8).
-int64_t window_count(const int8_t* w, int64_t n, int64_t k, int64_t r, int64_t wi) {
-  if (r >= n) return 0;
-  int64_t c = 0;
-  for (int64_t col = wi * kBitmapWindow; col < std::min(k, (wi + 1) * kBitmapWindow); ++col) c += w[r * k + col] != 0;
-  return c;
-}
-
 // The union mask of group gi, chunk c.
 uint64_t union_mask(const int8_t* w, int64_t n, int64_t k, int g, int64_t gi, int64_t c) {
   uint64_t m = 0;
