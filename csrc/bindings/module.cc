@@ -47,12 +47,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("detected_isa_mask", &detected_isa_mask);
   m.def("built_isa_mask", &built_isa_mask);
   m.def("current_isa_mask", &current_isa_mask);
-  m.def("isa_bit", [](const std::string& name) { return isa_from_name(name); });
+  m.def("isa_bit", [](const std::string& name) { return isa_from_name(name); }, py::arg("name"));
   m.def("force_isa", [](const std::string& name) {
     const uint32_t bit = name.empty() ? 0 : isa_from_name(name);
     if (!name.empty() && bit == 0) throw py::value_error("unknown ISA '" + name + "'");
     force_isa(bit);
-  });
+  }, py::arg("name"));
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;
