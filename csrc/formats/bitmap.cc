@@ -114,12 +114,7 @@ void bitmap_pack(const int8_t* w, const float* scales, int64_t n, int64_t k, int
   const Layout l = layout(n, k, g, stored);
   if (out_size != l.total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(l.total)));
   std::memset(out, 0, l.total);
-  BitmapHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(FormatId::kBitmap);
-  h.header_bytes = sizeof(BitmapHeader);
+  BitmapHeader h = new_header<BitmapHeader>(FormatId::kBitmap);
   h.n = n, h.k = k, h.kc = l.kc, h.stored = stored, h.group_rows = uint32_t(g);
   h.off_ptr = l.off_ptr, h.off_masks = l.off_masks, h.off_values = l.off_values;
   h.off_scales = l.off_scales, h.off_rowsum = l.off_rowsum, h.total_bytes = l.total;
