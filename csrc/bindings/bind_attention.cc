@@ -30,7 +30,7 @@ void need3(const std::vector<int64_t>& s, const char* what) {
 }  // namespace
 
 void bind_attention(py::module_& m) {
-  m.def("attention_kernels", [] {
+  def_kernel_list(m, "attention_kernels", [] {
     int n = 0;
     const AttnKernelInfo* t = attention_kernel_table(&n);
     return kernel_rows(t, n, [](const AttnKernelInfo& k) { return kernel_row(k.name, k.isa, "attention_f32", 4, k.width, false); });

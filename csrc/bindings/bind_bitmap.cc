@@ -85,7 +85,7 @@ std::string bitmap_linear_call(uintptr_t x, int64_t rows, int64_t k, int64_t ldx
 }
 
 void bind_bitmap(py::module_& m) {
-  m.def("bitmap_kernels", [] {
+  def_kernel_list(m, "bitmap_kernels", [] {
     int n = 0;
     const BitmapKernelInfo* t = bitmap_kernel_table(&n);
     return kernel_rows(t, n, [](const BitmapKernelInfo& k) { return kernel_row(k.name, k.isa, "sparse_bitmap_i8", k.mt, 1, k.gemv); });

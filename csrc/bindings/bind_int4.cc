@@ -38,7 +38,7 @@ const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
 }  // namespace
 
 void bind_int4(py::module_& m) {
-  m.def("q4_kernels", [] {
+  def_kernel_list(m, "q4_kernels", [] {
     int n = 0;
     const Q4KernelInfo* t = q4_kernel_table(&n);
     return kernel_rows(t, n, [](const Q4KernelInfo& k) {

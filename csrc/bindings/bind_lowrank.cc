@@ -34,7 +34,7 @@ bool make_residual(uintptr_t rowptr, uintptr_t col, uintptr_t val, int64_t nnz, 
 }  // namespace
 
 void bind_lowrank(py::module_& m) {
-  m.def("lowrank_kernels", [] {
+  def_kernel_list(m, "lowrank_kernels", [] {
     int n = 0;
     const LrKernelInfo* t = lowrank_kernel_table(&n);
     return kernel_rows(t, n, [](const LrKernelInfo& k) { return kernel_row(k.name, k.isa, "lowrank_f32", k.mr, k.nr, k.gemv); });

@@ -78,7 +78,7 @@ py::dict info(uintptr_t blob, size_t size, bool full_check) {
 }  // namespace
 
 void bind_sparse(py::module_& m) {
-  m.def("spmm_kernels", [] {
+  def_kernel_list(m, "spmm_kernels", [] {
     int n = 0;
     const SpmmKernelInfo* t = spmm_kernel_table(&n);
     return kernel_rows(t, n, [](const SpmmKernelInfo& k) {

@@ -1,5 +1,9 @@
 #include "bindings/bindings.h"
 
+#include <pybind11/functional.h>
+
+#include <vector>
+
 #include "common/isa.h"
 #include "kernels/qgemm/qgemm.h"
 
@@ -19,6 +23,27 @@ py::dict kernel_row(const char* name, uint32_t isa, const char* kind, int mr, in
   }
   d["available"] = (isa & detected_isa_mask()) != 0;
   return d;
+}
+
+namespace {
+std::vector<std::function<py::list()>>& all_lists() {
+  static std::vector<std::function<py::list()>> lists;  // filled while the module initializes (under the GIL)
+  return lists;
+}
+}  // namespace
+
+void def_kernel_list(py::module_& m, const char* name, std::function<py::list()> rows, bool in_all) {
+  if (in_all) all_lists().push_back(rows);
+  m.def(name, rows);
+}
+
+void def_all_kernels(py::module_& m) {
+  m.def("all_kernels", [] {
+    py::list out;
+    for (const auto& rows : all_lists())
+      for (const auto& row : rows()) out.append(row);
+    return out;
+  }, "Every kernel of the build (all families but the activations), best first per kind.");
 }
 
 void require_cpu_isa(uint32_t isa, const char* name) {

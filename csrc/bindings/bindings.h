@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace slimnn {
@@ -27,6 +28,12 @@ pybind11::list kernel_rows(const T* table, int n, Row row) {
   for (int i = 0; i < n; ++i) out.append(row(table[i]));
   return out;
 }
+// Defines m.<name>() -> the family's kernel rows (rows() returns a pybind11::list of kernel_row dicts) and,
+// with in_all, adds them to m.all_kernels() (slimnn.kernels()), in the order the families are bound.
+void def_kernel_list(pybind11::module_& m, const char* name, std::function<pybind11::list()> rows,
+                     bool in_all = true);
+// Defines m.all_kernels(): every list def_kernel_list registered with in_all, concatenated.
+void def_all_kernels(pybind11::module_& m);
 // ValueError "kernel <name> needs <isa>, which this CPU lacks" unless the CPU has the ISA bit `isa`.
 void require_cpu_isa(uint32_t isa, const char* name);
 // The entry of `table` named `name`, runnable here; else ValueError "unknown <what>kernel '<name>'<suffix>".

@@ -35,8 +35,6 @@ py::tuple q8_header(uintptr_t blob, size_t size, bool full_check) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "slimnn private extension; use the slimnn package instead.";
-  // Each further kernel family binds itself from its own bind_<family>.cc (declared in bindings.h).
-  bind_families(m);
 
   // --- ISA ---
   m.def("isa_names", [] {
@@ -65,11 +63,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("pool_worker_count", &pool_worker_count);
 
   // --- kernel table ---
-  m.def("kernels", [] {
+  def_kernel_list(m, "kernels", [] {
     int n = 0;
     const KernelInfo* t = kernel_table(&n);
     return kernel_rows(t, n, [](const KernelInfo& k) { return kernel_row(k.name, k.isa, kind_name(k.kind), k.mr, k.np * 16, k.gemv); });
   });
+  // Each further kernel family binds itself from its own bind_<family>.cc (bindings.cc calls them).
+  bind_families(m);
   m.def(
       "select_kernel",
       [](const std::string& kind, int64_t m) { return std::string(select_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
@@ -119,11 +119,12 @@ PYBIND11_MODULE(_C, m) {
       py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
 
   // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
-  m.def("act_kernels", [] {
+  def_kernel_list(m, "act_kernels", [] {
     int n = 0;
     const ActInfo* t = act_table(&n);
     return kernel_rows(t, n, [](const ActInfo& k) { return kernel_row(k.name, k.isa); });
-  });
+  }, false);
+  def_all_kernels(m);
   m.def("select_act", [] { return std::string(select_act(current_isa_mask())->name); });
   m.def(
       "act_apply",

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 def act_apply(kernel: str, act: int, y: int, n: int) -> None:
     """Test hook: applies activation code `act` in place to n floats at y with the named kernel."""
 def act_kernels() -> list[dict[str, object]]: ...
+def all_kernels() -> list[dict[str, object]]:
+    """Every kernel of the build (all families but the activations), best first per kind."""
 def attention_exp(x: int, y: int, n: int, kernel: str = '') -> str:
     """y[i] = exp(x[i]) with the attention kernel's polynomial (fp32). Returns the kernel used."""
 def attention_f32(
