@@ -52,13 +52,13 @@ inline float hmax(V x) {
   m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
   return _mm_cvtss_f32(m);
 }
+inline __m128 half4(V a) { return _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); }
 inline float hsum(V x) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  __m128 s = half4(x);
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
 }
-inline __m128 half4(V a) { return _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); }
 // Four vectors -> their four totals (lanes folded pairwise to 4, then two hadds).
 inline __m128 hsum4(V a, V b, V c, V d) {
   return _mm_hadd_ps(_mm_hadd_ps(half4(a), half4(b)), _mm_hadd_ps(half4(c), half4(d)));

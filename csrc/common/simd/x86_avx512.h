@@ -50,16 +50,15 @@ inline float hmax(V x) {
   m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
   return _mm_cvtss_f32(m);
 }
-inline float hsum(V x) {
-  const __m256 s8 = half8(x);
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
 inline __m128 half4(V a) {
   const __m256 a8 = half8(a);
   return _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+}
+inline float hsum(V x) {
+  __m128 s = half4(x);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
 }
 // Four vectors -> their four totals (lanes folded pairwise to 4, then two hadds).
 inline __m128 hsum4(V a, V b, V c, V d) {

@@ -7,21 +7,14 @@
 namespace slimnn {
 namespace avx512 {
 namespace {
-
 #include "common/simd/x86_avx512.h"
 #include "kernels/lowrank/x86_dot.h"
-
 }  // namespace
 }  // namespace avx512
 
-void lowrank_f32_1x8__avx512(int mr, int nr, int64_t k, const float* x, int64_t ldx, const float* w, int64_t ldw,
-                             const float* bias, float* y, int64_t ldy) {
-  avx512::gemv_1x8(mr, nr, k, x, ldx, w, ldw, bias, y, ldy);
-}
-
-void lowrank_f32_4x4__avx512(int mr, int nr, int64_t k, const float* x, int64_t ldx, const float* w, int64_t ldw,
-                             const float* bias, float* y, int64_t ldy) {
-  avx512::tile_x4(mr, nr, k, x, ldx, w, ldw, bias, y, ldy);
-}
+#define SLIMNN_LR_ISA avx512
+#define SLIMNN_LR_IF_avx512(name, gemv) SLIMNN_LR_DEFINE(name, gemv)
+#include "kernels/lowrank/x86_entries.h"
+#undef SLIMNN_LR_ISA
 
 }  // namespace slimnn
