@@ -13,6 +13,13 @@ constexpr int table_size(const T (&)[N]) {
   return N;
 }
 
+// Hands out the table: *count = its size; returns its first entry.
+template <typename T, int N>
+const T* table_out(const T (&table)[N], int* count) {
+  *count = N;
+  return table;
+}
+
 // The entry for m rows: among the entries `keep` accepts, only those of the best ISA in `isa_mask` compete;
 // the first of them whose gemv flag says (m == 1), else the first of them; null if none is available.
 template <typename T, int N, typename Keep>

@@ -16,10 +16,7 @@ const ActInfo kTable[] = {
 };
 }  // namespace
 
-const ActInfo* act_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const ActInfo* act_table(int* count) { return table_out(kTable, count); }
 
 const ActInfo* select_act(uint32_t isa_mask) { return select_first(kTable, isa_mask); }
 

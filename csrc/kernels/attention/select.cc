@@ -18,17 +18,10 @@ const AttnKernelInfo kTable[] = {
 };
 }  // namespace
 
-const AttnKernelInfo* attention_kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const AttnKernelInfo* attention_kernel_table(int* count) { return table_out(kTable, count); }
 
-const AttnKernelInfo* select_attention_kernel(uint32_t isa_mask) {
-  return select_first(kTable, isa_mask);
-}
+const AttnKernelInfo* select_attention_kernel(uint32_t isa_mask) { return select_first(kTable, isa_mask); }
 
-const AttnKernelInfo* attention_kernel_by_name(const char* name) {
-  return find_kernel(kTable, name);
-}
+const AttnKernelInfo* attention_kernel_by_name(const char* name) { return find_kernel(kTable, name); }
 
 }  // namespace slimnn

@@ -17,13 +17,8 @@ const BitmapKernelInfo kTable[] = {
 };
 }  // namespace
 
-const BitmapKernelInfo* bitmap_kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const BitmapKernelInfo* bitmap_kernel_table(int* count) { return table_out(kTable, count); }
 
-const BitmapKernelInfo* select_bitmap(int64_t m, uint32_t isa_mask) {
-  return select_for_rows(kTable, m, isa_mask);
-}
+const BitmapKernelInfo* select_bitmap(int64_t m, uint32_t isa_mask) { return select_for_rows(kTable, m, isa_mask); }
 
 }  // namespace slimnn

@@ -17,17 +17,10 @@ const LrKernelInfo kTable[] = {
 };
 }  // namespace
 
-const LrKernelInfo* lowrank_kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const LrKernelInfo* lowrank_kernel_table(int* count) { return table_out(kTable, count); }
 
-const LrKernelInfo* select_lowrank_kernel(int64_t m, uint32_t isa_mask) {
-  return select_for_rows(kTable, m, isa_mask);
-}
+const LrKernelInfo* select_lowrank_kernel(int64_t m, uint32_t isa_mask) { return select_for_rows(kTable, m, isa_mask); }
 
-const LrKernelInfo* lowrank_kernel_by_name(const char* name) {
-  return find_kernel(kTable, name);
-}
+const LrKernelInfo* lowrank_kernel_by_name(const char* name) { return find_kernel(kTable, name); }
 
 }  // namespace slimnn

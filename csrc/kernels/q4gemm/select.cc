@@ -36,10 +36,7 @@ const Q4KernelInfo kTable[] = {
 };
 }  // namespace
 
-const Q4KernelInfo* q4_kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
   return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });

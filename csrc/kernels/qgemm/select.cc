@@ -26,10 +26,7 @@ const KernelInfo kTable[] = {
 };
 }  // namespace
 
-const KernelInfo* kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const KernelInfo* kernel_table(int* count) { return table_out(kTable, count); }
 
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
   return select_for_rows(kTable, m, isa_mask, [kind](const KernelInfo& k) { return k.kind == kind; });

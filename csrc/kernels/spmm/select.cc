@@ -18,10 +18,7 @@ const SpmmKernelInfo kTable[] = {
 };
 }  // namespace
 
-const SpmmKernelInfo* spmm_kernel_table(int* count) {
-  *count = table_size(kTable);
-  return kTable;
-}
+const SpmmKernelInfo* spmm_kernel_table(int* count) { return table_out(kTable, count); }
 
 const SpmmKernelInfo* select_spmm(SpmmKind kind, int64_t m, uint32_t isa_mask) {
   return select_for_rows(kTable, m, isa_mask, [kind](const SpmmKernelInfo& k) { return k.kind == kind; });
