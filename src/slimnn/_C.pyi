@@ -12,22 +12,9 @@ def all_kernels() -> list[dict[str, object]]:
 def attention_exp(x: int, y: int, n: int, kernel: str = '') -> str:
     """y[i] = exp(x[i]) with the attention kernel's polynomial (fp32). Returns the kernel used."""
 def attention_f32(
-    sizes: Sequence[int],
-    q: int,
-    q_strides: Sequence[int],
-    k: int,
-    k_strides: Sequence[int],
-    v: int,
-    v_strides: Sequence[int],
-    out: int,
-    out_strides: Sequence[int],
-    mask_kind: int,
-    mask: int,
-    mask_strides: Sequence[int],
-    causal: bool,
-    scale: float,
-    nthreads: int,
-    kernel: str = '',
+    sizes: Sequence[int], q: int, q_strides: Sequence[int], k: int, k_strides: Sequence[int], v: int,
+    v_strides: Sequence[int], out: int, out_strides: Sequence[int], mask_kind: int, mask: int,
+    mask_strides: Sequence[int], causal: bool, scale: float, nthreads: int, kernel: str = '',
 ) -> str:
     """out = softmax(q k^T * scale + mask) v over fp32 [b, h, l, d] views given by element strides of their
     first three dims (last dim contiguous). Returns the kernel used."""
@@ -48,43 +35,14 @@ def isa_names() -> list[str]: ...
 def kernels() -> list[dict[str, object]]: ...
 def lowrank_check_csr(n: int, k: int, nnz: int, rowptr: int, col: int, val: int) -> None: ...
 def lowrank_f32_linear(
-    x: int,
-    rows: int,
-    ldx: int,
-    n: int,
-    k: int,
-    r: int,
-    u: int,
-    v: int,
-    bias: int,
-    y: int,
-    ldy: int,
-    nthreads: int,
-    kernel: str = '',
-    rowptr: int = 0,
-    col: int = 0,
-    val: int = 0,
-    nnz: int = 0,
+    x: int, rows: int, ldx: int, n: int, k: int, r: int, u: int, v: int, bias: int, y: int, ldy: int,
+    nthreads: int, kernel: str = '', rowptr: int = 0, col: int = 0, val: int = 0, nnz: int = 0,
 ) -> str:
     """y = (x V^T) U^T + bias (+ x S^T); U is n x r, V is r x k, fp32 row-major. Returns the kernel used."""
 def lowrank_kernels() -> list[dict[str, object]]: ...
 def lowrank_q8_linear(
-    kind: str,
-    x: int,
-    rows: int,
-    ldx: int,
-    v_blob: int,
-    v_size: int,
-    u_blob: int,
-    u_size: int,
-    bias: int,
-    y: int,
-    ldy: int,
-    nthreads: int,
-    rowptr: int = 0,
-    col: int = 0,
-    val: int = 0,
-    nnz: int = 0,
+    kind: str, x: int, rows: int, ldx: int, v_blob: int, v_size: int, u_blob: int, u_size: int, bias: int,
+    y: int, ldy: int, nthreads: int, rowptr: int = 0, col: int = 0, val: int = 0, nnz: int = 0,
 ) -> str:
     """The int8-factor form: V and U are q8 blobs (r x k and n x r). Returns the qgemm kernel used."""
 def lowrank_select_kernel(m: int) -> str: ...
@@ -96,28 +54,11 @@ def q4_header(blob: int, size: int, full_check: bool) -> tuple[int, int, int, in
     """Validates a q4 blob; returns (n, k, group_size, n_groups, np, kp, scale_dtype, asymmetric)."""
 def q4_kernels() -> list[dict[str, object]]: ...
 def q4_linear(
-    kind: str,
-    x: int,
-    x_bf16: bool,
-    rows: int,
-    ldx: int,
-    in_mul: int,
-    blob: int,
-    size: int,
-    bias: int,
-    y: int,
-    ldy: int,
-    nthreads: int,
+    kind: str, x: int, x_bf16: bool, rows: int, ldx: int, in_mul: int, blob: int, size: int, bias: int, y: int,
+    ldy: int, nthreads: int,
 ) -> str: ...
 def q4_pack(
-    codes: int,
-    scales: int,
-    zeros: int,
-    n: int,
-    k: int,
-    group_size: int,
-    scale_dtype: int,
-    out: int,
+    codes: int, scales: int, zeros: int, n: int, k: int, group_size: int, scale_dtype: int, out: int,
     out_size: int,
 ) -> None: ...
 def q4_select_kernel(kind: str, m: int) -> str: ...
@@ -128,95 +69,38 @@ def q8_dot_i32(kernel: str, a: int, rows: int, lda: int, blob: int, size: int, o
 def q8_header(blob: int, size: int, full_check: bool) -> tuple:
     """Validates a q8 blob and returns (n, k, group_size, n_groups, np, kp)."""
 def q8_linear(
-    kind: str,
-    x: int,
-    x_bf16: bool,
-    rows: int,
-    ldx: int,
-    blob: int,
-    size: int,
-    bias: int,
-    y: int,
-    ldy: int,
-    nthreads: int,
-    act: int = 0,
-    split: int = 0,
+    kind: str, x: int, x_bf16: bool, rows: int, ldx: int, blob: int, size: int, bias: int, y: int, ldy: int,
+    nthreads: int, act: int = 0, split: int = 0,
 ) -> str: ...
 def q8_pack(q: int, scales: int, n: int, k: int, group_size: int, out: int, out_size: int) -> None: ...
 def q8_unpack(blob: int, size: int, q: int, scales: int) -> None: ...
 def quantize_rows_u8(
-    kernel: str,
-    x: int,
-    rows: int,
-    k: int,
-    kp: int,
-    q: int,
-    scale: int,
-    zp: int,
+    kernel: str, x: int, rows: int, k: int, kp: int, q: int, scale: int, zp: int,
 ) -> list[bool]: ...
 def select_act() -> str: ...
 def select_kernel(kind: str, m: int) -> str: ...
 def sparse_bitmap_bytes(w: int, n: int, k: int, group_rows: int = 0) -> int: ...
 def sparse_bitmap_group_rows(w: int, n: int, k: int) -> int: ...
 def sparse_bitmap_pack(
-    w: int,
-    scales: int,
-    n: int,
-    k: int,
-    group_rows: int,
-    out: int,
-    out_size: int,
+    w: int, scales: int, n: int, k: int, group_rows: int, out: int, out_size: int,
 ) -> None: ...
 def sparse_bsr_bytes(w: int, values: str, n: int, k: int, r: int, c: int) -> int: ...
 def sparse_bsr_pack(
-    w: int,
-    scales: int,
-    values: str,
-    n: int,
-    k: int,
-    r: int,
-    c: int,
-    out: int,
-    out_size: int,
+    w: int, scales: int, values: str, n: int, k: int, r: int, c: int, out: int, out_size: int,
 ) -> None: ...
 def sparse_csr_bytes(w: int, values: str, n: int, k: int, index_bits: int) -> int: ...
 def sparse_csr_pack(
-    w: int,
-    scales: int,
-    values: str,
-    n: int,
-    k: int,
-    index_bits: int,
-    out: int,
-    out_size: int,
+    w: int, scales: int, values: str, n: int, k: int, index_bits: int, out: int, out_size: int,
 ) -> None: ...
 def sparse_info(blob: int, size: int, full_check: bool) -> dict[str, object]:
     """Validates a sparse blob and describes it (format, values, shape, nnz, bytes per section)."""
 def sparse_linear(
-    x: int,
-    rows: int,
-    k: int,
-    ldx: int,
-    blob: int,
-    size: int,
-    bias: int,
-    y: int,
-    n: int,
-    ldy: int,
-    nthreads: int,
-    kernel: str = '',
+    x: int, rows: int, k: int, ldx: int, blob: int, size: int, bias: int, y: int, n: int, ldy: int,
+    nthreads: int, kernel: str = '',
 ) -> str: ...
 def sparse_nm_bytes(values: str, n: int, k: int, nm_n: int, nm_m: int) -> int: ...
 def sparse_nm_pack(
-    w: int,
-    scales: int,
-    values: str,
-    n: int,
-    k: int,
-    nm_n: int,
-    nm_m: int,
-    out: int,
-    out_size: int,
+    w: int, scales: int, values: str, n: int, k: int, nm_n: int, nm_m: int, out: int, out_size: int,
 ) -> None: ...
 def sparse_unpack(blob: int, size: int, w: int, scales: int) -> None:
     """w: N x K fp32 or int8 (the blob's values); scales: N fp32 (int8 only)."""
