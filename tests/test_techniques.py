@@ -78,5 +78,6 @@ def test_old_import_paths_still_import(old):
         mod = importlib.import_module(f"slimnn.{old}")
         attr = getattr(slimnn, old)
     assert mod is new and attr is new
+    assert new.__spec__.name == new.__name__ == f"slimnn.{OLD_TO_NEW[old]}"  # the alias leaves the module's own spec
     if old not in ("isa", "prune"):
         assert any(issubclass(x.category, DeprecationWarning) and OLD_TO_NEW[old] in str(x.message) for x in w)

@@ -37,7 +37,9 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
     // Bounded like K (a larger group is one group anyway) so that kp + gs cannot overflow below.
     if (group_size > kQ8MaxK)
       fail("group_size " + std::to_string(group_size) + " is larger than the largest K (" + std::to_string(kQ8MaxK) + ")");
-    l.gs = group_size;
+    // One group spanning all of K is per-channel: stored as such, so that each layer has exactly one
+    // encoding (a corrupt header cannot turn per-channel into a "group" larger than K and still pass).
+    l.gs = group_size < l.kp ? group_size : l.kp;
   }
   l.ng = (l.kp - 1) / l.gs + 1;  // ceil(kp / gs) without kp + gs overflowing for a huge (corrupt) gs
   l.off_w = align64(sizeof(PackedHeader));

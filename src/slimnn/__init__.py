@@ -21,7 +21,7 @@ from . import ops, nn, techniques  # noqa: F401
 from .math import prune
 from .api import CompressionReport, compress_
 from .techniques.fusion import fuse_activations_
-from .io import load, save
+from .io import LoadError, load, save
 from .recipes.pipeline import autocompress
 from .recipes.distill import distill
 from .recipes.mixed import mixed_int4_
@@ -33,6 +33,7 @@ __all__ = [
     "CompressionReport",
     "Int4Config",
     "Int8Config",
+    "LoadError",
     "LowRankConfig",
     "SparseConfig",
     "autocompress",

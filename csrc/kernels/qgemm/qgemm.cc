@@ -1,6 +1,7 @@
 // The threaded qgemm drivers: prepare activations, split the output into (column block, row block) tasks,
 // run the selected micro-kernel on each. Compiled without ISA flags: all SIMD lives in the ISA files.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -15,8 +16,45 @@
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
+namespace {
 
-using qdriver::rows_per_chunk;
+// Non-finite policy (docs/reliability.md): a row whose activations hold a NaN or an infinity, or are so large
+// that an intermediate of the integer kernels could overflow (|x| > kQ8RowLimit / kp; below it every partial sum
+// of both kernel families stays under FLT_MAX / 2), is computed here instead, in float32 from the dequantized
+// weights: y[n] = act(sum_k x[k] * (q[n][k] * scale[g][n]) + bias[n]), the float computation of the same weights.
+// So each output element is NaN or +-inf exactly where x @ W_deq^T + b has one, on every ISA. Scalar: such rows
+// are rare, and the hot path pays only a check of values it already has (dyn) or one max pass per row (wo).
+constexpr float kQ8RowLimit = std::numeric_limits<float>::max() / 65536.0f;
+
+bool row_needs_float(const float* x, int64_t k, int64_t kp) {
+  const float limit = kQ8RowLimit / float(kp);
+  int32_t lim;
+  std::memcpy(&lim, &limit, 4);
+  int32_t bad = 0;
+  for (int64_t i = 0; i < k; ++i) {  // integer compares: vectorizes (about 75 ns for K = 384 at SSE2)
+    int32_t b;
+    std::memcpy(&b, x + i, 4);
+    bad |= (b & 0x7fffffff) > lim;  // |x| > limit, +-inf and NaN alike: for |x|, IEEE order is integer order
+  }
+  return bad != 0;
+}
+
+void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) {
+  for (int64_t n = 0; n < w.n; ++n) {
+    const int8_t* wp = w.w + (n / 16) * 16 * w.kp;
+    const int64_t c = n % 16;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < w.k; ++k) {
+      const int64_t g = w.n_groups == 1 ? 0 : k / w.group_size;
+      const float wk = float(wp[(k / 4) * 64 + c * 4 + k % 4]) * w.scales[g * w.np + n];
+      acc += x[k] * wk;
+    }
+    y[n] = bias ? acc + bias[n] : acc;
+  }
+}
+
+}  // namespace
+
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
                             int split) {
@@ -39,13 +77,18 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     auto a_scale = scratch<float>(m);
     auto a_zp = scratch<int32_t>(m);
     auto finite = scratch<uint8_t>(m);
-    const int64_t chunk = rows_per_chunk(k);
+    const int64_t chunk = qdriver::rows_per_chunk(k);
+    // The kernel's quantizer, also refusing rows so large that an integer intermediate could overflow.
+    auto quantize_checked = [&](const float* row, int64_t kk, int64_t kkp, uint8_t* ar, float* sc, int32_t* zp) {
+      return ki->quantize(row, kk, kkp, ar, sc, zp) && !(*sc > kQ8RowLimit / (255.0f * float(kkp)));
+    };
     auto quantize_rows = [&](int64_t r0, int64_t r1) {
       std::unique_ptr<float[], FreeDeleter> tmp;
       if (x_bf16) tmp = scratch<float>(k);
       for (int64_t r = r0; r < r1; ++r) {
         const float* row = qdriver::load_row(x, x_bf16, r, ldx, k, nullptr, tmp.get());
-        finite[r] = qdriver::quantize_row(ki->quantize, row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
+        // Rows refused here get zero codes (the kernel's reads stay defined); float_rows overwrites them.
+        finite[r] = qdriver::quantize_row(quantize_checked, row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
       }
     };
     const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
@@ -68,7 +111,16 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         apply_activation(ak, act, e.y, mr, e.ncols, ldy);
       }
     };
-    auto nan_rows = [&](int64_t r0, int64_t r1) { qdriver::nan_rows(finite.get(), r0, r1, y, ldy, w.n); };
+    auto float_rows = [&](int64_t r0, int64_t r1) {
+      std::unique_ptr<float[], FreeDeleter> tmp;
+      for (int64_t r = r0; r < r1; ++r) {
+        if (finite[r]) continue;
+        if (x_bf16 && !tmp) tmp = scratch<float>(k);
+        const float* row = qdriver::load_row(x, x_bf16, r, ldx, k, nullptr, tmp.get());
+        q8_row_float(row, w, bias, y + r * ldy);
+        apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+      }
+    };
     // Many rows and weights that stay in a core's L2: each task quantizes its own rows and computes all their
     // columns, one parallel region instead of two (no barrier between quantization and GEMM; the rows are
     // still in cache). Each task streams all of W, hence the size limit. Derived on MiniLM shapes (M = 480,
@@ -84,7 +136,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         if (r0 >= r1) return;
         quantize_rows(r0, r1);
         for (int64_t nb = 0; nb < b.n_nb; ++nb) run_block(nb, r0, r1);
-        nan_rows(r0, r1);
+        float_rows(r0, r1);
       };
       parallel_for(n_tasks, nthreads, task);
       return ki;
@@ -99,7 +151,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       run_block(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
-    nan_rows(0, m);
+    float_rows(0, m);
     return ki;
   }
 
@@ -129,6 +181,14 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     }
   };
   parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  // Rows with NaN/inf or overflow-sized values: float32 from the dequantized weights (see q8_row_float).
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = xf + r * lda;
+    if (row_needs_float(row, k, kp)) {
+      q8_row_float(row, w, bias, y + r * ldy);
+      apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+    }
+  }
   return ki;
 }
 
