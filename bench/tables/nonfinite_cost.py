@@ -3,8 +3,13 @@
 Run it under two trees, alternating, on the same machine (the check lives in the C++ driver, so an A/B
 needs two builds):
 
+<<<<<<<< HEAD:bench/tables/nonfinite_cost.py
     for i in 1 2 3 4 5 6; do PYTHONPATH=<base>/src python bench/tables/nonfinite_cost.py; \
                              PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
+========
+    for i in 1 2 3 4 5 6; do PYTHONPATH=<base>/src python bench/tables/nonfinite_cost.py; \
+                             PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
+>>>>>>>> h/cpp:bench/tables/nonfinite_cost.py
 
 Prints the median and the minimum over 15 repetitions of 200 calls of a 384 -> 1536 Int8Linear at M = 1,
 one thread, both modes.

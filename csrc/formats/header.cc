@@ -134,15 +134,7 @@ void q8_pack(const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t
   for (int64_t i = 0; i < int64_t(l.ng) * n; ++i)
     if (!std::isfinite(scales[i])) fail("non-finite scale at index " + std::to_string(i));
   std::memset(out, 0, l.total);
-  PackedHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(FormatId::kQ8);
-  h.header_bytes = sizeof(PackedHeader);
-  h.n = n, h.k = k, h.np = l.np, h.kp = l.kp, h.group_size = l.gs, h.n_groups = l.ng;
-  h.off_weights = l.off_w, h.off_scales = l.off_s, h.off_colsum = l.off_c, h.off_comp = l.off_comp;
-  h.total_bytes = l.total;
+  PackedHeader h = packed_header(FormatId::kQ8, n, k, l);
   std::memcpy(out, &h, sizeof h);
   int8_t* w = reinterpret_cast<int8_t*>(out + l.off_w);
   float* s = reinterpret_cast<float*>(out + l.off_s);
