@@ -798,9 +798,7 @@ def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
                 raise
             except ValueError as e:
                 raise _fail(path, f"module {fqn!r}: {e}") from None
-            parent_name, _, child = fqn.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, new)
+            model.set_submodule(fqn, new)
 
         for fqn, f in man.get("fused_activations", {}).items():
             parent_name, _, child = fqn.rpartition(".")

@@ -13,8 +13,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..configs import Int8Config, config_from_json
-from ..formats.manifest import FUSABLE, ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..configs import Int8Config
+from ..formats.manifest import config_field, FUSABLE, ModuleFormat, TensorSpec, bool_field, int_field
 from ..formats.packed import pack_q8, unpack_q8
 from ..math.quantize import dequantize_int8, quantize_int8_symmetric
 from ..nn.int8 import Int8Linear
@@ -44,10 +44,7 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "int8 config")))
-    if not isinstance(cfg, Int8Config):
-        raise ValueError(f"int8_linear module has a {type(cfg).__name__}, expected Int8Config")
-    return cfg
+    return config_field(meta, Int8Config, "int8_linear")
 
 
 _META = {"in_features", "out_features", "bias", "config", "activation"}

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..configs import SparseConfig, config_from_json
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..configs import SparseConfig
+from ..formats.manifest import config_field, ModuleFormat, TensorSpec, bool_field, int_field
 from ..math import prune
 from ..nn.sparse import SparseLinear
 from .registry import AutoStep, Done, Technique, register
@@ -44,10 +44,7 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "sparse config")))
-    if not isinstance(cfg, SparseConfig):
-        raise ValueError(f"sparse_linear module has a {type(cfg).__name__}, expected SparseConfig")
-    return cfg
+    return config_field(meta, SparseConfig, "sparse_linear")
 
 
 _META = {"in_features", "out_features", "bias", "config", "backend", "packed_bytes"}
