@@ -4,8 +4,8 @@ Run it under two builds of the same tree, alternating, on the same machine (the 
 driver): a copy with ``if (row_needs_float(row, k, kp))`` in csrc/kernels/qgemm/qgemm.cc replaced by
 ``if (false)``, built with scripts/build_inplace.sh, and this one:
 
-    for i in 1 2 3 4 5 6 7 8; do PYTHONPATH=<copy>/src python bench/proto/nonfinite_cost.py; \
-                                 PYTHONPATH=src python bench/proto/nonfinite_cost.py; done
+    for i in 1 2 3 4 5 6 7 8; do PYTHONPATH=<copy>/src python bench/tables/nonfinite_cost.py; \
+                                 PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
 
 Prints the median and the minimum over 15 repetitions of 200 calls of a 384 -> 1536 Int8Linear at M = 1,
 one thread, both modes.
