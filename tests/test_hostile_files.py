@@ -177,7 +177,8 @@ def test_files_without_digests_load_with_a_warning(saved, tmp_path):
     io.write_file(p, tensors, man, digests=False)
     with pytest.warns(io.UnverifiedFileWarning, match="no content digests"):
         r = slimnn.load(p)
-    assert torch.equal(r(x_for(p)), slimnn.load(saved["int8"])(x_for(p)))
+    with torch.inference_mode():
+        assert torch.equal(r(x_for(p)), slimnn.load(saved["int8"])(x_for(p)))
     # a version-2 file whose digests were stripped is an error, not a downgrade
     man["format_version"] = 2
     io.write_file(p, tensors, man, digests=False)
@@ -382,7 +383,7 @@ def test_huge_sparse_layer_in_a_tiny_file(saved, tmp_path):
 
 def test_many_modules_and_deep_nesting(saved, tmp_path):
     tensors, man = parts(saved["int8"])
-    man["architecture"]["children"] += [{"type": "Identity", "args": {}}] * 200_000
+    man["architecture"]["children"] += [{"type": "Identity", "args": {}}] * 100_005  # past the node count
     p = tmp_path / "many.safetensors"
     resign(p, tensors, man)
     _rejected_cheaply(p, "modules")
