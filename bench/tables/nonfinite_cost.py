@@ -1,15 +1,11 @@
 """Cost of the non-finite check on the hot path (docs/reliability.md, "Non-finite activations").
 
-Run it under two trees, alternating, on the same machine (the check lives in the C++ driver, so an A/B
-needs two builds):
+Run it under two builds of the same tree, alternating, on the same machine (the check lives in the C++
+driver): a copy with ``if (row_needs_float(row, k, kp))`` in csrc/kernels/qgemm/qgemm.cc replaced by
+``if (false)``, built with scripts/build_inplace.sh, and this one:
 
-<<<<<<<< HEAD:bench/tables/nonfinite_cost.py
-    for i in 1 2 3 4 5 6; do PYTHONPATH=<base>/src python bench/tables/nonfinite_cost.py; \
-                             PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
-========
-    for i in 1 2 3 4 5 6; do PYTHONPATH=<base>/src python bench/tables/nonfinite_cost.py; \
-                             PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
->>>>>>>> h/cpp:bench/tables/nonfinite_cost.py
+    for i in 1 2 3 4 5 6 7 8; do PYTHONPATH=<copy>/src python bench/tables/nonfinite_cost.py; \
+                                 PYTHONPATH=src python bench/tables/nonfinite_cost.py; done
 
 Prints the median and the minimum over 15 repetitions of 200 calls of a 384 -> 1536 Int8Linear at M = 1,
 one thread, both modes.
