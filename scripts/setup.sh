@@ -14,7 +14,7 @@ echo "==> [2/2] building slimnn's C++ kernels and installing slimnn (2-5 minutes
 mkdir -p build
 log=build/setup-pip-install.log
 set +e
-"$py" -m pip install -v --no-build-isolation . 2>&1 | tee "$log" |
+"$py" -m pip install -v --no-build-isolation --config-settings=cmake.define.SLIMNN_WERROR=ON . 2>&1 | tee "$log" |
   grep --line-buffered -E '^ *\[[0-9]+/[0-9]+\] |Successfully installed|error:|ERROR|CMake Error'
 status=${PIPESTATUS[0]}
 set -e

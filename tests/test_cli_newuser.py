@@ -95,6 +95,7 @@ def test_help_imports_neither_torch_nor_the_demo():
     without importing torch: a structural check; the time is measured outside the suite (docs/pipeline.md)."""
     code = textwrap.dedent("""
         import sys
+        sys.argv[0] = "slimnn"  # as the console script runs it (a library import of slimnn is eager)
         from slimnn.app.cli import main
         for argv in (["--help"], ["info", "--help"], ["bench", "--help"], ["demo", "--help"], ["nosuchcommand"]):
             try:
@@ -109,6 +110,19 @@ def test_help_imports_neither_torch_nor_the_demo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
+
+
+def test_a_library_import_registers_the_torch_ops():
+    """Outside the slimnn command, `import slimnn` is eager: torch.ops.slimnn.* exist (torch.export.load of a
+    compressed program needs them) and the public names are bound."""
+    code = textwrap.dedent("""
+        import slimnn, torch
+        assert hasattr(torch.ops.slimnn, "q8_linear") and callable(slimnn.compress_)
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=_SRC)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
 
 
 def test_help_texts():

@@ -14,15 +14,10 @@ from ._version import __version__  # noqa: F401  (slimnn.__version__)
 
 _compat.install(__name__)
 
-# The extension and the ISA table load eagerly (a few ms, no torch): a bad SLIMNN_ISA still makes
-# `import slimnn` raise ValueError.
-from .runtime import isa  # noqa: E402
-
-# Lazy: ``import slimnn`` binds only __version__ and isa; the first use of a public name (``slimnn.compress_``, ...)
-# imports torch and the whole API at once, exactly what an eager import did, and ``slimnn.<submodule>``
-# imports that submodule. So ``slimnn --help`` and the CLI's argument errors answer without importing torch
-# (docs/pipeline.md, "CLI"). torch.library ops register when their module is first imported (slimnn.ops,
-# slimnn.nn, or any public name).
+# ``import slimnn`` imports torch and the whole API (and so registers the torch.library ops: a program
+# saved by torch.export loads after a bare ``import slimnn``), except in the ``slimnn`` command itself: there
+# it stays lazy, binding only __version__, and the first use of a public name imports everything at once.
+# So ``slimnn --help`` and the CLI's argument errors answer without importing torch (docs/pipeline.md, "CLI").
 _STATE = "lazy"  # -> "loading" -> "loaded"
 
 
@@ -42,7 +37,7 @@ def _load() -> None:
         from .math import prune
         from .api import CompressionReport, compress_
         from .techniques.fusion import fuse_activations_
-        from .io import load, save
+        from .io import LoadError, load, save
         from .recipes.pipeline import autocompress
         from .recipes.distill import distill
         from .recipes.mixed import mixed_int4_
@@ -52,11 +47,13 @@ def _load() -> None:
         _STATE = "lazy"
         raise
     globals().update({k: v for k, v in locals().items() if not k.startswith("_")})
+    _compat.pin_shadowed(__name__)
     _STATE = "loaded"
 
 
 __all__ = [
     "CompressionReport",
+    "LoadError",
     "Int4Config",
     "Int8Config",
     "LowRankConfig",
@@ -104,3 +101,17 @@ def __getattr__(name: str):
 def __dir__() -> list:
     _load()
     return sorted(set(globals()) | set(__all__))
+
+
+def _invoked_as_the_cli() -> bool:
+    # The console script (argv[0] ".../slimnn") or `python -m slimnn` (argv[0] is "-m" while the package that
+    # holds the module is imported).
+    import os
+    import sys
+
+    a0 = sys.argv[0] if sys.argv else ""
+    return a0 == "-m" or os.path.basename(a0) in ("slimnn", "slimnn.exe")
+
+
+if not _invoked_as_the_cli():
+    _load()
