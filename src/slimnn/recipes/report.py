@@ -312,9 +312,10 @@ class Report:
             zoom = (lo - pad, hi + pad)
         rows = 2 if zoom else 1
         fig, grid = plt.subplots(rows, 2, figsize=(12, 4.3 * rows + 1.6), squeeze=False)
-        panels = [(grid[0][0], size_key, size_label, None), (grid[0][1], "latency_ms", "latency of one batch, ms", None)]
+        lat_label = "latency of one batch, ms"
+        panels = [(grid[0][0], size_key, size_label, None), (grid[0][1], "latency_ms", lat_label, None)]
         if zoom:
-            panels += [(grid[1][0], size_key, size_label, zoom), (grid[1][1], "latency_ms", "latency of one batch, ms", zoom)]
+            panels += [(grid[1][0], size_key, size_label, zoom), (grid[1][1], "latency_ms", lat_label, zoom)]
         for ax, key, label, ylim in panels:
             scale = 1 / 2**20 if key != "latency_ms" else 1.0
             shown = [s for s in steps if _finite(getattr(s, key)) and getattr(s, key) > 0]
