@@ -99,8 +99,10 @@ def graphs_compiled() -> int:
 
 
 def check_close(a: Tensor, b: Tensor, what: str) -> None:
+    # Not bit-exact: Inductor computes the float ops around the kernels (GELU, LayerNorm) with its own
+    # vectorized code, and dynamic activation quantization can round a few of those values differently.
     err = float((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12))
-    if not err < 1e-4:
+    if not err < 1e-3:
         raise AssertionError(f"{what}: compiled output differs from eager (relative error {err:.2e})")
 
 
@@ -114,6 +116,7 @@ def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]]) -> 
             torch.manual_seed(0)
             model = build().eval()
             slimnn.compress_(model, cfg)
+            torch._dynamo.reset()  # each model its own recompile budget (they share Sequential.forward)
             before = graphs_compiled()
             compiled = torch.compile(model, fullgraph=True, dynamic=True)
             with torch.no_grad():
@@ -162,6 +165,15 @@ def register_options() -> None:
         return
     _OPTIONS_REGISTERED = True
 
+    # What slimnn registered before its Inductor lowering: custom_op around the eager entry with its checks.
+    @torch.library.custom_op("slimnn_bench::q8_shipped", mutates_args=())
+    def q8_shipped(x: Tensor, packed: Tensor, bias: Optional[Tensor], n: int) -> Tensor:
+        return slimnn.ops.q8_linear(x, packed, bias, "dynamic", n)
+
+    @q8_shipped.register_fake
+    def _(x, packed, bias, n):  # noqa: ANN001, ANN202
+        return x.new_empty((*x.shape[:-1], n))
+
     @torch.library.custom_op("slimnn_bench::q8_lean", mutates_args=())
     def q8_lean(x: Tensor, packed: Tensor, bias: Optional[Tensor], n: int) -> Tensor:
         return _lean_body(x, packed, bias, n)
@@ -207,6 +219,8 @@ class OptionLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.how == "custom_op (shipped)":
+            return torch.ops.slimnn_bench.q8_shipped(x, self.packed, self.bias, self.n)
+        if self.how == "slimnn (lowered)":
             return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, "dynamic", self.n)
         if self.how == "custom_op lean":
             return torch.ops.slimnn_bench.q8_lean(x, self.packed, self.bias, self.n)
@@ -215,7 +229,8 @@ class OptionLinear(nn.Module):
         return torch.ops.slimnn_bench_extern.q8(x, self.packed, self.bias, self.n)
 
 
-OPTIONS = ("custom_op (shipped)", "custom_op lean", "Library DEF + CPU impl", "Inductor extern lowering")
+OPTIONS = ("custom_op (shipped)", "custom_op lean", "Library DEF + CPU impl", "Inductor extern lowering",
+           "slimnn (lowered)")
 
 
 def run_options(ms: tuple[int, ...], rounds: int) -> None:
@@ -238,7 +253,7 @@ def run_options(ms: tuple[int, ...], rounds: int) -> None:
             fns.update({h: per_call(lambda c=c: c(x), r) for h, c in compiled.items()})
             fns["x+1"] = per_call(lambda: trivial(x), r)
             # Direct (eager) calls of each registration, no torch.compile: the dispatcher's share.
-            fns["direct custom_op"] = per_call(lambda: torch.ops.slimnn.q8_linear(x, lin.packed, lin.bias, "dynamic", 1536), r)
+            fns["direct custom_op"] = per_call(lambda: torch.ops.slimnn_bench.q8_shipped(x, lin.packed, lin.bias, 1536), r)
             fns["direct lib"] = per_call(lambda: torch.ops.slimnn_bench_lib.q8(x, lin.packed, lin.bias, 1536), r)
             fns["direct lean body"] = per_call(lambda: _lean_body(x, lin.packed, lin.bias, 1536), r)
             t = {k: v * 1e6 for k, v in interleaved(fns, rounds).items()}
@@ -314,11 +329,17 @@ def main() -> None:
     p.add_argument("--minilm", action="store_true", help="all-MiniLM-L6-v2 int8, eager vs compiled")
     p.add_argument("--batch", type=int, default=32)
     a = p.parse_args()
+    try:
+        from slimnn import inductor
+    except ImportError:  # a slimnn without its Inductor lowering: compiled models take the custom-op fallback
+        pass
+    else:
+        inductor.install()  # idempotent; `import slimnn` does it too
     torch.set_num_threads(a.threads)
     slimnn.set_num_threads(a.threads)
     info = slimnn.cpu_info()
     print(f"torch {torch.__version__}, {a.threads} thread(s), cpu: {info.get('vendor', '?')} "
-          f"{info.get('model', info.get('brand', ''))}, best isa {info.get('best_isa', info.get('isa', '?'))}")
+          f"{info.get('brand', '')}, best isa {info.get('isa_best', '?')}")
     ms = tuple(a.m)
     if a.options:
         run_options(ms, a.rounds)
