@@ -163,7 +163,11 @@ def _input(x: Any) -> Optional[Any]:
 
 
 def _blob(t: Any) -> bool:
-    return _is(t, torch.uint8) and len(t.get_size()) == 1 and _static(t.get_size()[0]) >= 128
+    # A symbolic size (a blob passed as a graph input under dynamic=True) is checked by the C++ header parse.
+    if not (_is(t, torch.uint8) and len(t.get_size()) == 1):
+        return False
+    size = _static(t.get_size()[0])
+    return size is None or size >= 128
 
 
 def _make(ir: Any, name: str, x: Any, tensors: list, consts: tuple, n: int) -> Any:

@@ -479,8 +479,7 @@ def attach(model: nn.Module, config: Any) -> list:
         m.config.quantization_config = qc
         m.is_quantized = True
         m.quantization_method = QUANT_METHOD
-        record(m, qc)
-        done.append(m)
+        done.append(m)  # the modules are recorded when saving (a module without save format raises there)
     return done
 
 
