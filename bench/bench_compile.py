@@ -111,10 +111,13 @@ def check_close(a: Tensor, b: Tensor, what: str) -> None:
         raise AssertionError(f"{what}: compiled output differs from eager (relative error {err:.2e})")
 
 
-def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]]) -> None:
+def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]], only_models: Optional[list[str]] = None
+                ) -> None:
     print(f"{'model':6s} {'format':17s} {'M':>4s} {'eager us':>9s} {'compiled us':>11s} {'ratio':>6s} "
           f"{'per layer (e/c)':>16s}  graphs")
     for mname, (build, k, layers) in models().items():
+        if only_models and mname not in only_models:
+            continue
         for fname, cfg in formats().items():
             if only and fname not in only:
                 continue
@@ -338,6 +341,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--m", type=int, nargs="*", default=[1, 4, 16, 128])
     p.add_argument("--format", nargs="*", help="restrict to these formats")
+    p.add_argument("--model", nargs="*", help="restrict to these models (layer, mlp, ffn4)")
     p.add_argument("--options", action="store_true", help="compare registration options (int8 dynamic)")
     p.add_argument("--minilm", action="store_true", help="all-MiniLM-L6-v2 int8, eager vs compiled")
     p.add_argument("--batch", type=int, default=32)
@@ -359,7 +363,7 @@ def main() -> None:
     elif a.minilm:
         run_minilm(a.rounds, a.batch)
     else:
-        run_formats(ms, a.rounds, a.format)
+        run_formats(ms, a.rounds, a.format, a.model)
 
 
 if __name__ == "__main__":

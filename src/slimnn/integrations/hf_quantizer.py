@@ -375,7 +375,9 @@ def _build_classes() -> None:
             for fqn, ph in list((n, m) for n, m in model.named_modules() if isinstance(m, _Placeholder)):
                 tensors = {}
                 for name, t in ph._buffers.items():
-                    if t is None or t.is_meta:
+                    # transformers marks every tensor it read from the checkpoint with _is_hf_initialized; one it
+                    # had to make up (missing from the checkpoint) is uninitialized memory without the mark.
+                    if t is None or t.is_meta or not getattr(t, "_is_hf_initialized", False):
                         raise ValueError(f"slimnn checkpoint: tensor {fqn}.{name} is missing; refusing to build "
                                          "the module from uninitialized memory")
                     tensors[name] = t
@@ -473,10 +475,13 @@ def attach(model: nn.Module, config: Any) -> list:
         prev = getattr(m, "hf_quantizer", None)
         if prev is not None and not isinstance(prev, quantizer_class()):
             raise ValueError(f"{type(m).__name__} is already quantized with {type(prev).__name__}")
-        qc = config_class()(config=config if not isinstance(config, (list, tuple)) else list(config))
-        q = quantizer_class()(qc, pre_quantized=False)
-        m.hf_quantizer = q
-        m.config.quantization_config = qc
+        # Nested PreTrainedModels (LlamaForCausalLM > LlamaModel) share one config object: they share one
+        # SlimnnConfig too, and each save_pretrained records the modules relative to the model it saves.
+        qc = getattr(m.config, "quantization_config", None)
+        if not isinstance(qc, config_class()):
+            qc = config_class()(config=list(config) if isinstance(config, (list, tuple)) else config)
+            m.config.quantization_config = qc
+        m.hf_quantizer = quantizer_class()(qc, pre_quantized=False)
         m.is_quantized = True
         m.quantization_method = QUANT_METHOD
         done.append(m)  # the modules are recorded when saving (a module without save format raises there)
