@@ -295,7 +295,7 @@ def run_options(ms: tuple[int, ...], rounds: int) -> None:
 def run_minilm(rounds: int, batch: int) -> None:
     import copy
 
-    from slimnn.demo import SENTENCES, load_minilm
+    from slimnn.app.demo import SENTENCES, load_minilm
 
     st = load_minilm()
     if st is None:

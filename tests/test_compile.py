@@ -1,5 +1,5 @@
 """torch.compile of slimnn models: fullgraph, dynamic M without a recompile per batch size, Inductor calling
-the kernels directly (slimnn/inductor.py), outputs equal to eager, bad calls still raising.
+the kernels directly (slimnn/ops/inductor.py), outputs equal to eager, bad calls still raising.
 
 Speed is measured in bench/bench_compile.py, never here.
 """
@@ -92,7 +92,7 @@ def test_compiled_matches_eager_without_recompiles_and_calls_the_kernels(name):
 
 
 def test_lowering_is_registered_once_inductor_is_imported():
-    from slimnn import inductor
+    from slimnn.ops import inductor
 
     compiled = torch.compile(nn.Sequential(slimnn.nn.Int8Linear.from_linear(nn.Linear(8, 8))).eval(), fullgraph=True)
     with torch.no_grad():

@@ -126,7 +126,7 @@ def test_export_onnx_names_the_layers_it_cannot_export(tmp_path):
 def test_export_onnx_minilm_int8_cosine(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from slimnn.demo import SENTENCES, load_minilm
+    from slimnn.app.demo import SENTENCES, load_minilm
 
     st = load_minilm()
     if st is None:

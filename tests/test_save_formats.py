@@ -54,7 +54,7 @@ def test_int4_every_variant_round_trips(cfg, tmp_path):
 def test_int4_with_awq_input_scale_round_trips(tmp_path):
     torch.manual_seed(0)
     lin = nn.Linear(64, 32)
-    from slimnn.quantize import quantize_int4
+    from slimnn.math.quantize import quantize_int4
 
     codes, scales, zeros = quantize_int4(lin.weight, 32, False, torch.float16)
     mod = slimnn.nn.Int4Linear.from_quantized(codes, scales, zeros, 32, lin.bias, torch.rand(64) + 0.5)
@@ -120,13 +120,16 @@ def test_corrupt_int4_and_lowrank_files_raise(tmp_path):
             slimnn.load(p)
 
 
-def test_every_module_class_has_a_save_format():
-    """Each compressed module class slimnn ships (every technique's module) is saved by a registered format."""
-    classes = {v for k, v in vars(slimnn.nn).items() if isinstance(v, type) and issubclass(v, nn.Module)}
-    classes.discard(slimnn.nn.FusedActivation)  # recorded in the manifest, holds no tensors
-    saved = set(io.registered_formats().values())
-    missing = sorted(c.__name__ for c in classes - saved)
+def test_every_technique_has_a_save_format():
+    """Every module class of every registered technique is saved by a registered format (and FusedActivation,
+    which holds no tensors, is recorded in the manifest)."""
+    from slimnn import techniques
+
+    missing = [f"{name}: {cls.__name__}" for name, t in techniques.techniques().items() for cls in t.modules
+               if techniques.save_format_for(cls) is None]
     assert not missing, f"no save format for {missing}"
+    for name, t in techniques.techniques().items():
+        assert t.save_formats, f"technique {name} registers no save format"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])

@@ -156,7 +156,7 @@ def test_config_round_trips_through_json():
 
 @pytest.fixture(scope="module")
 def minilm():
-    from slimnn.demo import load_minilm
+    from slimnn.app.demo import load_minilm
 
     st = load_minilm()
     if st is None:
@@ -171,7 +171,7 @@ ST_FORMATS = ("int8_dynamic", "int4_g64_asym_weight_only", "sparse_bitmap_int8",
 def test_sentence_transformers_save_and_load_bit_identical(name, minilm, tmp_path):
     from sentence_transformers import SentenceTransformer
 
-    from slimnn.demo import SENTENCES
+    from slimnn.app.demo import SENTENCES
 
     st = copy.deepcopy(minilm)
     slimnn.compress_(st, FORMATS[name])

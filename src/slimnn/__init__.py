@@ -26,8 +26,15 @@ from .recipes.pipeline import autocompress
 from .recipes.distill import distill
 from .recipes.mixed import mixed_int4_
 from .integrations.transformers import fast_attention_
+from .integrations.onnx import export_onnx
+from .integrations import hf_quantizer as _hf_quantizer
+from .ops import inductor as _inductor
 
 _compat.install(__name__)
+# Registrations with libraries slimnn does not import itself: Inductor's lowering table once torch.compile
+# imports Inductor, transformers' quantizer registry once transformers is imported (slimnn.runtime.hooks).
+_inductor.install()
+_hf_quantizer.install()
 
 __all__ = [
     "CompressionReport",
@@ -39,6 +46,7 @@ __all__ = [
     "compress_",
     "cpu_info",
     "distill",
+    "export_onnx",
     "fast_attention_",
     "fuse_activations_",
     "get_num_threads",
@@ -56,5 +64,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name == "SlimnnConfig":  # transformers' quantization config for slimnn; imports transformers on first use
+        return _hf_quantizer.config_class()
     # slimnn.<module> names of the flat layout before 0.2 (slimnn.calibration, slimnn.reference, ...).
     return _compat.attribute(__name__, name)

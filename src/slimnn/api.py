@@ -54,6 +54,25 @@ class CompressionReport:
         return "\n".join(lines)
 
 
+_AFTER_COMPRESS: list[Callable[[nn.Module, Any], None]] = []
+
+
+def after_compress(fn: Callable[[nn.Module, Any], None]) -> Callable[[nn.Module, Any], None]:
+    """Registers ``fn(model, config)`` to run at the end of every :func:`compress_` (integrations use it:
+    transformers models get slimnn's quantizer attached, so ``save_pretrained`` writes a slimnn checkpoint).
+    Idempotent per function."""
+    if fn not in _AFTER_COMPRESS:
+        _AFTER_COMPRESS.append(fn)
+    return fn
+
+
+def _finish(model: nn.Module, config: Any, report: "CompressionReport") -> "CompressionReport":
+    if report.converted:
+        for fn in _AFTER_COMPRESS:
+            fn(model, config)
+    return report
+
+
 def _default_filter(module: nn.Module, fqn: str) -> bool:
     return type(module) is nn.Linear
 
@@ -108,7 +127,7 @@ def compress_(
         raise ValueError(f"compress_ replaces submodules in place; wrap a bare {where}{type(model).__name__} in a "
                          "container")
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
-        return report
+        return _finish(model, config, report)
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}
     prepared = tech.convert_batch(model, targets, cfg) if tech.convert_batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
@@ -138,4 +157,4 @@ def compress_(
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
     if fuse:
         report.fused = fuse_activations_(model)
-    return report
+    return _finish(model, config, report)

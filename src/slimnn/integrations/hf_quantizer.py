@@ -14,7 +14,7 @@ skipped are transformers' usual ones (tied / output embeddings, the last module)
 int4 round-to-nearest, magnitude pruning per layer, SVD low-rank): the others raise, naming the way out
 (``slimnn.compress_`` after loading).
 
-``save_pretrained`` writes every compressed module in its slimnn save format (``slimnn.io``: canonical,
+``save_pretrained`` writes every compressed module in its slimnn save format (the techniques' ``save_formats``: canonical,
 CPU-independent tensors named ``<module>.<tensor>``), and records each module's format, version and
 metadata, and the fused activations, in ``config.json``'s ``quantization_config``. A compressed module
 without a save format makes ``save_pretrained`` raise: it never writes a checkpoint that would reload
@@ -28,7 +28,7 @@ attached to each transformers ``PreTrainedModel`` inside it (:func:`attach`), so
 (and sentence-transformers' ``save``) writes the same kind of checkpoint.
 
 transformers is never imported by ``import slimnn``: :func:`register` runs once
-``transformers.quantizers.auto`` is imported (slimnn._import_hooks), and ``slimnn.SlimnnConfig`` imports
+``transformers.quantizers.auto`` is imported (slimnn.runtime.hooks), and ``slimnn.SlimnnConfig`` imports
 transformers when first used.
 """
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import threading
 from typing import Any, Optional
 
@@ -158,7 +157,7 @@ def _build_classes() -> None:
                 raise ValueError(f"SlimnnConfig: unknown fields {sorted(kwargs)}")
 
         def to_dict(self) -> dict[str, Any]:
-            from .. import __version__
+            from .._version import __version__
 
             return {
                 "quant_method": QUANT_METHOD,
@@ -257,8 +256,9 @@ def _build_classes() -> None:
             }
 
         def _place_holders(self, model: nn.Module) -> None:
-            from .. import io
+            from ..techniques import save_formats
 
+            known = save_formats()
             qc = self.quantization_config
             modules = qc.modules
             if not isinstance(modules, dict) or not modules:
@@ -267,10 +267,10 @@ def _build_classes() -> None:
             for fqn, rec in modules.items():
                 if not isinstance(fqn, str) or not fqn or not isinstance(rec, dict):
                     raise ValueError(f"quantization_config.modules: malformed entry {fqn!r}")
-                fmt = io._BY_NAME.get(rec.get("format"))
+                fmt = known.get(rec.get("format"))
                 if fmt is None:
                     raise ValueError(f"module {fqn!r} has format {rec.get('format')!r}, unknown to this slimnn "
-                                     f"(known: {sorted(io._BY_NAME)})")
+                                     f"(known: {sorted(known)})")
                 if rec.get("version") != fmt.version and rec.get("version") not in fmt.reads:
                     raise ValueError(f"module {fqn!r}: {fmt.name} version {rec.get('version')!r} is not supported")
                 meta = rec.get("meta")
@@ -294,8 +294,8 @@ def _build_classes() -> None:
             self._apply_fused(model)
 
         def _apply_fused(self, model: nn.Module) -> None:
-            from ..fuse import activation_of
-            from ..nn.fused import FusedActivation
+            from ..nn import FusedActivation
+            from ..techniques.fusion import activation_of
 
             for fqn, f in (self.quantization_config.fused_activations or {}).items():
                 if not isinstance(f, dict) or not isinstance(f.get("into"), str):
@@ -365,7 +365,7 @@ def _build_classes() -> None:
                     raise ValueError(f"slimnn: the checkpoint lacks the weights of {left[:8]}; nothing was compressed "
                                      "there")
                 if self.quantization_config.fuse:
-                    from ..fuse import fuse_activations_
+                    from ..techniques.fusion import fuse_activations_
 
                     fuse_activations_(model)
             record(model, self.quantization_config)
@@ -391,6 +391,9 @@ def _build_classes() -> None:
         def get_state_dict_and_metadata(self, model: nn.Module) -> tuple[dict, dict]:
             return state_dict(model, self.quantization_config), {}
 
+    for cls in (SlimnnConfig, SlimnnHfQuantizer, _Placeholder, _Quantize):
+        cls.__qualname__ = cls.__name__
+        cls.__module__ = __name__
     _classes.update(config=SlimnnConfig, quantizer=SlimnnHfQuantizer, placeholder=_Placeholder)
 
 
@@ -408,13 +411,16 @@ def _set(model: nn.Module, fqn: str, new: nn.Module) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 def _compressed(model: nn.Module) -> dict[str, nn.Module]:
-    from .. import io
+    """fqn -> module for every compressed module (a registered save format's class or any slimnn.nn module
+    but FusedActivation, which holds no tensors and is recorded apart)."""
+    from ..nn import FusedActivation
+    from ..techniques import save_format_for
 
     out = {}
     for fqn, m in model.named_modules():
-        if type(m).__name__ == "FusedActivation":
+        if isinstance(m, FusedActivation):
             continue
-        if type(m) in io._BY_CLASS or io._compressed_class(m):
+        if save_format_for(type(m)) is not None or type(m).__module__.startswith("slimnn.nn"):
             out[fqn] = m
     return out
 
@@ -422,11 +428,11 @@ def _compressed(model: nn.Module) -> dict[str, nn.Module]:
 def record(model: nn.Module, qc: Any) -> None:
     """Writes each compressed module's format, version and metadata (and the fused activations) into
     ``qc`` (the model's quantization_config); raises if a compressed module has no save format."""
-    from .. import io
+    from ..techniques import save_format_for
 
     modules, fused = {}, {}
     for fqn, m in _compressed(model).items():
-        fmt = io._BY_CLASS.get(type(m))
+        fmt = save_format_for(type(m))
         if fmt is None:
             raise ValueError(f"slimnn: {fqn} is a {type(m).__name__}, which has no save format; save_pretrained would "
                              "write a checkpoint that cannot be reloaded")
@@ -442,14 +448,14 @@ def record(model: nn.Module, qc: Any) -> None:
 
 def state_dict(model: nn.Module, qc: Any) -> dict[str, Tensor]:
     """The checkpoint's tensors: canonical tensors for compressed modules, the rest of the state dict as is."""
-    from .. import io
+    from ..techniques import save_format_for
 
     record(model, qc)
     comp = _compressed(model)
     prefixes = tuple(f"{fqn}." for fqn in comp)
     out = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     for fqn, m in comp.items():
-        tensors, _meta = io._BY_CLASS[type(m)].to_canonical(m)
+        tensors, _meta = save_format_for(type(m)).to_canonical(m)
         for name, t in tensors.items():
             out[f"{fqn}.{name}"] = t.detach().contiguous()
     return out
@@ -512,11 +518,13 @@ def register(_module: Any = None) -> None:
 
 
 def install() -> None:
-    """Registers with transformers once it is imported (now, if it already is)."""
-    from .._import_hooks import when_imported
+    """Registers with transformers once it is imported (now, if it already is), and has ``compress_`` attach
+    the quantizer to the transformers models it compresses."""
+    from ..api import after_compress
+    from ..runtime.hooks import when_imported
 
     when_imported("transformers.quantizers.auto", register)
+    after_compress(attach)
 
 
 __all__ = ["QUANT_METHOD", "attach", "config_class", "install", "quantizer_class", "record", "register", "state_dict"]
-del re

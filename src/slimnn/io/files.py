@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import tempfile
 from typing import Any, Callable, Optional, Union
@@ -294,11 +295,36 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         save_file(tensors, tmp, metadata={MANIFEST_KEY: text})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; the result gets the mode a plain open() would give it (0666 minus
+        # the umask, typically 0644), or keeps the mode of the file it replaces.
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    # Read without changing it where Linux says it (os.umask can only be read by setting it, which races
+    # with other threads creating files).
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _shares_storage(t: Tensor, tensors: dict[str, Tensor]) -> bool:

@@ -64,7 +64,7 @@ class OnnxInt8Linear(nn.Module):
 
     def __init__(self, mod: nn.Module) -> None:
         super().__init__()
-        from .formats import unpack_q8
+        from ..formats.packed import unpack_q8
 
         q, scales, gs = unpack_q8(mod.packed)
         if gs is not None and mod.in_features % gs:
@@ -93,15 +93,14 @@ class OnnxInt8Linear(nn.Module):
 
 
 def _exportable(model: nn.Module) -> dict[str, nn.Module]:
-    from . import io
+    from ..nn import FusedActivation, Int8Linear
 
     swaps, bad = {}, []
     for fqn, m in model.named_modules():
-        name = type(m).__name__
-        if name == "Int8Linear" and type(m).__module__.startswith("slimnn"):
+        if type(m) is Int8Linear:
             swaps[fqn] = OnnxInt8Linear(m)
-        elif name != "FusedActivation" and (type(m) in io._BY_CLASS or io._compressed_class(m)):
-            bad.append(f"{fqn} ({name})")
+        elif type(m).__module__.startswith("slimnn.nn") and not isinstance(m, FusedActivation):
+            bad.append(f"{fqn} ({type(m).__name__})")
     if bad:
         raise ValueError(f"these slimnn layers have no ONNX export (only Int8Linear does): {bad[:8]}"
                          f"{' ...' if len(bad) > 8 else ''}")

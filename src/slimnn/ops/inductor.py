@@ -31,8 +31,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from . import _C
-from ._threads import get_num_threads
+from .. import _C
+from ..runtime.threads import get_num_threads
 
 STATUS = "not registered (Inductor not imported yet)"
 """Whether the lowerings are in place: for ``slimnn.cpu_info()`` and tests."""
@@ -249,8 +249,7 @@ def register(_module: Any = None) -> None:
         if getattr(extern_kernels, name, None) is not fn:
             setattr(extern_kernels, name, fn)
     # Import order: the ops must exist before their OpOverloads can key the table.
-    from . import ops, sparse_ops  # noqa: F401
-    from .nn import int4, lowrank  # noqa: F401
+    from . import lowrank, q4, q8, sparse  # noqa: F401
 
     user_lowerings.update(_lowerings(ir))
     _tag_cache_key()
@@ -286,6 +285,6 @@ def _tag_cache_key() -> None:
 
 def install() -> None:
     """Registers :func:`register` to run once ``torch._inductor.compile_fx`` is imported."""
-    from ._import_hooks import when_imported
+    from ..runtime.hooks import when_imported
 
     when_imported("torch._inductor.compile_fx", register)
