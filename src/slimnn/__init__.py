@@ -26,6 +26,7 @@ from .recipes.pipeline import autocompress
 from .recipes.distill import distill
 from .recipes.mixed import mixed_int4_
 from .integrations.transformers import fast_attention_
+from .integrations import onnx as _onnx
 from .integrations.onnx import export_onnx
 from .integrations import hf_quantizer as _hf_quantizer
 from .ops import inductor as _inductor
@@ -35,6 +36,7 @@ _compat.install(__name__)
 # imports Inductor, transformers' quantizer registry once transformers is imported (slimnn.runtime.hooks).
 _inductor.install()
 _hf_quantizer.install()
+_onnx.install()
 
 __all__ = [
     "CompressionReport",

@@ -126,6 +126,49 @@ def onnx_exportable(model: nn.Module) -> Iterator[nn.Module]:
             setattr(owner, child, mod)
 
 
+def _refusal(op_name: str, hint: str) -> Any:
+    def translate(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError(f"slimnn.{op_name} has no ONNX translation (the op reads packed weights through raw "
+                         f"pointers, which the exporter cannot see): {hint}")
+    translate.__name__ = f"slimnn_{op_name}_refusal"
+    return translate
+
+
+_REFUSALS_REGISTERED = False
+
+
+def _register_refusals(_module: Any = None) -> None:
+    # torch.onnx.export(dynamo=True) first tries torch.export non-strict, where the modules raise themselves;
+    # it then retries strict (dynamo), where torch.onnx.is_in_onnx_export() reads False, and fails at
+    # translation with "No ONNX function found for slimnn.q8_linear". A translation that raises names the
+    # way out instead (torch 2.13's private torchlib registry; absent elsewhere, then torch's own error stays).
+    # The registry module and _registration import each other: run once both are complete.
+    global _REFUSALS_REGISTERED
+    import sys
+
+    reg = sys.modules.get("torch.onnx._internal.exporter._torchlib._torchlib_registry")
+    regmod = sys.modules.get("torch.onnx._internal.exporter._registration")
+    if _REFUSALS_REGISTERED or reg is None or regmod is None:
+        return
+    if not (hasattr(reg, "onnx_impl") and hasattr(regmod, "OnnxDecompMeta")):
+        return
+    _REFUSALS_REGISTERED = True
+    ops = torch.ops.slimnn
+    hint_q8 = "export with slimnn.export_onnx(model, args, path), which writes int8 layers as DequantizeLinear + MatMul"
+    hint_other = "only Int8Linear has an ONNX form (slimnn.export_onnx); keep this layer float or int8 to export it"
+    for name, hint in (("q8_linear", hint_q8), ("q4_linear", hint_other), ("sparse_linear", hint_other),
+                       ("lowrank_linear", hint_other)):
+        reg.onnx_impl(getattr(ops, name).default, trace_only=True, no_compile=True)(_refusal(name, hint))
+
+
+def install() -> None:
+    """Registers the refusing ONNX translations once torch's ONNX exporter is imported."""
+    from ..runtime.hooks import when_imported
+
+    when_imported("torch.onnx._internal.exporter._torchlib._torchlib_registry", _register_refusals)
+    when_imported("torch.onnx._internal.exporter._registration", _register_refusals)
+
+
 def export_onnx(model: nn.Module, args: tuple, f: Any, **kwargs: Any) -> Any:
     """``torch.onnx.export(model, args, f, dynamo=True, **kwargs)`` with slimnn's int8 layers written as
     ``DequantizeLinear`` + ``MatMul`` (see the module docstring); raises ValueError for layers without an
