@@ -60,7 +60,8 @@ def test_torch_export_saved_and_loaded_in_a_fresh_process(tmp_path):
 
 
 @pytest.mark.parametrize("dynamo", [False, True])
-@pytest.mark.parametrize("name", ["int8", "int4", "sparse", "lowrank_residual"])
+@pytest.mark.parametrize("name", ["int8", "int4", pytest.param("sparse", marks=pytest.mark.slow),
+                                  pytest.param("lowrank_residual", marks=pytest.mark.slow)])
 def test_torch_onnx_export_raises_instead_of_exporting_a_constant(name, dynamo, tmp_path):
     pytest.importorskip("onnxscript" if dynamo else "onnx")
     m = _mlp()
@@ -123,6 +124,7 @@ def test_export_onnx_names_the_layers_it_cannot_export(tmp_path):
         slimnn.export_onnx(m, (torch.randn(2, 64),), str(tmp_path / "m.onnx"))
 
 
+@pytest.mark.slow
 def test_export_onnx_minilm_int8_cosine(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 from torch import nn
 
 from .configs import Int8Config, SparseConfig
-from .techniques import Done, for_config, techniques
+from .techniques import Done, for_config, run_model_hooks, techniques
 from .techniques.fusion import fuse_activations_
 
 def _compose(configs: list) -> Any:
@@ -54,22 +54,9 @@ class CompressionReport:
         return "\n".join(lines)
 
 
-_AFTER_COMPRESS: list[Callable[[nn.Module, Any], None]] = []
-
-
-def after_compress(fn: Callable[[nn.Module, Any], None]) -> Callable[[nn.Module, Any], None]:
-    """Registers ``fn(model, config)`` to run at the end of every :func:`compress_` (integrations use it:
-    transformers models get slimnn's quantizer attached, so ``save_pretrained`` writes a slimnn checkpoint).
-    Idempotent per function."""
-    if fn not in _AFTER_COMPRESS:
-        _AFTER_COMPRESS.append(fn)
-    return fn
-
-
 def _finish(model: nn.Module, config: Any, report: "CompressionReport") -> "CompressionReport":
     if report.converted:
-        for fn in _AFTER_COMPRESS:
-            fn(model, config)
+        run_model_hooks(model, config)  # e.g. transformers models get slimnn's quantizer (integrations)
     return report
 
 

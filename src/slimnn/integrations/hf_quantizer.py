@@ -414,13 +414,16 @@ def _compressed(model: nn.Module) -> dict[str, nn.Module]:
     """fqn -> module for every compressed module (a registered save format's class or any slimnn.nn module
     but FusedActivation, which holds no tensors and is recorded apart)."""
     from ..nn import FusedActivation
-    from ..techniques import save_format_for
+    from ..techniques import save_format_for, techniques
 
+    kinds = tuple(c for t in techniques().values() for c in t.modules)  # subclasses count too (plug-ins)
     out = {}
     for fqn, m in model.named_modules():
         if isinstance(m, FusedActivation):
             continue
-        if save_format_for(type(m)) is not None or type(m).__module__.startswith("slimnn.nn"):
+        if save_format_for(type(m)) is not None or type(m).__module__.startswith("slimnn.nn") or isinstance(
+            m, kinds
+        ):
             out[fqn] = m
     return out
 
@@ -461,7 +464,7 @@ def state_dict(model: nn.Module, qc: Any) -> dict[str, Tensor]:
     return out
 
 
-def attach(model: nn.Module, config: Any) -> list:
+def attach(model: nn.Module, config: Any = None) -> list:
     """Gives every transformers ``PreTrainedModel`` inside ``model`` that holds compressed modules a slimnn
     quantizer (``model.hf_quantizer``) and ``config.quantization_config``, so ``save_pretrained`` writes a
     slimnn checkpoint. Does nothing when transformers is not imported. Returns the models it attached to."""
@@ -485,7 +488,7 @@ def attach(model: nn.Module, config: Any) -> list:
         # SlimnnConfig too, and each save_pretrained records the modules relative to the model it saves.
         qc = getattr(m.config, "quantization_config", None)
         if not isinstance(qc, config_class()):
-            qc = config_class()(config=list(config) if isinstance(config, (list, tuple)) else config)
+            qc = config_class()(config=list(config) if isinstance(config, (list, tuple)) else config)  # None: int8
             m.config.quantization_config = qc
         m.hf_quantizer = quantizer_class()(qc, pre_quantized=False)
         m.is_quantized = True
@@ -520,11 +523,11 @@ def register(_module: Any = None) -> None:
 def install() -> None:
     """Registers with transformers once it is imported (now, if it already is), and has ``compress_`` attach
     the quantizer to the transformers models it compresses."""
-    from ..api import after_compress
     from ..runtime.hooks import when_imported
+    from ..techniques import add_model_hook
 
     when_imported("transformers.quantizers.auto", register)
-    after_compress(attach)
+    add_model_hook(attach)
 
 
 __all__ = ["QUANT_METHOD", "attach", "config_class", "install", "quantizer_class", "record", "register", "state_dict"]

@@ -51,7 +51,7 @@ from ..formats.manifest import (
     dict_field,
 )
 from ..nn.fused import FusedActivation
-from ..techniques import add_save_format, save_format_for, save_formats
+from ..techniques import add_save_format, run_model_hooks, save_format_for, save_formats
 from ..techniques.fusion import activation_of
 
 FORMAT = "slimnn"
@@ -605,6 +605,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
     if left:
         raise ValueError(f"{path}: these tensors of the model were not in the file and are still on the meta "
                          f"device: {left[:8]}")
+    if man["modules"]:
+        run_model_hooks(model, None)  # e.g. transformers models inside get slimnn's quantizer (integrations)
     return model.eval()
 
 
