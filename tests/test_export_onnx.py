@@ -36,10 +36,14 @@ def _python(code, expect_ok=True):
     return out
 
 
-def test_torch_export_saved_and_loaded_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize("names", [("int8", "lowrank_residual"),
+                                   pytest.param(("int4", "sparse", "bitmap_int8"), marks=pytest.mark.slow)],
+                         ids=["int8+lowrank", "int4+sparse+bitmap"])
+def test_torch_export_saved_and_loaded_in_a_fresh_process(names, tmp_path):
     torch.manual_seed(0)
     paths = []
-    for name, cfg in FORMATS.items():
+    for name in names:
+        cfg = FORMATS[name]
         m = _mlp()
         slimnn.compress_(m, cfg)
         x = torch.randn(5, 64)

@@ -157,7 +157,7 @@ def test_overwriting_keeps_the_file_atomic_and_its_mode(tmp_path):
     assert isinstance(slimnn.load(p)[0], slimnn.nn.Int8Linear)
 
 
-@pytest.mark.parametrize("fmt", ["int4", "lowrank", "sparse"])
+@pytest.mark.parametrize("fmt", ["int4", "lowrank", pytest.param("sparse", marks=pytest.mark.slow)])
 def test_cli_compresses_to_every_listed_format(fmt, tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 32)).eval()
