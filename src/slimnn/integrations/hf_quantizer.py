@@ -368,7 +368,8 @@ def _build_classes() -> None:
                     from ..techniques.fusion import fuse_activations_
 
                     fuse_activations_(model)
-            record(model, self.quantization_config)
+            # The modules are recorded into the config by save_pretrained (get_state_dict_and_metadata); doing
+            # it here would unpack every blob once more while loading, for nothing.
             return model
 
         def _rebuild(self, model: nn.Module) -> None:
