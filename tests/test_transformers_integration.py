@@ -207,3 +207,13 @@ def test_sentence_transformer_skeleton_on_meta_device_raises_clearly(minilm):
     with pytest.raises(RuntimeError, match="meta device"):
         with torch.device("meta"):
             SentenceTransformer(str(pkg.get_model_path()), device="cpu")
+
+
+def test_a_compressed_transformers_model_still_deep_copies(tiny_llama):
+    float_model, _ = tiny_llama
+    model = copy.deepcopy(float_model)
+    slimnn.compress_(model, slimnn.Int8Config())
+    twin = copy.deepcopy(model)  # the attached quantizer must not hold locks or other uncopyable state
+    ids = torch.randint(0, 96, (1, 4))
+    with torch.no_grad():
+        assert torch.equal(twin(ids).logits, model(ids).logits)

@@ -47,6 +47,7 @@ CHECKPOINT_VERSION = 1
 
 _classes: dict[str, type] = {}
 _lock = threading.RLock()
+_collect_lock = threading.Lock()  # the conversion ops of a load may run on transformers' loader threads
 
 
 def _slimnn_config_json(cfg: Any) -> Any:
@@ -211,8 +212,7 @@ def _build_classes() -> None:
             super().__init__(quantization_config, **kwargs)
             self._targets: set = set()
             self._pending: dict[str, dict] = {}
-            self._lock = threading.Lock()
-            self.modules_to_not_convert: list = []
+            self.modules_to_not_convert: list = []  # no lock object here: models holding a quantizer deepcopy
 
         # --- environment ---
         def validate_environment(self, *args: Any, **kwargs: Any) -> None:
@@ -321,7 +321,7 @@ def _build_classes() -> None:
 
         def _collect(self, model: nn.Module, full_name: str, value: Tensor, missing_keys: Any) -> None:
             fqn, _, tensor = full_name.rpartition(".")
-            with self._lock:
+            with _collect_lock:
                 parts = self._pending.setdefault(fqn, {})
                 parts[tensor] = value
                 linear = model.get_submodule(fqn)
