@@ -4,7 +4,7 @@
 
 Shapes are (K, N, r) with r at half the parameters; M in {1, 16}; threads from SLIMNN_BENCH_THREADS (default 1).
 Every case checks its output against the float reference once. extra_info carries GFLOP/s, weight GB/s and
-the kernel. For the headline ratios measured interleaved in one process, use bench/lowrank_targets.py.
+the kernel. For the headline ratios measured interleaved in one process, use bench/tables/lowrank_peers.py.
 """
 
 from __future__ import annotations

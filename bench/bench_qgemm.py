@@ -11,7 +11,7 @@ bench_gemv_model_sized (marker ``cold``): M=1 cycling through > 1 GiB of fp32-eq
 checks its output (harness.check_output), so a fast wrong kernel fails instead of reporting a time.
 extra_info: gflops (2*M*K*N / median), gbps (nominal weight bytes / median: int8 1, bf16 2, fp32 4 per
 weight), kernel, threads, cpu_info, err_vs_float64. Absolute times from a shared machine are noisy;
-for ratios measured side by side use bench/compare.py.
+for ratios measured side by side use bench/tables/int8_peers.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Each case checks its output against the reference once before timing. ``extra_in
 GFLOP/s (2 M K N dense-equivalent flops per second), the GB/s of blob bytes streamed and the blob's size
 relative to fp32 dense. The ``cold`` variants cycle through enough copies of the weights (>= 256 MiB of
 blobs or 1 GiB of fp32-equivalent weights) that every call reads its weights from DRAM. Ratios against
-peers (torch dense, torch.sparse, scipy.sparse, slimnn int8) come from bench/compare_sparse.py, which
+peers (torch dense, torch.sparse, scipy.sparse, slimnn int8) come from bench/tables/sparse_peers.py, which
 interleaves the candidates in one process.
 """
 

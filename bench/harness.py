@@ -1,4 +1,4 @@
-"""Shared pieces of the int8 benchmarks (bench_qgemm.py and compare.py).
+"""Shared pieces of the int8 benchmarks (bench_qgemm.py and tables/int8_peers.py).
 
 - the standard shapes (``shapes/llm_linear.csv``) and thread counts (1 and all cores);
 - the implementations compared, all built from the same float ``nn.Linear``: slimnn's Int8Linear in both

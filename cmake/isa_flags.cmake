@@ -11,7 +11,12 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
 endif()
 
 set(SLIMNN_ISA_LIBS "")
-set(SLIMNN_ISA_DEFS "")
+
+# Warnings of the project's own sources (-Werror with SLIMNN_WERROR: CI builds stay at 0 warnings).
+set(SLIMNN_WARNINGS -Wall -Wextra)
+if(SLIMNN_WERROR)
+  list(APPEND SLIMNN_WARNINGS -Werror)
+endif()
 
 # slimnn_add_isa_library(<family> <isa> <sources...>): builds slimnn_<family>_<isa> with the ISA's flags
 # when the ISA is enabled and the target is x86; defines SLIMNN_BUILT_<ISA>=1 for the selector.
@@ -23,8 +28,42 @@ function(slimnn_add_isa_library family isa)
   set(target slimnn_${family}_${isa})
   add_library(${target} STATIC ${ARGN})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/csrc)
-  # -Wno-maybe-uninitialized: gcc 12's own AVX-512 headers trip it (_mm512_undefined_*), not our code.
-  target_compile_options(${target} PRIVATE ${SLIMNN_FLAGS_${isa}} -Wall -Wextra -Wno-maybe-uninitialized)
+  # -Wno-maybe-uninitialized: gcc 12's own AVX-512 headers trip it (the __Y of _mm512_undefined_*, ~800
+  # times in a Release build), not our code; -Wuninitialized (definite uses) stays on.
+  target_compile_options(${target} PRIVATE ${SLIMNN_FLAGS_${isa}} ${SLIMNN_WARNINGS} -Wno-maybe-uninitialized)
+  # The ISA's own SLIMNN_BUILT_<ISA>: a kernels.inc expanded inside the ISA file sees its own lines.
+  target_compile_definitions(${target} PRIVATE SLIMNN_BUILT_${ISA}=1)
   set(SLIMNN_ISA_LIBS ${SLIMNN_ISA_LIBS} ${target} PARENT_SCOPE)
   target_compile_definitions(slimnn_core PUBLIC SLIMNN_BUILT_${ISA}=1)
+endfunction()
+
+# slimnn_add_family(<family> [FP_CONTRACT_OFF]): builds the kernel family in csrc/kernels/<family>/ from
+# its folder, so that kernels.inc stays the only list a person edits: the portable files (ref.cc,
+# select.cc, <family>.cc, whichever exist) go into slimnn_core, and each x86_<isa>.cc into its own
+# slimnn_<family>_<isa> library with that ISA's flags. FP_CONTRACT_OFF: the family promises bit-identical
+# results across ISAs, so no compiler-made fused multiply-adds (only the ones written as intrinsics or
+# std::fma), or a mul + add pair would round differently per path.
+function(slimnn_add_family family)
+  cmake_parse_arguments(ARG "FP_CONTRACT_OFF" "" "" ${ARGN})
+  set(dir ${PROJECT_SOURCE_DIR}/csrc/kernels/${family})
+  set(portable "")
+  foreach(f ref.cc select.cc ${family}.cc)
+    if(EXISTS ${dir}/${f})
+      list(APPEND portable ${dir}/${f})
+    endif()
+  endforeach()
+  target_sources(slimnn_core PRIVATE ${portable})
+  file(GLOB isa_files CONFIGURE_DEPENDS ${dir}/x86_*.cc)
+  foreach(f ${isa_files})
+    get_filename_component(stem ${f} NAME_WE)
+    string(REGEX REPLACE "^x86_" "" isa ${stem})
+    if(NOT DEFINED SLIMNN_FLAGS_${isa})
+      message(FATAL_ERROR "${f}: no flags for ISA '${isa}' in cmake/isa_flags.cmake")
+    endif()
+    slimnn_add_isa_library(${family} ${isa} ${f})
+  endforeach()
+  if(ARG_FP_CONTRACT_OFF)
+    set_source_files_properties(${portable} ${isa_files} PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+  endif()
+  set(SLIMNN_ISA_LIBS ${SLIMNN_ISA_LIBS} PARENT_SCOPE)
 endfunction()

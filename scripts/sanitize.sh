@@ -16,7 +16,7 @@ pkg=$build/pkg
 
 # RelWithDebInfo: optimized like the real build (the same code paths and vector widths), with line numbers
 # in the reports.
-nice cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLIMNN_SANITIZE=ON \
+nice cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLIMNN_SANITIZE=ON -DSLIMNN_WERROR=ON \
   -Dpybind11_DIR="$($py -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v "$py")" >/dev/null
 nice ninja -C "$build" >/dev/null

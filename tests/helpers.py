@@ -171,3 +171,35 @@ def make_mlp_model(d: int, h: int, blocks: int, seed: int = 0) -> torch.nn.Modul
                 m.weight.copy_(w)
                 m.bias.copy_(0.02 * torch.randn(m.out_features, generator=g))
     return model.eval()
+
+
+def runs_without_the_gil(kernel_call) -> int:
+    """How often the main thread ran while ``kernel_call()`` (3 calls) ran in a worker thread, with the
+    interpreter's switch interval made huge: a thread holding the GIL is then never preempted, so the main
+    thread observes the worker *inside* the call only if the kernel released the GIL. > 0 means released."""
+    import sys
+    import threading
+    import time
+
+    state = ["idle"]
+
+    def call() -> None:
+        state[0] = "calling"
+        for _ in range(3):
+            kernel_call()
+        state[0] = "returned"
+
+    seen_inside = 0
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        t = threading.Thread(target=call)
+        t.start()
+        while state[0] != "returned":
+            if state[0] == "calling":
+                seen_inside += 1
+            time.sleep(0.0005)  # gives the GIL back so the worker can return
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    return seen_inside

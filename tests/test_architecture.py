@@ -171,3 +171,20 @@ def test_layers_import_only_below():
 
 def test_every_module_has_a_layer():
     assert {_layer(m) for m in MODULES} <= set(ALLOWED)
+
+
+def test_no_merge_conflict_markers_in_the_repository():
+    import re
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    try:
+        files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        import pytest
+
+        pytest.skip("not a git checkout")
+    marker = re.compile(r"^(<{7}|>{7})( |$)", re.M)
+    bad = [f for f in files if (root / f).is_file() and (root / f).stat().st_size < 2_000_000
+           and marker.search((root / f).read_text(errors="replace"))]
+    assert bad == [], f"merge conflict markers in {bad}"

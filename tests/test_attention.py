@@ -8,15 +8,14 @@ the thread count (bit for bit); the exp polynomial is checked in ulps against co
 from __future__ import annotations
 
 import math
-import sys
-import threading
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import slimnn
+
+import helpers
 from slimnn import _C
 from slimnn.ops.attn import attention_with_kernel
 from slimnn.math.reference import attention_reference
@@ -318,27 +317,7 @@ def test_kernel_releases_the_gil():
     g = torch.Generator().manual_seed(11)
     q, k, v = (t.contiguous() for t in make_qkv(1, 4, 4, 512, 512, 64, 64, g))
     slimnn.set_num_threads(1)
-    state = ["idle"]
-
-    def call() -> None:
-        state[0] = "calling"
-        for _ in range(3):
-            attention_with_kernel(q, k, v)
-        state[0] = "returned"
-
-    seen_inside = 0
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1000.0)
-    try:
-        t = threading.Thread(target=call)
-        t.start()
-        while state[0] != "returned":
-            if state[0] == "calling":
-                seen_inside += 1
-            time.sleep(0.0005)
-        t.join()
-    finally:
-        sys.setswitchinterval(old)
+    seen_inside = helpers.runs_without_the_gil(lambda: attention_with_kernel(q, k, v))
     assert seen_inside > 0, "the main thread never ran while the kernel did: the GIL was held"
 
 

@@ -74,8 +74,8 @@ def test_compress_rejects_bad_input(tmp_path):
     env = dict(os.environ, PYTHONPATH=_SRC)
     out = subprocess.run([sys.executable, "-m", "slimnn", "compress", str(bad), str(tmp_path / "o.safetensors")],
                          capture_output=True, text=True, timeout=120, env=env)
-    assert out.returncode != 0
-    assert "cannot load" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2
+    assert "not a safetensors file" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_demo_small_end_to_end(tmp_path):

@@ -79,7 +79,7 @@ def test_pack_unpack_round_trip(n, k, gs):
     q2, s2, gs2 = formats.unpack_q8(blob)
     assert_exact(q2, q, "q")
     assert_exact(s2, scales, "scales")  # bit for bit: -0.0, subnormals and FLT_MAX survive
-    single_group_of_kp = gs is not None and -(-kp_of(k) // gs) == 1 and gs == kp_of(k)
+    single_group_of_kp = gs is not None and gs >= kp_of(k)  # one group: the per-channel format
     assert gs2 == (None if gs is None or single_group_of_kp else gs)
     # deterministic bytes: packing the canonical form again gives the same blob (no stray padding bytes)
     assert_exact(formats.pack_q8(q2, s2, gs2), blob, "re-packed blob")
@@ -129,9 +129,14 @@ def test_q8_info():
     # a group as large as the padded row is the per-channel format
     _, _, blob = pack(5, 6, 8)
     assert formats.q8_info(blob).group_size is None
-    # a group larger than K stays a group (same math as per-channel, reported as given)
+    # a group larger than K is one group: stored as per-channel, so each layer has one encoding (and a
+    # corrupt header cannot claim a "group" larger than K, issue 18)
     _, _, blob = pack(5, 6, 32)
-    assert formats.q8_info(blob) == formats.Q8Info(n=5, k=6, group_size=32, n_groups=1, np=16, kp=8)
+    assert formats.q8_info(blob) == formats.Q8Info(n=5, k=6, group_size=None, n_groups=1, np=16, kp=8)
+    bad = blob.clone()
+    bad[48:56] = torch.tensor(list(struct.pack("<q", 32)), dtype=torch.uint8)  # PackedHeader::group_size
+    with pytest.raises(ValueError, match="inconsistent"):
+        formats.q8_info(bad)
 
 
 def test_pack_rejects_bad_input():

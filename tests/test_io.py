@@ -2,6 +2,7 @@
 truncated, corrupt and hostile files (never code execution, never a crash)."""
 
 import copy
+import hashlib
 import json
 import os
 import pickle
@@ -144,8 +145,9 @@ def test_stored_form_is_canonical_not_packed(tmp_path):
     m = _compressed()
     slimnn.save(m, p)
     man = io.manifest(p)
-    assert man["tensors"]["0.q"] == {"dtype": "I8", "shape": [96, 64]}
-    assert man["tensors"]["0.scales"] == {"dtype": "F32", "shape": [2, 96]}
+    assert {k: v for k, v in man["tensors"]["0.q"].items() if k != "sha256"} == {"dtype": "I8", "shape": [96, 64]}
+    assert {k: v for k, v in man["tensors"]["0.scales"].items() if k != "sha256"} == {"dtype": "F32", "shape": [2, 96]}
+    assert all(len(t["sha256"]) == 64 for t in man["tensors"].values())
     assert not any(k.endswith("packed") for k in man["tensors"])
     assert man["modules"]["2"]["meta"]["config"]["mode"] == "weight_only"
     assert man["modules"]["0"]["meta"]["config"]["group_size"] == 32
@@ -197,8 +199,11 @@ def _parts(tmp_path):
 
 
 def _with_manifest(header, man):
+    """The header with a tampered manifest whose digest is right: what is left to catch it is the check the
+    test is about (tests/test_hostile_files.py covers the digests themselves)."""
     h = copy.deepcopy(header)
-    h["__metadata__"] = {io.MANIFEST_KEY: json.dumps(man)}
+    text = json.dumps(man)
+    h["__metadata__"] = {io.MANIFEST_KEY: text, io.DIGEST_KEY: hashlib.sha256(text.encode()).hexdigest()}
     return h
 
 
@@ -273,11 +278,14 @@ def test_huge_header_length_and_duplicate_keys(tmp_path):
 
 
 def _replace_tensor_bytes(tmp_path, name, fn):
+    """Changes a tensor's bytes and its digest, so that the value checks (not the digest) must catch it."""
     header, man, data = _parts(tmp_path)
     a, b = header[name]["data_offsets"]
-    data = data[:a] + fn(bytearray(data[a:b])) + data[b:]
+    new = bytes(fn(bytearray(data[a:b])))
+    data = data[:a] + new + data[b:]
+    man["tensors"][name]["sha256"] = hashlib.sha256(new).hexdigest()
     p = tmp_path / "bad.safetensors"
-    _write(p, header, data)
+    _write(p, _with_manifest(header, man), data)
     return p
 
 

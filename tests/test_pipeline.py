@@ -161,19 +161,9 @@ def test_reproducible_with_seed(task):
 
 # ---------------------------------------------------------------- distillation
 
-def _magnitude_prune(model, sparsity):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                k = int(m.weight.numel() * sparsity)
-                thr = m.weight.abs().flatten().kthvalue(k).values
-                m.weight[m.weight.abs() <= thr] = 0
-    return model
-
-
 def test_distill_recovers_accuracy_after_aggressive_pruning(task):
     base = task.accuracy(task.model)
-    student = _magnitude_prune(copy.deepcopy(task.model), 0.92)
+    student = tasks.magnitude_prune_(copy.deepcopy(task.model), 0.92)
     zeros = {n: (m.weight == 0).clone() for n, m in student.named_modules() if isinstance(m, nn.Linear)}
     pruned = task.accuracy(student)
     assert pruned < base - 0.1  # aggressive: a large loss

@@ -18,7 +18,7 @@ from torch import nn
 import slimnn
 from slimnn import _C
 
-from helpers import make_layer, q8_linear
+from helpers import make_layer, q8_linear, runs_without_the_gil
 from tolerances import assert_exact
 
 MODES = ["dynamic", "weight_only"]
@@ -199,28 +199,9 @@ def test_kernel_releases_the_gil():
     x = torch.randn(m, k)
     y = torch.empty(m, n)
     slimnn.set_num_threads(1)
-    state = ["idle"]
-
-    def call() -> None:
-        state[0] = "calling"
-        for _ in range(3):
-            _C.q8_linear("q8_dynamic", x.data_ptr(), False, m, k, blob.data_ptr(), blob.numel(), 0, y.data_ptr(),
-                         n, 1)
-        state[0] = "returned"
-
-    seen_inside = 0
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1000.0)
-    try:
-        t = threading.Thread(target=call)
-        t.start()
-        while state[0] != "returned":
-            if state[0] == "calling":
-                seen_inside += 1
-            time.sleep(0.0005)  # gives the GIL back so the worker can return
-        t.join()
-    finally:
-        sys.setswitchinterval(old)
+    seen_inside = runs_without_the_gil(
+        lambda: _C.q8_linear("q8_dynamic", x.data_ptr(), False, m, k, blob.data_ptr(), blob.numel(), 0, y.data_ptr(),
+                             n, 1))
     assert seen_inside > 0, "the main thread never ran while the kernel did: the GIL was held"
 
 

@@ -18,11 +18,9 @@ namespace {
 
 const AttnKernelInfo* kernel_arg(const std::string& kernel) {
   if (kernel.empty()) return nullptr;
-  const AttnKernelInfo* ki = attention_kernel_by_name(kernel.c_str());
-  if (ki == nullptr) throw py::value_error("unknown attention kernel '" + kernel + "'");
-  if ((ki->isa & detected_isa_mask()) == 0)
-    throw py::value_error("kernel " + kernel + " needs " + isa_name(ki->isa) + ", which this CPU lacks");
-  return ki;
+  int n = 0;
+  const AttnKernelInfo* t = attention_kernel_table(&n);
+  return named_kernel(t, n, kernel, "attention ");
 }
 
 void need3(const std::vector<int64_t>& s, const char* what) {
@@ -32,22 +30,10 @@ void need3(const std::vector<int64_t>& s, const char* what) {
 }  // namespace
 
 void bind_attention(py::module_& m) {
-  m.def("attention_kernels", [] {
+  def_kernel_list(m, "attention_kernels", [] {
     int n = 0;
     const AttnKernelInfo* t = attention_kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = "attention_f32";
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = 4;
-      d["nr"] = t[i].width;
-      d["gemv"] = false;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const AttnKernelInfo& k) { return kernel_row(k.name, k.isa, "attention_f32", 4, k.width, false); });
   });
   m.def("attention_select_kernel", [] { return std::string(select_attention_kernel(current_isa_mask())->name); });
   m.def(

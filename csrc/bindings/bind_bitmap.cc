@@ -18,20 +18,10 @@ namespace py = pybind11;
 namespace slimnn {
 namespace {
 
-const BitmapKernelInfo* bitmap_by_name(const std::string& name) {
+const BitmapKernelInfo* forced_kernel(const std::string& name) {
   int n = 0;
   const BitmapKernelInfo* t = bitmap_kernel_table(&n);
-  for (int i = 0; i < n; ++i)
-    if (name == t[i].name) return &t[i];
-  return nullptr;
-}
-
-const BitmapKernelInfo* forced_kernel(const std::string& name) {
-  const BitmapKernelInfo* k = bitmap_by_name(name);
-  if (k == nullptr) throw py::value_error("unknown sparse kernel '" + name + "' for bitmap weights");
-  if ((k->isa & detected_isa_mask()) == 0)
-    throw py::value_error(std::string("kernel ") + k->name + " needs " + isa_name(k->isa) + ", which this CPU lacks");
-  return k;
+  return named_kernel(t, n, name, "sparse ", " for bitmap weights");
 }
 
 }  // namespace
@@ -95,22 +85,10 @@ std::string bitmap_linear_call(uintptr_t x, int64_t rows, int64_t k, int64_t ldx
 }
 
 void bind_bitmap(py::module_& m) {
-  m.def("bitmap_kernels", [] {
+  def_kernel_list(m, "bitmap_kernels", [] {
     int n = 0;
     const BitmapKernelInfo* t = bitmap_kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = "sparse_bitmap_i8";
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = t[i].mt;
-      d["nr"] = 1;
-      d["gemv"] = t[i].gemv;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const BitmapKernelInfo& k) { return kernel_row(k.name, k.isa, "sparse_bitmap_i8", k.mt, 1, k.gemv); });
   });
   m.def("bitmap_select", [](int64_t rows) { return std::string(select_bitmap(rows, current_isa_mask())->name); },
         py::arg("m"));

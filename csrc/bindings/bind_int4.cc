@@ -32,30 +32,18 @@ ScaleDtype scale_dtype_from(int code) {
 const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
   int n = 0;
   const Q4KernelInfo* t = q4_kernel_table(&n);
-  for (int i = 0; i < n; ++i)
-    if (name == t[i].name) return &t[i];
-  throw py::value_error("unknown q4 kernel '" + name + "'");
+  return named_kernel(t, n, name, "q4 ");
 }
 
 }  // namespace
 
 void bind_int4(py::module_& m) {
-  m.def("q4_kernels", [] {
+  def_kernel_list(m, "q4_kernels", [] {
     int n = 0;
     const Q4KernelInfo* t = q4_kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = q4_kind_name(t[i].kind);
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = t[i].mr;
-      d["nr"] = t[i].np * 16;
-      d["gemv"] = t[i].gemv;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const Q4KernelInfo& k) {
+      return kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
+    });
   });
   m.def(
       "q4_select_kernel",
@@ -128,9 +116,6 @@ void bind_int4(py::module_& m) {
       [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size,
          uintptr_t out) {
         const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
-        if ((ki->isa & detected_isa_mask()) == 0)
-          throw py::value_error(std::string("kernel ") + ki->name + " needs " + isa_name(ki->isa) +
-                                ", which this CPU lacks");
         if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
         const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
         if (lda < v.kp) throw py::value_error("lda < kp");

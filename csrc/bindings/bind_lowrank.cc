@@ -34,22 +34,10 @@ bool make_residual(uintptr_t rowptr, uintptr_t col, uintptr_t val, int64_t nnz, 
 }  // namespace
 
 void bind_lowrank(py::module_& m) {
-  m.def("lowrank_kernels", [] {
+  def_kernel_list(m, "lowrank_kernels", [] {
     int n = 0;
     const LrKernelInfo* t = lowrank_kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = "lowrank_f32";
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = t[i].mr;
-      d["nr"] = t[i].nr;
-      d["gemv"] = t[i].gemv;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const LrKernelInfo& k) { return kernel_row(k.name, k.isa, "lowrank_f32", k.mr, k.nr, k.gemv); });
   });
   m.def(
       "lowrank_select_kernel",
@@ -70,10 +58,9 @@ void bind_lowrank(py::module_& m) {
           throw py::value_error("lowrank_f32_linear: bad shapes or strides");
         const LrKernelInfo* ki = nullptr;
         if (!kernel.empty()) {
-          ki = lowrank_kernel_by_name(kernel.c_str());
-          if (ki == nullptr) throw py::value_error("unknown lowrank kernel '" + kernel + "'");
-          if ((ki->isa & detected_isa_mask()) == 0)
-            throw py::value_error("kernel " + kernel + " needs " + isa_name(ki->isa) + ", which this CPU lacks");
+          int cnt = 0;
+          const LrKernelInfo* t = lowrank_kernel_table(&cnt);
+          ki = named_kernel(t, cnt, kernel, "lowrank ");
         }
         CsrResidual s;
         const bool has_res = make_residual(rowptr, col, val, nnz, n, k, &s);
@@ -92,13 +79,7 @@ void bind_lowrank(py::module_& m) {
       [](const std::string& kind, uintptr_t x, int64_t rows, int64_t ldx, uintptr_t v_blob, size_t v_size,
          uintptr_t u_blob, size_t u_size, uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, uintptr_t rowptr,
          uintptr_t col, uintptr_t val, int64_t nnz) {
-        KernelKind kk;
-        if (kind == "q8_dynamic")
-          kk = KernelKind::kQ8Dyn;
-        else if (kind == "q8_weight_only")
-          kk = KernelKind::kQ8Wo;
-        else
-          throw py::value_error("unknown kernel kind '" + kind + "' (expected 'q8_dynamic' or 'q8_weight_only')");
+        const KernelKind kk = q8_kind_from(kind);
         const Q8View v = q8_view(as_ptr<const uint8_t>(v_blob), v_size, false);
         const Q8View u = q8_view(as_ptr<const uint8_t>(u_blob), u_size, false);
         if (u.k != v.n)

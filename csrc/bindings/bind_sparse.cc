@@ -37,9 +37,7 @@ const char* format_name(FormatId f) {
 const SpmmKernelInfo* spmm_by_name(const std::string& name) {
   int n = 0;
   const SpmmKernelInfo* t = spmm_kernel_table(&n);
-  for (int i = 0; i < n; ++i)
-    if (name == t[i].name) return &t[i];
-  throw py::value_error("unknown sparse kernel '" + name + "'");
+  return named_kernel(t, n, name, "sparse ");
 }
 
 SpmmKind kind_from(const std::string& s) {
@@ -80,22 +78,12 @@ py::dict info(uintptr_t blob, size_t size, bool full_check) {
 }  // namespace
 
 void bind_sparse(py::module_& m) {
-  m.def("spmm_kernels", [] {
+  def_kernel_list(m, "spmm_kernels", [] {
     int n = 0;
     const SpmmKernelInfo* t = spmm_kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = std::string("sparse_") + spmm_kind_name(t[i].kind);
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = t[i].mt;
-      d["nr"] = kSellLanes;
-      d["gemv"] = t[i].gemv;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const SpmmKernelInfo& k) {
+      return kernel_row(k.name, k.isa, (std::string("sparse_") + spmm_kind_name(k.kind)).c_str(), k.mt, kSellLanes, k.gemv);
+    });
   });
   m.def(
       "spmm_select",
@@ -181,9 +169,6 @@ void bind_sparse(py::module_& m) {
         const SpmmKernelInfo* forced = nullptr;
         if (!kernel.empty()) {
           forced = spmm_by_name(kernel);
-          if ((forced->isa & detected_isa_mask()) == 0)
-            throw py::value_error(std::string("kernel ") + forced->name + " needs " + isa_name(forced->isa) +
-                                  ", which this CPU lacks");
           if (forced->kind != spmm_kind(v))
             throw py::value_error(std::string("kernel ") + forced->name + " does not run " + spmm_kind_name(spmm_kind(v)) +
                                   " weights");

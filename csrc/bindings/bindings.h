@@ -1,10 +1,15 @@
 // One bind_<family>(m) per kernel family, each in its own bind_<family>.cc; bind_families calls them all.
+// The helpers below are the conventions every binding shares (bindings.cc).
 #pragma once
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 namespace slimnn {
+
+enum class KernelKind : int;
 
 template <typename T>
 T* as_ptr(uintptr_t p) {
@@ -12,5 +17,36 @@ T* as_ptr(uintptr_t p) {
 }
 
 void bind_families(pybind11::module_& m);
+
+// One row of slimnn.kernels(): name, isa and whether this CPU runs it, and (kind non-null) kind, mr, nr, gemv.
+pybind11::dict kernel_row(const char* name, uint32_t isa, const char* kind = nullptr, int mr = 0, int nr = 0,
+                          bool gemv = false);
+// The rows of a family's whole table, row(entry) making each (a kernel_row).
+template <typename T, typename Row>
+pybind11::list kernel_rows(const T* table, int n, Row row) {
+  pybind11::list out;
+  for (int i = 0; i < n; ++i) out.append(row(table[i]));
+  return out;
+}
+// Defines m.<name>() -> the family's kernel rows (rows() returns a pybind11::list of kernel_row dicts) and,
+// with in_all, adds them to m.all_kernels() (slimnn.kernels()), in the order the families are bound.
+void def_kernel_list(pybind11::module_& m, const char* name, std::function<pybind11::list()> rows,
+                     bool in_all = true);
+// Defines m.all_kernels(): every list def_kernel_list registered with in_all, concatenated.
+void def_all_kernels(pybind11::module_& m);
+// ValueError "kernel <name> needs <isa>, which this CPU lacks" unless the CPU has the ISA bit `isa`.
+void require_cpu_isa(uint32_t isa, const char* name);
+// The entry of `table` named `name`, runnable here; else ValueError "unknown <what>kernel '<name>'<suffix>".
+template <typename T>
+const T* named_kernel(const T* table, int n, const std::string& name, const char* what, const char* suffix = "") {
+  for (int i = 0; i < n; ++i)
+    if (name == table[i].name) {
+      require_cpu_isa(table[i].isa, table[i].name);
+      return &table[i];
+    }
+  throw pybind11::value_error("unknown " + std::string(what) + "kernel '" + name + "'" + suffix);
+}
+// "q8_dynamic" / "q8_weight_only" -> the q8 kernel kind; ValueError otherwise.
+KernelKind q8_kind_from(const std::string& s);
 
 }  // namespace slimnn

@@ -18,34 +18,16 @@ using namespace slimnn;
 
 namespace {
 
-template <typename T>
-T* ptr(uintptr_t p) {
-  return reinterpret_cast<T*>(p);
-}
-
 const char* kind_name(KernelKind k) { return k == KernelKind::kQ8Dyn ? "q8_dynamic" : "q8_weight_only"; }
-
-KernelKind kind_from(const std::string& s) {
-  if (s == "q8_dynamic") return KernelKind::kQ8Dyn;
-  if (s == "q8_weight_only") return KernelKind::kQ8Wo;
-  throw py::value_error("unknown kernel kind '" + s + "' (expected 'q8_dynamic' or 'q8_weight_only')");
-}
 
 const KernelInfo* kernel_by_name(const std::string& name) {
   int n = 0;
   const KernelInfo* t = kernel_table(&n);
-  for (int i = 0; i < n; ++i)
-    if (name == t[i].name) return &t[i];
-  throw py::value_error("unknown kernel '" + name + "'");
-}
-
-void require_isa(const KernelInfo* k) {
-  if ((k->isa & detected_isa_mask()) == 0)
-    throw py::value_error(std::string("kernel ") + k->name + " needs " + isa_name(k->isa) + ", which this CPU lacks");
+  return named_kernel(t, n, name, "");
 }
 
 py::tuple q8_header(uintptr_t blob, size_t size, bool full_check) {
-  const Q8View v = q8_view(ptr<const uint8_t>(blob), size, full_check);
+  const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, full_check);
   return py::make_tuple(v.n, v.k, v.group_size, v.n_groups, v.np, v.kp);
 }
 
@@ -53,8 +35,6 @@ py::tuple q8_header(uintptr_t blob, size_t size, bool full_check) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "slimnn private extension; use the slimnn package instead.";
-  // Each further kernel family binds itself from its own bind_<family>.cc (declared in bindings.h).
-  bind_families(m);
 
   // --- ISA ---
   m.def("isa_names", [] {
@@ -65,12 +45,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("detected_isa_mask", &detected_isa_mask);
   m.def("built_isa_mask", &built_isa_mask);
   m.def("current_isa_mask", &current_isa_mask);
-  m.def("isa_bit", [](const std::string& name) { return isa_from_name(name); });
+  m.def("isa_bit", [](const std::string& name) { return isa_from_name(name); }, py::arg("name"));
   m.def("force_isa", [](const std::string& name) {
     const uint32_t bit = name.empty() ? 0 : isa_from_name(name);
     if (!name.empty() && bit == 0) throw py::value_error("unknown ISA '" + name + "'");
     force_isa(bit);
-  });
+  }, py::arg("name"));
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;
@@ -83,26 +63,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("pool_worker_count", &pool_worker_count);
 
   // --- kernel table ---
-  m.def("kernels", [] {
+  def_kernel_list(m, "kernels", [] {
     int n = 0;
     const KernelInfo* t = kernel_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["kind"] = kind_name(t[i].kind);
-      d["isa"] = isa_name(t[i].isa);
-      d["mr"] = t[i].mr;
-      d["nr"] = t[i].np * 16;
-      d["gemv"] = t[i].gemv;
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
+    return kernel_rows(t, n, [](const KernelInfo& k) { return kernel_row(k.name, k.isa, kind_name(k.kind), k.mr, k.np * 16, k.gemv); });
   });
+  // Each further kernel family binds itself from its own bind_<family>.cc (bindings.cc calls them).
+  bind_families(m);
   m.def(
       "select_kernel",
-      [](const std::string& kind, int64_t m) { return std::string(select_kernel(kind_from(kind), m, current_isa_mask())->name); },
+      [](const std::string& kind, int64_t m) { return std::string(select_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
       py::arg("kind"), py::arg("m"));
 
   // --- q8 format ---
@@ -112,16 +82,16 @@ PYBIND11_MODULE(_C, m) {
       [](uintptr_t q, uintptr_t scales, int64_t n, int64_t k, int64_t group_size, uintptr_t out, size_t out_size) {
         if (out_size != q8_blob_bytes(n, k, group_size)) throw py::value_error("q8_pack: output buffer has the wrong size");
         py::gil_scoped_release nogil;
-        q8_pack(ptr<const int8_t>(q), ptr<const float>(scales), n, k, group_size, ptr<uint8_t>(out));
+        q8_pack(as_ptr<const int8_t>(q), as_ptr<const float>(scales), n, k, group_size, as_ptr<uint8_t>(out));
       },
       py::arg("q"), py::arg("scales"), py::arg("n"), py::arg("k"), py::arg("group_size"), py::arg("out"),
       py::arg("out_size"));
   m.def(
       "q8_unpack",
       [](uintptr_t blob, size_t size, uintptr_t q, uintptr_t scales) {
-        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
         py::gil_scoped_release nogil;
-        q8_unpack(v, ptr<int8_t>(q), ptr<float>(scales));
+        q8_unpack(v, as_ptr<int8_t>(q), as_ptr<float>(scales));
       },
       py::arg("blob"), py::arg("size"), py::arg("q"), py::arg("scales"));
   m.def("q8_header", &q8_header, py::arg("blob"), py::arg("size"), py::arg("full_check"),
@@ -132,15 +102,15 @@ PYBIND11_MODULE(_C, m) {
       "q8_linear",
       [](const std::string& kind, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,
          uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act, int split) {
-        const KernelKind kk = kind_from(kind);
+        const KernelKind kk = q8_kind_from(kind);
         if (act < 0 || act >= kNumActivations) throw py::value_error("q8_linear: unknown activation code");
         if (split < kSplitAuto || split > kSplitRows) throw py::value_error("q8_linear: split must be 0 (auto), 1 (columns) or 2 (rows)");
-        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
         if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear: bad row count or strides");
         const KernelInfo* ki;
         {
           py::gil_scoped_release nogil;
-          ki = q8_linear(kk, ptr<const void>(x), x_bf16, rows, ldx, v, ptr<const float>(bias), ptr<float>(y), ldy,
+          ki = q8_linear(kk, as_ptr<const void>(x), x_bf16, rows, ldx, v, as_ptr<const float>(bias), as_ptr<float>(y), ldy,
                          nthreads, current_isa_mask(), act, split);
         }
         return ki->name;
@@ -149,19 +119,12 @@ PYBIND11_MODULE(_C, m) {
       py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
 
   // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
-  m.def("act_kernels", [] {
+  def_kernel_list(m, "act_kernels", [] {
     int n = 0;
     const ActInfo* t = act_table(&n);
-    py::list out;
-    for (int i = 0; i < n; ++i) {
-      py::dict d;
-      d["name"] = t[i].name;
-      d["isa"] = isa_name(t[i].isa);
-      d["available"] = (t[i].isa & detected_isa_mask()) != 0;
-      out.append(d);
-    }
-    return out;
-  });
+    return kernel_rows(t, n, [](const ActInfo& k) { return kernel_row(k.name, k.isa); });
+  }, false);
+  def_all_kernels(m);
   m.def("select_act", [] { return std::string(select_act(current_isa_mask())->name); });
   m.def(
       "act_apply",
@@ -170,14 +133,9 @@ PYBIND11_MODULE(_C, m) {
         if (n < 0) throw py::value_error("act_apply: n < 0");
         int cnt = 0;
         const ActInfo* t = act_table(&cnt);
-        const ActInfo* k = nullptr;
-        for (int i = 0; i < cnt; ++i)
-          if (kernel == t[i].name) k = &t[i];
-        if (k == nullptr) throw py::value_error("unknown activation kernel '" + kernel + "'");
-        if ((k->isa & detected_isa_mask()) == 0)
-          throw py::value_error(std::string("kernel ") + k->name + " needs " + isa_name(k->isa) + ", which this CPU lacks");
+        const ActInfo* k = named_kernel(t, cnt, kernel, "activation ");
         py::gil_scoped_release nogil;
-        k->fn(act, ptr<float>(y), n);
+        k->fn(act, as_ptr<float>(y), n);
       },
       py::arg("kernel"), py::arg("act"), py::arg("y"), py::arg("n"),
       "Test hook: applies activation code `act` in place to n floats at y with the named kernel.");
@@ -187,12 +145,11 @@ PYBIND11_MODULE(_C, m) {
       "q8_dot_i32",
       [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size, uintptr_t out) {
         const KernelInfo* ki = kernel_by_name(kernel);
-        require_isa(ki);
         if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
-        const Q8View v = q8_view(ptr<const uint8_t>(blob), size, false);
+        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
         if (lda < v.kp) throw py::value_error("lda < kp");
         py::gil_scoped_release nogil;
-        q8_dot_i32(ki, ptr<const uint8_t>(a), rows, lda, v, ptr<int32_t>(out));
+        q8_dot_i32(ki, as_ptr<const uint8_t>(a), rows, lda, v, as_ptr<int32_t>(out));
       },
       py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
       py::arg("out"), "out is rows x np int32; a is rows x kp uint8");
@@ -201,14 +158,13 @@ PYBIND11_MODULE(_C, m) {
       [](const std::string& kernel, uintptr_t x, int64_t rows, int64_t k, int64_t kp, uintptr_t q, uintptr_t scale,
          uintptr_t zp) {
         const KernelInfo* ki = kernel_by_name(kernel);
-        require_isa(ki);
         if (ki->quantize == nullptr) throw py::value_error("kernel has no quantizer");
         std::vector<bool> finite(rows);
         {
           py::gil_scoped_release nogil;
           for (int64_t r = 0; r < rows; ++r)
-            finite[r] = ki->quantize(ptr<const float>(x) + r * k, k, kp, ptr<uint8_t>(q) + r * kp, ptr<float>(scale) + r,
-                                     ptr<int32_t>(zp) + r);
+            finite[r] = ki->quantize(as_ptr<const float>(x) + r * k, k, kp, as_ptr<uint8_t>(q) + r * kp, as_ptr<float>(scale) + r,
+                                     as_ptr<int32_t>(zp) + r);
         }
         return finite;
       },

@@ -53,14 +53,6 @@ void check_group(int g) {
   if (g != 1 && g != 2 && g != kBitmapPermRows) fail("group_rows must be 1, 2 or 8, got " + s(g));
 }
 
-// Nonzeros of row r in window wi (G = 8).
-int64_t window_count(const int8_t* w, int64_t n, int64_t k, int64_t r, int64_t wi) {
-  if (r >= n) return 0;
-  int64_t c = 0;
-  for (int64_t col = wi * kBitmapWindow; col < std::min(k, (wi + 1) * kBitmapWindow); ++col) c += w[r * k + col] != 0;
-  return c;
-}
-
 // The union mask of group gi, chunk c.
 uint64_t union_mask(const int8_t* w, int64_t n, int64_t k, int g, int64_t gi, int64_t c) {
   uint64_t m = 0;
@@ -122,12 +114,7 @@ void bitmap_pack(const int8_t* w, const float* scales, int64_t n, int64_t k, int
   const Layout l = layout(n, k, g, stored);
   if (out_size != l.total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(l.total)));
   std::memset(out, 0, l.total);
-  BitmapHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(FormatId::kBitmap);
-  h.header_bytes = sizeof(BitmapHeader);
+  BitmapHeader h = new_header<BitmapHeader>(FormatId::kBitmap);
   h.n = n, h.k = k, h.kc = l.kc, h.stored = stored, h.group_rows = uint32_t(g);
   h.off_ptr = l.off_ptr, h.off_masks = l.off_masks, h.off_values = l.off_values;
   h.off_scales = l.off_scales, h.off_rowsum = l.off_rowsum, h.total_bytes = l.total;

@@ -19,7 +19,7 @@
 // (offsets[64] values[64] offsets[64] values[64] ... offsets[c % 64] values[c % 64]). A GEMV kernel keeps
 // the window's 256 u8 activations in four zmm and gathers the entry's activations with two vpermi2b
 // (AVX512_VBMI; bit 7 of the offset picks the upper 128 columns), one vpdpbusd with the values: no runtime
-// compress, ~25 nonzeros per step at 90%. Measured 1.7-2.0x the G = 2 GEMV at 90% (bench/proto, docs/sparse.md);
+// compress, ~25 nonzeros per step at 90%. Measured 1.7-2.0x the G = 2 GEMV at 90% (prototype in git history, commit 87a6191; docs/sparse.md);
 // bytes per dense weight 2 x density + 1/128 (0.21 at 90%). Only nonzeros are stored: stored = 2 x nnz.
 //
 // Sections (64-byte aligned, little-endian, ISA-independent; ng = ceil(n / G) groups):

@@ -37,7 +37,9 @@ Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
     // Bounded like K (a larger group is one group anyway) so that kp + gs cannot overflow below.
     if (group_size > kQ8MaxK)
       fail("group_size " + std::to_string(group_size) + " is larger than the largest K (" + std::to_string(kQ8MaxK) + ")");
-    l.gs = group_size;
+    // One group spanning all of K is per-channel: stored as such, so that each layer has exactly one
+    // encoding (a corrupt header cannot turn per-channel into a "group" larger than K and still pass).
+    l.gs = group_size < l.kp ? group_size : l.kp;
   }
   l.ng = (l.kp - 1) / l.gs + 1;  // ceil(kp / gs) without kp + gs overflowing for a huge (corrupt) gs
   l.off_w = align64(sizeof(PackedHeader));
@@ -132,15 +134,7 @@ void q8_pack(const int8_t* q, const float* scales, int64_t n, int64_t k, int64_t
   for (int64_t i = 0; i < int64_t(l.ng) * n; ++i)
     if (!std::isfinite(scales[i])) fail("non-finite scale at index " + std::to_string(i));
   std::memset(out, 0, l.total);
-  PackedHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(FormatId::kQ8);
-  h.header_bytes = sizeof(PackedHeader);
-  h.n = n, h.k = k, h.np = l.np, h.kp = l.kp, h.group_size = l.gs, h.n_groups = l.ng;
-  h.off_weights = l.off_w, h.off_scales = l.off_s, h.off_colsum = l.off_c, h.off_comp = l.off_comp;
-  h.total_bytes = l.total;
+  PackedHeader h = packed_header(FormatId::kQ8, n, k, l);
   std::memcpy(out, &h, sizeof h);
   int8_t* w = reinterpret_cast<int8_t*>(out + l.off_w);
   float* s = reinterpret_cast<float*>(out + l.off_s);

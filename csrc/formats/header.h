@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -56,5 +57,29 @@ class FormatError : public std::invalid_argument {
 PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected);
 
 inline uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t{63}; }
+
+// A zeroed header of type H (PackedHeader or another format's header: each starts with magic, version,
+// format and header_bytes) with those leading fields set for format f. The one header writer of every format.
+template <typename H>
+H new_header(FormatId f) {
+  H h;
+  std::memset(&h, 0, sizeof h);
+  std::memcpy(h.magic, kMagic, 4);
+  h.version = kFormatVersion;
+  h.format = static_cast<uint16_t>(f);
+  h.header_bytes = sizeof(H);
+  return h;
+}
+
+// The PackedHeader of a q8 or q4 blob of n x k weights with layout l (its np, kp, gs, ng, section offsets
+// off_w / off_s / off_c / off_comp and total).
+template <typename Layout>
+PackedHeader packed_header(FormatId f, int64_t n, int64_t k, const Layout& l) {
+  PackedHeader h = new_header<PackedHeader>(f);
+  h.n = n, h.k = k, h.np = l.np, h.kp = l.kp, h.group_size = l.gs, h.n_groups = l.ng;
+  h.off_weights = l.off_w, h.off_scales = l.off_s, h.off_colsum = l.off_c, h.off_comp = l.off_comp;
+  h.total_bytes = l.total;
+  return h;
+}
 
 }  // namespace slimnn

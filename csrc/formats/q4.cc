@@ -170,15 +170,7 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int
     for (int64_t i = 0; i < l.ng * n; ++i)
       if (zeros[i] > 15) fail("zero point " + std::to_string(zeros[i]) + " above 15 at index " + std::to_string(i));
   std::memset(out, 0, l.total);
-  PackedHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(FormatId::kQ4);
-  h.header_bytes = sizeof(PackedHeader);
-  h.n = n, h.k = k, h.np = l.np, h.kp = l.kp, h.group_size = l.gs, h.n_groups = l.ng;
-  h.off_weights = l.off_w, h.off_scales = l.off_s, h.off_colsum = l.off_c, h.off_comp = l.off_comp;
-  h.total_bytes = l.total;
+  PackedHeader h = packed_header(FormatId::kQ4, n, k, l);
   Q4HeaderExt ext;
   std::memset(&ext, 0, sizeof ext);
   ext.off_zeros = l.off_z;

@@ -57,12 +57,7 @@ void check_input(const void* w, const float* scales, SparseValues vt, int64_t n,
 }
 
 SparseHeader base_header(FormatId f, SparseValues vt, int64_t n, int64_t k) {
-  SparseHeader h;
-  std::memset(&h, 0, sizeof h);
-  std::memcpy(h.magic, kMagic, 4);
-  h.version = kFormatVersion;
-  h.format = static_cast<uint16_t>(f);
-  h.header_bytes = sizeof(SparseHeader);
+  SparseHeader h = new_header<SparseHeader>(f);
   h.n = n, h.k = k;
   h.value_type = static_cast<uint32_t>(vt);
   return h;

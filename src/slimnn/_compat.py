@@ -55,10 +55,14 @@ class _AliasLoader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):  # noqa: ANN001
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self.real_spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass
+        # The import system stamps the alias's spec on the module it got; the module keeps its own (its
+        # relative imports resolve through __spec__.parent).
+        module.__spec__ = self.real_spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):
@@ -86,3 +90,14 @@ def attribute(pkg: str, name: str) -> Optional[ModuleType]:
         raise AttributeError(f"module {pkg!r} has no attribute {name!r}")
     _warn(pkg, name)
     return importlib.import_module(f"{pkg}.{OLD_TO_NEW[name]}")
+
+
+def pin_shadowed(pkg: str) -> None:
+    """Old module names that are also public names of the package today (``slimnn.distill`` is the function)
+    are put in ``sys.modules`` up front, so ``import slimnn.distill`` finds the module there and does not
+    rebind the package's attribute to it (the import system sets the attribute only on a first load)."""
+    package = sys.modules[pkg]
+    for old, new in OLD_TO_NEW.items():
+        value = package.__dict__.get(old)
+        if value is not None and not isinstance(value, ModuleType):
+            sys.modules.setdefault(f"{pkg}.{old}", importlib.import_module(f"{pkg}.{new}"))

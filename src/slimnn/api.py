@@ -137,9 +137,7 @@ def compress_(
         if isinstance(new, str):  # the handler declined this layer, with the reason
             report.skipped[fqn] = new
             continue
-        parent_name, _, child = fqn.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, new)
+        model.set_submodule(fqn, new)
         summary = getattr(new, "summary", None)
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
     if fuse:

@@ -72,6 +72,8 @@ class Int4Config:
     awq_grid: number of steps of AWQ's exponent search in [0, 1]. awq_clip: also search a clipping ratio per
         group. max_calib_rows: activation rows (tokens) kept per layer for AWQ's searches (sampled evenly).
     progress: show a progress bar over layers during calibration (needs tqdm).
+    scale_search: ``method="rtn"`` only: per group, search the scale (and zero point) that minimises the
+        group's squared error (:func:`slimnn.math.quantize.int4_params_search`) instead of the min/max rule.
     """
 
     group_size: Optional[int] = 64
@@ -88,6 +90,7 @@ class Int4Config:
     awq_clip: bool = True
     max_calib_rows: int = 2048
     progress: bool = True
+    scale_search: bool = False
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -110,7 +113,7 @@ class Int4Config:
             self.calib_data is not None and not hasattr(self.calib_data, "__iter__")
         ):
             raise ValueError("Int4Config.calib_data must be None or an iterable of model inputs")
-        for name in ("gptq_act_order", "awq_clip", "progress"):
+        for name in ("gptq_act_order", "awq_clip", "progress", "scale_search"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Int4Config.{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.gptq_damp, (int, float)) and 0 < self.gptq_damp < 1):

@@ -44,10 +44,12 @@ struct ActInfo {
   ActUkernel fn;
 };
 
-// All activation kernels of the build, best first.
+// All activation kernels of the build, best first (kernels.inc).
 const ActInfo* act_table(int* count);
 // First entry whose ISA is in `isa_mask`; never null (the portable kernel is always built).
 const ActInfo* select_act(uint32_t isa_mask);
+// The kernel named `name`, or nullptr.
+const ActInfo* act_kernel_by_name(const char* name);
 // Applies `act` to `rows` rows of `cols` floats (row stride ldy) with the selected kernel. Not threaded:
 // drivers call it per output block from inside their own tasks.
 inline void apply_activation(const ActInfo* k, int act, float* y, int64_t rows, int64_t cols, int64_t ldy) {

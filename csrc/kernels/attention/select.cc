@@ -1,6 +1,5 @@
-#include <cstring>
-
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/attention/attention.h"
 
 namespace slimnn {
@@ -17,24 +16,12 @@ const AttnKernelInfo kTable[] = {
 #include "kernels/attention/kernels.inc"
 #undef SLIMNN_ATTN_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const AttnKernelInfo* attention_kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const AttnKernelInfo* attention_kernel_table(int* count) { return table_out(kTable, count); }
 
-const AttnKernelInfo* select_attention_kernel(uint32_t isa_mask) {
-  for (const AttnKernelInfo& k : kTable)
-    if (k.isa & isa_mask) return &k;
-  return &kTable[kTableSize - 1];
-}
+const AttnKernelInfo* select_attention_kernel(uint32_t isa_mask) { return select_first(kTable, isa_mask); }
 
-const AttnKernelInfo* attention_kernel_by_name(const char* name) {
-  for (const AttnKernelInfo& k : kTable)
-    if (std::strcmp(k.name, name) == 0) return &k;
-  return nullptr;
-}
+const AttnKernelInfo* attention_kernel_by_name(const char* name) { return find_kernel(kTable, name); }
 
 }  // namespace slimnn

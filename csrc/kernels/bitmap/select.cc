@@ -1,4 +1,5 @@
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/bitmap/bitmap.h"
 
 namespace slimnn {
@@ -14,23 +15,10 @@ const BitmapKernelInfo kTable[] = {
 #include "kernels/bitmap/kernels.inc"
 #undef SLIMNN_BITMAP_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const BitmapKernelInfo* bitmap_kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const BitmapKernelInfo* bitmap_kernel_table(int* count) { return table_out(kTable, count); }
 
-const BitmapKernelInfo* select_bitmap(int64_t m, uint32_t isa_mask) {
-  const BitmapKernelInfo* first = nullptr;
-  for (const BitmapKernelInfo& k : kTable) {
-    if ((k.isa & isa_mask) == 0) continue;
-    if (first == nullptr) first = &k;
-    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
-    if (k.gemv == (m == 1)) return &k;
-  }
-  return first;
-}
+const BitmapKernelInfo* select_bitmap(int64_t m, uint32_t isa_mask) { return select_for_rows(kTable, m, isa_mask); }
 
 }  // namespace slimnn

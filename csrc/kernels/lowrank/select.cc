@@ -1,6 +1,5 @@
-#include <cstring>
-
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/lowrank/lowrank.h"
 
 namespace slimnn {
@@ -16,29 +15,12 @@ const LrKernelInfo kTable[] = {
 #include "kernels/lowrank/kernels.inc"
 #undef SLIMNN_LR_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const LrKernelInfo* lowrank_kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const LrKernelInfo* lowrank_kernel_table(int* count) { return table_out(kTable, count); }
 
-const LrKernelInfo* select_lowrank_kernel(int64_t m, uint32_t isa_mask) {
-  const LrKernelInfo* first = nullptr;
-  for (const LrKernelInfo& k : kTable) {
-    if ((k.isa & isa_mask) == 0) continue;
-    if (first == nullptr) first = &k;
-    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
-    if (k.gemv == (m == 1)) return &k;
-  }
-  return first;
-}
+const LrKernelInfo* select_lowrank_kernel(int64_t m, uint32_t isa_mask) { return select_for_rows(kTable, m, isa_mask); }
 
-const LrKernelInfo* lowrank_kernel_by_name(const char* name) {
-  for (const LrKernelInfo& k : kTable)
-    if (std::strcmp(k.name, name) == 0) return &k;
-  return nullptr;
-}
+const LrKernelInfo* lowrank_kernel_by_name(const char* name) { return find_kernel(kTable, name); }
 
 }  // namespace slimnn

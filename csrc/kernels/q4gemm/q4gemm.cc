@@ -12,44 +12,14 @@
 #include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/q4gemm/q4gemm.h"
+#include "kernels/qgemm/driver.h"
 
 namespace slimnn {
+
+using qdriver::load_row;
+using qdriver::rows_per_chunk;
+
 namespace {
-
-// Row r of x as fp32 with the column factors applied; returns x's own row when nothing needs doing.
-const float* load_row(const void* x, bool x_bf16, int64_t r, int64_t ldx, int64_t k, const float* in_mul,
-                      float* tmp) {
-  if (!x_bf16 && in_mul == nullptr) return static_cast<const float*>(x) + r * ldx;
-  if (x_bf16) {
-    const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
-    for (int64_t i = 0; i < k; ++i) tmp[i] = bf16_to_f32(xb[i]);
-  } else {
-    std::memcpy(tmp, static_cast<const float*>(x) + r * ldx, k * sizeof(float));
-  }
-  if (in_mul)
-    for (int64_t i = 0; i < k; ++i) tmp[i] *= in_mul[i];
-  return tmp;
-}
-
-// Rows are handed out in chunks big enough to amortize a task (about 64K elements each).
-int64_t rows_per_chunk(int64_t k) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(k, 1)); }
-
-struct Blocking {
-  int64_t n_nb, n_mb, mb_rows;
-};
-
-// Same plan as q8 (kernels/qgemm/qgemm.cc): column blocks first, rows split only to feed idle threads.
-Blocking plan(const Q4KernelInfo* ki, int64_t m, const Q4View& w, int nthreads) {
-  Blocking b;
-  const int64_t panels = w.np / 16;
-  b.n_nb = (panels + ki->np - 1) / ki->np;
-  const int64_t row_blocks = (m + ki->mr - 1) / ki->mr;
-  int64_t n_mb = (2 * int64_t(nthreads) + b.n_nb - 1) / b.n_nb;
-  n_mb = std::max<int64_t>(1, std::min(n_mb, row_blocks));
-  b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * ki->mr;
-  b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
-  return b;
-}
 
 Q4Epilogue base_epilogue(const Q4View& w) {
   Q4Epilogue e;
@@ -89,7 +59,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp, ng = w.n_groups;
-  const Blocking b = plan(ki, m, w, nthreads);
+  const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
   const int64_t panels_total = w.np / 16;
   Q4Epilogue base = base_epilogue(w);
   base.ldy = ldy;
@@ -108,12 +78,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
       for (int64_t r = r0; r < r1; ++r) {
         const float* row = load_row(x, x_bf16, r, ldx, k, in_mul, tmp.get());
         uint8_t* ar = a.get() + r * kp;
-        finite[r] = ki->quantize(row, k, kp, ar, &a_scale[r], &a_zp[r]);
-        if (!finite[r]) {  // keep the kernel's reads defined; the row's output is overwritten below
-          std::memset(ar, 0, kp);
-          a_scale[r] = 0.0f;
-          a_zp[r] = 0;
-        }
+        finite[r] = qdriver::quantize_row(ki->quantize, row, k, kp, ar, &a_scale[r], &a_zp[r]);
         group_sums(ar, kp, w.group_size, ng, a_sum.get() + r * ng);
       }
     };
@@ -137,30 +102,14 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
       }
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
-    for (int64_t r = 0; r < m; ++r)
-      if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
     return ki;
   }
 
-  // Weight-only: the kernel reads kp floats per row; use x in place when it already has that shape.
+  // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
   std::unique_ptr<float[], FreeDeleter> xbuf;
-  const float* xf = static_cast<const float*>(x);
-  int64_t lda = ldx;
-  if (x_bf16 || kp != k || in_mul) {
-    xbuf = scratch<float>(m * kp);
-    auto convert = [&](int64_t t) {
-      const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
-      for (int64_t r = r0; r < r1; ++r) {
-        float* dst = xbuf.get() + r * kp;
-        const float* row = load_row(x, x_bf16, r, ldx, k, in_mul, dst);
-        if (row != dst) std::memcpy(dst, row, k * sizeof(float));
-        for (int64_t i = k; i < kp; ++i) dst[i] = 0.0f;
-      }
-    };
-    parallel_for((m + chunk - 1) / chunk, nthreads, convert);
-    xf = xbuf.get();
-    lda = kp;
-  }
+  int64_t lda;
+  const float* xf = qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, in_mul, nthreads, &xbuf, &lda);
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
   auto task = [&](int64_t t) {
     const int64_t nb = t / b.n_mb, mb = t % b.n_mb;

@@ -1,4 +1,5 @@
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
@@ -33,23 +34,12 @@ const Q4KernelInfo kTable[] = {
 #include "kernels/q4gemm/kernels.inc"
 #undef SLIMNN_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const Q4KernelInfo* q4_kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
-  const Q4KernelInfo* first = nullptr;
-  for (const Q4KernelInfo& k : kTable) {
-    if (k.kind != kind || (k.isa & isa_mask) == 0) continue;
-    if (first == nullptr) first = &k;
-    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
-    if (k.gemv == (m == 1)) return &k;
-  }
-  return first;
+  return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });
 }
 
 }  // namespace slimnn

@@ -6,23 +6,15 @@
 // as in the q8 weight-only kernel (kernels/qgemm/x86_avx512.cc); the 4 partials are folded once per group.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
 namespace q4_avx512 {
 namespace {
 
-inline __mmask16 col_mask(int64_t ncols, int p) {
-  const int64_t rem = ncols - int64_t(p) * 16;
-  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
-}
-
-inline __m512 load_scales(const void* base, ScaleDtype dt, int64_t i) {
-  if (dt == ScaleDtype::kF32) return _mm512_loadu_ps(static_cast<const float*>(base) + i);
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
-  if (dt == ScaleDtype::kF16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+#include "kernels/qgemm/x86_avx512_common.h"
 
 // Byte i of the result is z[column of byte i in a [16][4] block] = z[(i / 16) * 4 + (i % 16) / 4] after the
 // 16 zero points are broadcast to every 128-bit lane (vpshufb indexes within a lane).
@@ -39,16 +31,6 @@ inline void widen(__m512i v, __m512 (&out)[4]) {
   out[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 1)));
   out[2] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 2)));
   out[3] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(v, 3)));
-}
-
-// acc[j] lane-block b holds column 4j+b's four partial sums; returns the 16 column totals in order.
-inline __m512 reduce4x4(const __m512 (&acc)[4]) {
-  const __m512 sab = _mm512_add_ps(_mm512_unpacklo_ps(acc[0], acc[1]), _mm512_unpackhi_ps(acc[0], acc[1]));
-  const __m512 scd = _mm512_add_ps(_mm512_unpacklo_ps(acc[2], acc[3]), _mm512_unpackhi_ps(acc[2], acc[3]));
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(idx, r);
 }
 
 template <int MR, int NP>

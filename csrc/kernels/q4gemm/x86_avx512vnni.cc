@@ -12,11 +12,7 @@ namespace slimnn {
 namespace q4_avx512vnni {
 namespace {
 
-inline __m512i bcast4(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
+#include "kernels/qgemm/x86_avx512_common.h"
 
 // acc + the u8 x s8 dot products of a and b, 4 bytes per int32 lane (vpdpbusd). Written in asm because
 // gcc 12 copies the accumulator to a new register around every _mm512_dpbusd_epi32 (and spills under
@@ -24,19 +20,6 @@ inline __m512i bcast4(const uint8_t* p) {
 inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
   return acc;
-}
-
-inline __mmask16 col_mask(int64_t ncols, int p) {
-  const int64_t rem = ncols - int64_t(p) * 16;
-  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
-}
-
-// 16 scales (all inside the blob's np columns, so never masked) as fp32.
-inline __m512 load_scales(const void* base, ScaleDtype dt, int64_t i) {
-  if (dt == ScaleDtype::kF32) return _mm512_loadu_ps(static_cast<const float*>(base) + i);
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(base) + i));
-  if (dt == ScaleDtype::kF16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 // acc[m][p] += dot of rows m with panels p over k8 steps [k8_0, k8_1). With one row, the high-nibble

@@ -1,6 +1,7 @@
 // The threaded qgemm drivers: prepare activations, split the output into (column block, row block) tasks,
 // run the selected micro-kernel on each. Compiled without ISA flags: all SIMD lives in the ISA files.
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -11,30 +12,45 @@
 #include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/act/act.h"
+#include "kernels/qgemm/driver.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
 namespace {
 
-// Rows are handed out in chunks big enough to amortize a task (about 64K elements each).
-int64_t rows_per_chunk(int64_t k) { return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(k, 1)); }
+// Non-finite policy (docs/reliability.md): a row whose activations hold a NaN or an infinity, or are so large
+// that an intermediate of the integer kernels could overflow (|x| > kQ8RowLimit / kp; below it every partial sum
+// of both kernel families stays under FLT_MAX / 2), is computed here instead, in float32 from the dequantized
+// weights: y[n] = act(sum_k x[k] * (q[n][k] * scale[g][n]) + bias[n]), the float computation of the same weights.
+// So each output element is NaN or +-inf exactly where x @ W_deq^T + b has one, on every ISA. Scalar: such rows
+// are rare, and the hot path pays only a check of values it already has (dyn) or one max pass per row (wo).
+constexpr float kQ8RowLimit = std::numeric_limits<float>::max() / 65536.0f;
 
-struct Blocking {
-  int64_t n_nb, n_mb, mb_rows;
-};
+bool row_needs_float(const float* x, int64_t k, int64_t kp) {
+  const float limit = kQ8RowLimit / float(kp);
+  int32_t lim;
+  std::memcpy(&lim, &limit, 4);
+  int32_t bad = 0;
+  for (int64_t i = 0; i < k; ++i) {  // integer compares: vectorizes (about 75 ns for K = 384 at SSE2)
+    int32_t b;
+    std::memcpy(&b, x + i, 4);
+    bad |= (b & 0x7fffffff) > lim;  // |x| > limit, +-inf and NaN alike: for |x|, IEEE order is integer order
+  }
+  return bad != 0;
+}
 
-Blocking plan(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
-  Blocking b;
-  const int64_t panels = w.np / 16;
-  b.n_nb = (panels + ki->np - 1) / ki->np;
-  const int64_t row_blocks = (m + ki->mr - 1) / ki->mr;
-  // Column blocks are the natural unit (each task streams its own weights once); split rows as well only
-  // when there are too few column blocks to give every thread about two tasks.
-  int64_t n_mb = (2 * int64_t(nthreads) + b.n_nb - 1) / b.n_nb;
-  n_mb = std::max<int64_t>(1, std::min(n_mb, row_blocks));
-  b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * ki->mr;
-  b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
-  return b;
+void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) {
+  for (int64_t n = 0; n < w.n; ++n) {
+    const int8_t* wp = w.w + (n / 16) * 16 * w.kp;
+    const int64_t c = n % 16;
+    float acc = 0.0f;
+    for (int64_t k = 0; k < w.k; ++k) {
+      const int64_t g = w.n_groups == 1 ? 0 : k / w.group_size;
+      const float wk = float(wp[(k / 4) * 64 + c * 4 + k % 4]) * w.scales[g * w.np + n];
+      acc += x[k] * wk;
+    }
+    y[n] = bias ? acc + bias[n] : acc;
+  }
 }
 
 }  // namespace
@@ -47,7 +63,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp;
-  const Blocking b = plan(ki, m, w, nthreads);
+  const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
   const int64_t panels_total = w.np / 16;
 
   Q8Epilogue base;
@@ -61,25 +77,18 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     auto a_scale = scratch<float>(m);
     auto a_zp = scratch<int32_t>(m);
     auto finite = scratch<uint8_t>(m);
-    const int64_t chunk = rows_per_chunk(k);
+    const int64_t chunk = qdriver::rows_per_chunk(k);
+    // The kernel's quantizer, also refusing rows so large that an integer intermediate could overflow.
+    auto quantize_checked = [&](const float* row, int64_t kk, int64_t kkp, uint8_t* ar, float* sc, int32_t* zp) {
+      return ki->quantize(row, kk, kkp, ar, sc, zp) && !(*sc > kQ8RowLimit / (255.0f * float(kkp)));
+    };
     auto quantize_rows = [&](int64_t r0, int64_t r1) {
       std::unique_ptr<float[], FreeDeleter> tmp;
       if (x_bf16) tmp = scratch<float>(k);
       for (int64_t r = r0; r < r1; ++r) {
-        const float* row;
-        if (x_bf16) {
-          const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
-          for (int64_t i = 0; i < k; ++i) tmp[i] = bf16_to_f32(xb[i]);
-          row = tmp.get();
-        } else {
-          row = static_cast<const float*>(x) + r * ldx;
-        }
-        finite[r] = ki->quantize(row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
-        if (!finite[r]) {  // keep the kernel's reads defined; the row's output is overwritten below
-          std::memset(a.get() + r * kp, 0, kp);
-          a_scale[r] = 0.0f;
-          a_zp[r] = 0;
-        }
+        const float* row = qdriver::load_row(x, x_bf16, r, ldx, k, nullptr, tmp.get());
+        // Rows refused here get zero codes (the kernel's reads stay defined); float_rows overwrites them.
+        finite[r] = qdriver::quantize_row(quantize_checked, row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
       }
     };
     const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
@@ -102,9 +111,15 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         apply_activation(ak, act, e.y, mr, e.ncols, ldy);
       }
     };
-    auto nan_rows = [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + w.n, std::numeric_limits<float>::quiet_NaN());
+    auto float_rows = [&](int64_t r0, int64_t r1) {
+      std::unique_ptr<float[], FreeDeleter> tmp;
+      for (int64_t r = r0; r < r1; ++r) {
+        if (finite[r]) continue;
+        if (x_bf16 && !tmp) tmp = scratch<float>(k);
+        const float* row = qdriver::load_row(x, x_bf16, r, ldx, k, nullptr, tmp.get());
+        q8_row_float(row, w, bias, y + r * ldy);
+        apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+      }
     };
     // Many rows and weights that stay in a core's L2: each task quantizes its own rows and computes all their
     // columns, one parallel region instead of two (no barrier between quantization and GEMM; the rows are
@@ -121,7 +136,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         if (r0 >= r1) return;
         quantize_rows(r0, r1);
         for (int64_t nb = 0; nb < b.n_nb; ++nb) run_block(nb, r0, r1);
-        nan_rows(r0, r1);
+        float_rows(r0, r1);
       };
       parallel_for(n_tasks, nthreads, task);
       return ki;
@@ -136,34 +151,14 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       run_block(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
-    nan_rows(0, m);
+    float_rows(0, m);
     return ki;
   }
 
-  // Weight-only: the kernel reads kp floats per row; use x in place when it already has that shape.
+  // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
   std::unique_ptr<float[], FreeDeleter> xbuf;
-  const float* xf = static_cast<const float*>(x);
-  int64_t lda = ldx;
-  if (x_bf16 || kp != k) {
-    xbuf = scratch<float>(m * kp);
-    const int64_t chunk = rows_per_chunk(k);
-    auto convert = [&](int64_t t) {
-      const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
-      for (int64_t r = r0; r < r1; ++r) {
-        float* dst = xbuf.get() + r * kp;
-        if (x_bf16) {
-          const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
-          for (int64_t i = 0; i < k; ++i) dst[i] = bf16_to_f32(xb[i]);
-        } else {
-          std::memcpy(dst, static_cast<const float*>(x) + r * ldx, k * sizeof(float));
-        }
-        for (int64_t i = k; i < kp; ++i) dst[i] = 0.0f;
-      }
-    };
-    parallel_for((m + chunk - 1) / chunk, nthreads, convert);
-    xf = xbuf.get();
-    lda = kp;
-  }
+  int64_t lda;
+  const float* xf = qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, nullptr, nthreads, &xbuf, &lda);
   const auto uk = reinterpret_cast<Q8WoUkernel>(ki->fn);
   auto task = [&](int64_t t) {
     const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
@@ -186,6 +181,14 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     }
   };
   parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  // Rows with NaN/inf or overflow-sized values: float32 from the dequantized weights (see q8_row_float).
+  for (int64_t r = 0; r < m; ++r) {
+    const float* row = xf + r * lda;
+    if (row_needs_float(row, k, kp)) {
+      q8_row_float(row, w, bias, y + r * ldy);
+      apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+    }
+  }
   return ki;
 }
 

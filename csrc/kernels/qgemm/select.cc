@@ -1,4 +1,5 @@
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
@@ -23,23 +24,12 @@ const KernelInfo kTable[] = {
 #include "kernels/qgemm/kernels.inc"
 #undef SLIMNN_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const KernelInfo* kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const KernelInfo* kernel_table(int* count) { return table_out(kTable, count); }
 
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
-  const KernelInfo* first = nullptr;
-  for (const KernelInfo& k : kTable) {
-    if (k.kind != kind || (k.isa & isa_mask) == 0) continue;
-    if (first == nullptr) first = &k;
-    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
-    if (k.gemv == (m == 1)) return &k;
-  }
-  return first;
+  return select_for_rows(kTable, m, isa_mask, [kind](const KernelInfo& k) { return k.kind == kind; });
 }
 
 }  // namespace slimnn

@@ -13,33 +13,13 @@ namespace slimnn {
 namespace avx2 {
 namespace {
 
-inline void store_cols(float* y, __m256 v, int64_t ncols) {
-  if (ncols >= 8) {
-    _mm256_storeu_ps(y, v);
-  } else if (ncols > 0) {
-    alignas(32) float t[8];
-    _mm256_store_ps(t, v);
-    for (int64_t c = 0; c < ncols; ++c) y[c] = t[c];
-  }
-}
-
-inline __m256 loadu_cols(const float* p, int64_t ncols) {
-  if (ncols >= 8) return _mm256_loadu_ps(p);
-  alignas(32) float t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int64_t c = 0; c < ncols && c < 8; ++c) t[c] = p[c];
-  return _mm256_load_ps(t);
-}
+#include "kernels/qgemm/x86_avx2_common.h"
 
 inline __m256i loadu_cols_i32(const int32_t* p, int64_t ncols) {
   if (ncols >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   alignas(32) int32_t t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   for (int64_t c = 0; c < ncols && c < 8; ++c) t[c] = p[c];
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(t));
-}
-
-// acc[j] holds columns 4j..4j+3 as [c0 c0 c1 c1 | c2 c2 c3 c3] partial pairs; returns 8 totals, j in {0,1}.
-inline __m256i fold_pairs(__m256i a, __m256i b) {
-  return _mm256_permute4x64_epi64(_mm256_hadd_epi32(a, b), _MM_SHUFFLE(3, 1, 2, 0));
 }
 
 template <int MR>
@@ -100,13 +80,6 @@ void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epi
       store_cols(e.y + m * e.ldy + h * 8, _mm256_fmadd_ps(r, _mm256_set1_ps(e.a_scale[m]), bias), nc);
     }
   }
-}
-
-// acc[i] holds columns 2i, 2i+1 as [c c c c | c' c' c' c'] (4 partials each); returns 8 column totals.
-inline __m256 reduce8(const __m256* acc) {
-  const __m256 h01 = _mm256_hadd_ps(acc[0], acc[1]), h23 = _mm256_hadd_ps(acc[2], acc[3]);
-  const __m256 hh = _mm256_hadd_ps(h01, h23);  // [c0 c2 c4 c6 | c1 c3 c5 c7]
-  return _mm256_permutevar8x32_ps(hh, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
 void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {

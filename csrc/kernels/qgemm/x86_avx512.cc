@@ -10,27 +10,14 @@
 #include <cfloat>
 #include <cstring>
 
+#include "formats/q4.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
 namespace avx512 {
 namespace {
 
-inline __mmask16 col_mask(int64_t ncols, int p) {
-  const int64_t rem = ncols - int64_t(p) * 16;
-  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
-}
-
-// acc[j] lane-block b holds column 4j+b's four partial sums; returns the 16 column totals in order.
-inline __m512 reduce4x4(const __m512 (&acc)[4]) {
-  const __m512 sab = _mm512_add_ps(_mm512_unpacklo_ps(acc[0], acc[1]), _mm512_unpackhi_ps(acc[0], acc[1]));
-  const __m512 scd = _mm512_add_ps(_mm512_unpacklo_ps(acc[2], acc[3]), _mm512_unpackhi_ps(acc[2], acc[3]));
-  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_ps(sab, scd, _MM_SHUFFLE(3, 2, 3, 2)));
-  // r[4*b + j] = column 4*j + b
-  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  return _mm512_permutexvar_ps(idx, r);
-}
+#include "kernels/qgemm/x86_avx512_common.h"
 
 template <int MR, int NP>
 void wo(const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilogue& e) {

@@ -4,22 +4,14 @@
 #include <cfloat>
 #include <cstring>
 
+#include "formats/q4.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
 namespace avx512vnni {
 namespace {
 
-inline __m512i bcast4(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
-inline __mmask16 col_mask(int64_t ncols, int p) {
-  const int64_t rem = ncols - int64_t(p) * 16;
-  return rem >= 16 ? __mmask16(0xFFFF) : (rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1));
-}
+#include "kernels/qgemm/x86_avx512_common.h"
 
 template <int MR, int NP>
 inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int64_t k4_0, int64_t k4_1,

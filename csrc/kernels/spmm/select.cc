@@ -1,4 +1,5 @@
 #include "common/isa.h"
+#include "common/kernel_table.h"
 #include "kernels/spmm/spmm.h"
 
 namespace slimnn {
@@ -15,23 +16,12 @@ const SpmmKernelInfo kTable[] = {
 #include "kernels/spmm/kernels.inc"
 #undef SLIMNN_SPMM_KERNEL
 };
-constexpr int kTableSize = sizeof(kTable) / sizeof(kTable[0]);
 }  // namespace
 
-const SpmmKernelInfo* spmm_kernel_table(int* count) {
-  *count = kTableSize;
-  return kTable;
-}
+const SpmmKernelInfo* spmm_kernel_table(int* count) { return table_out(kTable, count); }
 
 const SpmmKernelInfo* select_spmm(SpmmKind kind, int64_t m, uint32_t isa_mask) {
-  const SpmmKernelInfo* first = nullptr;
-  for (const SpmmKernelInfo& k : kTable) {
-    if (k.kind != kind || (k.isa & isa_mask) == 0) continue;
-    if (first == nullptr) first = &k;
-    if (first->isa != k.isa) break;  // only kernels of the best available ISA compete
-    if (k.gemv == (m == 1)) return &k;
-  }
-  return first;
+  return select_for_rows(kTable, m, isa_mask, [kind](const SpmmKernelInfo& k) { return k.kind == kind; });
 }
 
 SpmmKind spmm_kind(const SparseView& v) {

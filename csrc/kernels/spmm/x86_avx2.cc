@@ -2,11 +2,11 @@
 //  - GEMV (M = 1): csr with scalar cursors and 2:4/4:8 with rank tables (x86_gemv.h); bsr with broadcast x
 //    for 16x1 and 4x1 blocks and contiguous x for 1x4 and 1x8 blocks; other N:M by compressing x to the
 //    mask's positions (vpermps with the rank table per 8 columns) and multiplying with the stored values.
-//  - batched (MT = 8 activation rows in one ymm): every stored value is broadcast and multiplied with the
-//    32-byte row xt[col]. int8 values are first widened into a small fp32 buffer.
+//  - batched (MT = 8 activation rows in one ymm): x86_batched.h on 8 lanes.
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/spmm/spmm.h"
 
@@ -14,56 +14,12 @@ namespace slimnn {
 namespace avx2 {
 namespace {
 
+#include "common/simd/x86_avx2.h"
 #include "kernels/spmm/x86_gemv.h"
 
-inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
-inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
-inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-template <typename V>
-inline __m128 load4(const V* p);
-template <>
-inline __m128 load4<float>(const float* p) {
-  return _mm_loadu_ps(p);
-}
-template <>
-inline __m128 load4<int8_t>(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v)));
-}
-
-// Widens count int8 values to fp32 (reads exactly count bytes).
-inline void widen(const int8_t* src, int64_t count, float* dst) {
-  int64_t i = 0;
-  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, csr_load8<int8_t>(src + i));
-  for (; i < count; ++i) dst[i] = static_cast<float>(src[i]);
-}
-
-constexpr int64_t kBuf = 2048;
-
-template <typename V>
-struct Values {
-  const V* src;
-  float* buf;
-  const float* get(int64_t i0, int64_t count);  // fp32 values [i0, i0 + count), count <= kBuf
-};
-template <>
-inline const float* Values<float>::get(int64_t i0, int64_t) {
-  return src + i0;
-}
-template <>
-inline const float* Values<int8_t>::get(int64_t i0, int64_t count) {
-  widen(src + i0, count, buf);
-  return buf;
-}
+constexpr int kBsrRowsPerPass = 8;  // 16 accumulators would leave no registers for the operands
+constexpr int kNmRowBlock = 2;      // four rows run out of general registers for the masks and value pointers
+#include "kernels/spmm/x86_batched.h"
 
 // Stores the first `count` (1..8) lanes.
 inline void store_first(float* y, __m256 v, int64_t count) {
@@ -74,56 +30,6 @@ inline void store_first(float* y, __m256 v, int64_t count) {
   alignas(32) float t[8];
   _mm256_store_ps(t, v);
   for (int64_t i = 0; i < count; ++i) y[i] = t[i];
-}
-
-// ---------------------------------------------------------------- csr, batched (MT = 8)
-
-template <int BITS, typename V>
-void csr_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  constexpr uint64_t M = (uint64_t{1} << BITS) - 1;
-  constexpr int64_t kSlots = kBuf / kSellLanes;
-  const uint64_t kmax = static_cast<uint64_t>(w.k - 1);
-  alignas(32) float buf[kBuf];
-  Values<V> vals{static_cast<const V*>(w.values), buf};
-  for (int64_t g = u0; g < u1; ++g) {
-    const int64_t j0 = w.ptr[g], j1 = w.ptr[g + 1];
-    uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0, c6 = 0, c7 = 0;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (int64_t jc = j0; jc < j1; jc += kSlots) {
-      const int64_t je = j1 - jc < kSlots ? j1 : jc + kSlots;
-      const float* vf = vals.get(jc * kSellLanes, (je - jc) * kSellLanes);
-      const uint8_t* dp = w.deltas + jc * BITS;
-      for (int64_t j = jc; j < je; ++j, dp += BITS, vf += kSellLanes) {
-        uint64_t d;
-        if (BITS == 8) {
-          std::memcpy(&d, dp, 8);
-        } else {
-          uint32_t d32;
-          std::memcpy(&d32, dp, 4);
-          d = d32;
-        }
-#define SLIMNN_LANE(l, c, a)                   \
-  c += (d >> (l * BITS)) & M;                  \
-  c = c < kmax ? c : kmax;                     \
-  a = _mm256_fmadd_ps(_mm256_set1_ps(vf[l]), _mm256_load_ps(xt + c * 8), a);
-        SLIMNN_LANE(0, c0, a0)
-        SLIMNN_LANE(1, c1, a1)
-        SLIMNN_LANE(2, c2, a2)
-        SLIMNN_LANE(3, c3, a3)
-        SLIMNN_LANE(4, c4, a4)
-        SLIMNN_LANE(5, c5, a5)
-        SLIMNN_LANE(6, c6, a6)
-        SLIMNN_LANE(7, c7, a7)
-#undef SLIMNN_LANE
-      }
-    }
-    const __m256 acc[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
-    for (int l = 0; l < kSellLanes; ++l) {
-      const int64_t li = g * kSellLanes + l, row = w.perm[li];
-      if (!row_ok(row, w.n)) continue;
-      _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(acc[l], _mm256_set1_ps(row_scale(w, li))));
-    }
-  }
 }
 
 // ---------------------------------------------------------------- bsr, GEMV
@@ -253,61 +159,6 @@ void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* 
   return bsr1x8_m1<V>(w, u0, u1, x, y);
 }
 
-// ---------------------------------------------------------------- bsr, batched (MT = 8)
-
-// Rows [P, P + RP) of each R x C block in one pass (R = 16 takes two passes of 8: 16 accumulators would not
-// leave registers for the operands). R = 1 keeps one accumulator per block column.
-template <typename V, int R, int C, int RP>
-void bsr_m8_pass(const SparseView& w, int64_t b, int p0, const float* xt, float* yt, Values<V>& vals) {
-  constexpr int NA = R == 1 ? C : RP;
-  constexpr int64_t kBlocks = kBuf / (R * C);
-  const int64_t kbmax = w.kb - 1;
-  __m256 acc[NA];
-  for (int a = 0; a < NA; ++a) acc[a] = _mm256_setzero_ps();
-  const int64_t e = w.ptr[b + 1];
-  for (int64_t ic = w.ptr[b]; ic < e; ic += kBlocks) {
-    const int64_t ie = e - ic < kBlocks ? e : ic + kBlocks;
-    const float* vf = vals.get(ic * R * C, (ie - ic) * R * C);
-    for (int64_t i = ic; i < ie; ++i, vf += R * C) {
-      const float* xb = xt + clampi(w.bcol[i], kbmax) * C * 8;
-      for (int c = 0; c < C; ++c) {
-        const __m256 xv = _mm256_load_ps(xb + c * 8);
-        for (int a = 0; a < (R == 1 ? 1 : RP); ++a) {
-          const int ai = R == 1 ? c : a;
-          acc[ai] = _mm256_fmadd_ps(_mm256_set1_ps(vf[(p0 + a) * C + c]), xv, acc[ai]);
-        }
-      }
-    }
-  }
-  if (R == 1) {
-    for (int a = 1; a < NA; ++a) acc[0] = _mm256_add_ps(acc[0], acc[a]);
-    if (b < w.n) _mm256_storeu_ps(yt + b * 8, _mm256_mul_ps(acc[0], _mm256_set1_ps(row_scale(w, b))));
-    return;
-  }
-  for (int a = 0; a < RP; ++a) {
-    const int64_t row = b * R + p0 + a;
-    if (row >= w.n) break;
-    _mm256_storeu_ps(yt + row * 8, _mm256_mul_ps(acc[a], _mm256_set1_ps(row_scale(w, row))));
-  }
-}
-
-template <typename V, int R, int C>
-void bsr_m8_rc(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  constexpr int RP = R > 8 ? 8 : R;
-  alignas(32) float buf[kBuf];
-  Values<V> vals{static_cast<const V*>(w.values), buf};
-  for (int64_t b = u0; b < u1; ++b)
-    for (int p0 = 0; p0 < R; p0 += RP) bsr_m8_pass<V, R, C, RP>(w, b, p0, xt, yt, vals);
-}
-
-template <typename V>
-void bsr_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  if (w.br == 16) return bsr_m8_rc<V, 16, 1>(w, u0, u1, xt, yt);
-  if (w.br == 4) return bsr_m8_rc<V, 4, 1>(w, u0, u1, xt, yt);
-  if (w.bc == 4) return bsr_m8_rc<V, 1, 4>(w, u0, u1, xt, yt);
-  return bsr_m8_rc<V, 1, 8>(w, u0, u1, xt, yt);
-}
-
 // ---------------------------------------------------------------- nm
 
 inline __m256 first_lanes(int count) {  // all-ones in lanes [0, count)
@@ -346,81 +197,12 @@ void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y
   }
 }
 
-// Two rows at a time: four independent accumulator chains hide the FMA latency (four rows run out of
-// general registers for the masks and value pointers).
-template <typename V, int RB>
-void nm_m8_rows(const SparseView& w, int64_t row0, const float* xt, float* yt, float* buf) {
-  const int64_t kc = w.kc, vpc = w.vpc;
-  const int64_t kChunks = kBuf / (RB * vpc);
-  Values<V> vals{static_cast<const V*>(w.values), nullptr};
-  __m256 acc[RB][2];
-  for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int64_t cc = 0; cc < kc; cc += kChunks) {
-    const int64_t ce = kc - cc < kChunks ? kc : cc + kChunks;
-    const float* vf[RB];
-    for (int r = 0; r < RB; ++r) {
-      vals.buf = buf + r * kChunks * vpc;
-      vf[r] = vals.get(((row0 + r) * kc + cc) * vpc, (ce - cc) * vpc);
-    }
-    for (int64_t ch = cc; ch < ce; ++ch) {
-      uint32_t bits[RB];
-      for (int r = 0; r < RB; ++r) bits[r] = w.masks[(row0 + r) * kc + ch];
-      const float* xc = xt + ch * kNmChunk * 8;
-      for (int i = 0; i < vpc; ++i) {
-        for (int r = 0; r < RB; ++r) {
-          const int e = __builtin_ctz(bits[r] | 0x10000u) & 15;
-          bits[r] &= bits[r] - 1;
-          acc[r][i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(vf[r][i]), _mm256_load_ps(xc + e * 8), acc[r][i & 1]);
-        }
-      }
-      for (int r = 0; r < RB; ++r) vf[r] += vpc;
-    }
-  }
-  for (int r = 0; r < RB; ++r)
-    _mm256_storeu_ps(yt + (row0 + r) * 8,
-                     _mm256_mul_ps(_mm256_add_ps(acc[r][0], acc[r][1]), _mm256_set1_ps(row_scale(w, row0 + r))));
-}
-
-template <typename V>
-void nm_m8(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  alignas(32) float buf[kBuf];
-  if (u1 > w.n) u1 = w.n;
-  int64_t row = u0;
-  for (; row + 2 <= u1; row += 2) nm_m8_rows<V, 2>(w, row, xt, yt, buf);
-  for (; row < u1; ++row) nm_m8_rows<V, 1>(w, row, xt, yt, buf);
-}
-
-template <typename V>
-void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
-  return csr_gemv<8, V>(w, u0, u1, x, y);
-}
-
-template <typename V>
-void csr_batched(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  if (w.index_bits == 4) return csr_m8<4, V>(w, u0, u1, xt, yt);
-  return csr_m8<8, V>(w, u0, u1, xt, yt);
-}
-
 }  // namespace
 }  // namespace avx2
 
-#define SLIMNN_AVX2(name, fn, V)                                                            \
-  void name(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) { \
-    avx2::fn<V>(w, u0, u1, xt, yt);                                                       \
-  }
-SLIMNN_AVX2(spmm_csr_f32_f32_m1__avx2, csr_m1, float)
-SLIMNN_AVX2(spmm_csr_f32_f32_m8__avx2, csr_batched, float)
-SLIMNN_AVX2(spmm_csr_i8_f32_m1__avx2, csr_m1, int8_t)
-SLIMNN_AVX2(spmm_csr_i8_f32_m8__avx2, csr_batched, int8_t)
-SLIMNN_AVX2(spmm_bsr_f32_f32_m1__avx2, bsr_m1, float)
-SLIMNN_AVX2(spmm_bsr_f32_f32_m8__avx2, bsr_m8, float)
-SLIMNN_AVX2(spmm_bsr_i8_f32_m1__avx2, bsr_m1, int8_t)
-SLIMNN_AVX2(spmm_bsr_i8_f32_m8__avx2, bsr_m8, int8_t)
-SLIMNN_AVX2(spmm_nm_f32_f32_m1__avx2, nm_m1, float)
-SLIMNN_AVX2(spmm_nm_f32_f32_m8__avx2, nm_m8, float)
-SLIMNN_AVX2(spmm_nm_i8_f32_m1__avx2, nm_m1, int8_t)
-SLIMNN_AVX2(spmm_nm_i8_f32_m8__avx2, nm_m8, int8_t)
-#undef SLIMNN_AVX2
+#define SLIMNN_SPMM_ISA avx2
+#define SLIMNN_SPMM_IF_avx2(kind, name, gemv) SLIMNN_SPMM_DEFINE(kind, name, gemv)
+#include "kernels/spmm/x86_entries.h"
+#undef SLIMNN_SPMM_ISA
 
 }  // namespace slimnn

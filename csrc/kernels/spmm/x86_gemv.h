@@ -13,6 +13,19 @@
 // nonzeros/ns, vgatherdps zmm 2.6, ymm 2.8); not measured on Intel cores, where gathers are cheaper.
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
+template <typename V>
+inline __m128 load4(const V* p);
+template <>
+inline __m128 load4<float>(const float* p) {
+  return _mm_loadu_ps(p);
+}
+template <>
+inline __m128 load4<int8_t>(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm_cvtepi32_ps(_mm_cvtepi8_epi32(_mm_cvtsi32_si128(v)));
+}
+
 constexpr int kClampSlots = 8;
 constexpr int64_t kPrefetchSlots = 128;  // about 300 ns of work ahead at 1.7 entries per cycle
 
@@ -193,4 +206,10 @@ void nm8_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     t = _mm_add_ss(t, _mm_movehdup_ps(t));
     y[row] = _mm_cvtss_f32(t) * (w.scales ? w.scales[row] : 1.0f);
   }
+}
+
+template <typename V>
+void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
+  return csr_gemv<8, V>(w, u0, u1, x, y);
 }

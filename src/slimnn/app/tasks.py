@@ -87,3 +87,15 @@ def digits_task(hidden: int = 512, layers: int = 2, epochs: int = 15, seed: int 
     model = mlp(64, hidden, 10, layers)
     train_classifier(model, x[it], y[it], epochs=epochs, seed=seed)
     return Task(model, x[it], y[it], x[iv], y[iv])
+
+
+def magnitude_prune_(model: nn.Module, sparsity: float) -> nn.Module:
+    """Zeroes, in place, the smallest-magnitude ``sparsity`` share of every ``nn.Linear`` weight (ties at the
+    threshold included): the pruned float starting point the distillation examples recover from."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                k = int(m.weight.numel() * sparsity)
+                thr = m.weight.abs().flatten().kthvalue(k).values
+                m.weight[m.weight.abs() <= thr] = 0
+    return model

@@ -8,6 +8,7 @@ validators raise ``ValueError`` naming the field: manifest values come from file
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable, Optional
 
 import torch
@@ -74,3 +75,13 @@ def dict_field(obj: Any, what: str) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"{what} must be a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def config_field(meta: dict, cls: type, fmt: str) -> Any:
+    """``meta["config"]`` parsed as a config of type ``cls`` (allow-listed JSON, never code)."""
+    from ..configs import config_from_json  # configs is a leaf; imported here to keep this module's import light
+
+    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), f"{fmt} config")))
+    if not isinstance(cfg, cls):
+        raise ValueError(f"{fmt} module has a {type(cfg).__name__}, expected {cls.__name__}")
+    return cfg

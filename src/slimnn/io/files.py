@@ -1,24 +1,30 @@
 """Save and load compressed models: one safetensors file with a JSON manifest inside.
 
 File layout. A standard safetensors file (an 8-byte little-endian header length, a JSON header naming
-every tensor's dtype, shape and byte range, then the raw bytes). The header's ``__metadata__`` holds one
-entry, ``slimnn.manifest``: JSON with the format version, the slimnn and torch versions, and
+every tensor's dtype, shape and byte range, then the raw bytes). The header's ``__metadata__`` holds two
+entries: ``slimnn.manifest``, JSON with the format version (2), the slimnn and torch versions, and
 
 - ``modules``: for every compressed module, its fully qualified name, its format name and version
   (``"int8_linear"`` v1, ...) and the metadata its format needs (shapes, config);
-- ``tensors``: dtype and shape of every tensor in the file, cross-checked against the safetensors header;
-- ``state``: the names of the ordinary (float) parameters and buffers, ``aliases`` for tied tensors;
+- ``tensors``: dtype, shape and sha256 digest of every tensor in the file, cross-checked against the
+  safetensors header (and the bytes, when read);
+- ``state``: the names of the ordinary (float) parameters and buffers, ``nonpersistent`` for
+  non-persistent buffers, ``aliases`` for tied tensors;
 - ``architecture``: the module tree when it is made only of allow-listed ``torch.nn`` building blocks
   (``nn.Sequential`` of ``Linear``, activations, ``LayerNorm``, ...), so :func:`load` can rebuild it
-  without being handed a model; ``null`` otherwise.
+  without being handed a model; ``null`` otherwise;
+
+and ``slimnn.manifest.sha256``, the digest of the manifest text.
 
 Compressed modules are stored in their *canonical* form (for int8: the int8 matrix, float32 scales and
 the bias), never as a CPU-specific packed blob: the file does not depend on the instruction set, and
 packing for this CPU happens at load. Loading never executes code (no pickle; module classes come from
-an allow-list of registered formats), validates the header, the manifest and every tensor's dtype and
-shape before reading data, and turns a truncated, corrupt or hostile file into a ``ValueError`` that
-says what is wrong. Saving writes a temporary file beside the target and renames it over the target,
-so a crash leaves either the old file or the new one, never half of one.
+an allow-list of registered formats); it validates the header, the manifest digest, the manifest (every
+field against the others it constrains, resource limits) and every tensor's dtype and shape before
+reading data, checks each tensor's digest before using it, and turns a truncated, corrupt, inconsistent
+or hostile file -- or an OS error on the path -- into a :class:`LoadError` (a ``ValueError``) that says
+what is wrong (docs/reliability.md, "Model files"). Saving writes a temporary file beside the target and
+renames it over the target, so a crash leaves either the old file or the new one, never half of one.
 
 Formats: each technique lists the save formats of its module classes in its
 :class:`slimnn.techniques.Technique` (a :class:`slimnn.formats.manifest.ModuleFormat`: a name and version
@@ -28,12 +34,14 @@ back). ``save`` dispatches on the module's class, ``load`` on the format name in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import stat
 import struct
 import tempfile
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -55,10 +63,32 @@ from ..techniques import add_save_format, run_model_hooks, save_format_for, save
 from ..techniques.fusion import activation_of
 
 FORMAT = "slimnn"
-FORMAT_VERSION = 1
+# 2: a sha256 digest of every tensor's bytes (manifest "tensors") and of the manifest text (header
+# metadata "slimnn.manifest.sha256"), checked before anything is used. Version 1 files (no digests) still
+# load, with an UnverifiedFileWarning.
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
 MANIFEST_KEY = "slimnn.manifest"
+DIGEST_KEY = "slimnn.manifest.sha256"
+# Resource bounds, decided from the header before anything is allocated (a file that exceeds one is a
+# LoadError naming it; raise them here for a legitimately larger model).
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
 MAX_NESTING = 64
+MAX_MODULES = 100_000  # architecture nodes, and compressed modules (BERT-base: about 230 nodes)
+MAX_PARAMETERS = 2**36  # all tensors plus every layer's dense-equivalent in x out (about 69 billion)
+
+
+class LoadError(ValueError):
+    """A model file that cannot be loaded: corrupt (a digest differs), truncated, inconsistent, over a
+    resource limit, unreadable (missing, a directory, no permission) or not a slimnn file. The only
+    exception :func:`load`, :func:`manifest` and :func:`read_header` raise for a bad file (a ``ValueError``,
+    so ``except ValueError`` keeps working); the message names the file and what is wrong with it."""
+
+
+class UnverifiedFileWarning(UserWarning):
+    """The file predates content digests (format version 1): corruption of its tensor bytes goes unnoticed.
+    Save it again to add them."""
+
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -162,16 +192,8 @@ class _Slot(nn.Module):
         raise RuntimeError("this compressed module was not loaded")
 
 
-def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
-    node = dict_field(node, "architecture node")
-    if depth > MAX_NESTING:
-        raise ValueError("architecture is nested too deeply")
-    typ = node.get("type")
-    if typ == "compressed":
-        return _Slot()
-    if typ not in _ARCH:
-        raise ValueError(f"architecture names module type {typ!r}, which is not on slimnn's allow-list")
-    cls, _, types = _ARCH[typ]
+def _arch_args(typ: str, node: dict) -> dict:
+    _, _, types = _ARCH[typ]
     args = dict_field(node.get("args", {}), f"{typ} arguments")
     if set(args) != set(types):
         raise ValueError(f"{typ} arguments must be {sorted(types)}, got {sorted(args)}")
@@ -181,10 +203,31 @@ def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
             isinstance(v, t) and not (t is int and isinstance(v, bool)))
         if not ok:
             raise ValueError(f"{typ} argument {k!r} must be {t.__name__}, got {v!r}")
+        if t is float and not math.isfinite(v):
+            raise ValueError(f"{typ} argument {k!r} must be finite, got {v!r}")
         if t is int and abs(v) > MAX_DIM:
             raise ValueError(f"{typ} argument {k!r} is out of range: {v}")
-        if t is list and not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM for d in v):
-            raise ValueError(f"{typ} argument {k!r} must be a list of positive integers, got {v!r}")
+        if t is list and (len(v) > 8 or not all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_DIM for d in v)):
+            raise ValueError(f"{typ} argument {k!r} must be a list of at most 8 positive integers, got {v!r}")
+    if typ in ("Linear", "Embedding") and not all(args[k] > 0 for k in args if isinstance(args[k], int)
+                                                    and not isinstance(args[k], bool)):
+        raise ValueError(f"{typ} dimensions must be positive, got {args}")
+    return args
+
+
+def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
+    """Builds a checked architecture (see _check_architecture) on the current (meta) device."""
+    node = dict_field(node, "architecture node")
+    if depth > MAX_NESTING:
+        raise ValueError("architecture is nested too deeply")
+    typ = node.get("type")
+    if typ == "compressed":
+        return _Slot()
+    if typ not in _ARCH:
+        raise ValueError(f"architecture names module type {typ!r}, which is not on slimnn's allow-list")
+    cls = _ARCH[typ][0]
+    args = _arch_args(typ, node)
     if typ in ("Sequential", "ModuleList"):
         kids = node.get("children")
         if not isinstance(kids, list):
@@ -198,6 +241,55 @@ def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
 
 
 # ----------------------------------------------------------------------------------------------------
+# digests and the file writer
+# ----------------------------------------------------------------------------------------------------
+
+def tensor_digest(t: Tensor) -> str:
+    """sha256 (hex) of a tensor's bytes in row-major order, as stored in the file."""
+    t = t.detach().cpu().contiguous()
+    if t.numel() == 0:
+        return hashlib.sha256(b"").hexdigest()
+    return hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy()).hexdigest()
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_file(path: PathLike, tensors: dict[str, Tensor], manifest: dict, digests: bool = True) -> None:
+    """Writes ``tensors`` with ``manifest`` (its ``tensors`` entry is rewritten from them, with digests
+    unless ``digests=False``) atomically: a temporary file beside ``path`` is renamed over it when complete.
+    What :func:`save` uses; also how tests build hostile files whose digests are right."""
+    from safetensors.torch import save_file
+
+    man = dict(manifest)
+    man["tensors"] = {
+        k: {"dtype": DTYPE_NAMES[v.dtype], "shape": list(v.shape), **({"sha256": tensor_digest(v)} if digests else {})}
+        for k, v in tensors.items()
+    }
+    text = json.dumps(man, sort_keys=True)
+    meta = {MANIFEST_KEY: text}
+    if digests:
+        meta[DIGEST_KEY] = _text_digest(text)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".slimnn-", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; the result gets the mode a plain open() would give it (0666 minus
+        # the umask, typically 0644), or keeps the mode of the file it replaces.
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------
 # save
 # ----------------------------------------------------------------------------------------------------
 
@@ -208,9 +300,6 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
     buffer as it is (tied tensors once). ``metadata``: optional JSON-able user data kept in the manifest.
     The write is atomic: a temporary file beside ``path`` is renamed over it when complete.
     """
-    from safetensors.torch import save_file
-
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"save expects an nn.Module, got {type(model).__name__}")
     tensors: dict[str, Tensor] = {}
@@ -278,7 +367,6 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         "state": state,
         "nonpersistent": nonpersistent,
         "aliases": aliases,
-        "tensors": {k: {"dtype": DTYPE_NAMES[v.dtype], "shape": list(v.shape)} for k, v in tensors.items()},
         "architecture": describe_architecture(model),
         # activation modules replaced by a FusedActivation (their Linear applies them): load does the same
         # to a skeleton. Absent in files written before fusion existed.
@@ -286,23 +374,7 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
                               for fqn, m in model.named_modules() if isinstance(m, FusedActivation)},
         "user": metadata if metadata is not None else {},
     }
-    text = json.dumps(manifest, sort_keys=True)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".slimnn-", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={MANIFEST_KEY: text})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; the result gets the mode a plain open() would give it (0666 minus
-        # the umask, typically 0644), or keeps the mode of the file it replaces.
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_file(path, tensors, manifest)
 
 
 def _umask() -> int:
@@ -359,119 +431,295 @@ def _json(text: Union[str, bytes], what: str) -> Any:
         raise ValueError(f"{what} is not valid JSON: {e}") from None
 
 
+def _fail(path: str, msg: str) -> LoadError:
+    return LoadError(msg if msg.startswith(path) else f"{path}: {msg}")
+
+
 def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
     """Reads and validates the safetensors header and the slimnn manifest; reads no tensor data.
 
     Returns ``(entries, manifest)``, entries mapping each tensor name to its dtype, shape and offsets.
+    Raises :class:`LoadError` for any problem, OS errors on the path included.
     """
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
+        return _read_header(path)
+    except LoadError:
+        raise
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
     except OSError as e:
-        raise ValueError(f"{path}: cannot read: {e.strerror}") from None
+        raise _fail(path, f"cannot read: {e.strerror or e}") from None
+
+
+def _read_header(path: str) -> tuple[dict[str, dict], dict]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise _fail(path, f"cannot read: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _fail(path, "cannot read: it is a directory, not a slimnn file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(path, "cannot read: not a regular file")
+    size = st.st_size
     if size < 8:
-        raise ValueError(f"{path}: truncated or not a slimnn file ({size} bytes)")
+        raise _fail(path, f"truncated or not a slimnn file ({size} bytes)")
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
         if n > MAX_HEADER_BYTES:
-            raise ValueError(f"{path}: header length {n} is implausible; not a slimnn file or corrupt")
+            raise _fail(path, f"header length {n} is implausible; not a slimnn file or corrupt")
         if 8 + n > size:
-            raise ValueError(f"{path}: truncated: header claims {n} bytes, file has {size - 8} after the length")
+            raise _fail(path, f"truncated: header claims {n} bytes, file has {size - 8} after the length")
         raw = f.read(n)
+    # safetensors writes compact JSON padded with spaces: a tab or line break anywhere (valid JSON
+    # whitespace, and invalid inside JSON strings) is a changed byte that parsing alone would not notice.
+    if b"\t" in raw or b"\n" in raw or b"\r" in raw:
+        raise _fail(path, "safetensors header holds a tab or line break (corrupt, or not written by safetensors)")
+    # Bounded before parsing: every architecture node and module entry of the manifest (a string inside this
+    # JSON, so its quotes are escaped) has a "type" or "format" key; counting them bounds the modules it makes.
+    if raw.count(b'\\"type\\"') > 2 * MAX_MODULES + 1 or raw.count(b'\\"format\\"') > MAX_MODULES + 1:
+        raise _fail(path, f"the manifest declares more than {MAX_MODULES} modules (slimnn.io.files.MAX_MODULES)")
     header = dict_field(_json(raw, f"{path}: safetensors header"), f"{path}: safetensors header")
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not isinstance(meta.get(MANIFEST_KEY), str):
-        raise ValueError(f"{path}: a safetensors file without a slimnn manifest (not saved by slimnn.save)")
+        raise _fail(path, "a safetensors file without a slimnn manifest (not saved by slimnn.save)")
+    if set(meta) - {MANIFEST_KEY, DIGEST_KEY}:
+        raise _fail(path, f"unknown header metadata keys {sorted(set(meta) - {MANIFEST_KEY, DIGEST_KEY})[:5]}")
+    text = meta[MANIFEST_KEY]
+    digest = meta.get(DIGEST_KEY)
+    if digest is not None and (not isinstance(digest, str) or _text_digest(text) != digest):
+        raise _fail(path, "the manifest's sha256 digest does not match its text: the file is corrupt")
+    if text.count('"type"') > 2 * MAX_MODULES + 1 or text.count('"format"') > MAX_MODULES + 1:
+        raise _fail(path, f"the manifest declares more than {MAX_MODULES} modules (slimnn.io.files.MAX_MODULES)")
     data_len = size - 8 - n
     entries: dict[str, dict] = {}
     spans = []
     for name, e in header.items():
         e = dict_field(e, f"{path}: header entry {name!r}")
         dt, shape, offs = e.get("dtype"), e.get("shape"), e.get("data_offsets")
+        if set(e) != {"dtype", "shape", "data_offsets"}:
+            raise _fail(path, f"tensor {name!r}: header entry has fields {sorted(e)}")
         if dt not in DTYPES:
-            raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dt!r}")
+            raise _fail(path, f"tensor {name!r} has unsupported dtype {dt!r}")
         if not isinstance(shape, list) or len(shape) > 8 or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
         ):
-            raise ValueError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+            raise _fail(path, f"tensor {name!r} has an invalid shape {shape!r}")
         if not isinstance(offs, list) or len(offs) != 2 or not all(
             isinstance(o, int) and not isinstance(o, bool) for o in offs
         ):
-            raise ValueError(f"{path}: tensor {name!r} has invalid data offsets {offs!r}")
+            raise _fail(path, f"tensor {name!r} has invalid data offsets {offs!r}")
         a, b = offs
         nbytes = math.prod(shape) * ITEMSIZE[dt]
         if not 0 <= a <= b or b - a != nbytes:
-            raise ValueError(f"{path}: tensor {name!r}: byte range {offs} does not match {dt} {shape}")
+            raise _fail(path, f"tensor {name!r}: byte range {offs} does not match {dt} {shape}")
         if b > data_len:
-            raise ValueError(f"{path}: truncated: tensor {name!r} ends at byte {b}, data has {data_len}")
+            raise _fail(path, f"truncated: tensor {name!r} ends at byte {b}, data has {data_len}")
         entries[name] = {"dtype": dt, "shape": tuple(shape), "offsets": (a, b)}
         spans.append((a, b, name))
     spans.sort()
     pos = 0
     for a, b, name in spans:
         if a != pos:
-            raise ValueError(f"{path}: tensor {name!r} overlaps another or leaves a gap (corrupt header)")
+            raise _fail(path, f"tensor {name!r} overlaps another or leaves a gap (corrupt header)")
         pos = b
     if pos != data_len:
-        raise ValueError(f"{path}: {data_len - pos} trailing bytes after the last tensor (corrupt or not ours)")
-    manifest = dict_field(_json(meta[MANIFEST_KEY], f"{path}: manifest"), f"{path}: manifest")
+        raise _fail(path, f"{data_len - pos} trailing bytes after the last tensor (corrupt or not ours)")
+    manifest = dict_field(_json(text, f"{path}: manifest"), f"{path}: manifest")
+    ver = manifest.get("format_version")
+    if ver == 2 and digest is None:
+        raise _fail(path, "format version 2 without the manifest digest (stripped or corrupt)")
+    if ver == 1 and digest is not None:
+        raise _fail(path, "format version 1 with a manifest digest (inconsistent header)")
     _check_manifest(path, manifest, entries)
     return entries, manifest
 
 
+def _under(name: str, prefixes: set[str]) -> Optional[str]:
+    """The compressed module whose prefix ``name`` falls under, if any."""
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        p = ".".join(parts[:i]) + "."
+        if p in prefixes:
+            return p[:-1]
+    return None
+
+
 def _check_manifest(path: str, man: dict, entries: dict) -> None:
     if man.get("format") != FORMAT:
-        raise ValueError(f"{path}: manifest format is {man.get('format')!r}, expected {FORMAT!r}")
+        raise _fail(path, f"manifest format is {man.get('format')!r}, expected {FORMAT!r}")
     ver = man.get("format_version")
-    if ver != FORMAT_VERSION:
-        raise ValueError(f"{path}: format version {ver!r} is not supported (this slimnn reads {FORMAT_VERSION})")
+    if ver not in READ_VERSIONS:
+        raise _fail(path, f"format version {ver!r} is not supported (this slimnn reads {list(READ_VERSIONS)})")
     for key, typ in (("modules", dict), ("state", list), ("nonpersistent", list), ("aliases", dict),
                      ("tensors", dict)):
         if not isinstance(man.get(key), typ):
-            raise ValueError(f"{path}: manifest field {key!r} must be a {typ.__name__}")
+            raise _fail(path, f"manifest field {key!r} must be a {typ.__name__}")
+    if len(man["modules"]) > MAX_MODULES:
+        raise _fail(path, f"{len(man['modules'])} compressed modules: more than {MAX_MODULES} (slimnn.io.files.MAX_MODULES)")
     fused = man.get("fused_activations", {})
     if not isinstance(fused, dict):
-        raise ValueError(f"{path}: manifest field 'fused_activations' must be a dict")
+        raise _fail(path, "manifest field 'fused_activations' must be a dict")
     for fqn, f in fused.items():
         f = dict_field(f, f"{path}: fused activation {fqn!r}")
-        if not fqn or f.get("activation") not in FUSABLE or not isinstance(f.get("into"), str):
-            raise ValueError(f"{path}: fused activation {fqn!r} is malformed: {f}")
+        if not fqn or set(f) != {"activation", "into"} or f.get("activation") not in FUSABLE or not isinstance(
+                f.get("into"), str):
+            raise _fail(path, f"fused activation {fqn!r} is malformed: {f}")
     declared = man["tensors"]
     if set(declared) != set(entries):
         extra, missing = sorted(set(entries) - set(declared)), sorted(set(declared) - set(entries))
-        raise ValueError(f"{path}: manifest and file disagree on tensors (undeclared {extra[:5]}, absent {missing[:5]})")
+        raise _fail(path, f"manifest and file disagree on tensors (undeclared {extra[:5]}, absent {missing[:5]})")
+    want_digest = ver >= 2
     for name, d in declared.items():
         d = dict_field(d, f"{path}: manifest tensor {name!r}")
         if d.get("dtype") != entries[name]["dtype"] or d.get("shape") != list(entries[name]["shape"]):
-            raise ValueError(f"{path}: tensor {name!r}: manifest says {d}, file holds {entries[name]}")
-    for name in man["state"] + man["nonpersistent"]:
-        if not isinstance(name, str) or name not in entries:
-            raise ValueError(f"{path}: state entry {name!r} has no tensor in the file")
-    for a, b in man["aliases"].items():
-        if not isinstance(b, str) or b not in entries:
-            raise ValueError(f"{path}: alias {a!r} points to {b!r}, which is not in the file")
+            raise _fail(path, f"tensor {name!r}: manifest says {d}, file holds {entries[name]}")
+        h = d.get("sha256")
+        if want_digest:
+            if set(d) != {"dtype", "shape", "sha256"} or not isinstance(h, str) or len(h) != 64:
+                raise _fail(path, f"tensor {name!r} has no valid sha256 digest in the manifest (format version 2)")
+            entries[name]["sha256"] = h
+        elif set(d) != {"dtype", "shape"}:
+            raise _fail(path, f"tensor {name!r}: unexpected manifest fields {sorted(d)}")
+    # Every tensor is claimed exactly once: by a compressed module, by state or by a non-persistent buffer.
+    claimed: dict[str, str] = {}
+
+    def claim(name: str, by: str) -> None:
+        if name in claimed:
+            raise _fail(path, f"tensor {name!r} is claimed twice ({claimed[name]} and {by})")
+        claimed[name] = by
+
+    prefixes = set()
+    for fqn, m in man["modules"].items():
+        if not isinstance(fqn, str) or not fqn or "" in fqn.split("."):
+            raise _fail(path, f"compressed module name {fqn!r} is not a module path")
+        prefixes.add(fqn + ".")
+    total = sum(math.prod(e["shape"]) for e in entries.values())
     for fqn, m in man["modules"].items():
         m = dict_field(m, f"{path}: module {fqn!r}")
+        if set(m) != {"format", "version", "meta"}:
+            raise _fail(path, f"module {fqn!r} has fields {sorted(m)}, expected format, version, meta")
+        inner = _under(fqn.rpartition(".")[0], prefixes) if "." in fqn else None
+        if inner is not None:
+            raise _fail(path, f"module {fqn!r} sits inside compressed module {inner!r}")
         fmt = save_formats().get(m.get("format"))
         if fmt is None:
-            raise ValueError(f"{path}: module {fqn!r} has format {m.get('format')!r}, unknown to this slimnn "
-                             f"(known: {sorted(save_formats())})")
+            raise _fail(path, f"module {fqn!r} has format {m.get('format')!r}, unknown to this slimnn "
+                              f"(known: {sorted(save_formats())})")
         if m.get("version") != fmt.version and m.get("version") not in fmt.reads:
-            raise ValueError(f"{path}: module {fqn!r}: {fmt.name} version {m.get('version')!r} is not supported "
-                             f"(this slimnn reads {fmt.version})")
+            raise _fail(path, f"module {fqn!r}: {fmt.name} version {m.get('version')!r} is not supported "
+                              f"(this slimnn reads {fmt.version})")
         meta = dict_field(m.get("meta"), f"{path}: module {fqn!r} metadata")
+        if fmt.name == "int8_linear" and m["version"] == 1 and "activation" in meta:
+            raise _fail(path, f"module {fqn!r}: int8_linear version 1 has no activation (version 2 added it)")
         try:
             spec = fmt.spec(meta)
         except ValueError as e:
-            raise ValueError(f"{path}: module {fqn!r}: {e}") from None
-        prefix = f"{fqn}." if fqn else ""
+            raise _fail(path, f"module {fqn!r}: {e}") from None
+        total += meta.get("in_features", 0) * meta.get("out_features", 0)
+        prefix = f"{fqn}."
         for tname, (dt, shape) in spec.items():
             e = entries.get(prefix + tname)
             if e is None:
-                raise ValueError(f"{path}: module {fqn!r} lacks tensor {tname!r}")
+                raise _fail(path, f"module {fqn!r} lacks tensor {tname!r}")
             if DTYPES[e["dtype"]] != dt or e["shape"] != tuple(shape):
-                raise ValueError(f"{path}: module {fqn!r} tensor {tname!r} is {e['dtype']} {list(e['shape'])}, "
-                                 f"expected {DTYPE_NAMES[dt]} {list(shape)}")
+                raise _fail(path, f"module {fqn!r} tensor {tname!r} is {e['dtype']} {list(e['shape'])}, "
+                                  f"expected {DTYPE_NAMES[dt]} {list(shape)}")
+            claim(prefix + tname, f"module {fqn!r}")
+    if total > MAX_PARAMETERS:
+        raise _fail(path, f"the file declares {total} parameters: more than {MAX_PARAMETERS} (slimnn.io.files.MAX_PARAMETERS)")
+    for key in ("state", "nonpersistent"):
+        for name in man[key]:
+            if not isinstance(name, str) or name not in entries:
+                raise _fail(path, f"{key} entry {name!r} has no tensor in the file")
+            owner = _under(name, prefixes)
+            if owner is not None:
+                raise _fail(path, f"{key} entry {name!r} would overwrite a tensor of compressed module {owner!r}, "
+                                  "which only its validated format may set")
+            claim(name, key)
+    for a, b in man["aliases"].items():
+        if not isinstance(b, str) or b not in entries:
+            raise _fail(path, f"alias {a!r} points to {b!r}, which is not in the file")
+        if a in claimed or a in entries:
+            raise _fail(path, f"alias {a!r} is also a stored tensor")
+        for x in (a, b):
+            owner = _under(x, prefixes)
+            if owner is not None:
+                raise _fail(path, f"alias {a!r} -> {b!r} reaches into compressed module {owner!r}")
+        if claimed.get(b) not in ("state", "nonpersistent"):
+            raise _fail(path, f"alias {a!r} points to {b!r}, which is not a state tensor")
+    unclaimed = sorted(set(entries) - set(claimed))
+    if unclaimed:
+        raise _fail(path, f"tensors {unclaimed[:5]} are in the file but nothing in the manifest uses them")
+    for fqn, f in fused.items():
+        parent = fqn.rpartition(".")[0]
+        target = f"{parent}.{f['into']}" if parent else f["into"]
+        m = man["modules"].get(target)
+        if m is None:
+            raise _fail(path, f"fused activation {fqn!r} says it went into {target!r}, which is not a compressed "
+                              "module of the file")
+        if m["meta"].get("activation") != f["activation"]:
+            raise _fail(path, f"fused activation {fqn!r}: the file removed a {f['activation']} there, but module "
+                              f"{target!r} applies activation {m['meta'].get('activation')!r} (they must agree, or "
+                              "the activation is lost)")
+        if fqn in man["modules"] or _under(fqn, prefixes):
+            raise _fail(path, f"fused activation {fqn!r} is inside a compressed module")
+    arch = man.get("architecture")
+    if arch is not None:
+        slots = _check_architecture(arch)
+        if slots != set(man["modules"]):
+            raise _fail(path, "the architecture and the compressed modules disagree: compressed in the architecture "
+                              f"only {sorted(slots - set(man['modules']))[:5]}, in modules only "
+                              f"{sorted(set(man['modules']) - slots)[:5]}")
+
+
+def _arch_params(typ: str, args: dict) -> int:
+    if typ == "Linear":
+        return args["in_features"] * args["out_features"] + args["out_features"]
+    if typ == "Embedding":
+        return args["num_embeddings"] * args["embedding_dim"]
+    if typ == "LayerNorm":
+        return 2 * math.prod(args["normalized_shape"])
+    return 0
+
+
+def _check_architecture(arch: Any) -> set[str]:
+    """Validates the whole architecture description without building anything: node count, nesting,
+    types, argument types and ranges, and the parameters it implies. Returns the compressed slots' names."""
+    nodes, params, slots = 0, 0, set()
+    stack = [(arch, "", 0)]
+    while stack:
+        node, fqn, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_MODULES:
+            raise ValueError(f"the architecture has more than {MAX_MODULES} modules (slimnn.io.files.MAX_MODULES)")
+        if depth > MAX_NESTING:
+            raise ValueError("architecture is nested too deeply")
+        node = dict_field(node, "architecture node")
+        typ = node.get("type")
+        if typ == "compressed":
+            if set(node) != {"type"} or not fqn:
+                raise ValueError(f"architecture: compressed slot {fqn!r} is malformed")
+            slots.add(fqn)
+            continue
+        if typ not in _ARCH:
+            raise ValueError(f"architecture names module type {typ!r}, which is not on slimnn's allow-list")
+        args = _arch_args(typ, node)
+        params += _arch_params(typ, args)
+        if params > MAX_PARAMETERS:
+            raise ValueError(f"the architecture implies more than {MAX_PARAMETERS} parameters "
+                             "(slimnn.io.files.MAX_PARAMETERS)")
+        if typ in ("Sequential", "ModuleList"):
+            kids = node.get("children")
+            if not isinstance(kids, list):
+                raise ValueError(f"{typ} node needs a list of children")
+            if set(node) != {"type", "args", "children"}:
+                raise ValueError(f"{typ} node has fields {sorted(node)}")
+            for i, c in enumerate(kids):
+                stack.append((c, f"{fqn}.{i}" if fqn else str(i), depth + 1))
+        elif set(node) - {"type", "args"}:
+            raise ValueError(f"{typ} node has fields {sorted(node)}")
+    return slots
 
 
 def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True) -> nn.Module:
@@ -488,87 +736,127 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
     The compressed modules are built from their canonical tensors (packed for this CPU) and swapped in
     at their names; the other parameters and buffers are assigned from the file. ``strict``: the file
     and the skeleton must hold the same parameter and buffer names. Returns the model (in eval mode).
+
+    Every tensor's sha256 digest is checked before the tensor is used, and every manifest field against
+    the others it constrains; any problem with the file, OS errors on the path included, is a
+    :class:`LoadError` (a ``ValueError``). A wrong type for ``model`` is a ``TypeError``.
     """
     path = os.fspath(path)
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"load: model must be an nn.Module or None, got {type(model).__name__}")
+    try:
+        return _load(path, model, strict)
+    except LoadError:
+        raise
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
+    except OSError as e:
+        raise _fail(path, f"cannot read: {e.strerror or e}") from None
+    except (RuntimeError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as e:
+        # A safety net: every check above is meant to come first; what gets here is still a bad file.
+        raise _fail(path, f"cannot load: {type(e).__name__}: {e}") from e
+
+
+def _same_kind(file_dtype: torch.dtype, model_dtype: torch.dtype) -> bool:
+    # floating state may change precision (a bf16 file into a float32 skeleton); anything else must match
+    return file_dtype == model_dtype or (file_dtype.is_floating_point and model_dtype.is_floating_point)
+
+
+def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
     entries, man = read_header(path)
+    if man["format_version"] < 2:
+        warnings.warn(f"{path}: format version {man['format_version']} has no content digests; corrupt tensor "
+                      "bytes cannot be detected. Save it again with this slimnn to add them.",
+                      UnverifiedFileWarning, stacklevel=3)
     from safetensors import safe_open
 
     try:
         handle = safe_open(path, framework="pt", device="cpu")
     except Exception as e:  # safetensors raises its own error type  # noqa: BLE001
-        raise ValueError(f"{path}: cannot open as safetensors: {e}") from None
+        raise _fail(path, f"cannot open as safetensors: {e}") from None
 
     def get(name: str) -> Tensor:
         try:
             t = handle.get_tensor(name)
         except Exception as e:  # noqa: BLE001
-            raise ValueError(f"{path}: cannot read tensor {name!r}: {e}") from None
+            raise _fail(path, f"cannot read tensor {name!r}: {e}") from None
         e = entries[name]
         if t.dtype != DTYPES[e["dtype"]] or tuple(t.shape) != e["shape"]:
-            raise ValueError(f"{path}: tensor {name!r} read back as {t.dtype} {tuple(t.shape)}")
+            raise _fail(path, f"tensor {name!r} read back as {t.dtype} {tuple(t.shape)}")
+        want = e.get("sha256")
+        if want is not None and tensor_digest(t) != want:
+            raise _fail(path, f"tensor {name!r}: sha256 digest mismatch, its bytes were changed (corrupt file)")
         return t
 
     with handle:
         if model is None:
             arch = man.get("architecture")
             if arch is None:
-                raise ValueError(
-                    f"{path}: this model's architecture is not one slimnn rebuilds by itself; pass the float "
+                raise _fail(
+                    path, "this model's architecture is not one slimnn rebuilds by itself; pass the float "
                     "architecture: slimnn.load(path, model=skeleton) (build the skeleton on the meta device)"
                 )
             with torch.device("meta"):
                 model = _build_architecture(arch)
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"load: model must be an nn.Module or None, got {type(model).__name__}")
 
         prefixes = []
         for fqn, m in man["modules"].items():
             fmt = save_formats()[m["format"]]
-            prefix = f"{fqn}." if fqn else ""
+            prefix = f"{fqn}."
             prefixes.append(prefix)
-            if not fqn:
-                raise ValueError(f"{path}: the whole model is one compressed module; wrap it in a container")
             try:
                 target = model.get_submodule(fqn)
             except AttributeError:
-                raise ValueError(f"{path}: module {fqn!r} is in the file but not in the given model") from None
+                raise _fail(path, f"module {fqn!r} is in the file but not in the given model") from None
             meta = m["meta"]
             if not isinstance(target, (nn.Linear, fmt.cls, _Slot)) and not hasattr(target, "in_features"):
-                raise ValueError(f"{path}: module {fqn!r} is a {type(target).__name__} in the given model; the file "
-                                 f"holds a compressed Linear there")
+                raise _fail(path, f"module {fqn!r} is a {type(target).__name__} in the given model; the file "
+                                  f"holds a compressed Linear there")
             for attr in ("in_features", "out_features"):
                 if attr in meta and getattr(target, attr, meta[attr]) != meta[attr]:
-                    raise ValueError(f"{path}: module {fqn!r}: file has {attr}={meta[attr]}, model has "
-                                     f"{getattr(target, attr)}")
+                    raise _fail(path, f"module {fqn!r}: file has {attr}={meta[attr]}, model has "
+                                      f"{getattr(target, attr)}")
             spec = fmt.spec(meta)
-            new = fmt.from_canonical({k: get(prefix + k) for k in spec}, meta)
-            parent_name, _, child = fqn.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, new)
+            try:
+                new = fmt.from_canonical({k: get(prefix + k) for k in spec}, meta)
+            except LoadError:
+                raise
+            except ValueError as e:
+                raise _fail(path, f"module {fqn!r}: {e}") from None
+            model.set_submodule(fqn, new)
 
         for fqn, f in man.get("fused_activations", {}).items():
             parent_name, _, child = fqn.rpartition(".")
             try:
                 old = model.get_submodule(fqn)
             except AttributeError:
-                raise ValueError(f"{path}: fused activation {fqn!r} is in the file but not in the given model") from None
+                raise _fail(path, f"fused activation {fqn!r} is in the file but not in the given model") from None
             if not isinstance(old, (FusedActivation, nn.Identity)) and old is not None:
                 if activation_of(old) != f["activation"]:
-                    raise ValueError(f"{path}: {fqn!r} is a {type(old).__name__} in the given model; the file fused "
-                                     f"a {f['activation']} there")
+                    raise _fail(path, f"{fqn!r} is a {type(old).__name__} in the given model; the file fused "
+                                      f"a {f['activation']} there")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, FusedActivation(f["activation"], f["into"]))
 
-        sd_names = set(model.state_dict(keep_vars=True).keys())
+        current = model.state_dict(keep_vars=True)
+        sd_names = set(current)
         expected = {n for n in sd_names if not any(n.startswith(p) for p in prefixes)}
         have = set(man["state"]) | set(man["aliases"])
         have -= set(man["nonpersistent"])
         if strict:
             missing, unexpected = sorted(expected - have), sorted(have - expected)
             if missing or unexpected:
-                raise ValueError(f"{path}: file and model disagree: missing from file {missing[:8]}, "
-                                 f"not in model {unexpected[:8]}")
+                raise _fail(path, f"file and model disagree: missing from file {missing[:8]}, "
+                                  f"not in model {unexpected[:8]}")
         cache: dict[str, Tensor] = {}
+
+        def check_against(name: str, t: Tensor, cur: Optional[Tensor]) -> None:
+            if cur is None:
+                return
+            if tuple(cur.shape) != tuple(t.shape):
+                raise _fail(path, f"{name}: file holds shape {tuple(t.shape)}, model expects {tuple(cur.shape)}")
+            if not _same_kind(t.dtype, cur.dtype):
+                raise _fail(path, f"{name}: file holds {t.dtype}, the model's tensor is {cur.dtype}")
 
         def value(name: str) -> Tensor:
             src = man["aliases"].get(name, name)
@@ -577,11 +865,8 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             return cache[src]
 
         sd = {n: value(n) for n in (have & expected)}
-        current = model.state_dict(keep_vars=True)
         for n, t in sd.items():
-            cur = current[n]
-            if cur is not None and tuple(cur.shape) != tuple(t.shape):
-                raise ValueError(f"{path}: {n}: file holds shape {tuple(t.shape)}, model expects {tuple(cur.shape)}")
+            check_against(n, t, current[n])
         model.load_state_dict(sd, strict=False, assign=True)
         for alias, src in man["aliases"].items():  # re-tie: one tensor object, as when saved
             if alias in sd and src in sd:
@@ -591,20 +876,21 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             try:
                 owner = model.get_submodule(modname) if modname else model
             except AttributeError:
+                owner = None
+            if owner is None or bname not in owner._buffers or bname not in owner._non_persistent_buffers_set:
+                if strict:
+                    raise _fail(path, f"{name} is listed as a non-persistent buffer, which the model does not have")
                 continue
-            if bname in owner._buffers:
-                old = owner._buffers[bname]
-                t = get(name)
-                if old is not None and tuple(old.shape) != tuple(t.shape):
-                    raise ValueError(f"{path}: buffer {name}: shape {tuple(t.shape)} vs model {tuple(old.shape)}")
-                owner._buffers[bname] = t
+            t = get(name)
+            check_against(name, t, owner._buffers[bname])
+            owner._buffers[bname] = t
     slots = [n for n, m in model.named_modules() if isinstance(m, _Slot)]
     if slots:
-        raise ValueError(f"{path}: the architecture has compressed modules the file does not hold: {slots[:8]}")
+        raise _fail(path, f"the architecture has compressed modules the file does not hold: {slots[:8]}")
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t is not None and t.is_meta]
     if left:
-        raise ValueError(f"{path}: these tensors of the model were not in the file and are still on the meta "
-                         f"device: {left[:8]}")
+        raise _fail(path, f"these tensors of the model were not in the file and are still on the meta "
+                          f"device: {left[:8]}")
     if man["modules"]:
         run_model_hooks(model, None)  # e.g. transformers models inside get slimnn's quantizer (integrations)
     return model.eval()

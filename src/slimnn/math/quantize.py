@@ -108,6 +108,72 @@ def int4_params(
     return s, z
 
 
+def int4_params_search(
+    wg: Tensor, symmetric: bool, scale_dtype: torch.dtype = torch.float16, grid: int = 24, chunk: int = 1 << 16,
+    weight: Optional[Tensor] = None,
+) -> tuple[Tensor, Optional[Tensor]]:
+    """Scale and zero point of each group of ``wg`` (..., gs) that minimise the group's squared error, found
+    without data: the min/max rule's scale times each of ``grid`` factors in [0.6, 1.1] (zero point
+    re-rounded for each), then the best candidate's scale refitted by least squares for its codes (the
+    closed form ``s = sum(w (q - z)) / sum((q - z)^2)``), kept when it lowers the error. The search of
+    llama.cpp's K-quants (make_qkx2_quants), restricted to slimnn's integer zero points. Never worse than
+    :func:`int4_params` (its scale is a candidate). ``weight``: optional per-element weights of the error
+    (same shape as ``wg``; 0 leaves an element out, e.g. the padding of a short last group). Same return
+    convention."""
+    s0, z0 = int4_params(wg, symmetric, scale_dtype)
+    shape = wg.shape[:-1]
+    w = wg.reshape(-1, wg.shape[-1]).to(torch.float32)
+    wt = None if weight is None else weight.expand_as(wg).reshape(w.shape).to(torch.float32)
+    base = s0.reshape(-1).to(torch.float32)
+    out_s = torch.empty_like(base)
+    out_z = None if symmetric else torch.empty(base.shape, dtype=torch.uint8)
+    factors = torch.cat([torch.ones(1), torch.linspace(0.6, 1.1, grid)])
+    mn = w.amin(dim=-1).clamp(max=0)
+
+    def rounded(v: Tensor) -> Tensor:  # symmetric scales are signed: round the magnitude
+        return (_round_scales(v.abs(), scale_dtype).to(torch.float32) * torch.where(v < 0, -1.0, 1.0))
+
+    def err_of(x: Tensor, sc: Tensor, z: Tensor, c: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        q = torch.round(x / sc.unsqueeze(-1)) + z.unsqueeze(-1)
+        q.clamp_(0, 15)
+        e = (sc.unsqueeze(-1) * (q - z.unsqueeze(-1)) - x).square()
+        return (e if c is None else e * c).sum(-1), q
+
+    for lo in range(0, w.shape[0], chunk):
+        x, b = w[lo:lo + chunk], base[lo:lo + chunk]
+        c = None if wt is None else wt[lo:lo + chunk]
+        best_e = best_s = best_z = None
+        for f in factors.tolist():
+            sc = rounded(b * f)
+            sc = torch.where(sc == 0, b, sc)
+            if symmetric:
+                z = torch.full_like(sc, 8.0)
+            else:
+                z = torch.round(-mn[lo:lo + chunk] / sc).clamp(0, 15)
+            e, _ = err_of(x, sc, z, c)
+            if best_e is None:
+                best_e, best_s, best_z = e, sc, z
+            else:
+                take = e < best_e
+                best_e = torch.where(take, e, best_e)
+                best_s = torch.where(take, sc, best_s)
+                best_z = torch.where(take, z, best_z)
+        # least-squares refit of the scale for the chosen codes
+        _, q = err_of(x, best_s, best_z, c)
+        d = q - best_z.unsqueeze(-1)
+        dc = d if c is None else d * c
+        den = (dc * d).sum(-1)
+        ls = torch.where(den > 0, (x * dc).sum(-1) / den.clamp(min=1e-30), best_s)
+        ls = rounded(torch.where(ls == 0, best_s, ls))
+        e2, _ = err_of(x, ls, best_z, c)
+        take = e2 < best_e
+        out_s[lo:lo + chunk] = torch.where(take, ls, best_s)
+        if out_z is not None:
+            out_z[lo:lo + chunk] = best_z.to(torch.uint8)
+    scales = out_s.reshape(shape).to(scale_dtype)
+    return scales, None if out_z is None else out_z.reshape(shape)
+
+
 def int4_codes(wg: Tensor, scales: Tensor, zeros: Optional[Tensor]) -> Tensor:
     """Codes (uint8 in [0, 15]) of ``wg`` (..., gs) for given per-group scales and zeros (round half to even)."""
     z = 8.0 if zeros is None else zeros.to(torch.float32).unsqueeze(-1)
@@ -120,8 +186,10 @@ def quantize_int4(
     group_size: Optional[int] = 64,
     symmetric: bool = True,
     scale_dtype: torch.dtype = torch.float16,
+    search: bool = False,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Round-to-nearest int4 quantization of W (N x K), group-wise along K (None: per output channel).
+    """Round-to-nearest int4 quantization of W (N x K), group-wise along K (None: per output channel), with
+    the min/max rule's scales or (``search=True``) the error-minimising ones of :func:`int4_params_search`.
 
     Returns the canonical form: ``codes`` (uint8 N x K in [0, 15]), ``scales`` (n_groups x N, in
     ``scale_dtype``) and ``zeros`` (uint8 n_groups x N, or None when symmetric: zero point 8), with
@@ -139,7 +207,14 @@ def quantize_int4(
         fill = last[:, :1].expand_as(last)  # a real value of the group: leaves min, max and argmax unchanged
         wg = wg.clone()
         wg[:, -1, :] = torch.where(pad, fill, last)
-    scales, zeros = int4_params(wg, symmetric, scale_dtype)
+    if search:
+        weight = None
+        if g * gs != k:  # the padding of the last group does not count in its error
+            weight = torch.ones(g, gs)
+            weight[-1, k - (g - 1) * gs :] = 0
+        scales, zeros = int4_params_search(wg, symmetric, scale_dtype, weight=weight)
+    else:
+        scales, zeros = int4_params(wg, symmetric, scale_dtype)
     codes = int4_codes(wg, scales, zeros).reshape(n, g * gs)[:, :k].contiguous()
     return codes, scales.t().contiguous(), None if zeros is None else zeros.t().contiguous()
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .quantize import dequantize_int8, group_view
 
+_FLT_MAX = float(torch.finfo(torch.float32).max)
 _FLT_MIN = torch.finfo(torch.float32).tiny
 
 
@@ -20,8 +21,9 @@ def quantize_rows_u8(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
     In float32: mn = min(0, min(row)), mx = max(0, max(row)); scale = mx/255 - mn/255 (1 if below
     FLT_MIN); inv = 1/scale; zp = clamp(rint(-mn * inv), 0, 255); q = clamp(rint(x * inv) + zp, 0, 255),
-    rint rounding half to even. Rows with a NaN or infinity are flagged (``finite`` False) and their
-    output row is NaN. Returns (q uint8 M x K, scale float32 M, zp int32 M, finite bool M).
+    rint rounding half to even. Rows with a NaN or infinity are flagged (``finite`` False); the linear ops
+    compute those rows in float instead (see q8_linear_dynamic). Returns (q uint8 M x K, scale float32 M,
+    zp int32 M, finite bool M).
     """
     x = x.to(torch.float32)
     m, k = x.shape
@@ -46,7 +48,11 @@ def dot_u8_s8(a: Tensor, q: Tensor) -> Tensor:
 def q8_linear_dynamic(
     x: Tensor, q: Tensor, scales: Tensor, group_size: Optional[int], bias: Optional[Tensor] = None
 ) -> Tensor:
-    """y = a_scale * sum_g scale_g * (dot_g(a, q) - zp * colsum_g(q)) + bias, float64 math, float32 out."""
+    """y = a_scale * sum_g scale_g * (dot_g(a, q) - zp * colsum_g(q)) + bias, float64 math, float32 out.
+
+    Rows holding a NaN or an infinity, or values large enough to overflow the integer kernels'
+    intermediates (a_scale > FLT_MAX / 2^16 / kp / 255), follow the non-finite policy (docs/reliability.md):
+    float32 math with the dequantized weights, x @ (q * scales)^T + bias."""
     m = x.shape[0]
     n, k = q.shape
     a, a_scale, zp, finite = quantize_rows_u8(x)
@@ -60,7 +66,11 @@ def q8_linear_dynamic(
     if bias is not None:
         y = y + bias.to(torch.float64)
     y = y.to(torch.float32)
-    y[~finite] = float("nan")
+    kp = -(-k // 4) * 4
+    bad = ~finite | (a_scale > _FLT_MAX / 65536.0 / kp / 255.0)
+    if bool(bad.any()):
+        yb = x[bad].to(torch.float32) @ dequantize_int8(q, scales, group_size).t()
+        y[bad] = yb if bias is None else yb + bias.to(torch.float32)
     return y
 
 

@@ -17,20 +17,10 @@ from ..math import reference
 from ..math.quantize import INT4_SCALE_DTYPES, dequantize_int4, quantize_int4
 from ..ops.common import prepare_input, untraceable
 from ..ops.q4 import KINDS, q4_linear_with_kernel
+from .base import check_packed_entry, float_bias
 
 _F32 = torch.float32
 _BF16 = torch.bfloat16
-
-
-def _check_bias(b: Optional[Tensor], n: int) -> Optional[Tensor]:
-    if b is None:
-        return None
-    b = b.detach().to(torch.float32).contiguous().clone()
-    if b.shape != (n,):
-        raise ValueError(f"bias must have shape ({n},), got {tuple(b.shape)}")
-    if not bool(torch.isfinite(b).all()):
-        raise ValueError("bias has a NaN or infinite value")
-    return b
 
 
 def _check_in_mul(s: Optional[Tensor], k: int) -> Optional[Tensor]:
@@ -97,7 +87,7 @@ class Int4Linear(nn.Module):
         sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
         mod.config = _replace(config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
         mod.in_features, mod.out_features = info.k, info.n
-        mod.register_buffer("bias", _check_bias(bias, info.n))
+        mod.register_buffer("bias", float_bias(bias, info.n))
         mod.register_buffer("in_mul", _check_in_mul(input_scale, info.k))
         mod.last_kernel = None
         return mod
@@ -115,7 +105,8 @@ class Int4Linear(nn.Module):
                 "data and the whole model: use slimnn.compress_(model, Int4Config(method=..., calib_data=...))"
             )
         codes, scales, zeros = quantize_int4(
-            linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype]
+            linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
+            search=config.scale_search,
         )
         return cls.from_quantized(codes, scales, zeros, config.group_size, linear.bias, None, config)
 
@@ -180,21 +171,10 @@ class Int4Linear(nn.Module):
         unexpected_keys: list, error_msgs: list,
     ) -> None:
         key = prefix + "packed"
-        if key in state_dict:
-            blob = state_dict[key]
-            try:
-                info = q4_info(blob.detach().cpu().contiguous(), full_check=True)
-            except (ValueError, TypeError) as e:
-                error_msgs.append(f"{key}: {e}")
-                return
-            if (info.n, info.k) != (self.out_features, self.in_features):
-                error_msgs.append(
-                    f"{key}: blob is for a {info.k}->{info.n} layer, this module is "
-                    f"{self.in_features}->{self.out_features}"
-                )
-                return
-            # The blob's size depends on its group size, symmetry and scale dtype: resize ours, then copy.
-            self.packed = torch.empty_like(blob, device="cpu")
+        info = check_packed_entry(self, state_dict, key, q4_info, error_msgs)
+        if key in state_dict and info is None:
+            return
+        if info is not None:
             sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
             self.config = _replace(self.config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
         mkey = prefix + "in_mul"

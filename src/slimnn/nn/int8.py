@@ -14,6 +14,7 @@ from ..configs import Int8Config
 from ..formats.packed import pack_q8, q8_info, unpack_q8
 from ..math.quantize import quantize_int8_symmetric
 from ..ops.common import prepare_input, untraceable
+from .base import check_packed_entry, float_bias
 
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 _is_exporting = torch.compiler.is_exporting
@@ -119,12 +120,7 @@ class Int8Linear(nn.Module):
         mod.in_features, mod.out_features = linear.in_features, linear.out_features
         q, scales = quantize_int8_symmetric(linear.weight, config.group_size)
         mod.register_buffer("packed", pack_q8(q, scales, config.group_size))
-        b = linear.bias
-        if b is not None:
-            b = b.detach().to(torch.float32).contiguous().clone()
-            if not bool(torch.isfinite(b).all()):
-                raise ValueError("bias has a NaN or infinite value")
-        mod.register_buffer("bias", b)
+        mod.register_buffer("bias", float_bias(linear.bias, linear.out_features))
         mod.last_kernel = None
         return mod
 
@@ -221,21 +217,10 @@ class Int8Linear(nn.Module):
             )
             return
         key = prefix + "packed"
-        if key in state_dict:
-            blob = state_dict[key]
-            try:
-                info = q8_info(blob.detach().cpu().contiguous(), full_check=True)
-            except (ValueError, TypeError) as e:
-                error_msgs.append(f"{key}: {e}")
-                return
-            if (info.n, info.k) != (self.out_features, self.in_features):
-                error_msgs.append(
-                    f"{key}: blob is for a {info.k}->{info.n} layer, this module is "
-                    f"{self.in_features}->{self.out_features}"
-                )
-                return
-            # The blob's size depends on its group size: resize ours, then the usual copy fills it.
-            self.packed = torch.empty_like(blob, device="cpu")
+        info = check_packed_entry(self, state_dict, key, q8_info, error_msgs)
+        if key in state_dict and info is None:
+            return
+        if info is not None:
             self.config = Int8Config(mode=self.config.mode, group_size=info.group_size, kernel=self.config.kernel)
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

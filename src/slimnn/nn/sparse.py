@@ -18,6 +18,7 @@ from ..math.prune import input_norm_of, parse_pattern, prune_weight
 from ..math.quantize import check_weight, dequantize_int8, quantize_int8_symmetric
 from ..formats.sparse import dense_weight, is_sparse_blob, pack_sparse, sparse_info
 from ..ops.common import check_input, untraceable
+from .base import float_bias
 
 AUTO_M = (1, 16)
 """Activation rows at which ``backend="auto"`` times the sparse and the dense kernel."""
@@ -111,12 +112,7 @@ class SparseLinear(nn.Module):
         if config.method == "wanda" and input_norm is None:
             input_norm = input_norm_of(linear)
         pruned, _ = prune_weight(w, pat, config.sparsity, config.method, input_norm)
-        b = linear.bias
-        if b is not None:
-            b = b.detach().to(torch.float32).contiguous().clone()
-            if not bool(torch.isfinite(b).all()):
-                raise ValueError("bias has a NaN or infinite value")
-        mod.register_buffer("bias", b)
+        mod.register_buffer("bias", float_bias(linear.bias, linear.out_features))
         mod.last_kernel = None
         if config.values == "int8":
             q, scales = quantize_int8_symmetric(pruned)  # pruned weights stay exactly 0

@@ -5,6 +5,8 @@ Each op validates what it is handed before a pointer reaches the kernels; the C+
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -45,6 +47,29 @@ def blob_shape(packed: Tensor, op: str = "q8_linear") -> tuple[int, int]:
         raise ValueError(f"{op}: packed weights are on {packed.device}; slimnn kernels run on the CPU")
     n, k = packed[16:32].view(torch.int64).tolist()
     return int(n), int(k)
+
+
+def check_bias(bias: Optional[Tensor], n: int, op: str) -> None:
+    """Raises unless ``bias`` is None or a contiguous float32 CPU tensor of shape (n,)."""
+    if bias is not None and (
+        not isinstance(bias, Tensor) or bias.dtype is not _F32 or bias.shape != (n,) or not bias.is_contiguous()
+        or bias.device.type != "cpu"
+    ):
+        got = f"{bias.dtype} {tuple(bias.shape)} on {bias.device}" if isinstance(bias, Tensor) else type(bias).__name__
+        raise ValueError(f"{op}: bias must be a contiguous float32 CPU tensor of shape ({n},), got {got}")
+
+
+def as_rows(x: Tensor, k: int, to_float32: bool = False) -> tuple[Tensor, int, int, tuple]:
+    """``x`` (..., K) as a matrix of evenly spaced rows with unit column stride, copied only when it is not
+    already one. Returns (rows, M, row stride, leading shape)."""
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k)
+    if to_float32 and x2.dtype is not _F32:
+        x2 = x2.to(_F32)
+    m = x2.shape[0]
+    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
+        x2 = x2.contiguous()
+    return x2, m, (x2.stride(0) if m > 1 else k), lead
 
 
 def untraceable(module: object) -> None:

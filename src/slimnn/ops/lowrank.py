@@ -16,7 +16,7 @@ from ..formats.packed import q8_info, unpack_q8
 from ..math import lowrank
 from ..math.quantize import dequantize_int8
 from ..runtime.threads import get_num_threads
-from .common import blob_shape, prepare_input
+from .common import as_rows, blob_shape, check_bias, prepare_input
 
 _F32 = torch.float32
 FACTORS = ("float32", "q8_dynamic", "q8_weight_only")
@@ -79,18 +79,10 @@ def lowrank_linear_with_kernel(
     n, k = _dims(u, v, factors)
     if n != out_features:
         raise ValueError(f"lowrank_linear: factors have {n} outputs, out_features is {out_features}")
-    if bias is not None and (bias.dtype is not _F32 or bias.shape != (n,) or not bias.is_contiguous()):
-        raise ValueError(f"lowrank_linear: bias must be a contiguous float32 tensor of shape ({n},)")
+    check_bias(bias, n, "lowrank_linear")
     nnz = check_residual(rowptr, col, val, n)
     x, dt = prepare_input(x, k, "lowrank_linear")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
-    if x2.dtype is not _F32:
-        x2 = x2.to(_F32)
-    m = x2.shape[0]
-    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
-        x2 = x2.contiguous()
-    ldx = x2.stride(0) if m > 1 else k
+    x2, m, ldx, lead = as_rows(x, k, to_float32=True)
     y = torch.empty((m, n), dtype=_F32)
     res = (0, 0, 0, 0) if nnz < 0 else (rowptr.data_ptr(), col.data_ptr(), val.data_ptr(), nnz)
     b = 0 if bias is None else bias.data_ptr()

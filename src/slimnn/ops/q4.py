@@ -14,7 +14,7 @@ from .. import _C
 from ..formats.packed import unpack_q4
 from ..math.quantize import dequantize_int4
 from ..runtime.threads import get_num_threads
-from .common import prepare_input
+from .common import as_rows, check_bias, prepare_input
 
 KINDS = {"dynamic": "q4_dynamic", "weight_only": "q4_weight_only"}
 _F32 = torch.float32
@@ -43,23 +43,18 @@ def q4_linear_with_kernel(
     if kind is None:
         raise ValueError(f"q4_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
     k = _in_features(packed)
-    if bias is not None and (bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous()):
-        raise ValueError(f"q4_linear: bias must be a contiguous float32 tensor of shape ({out_features},)")
+    check_bias(bias, out_features, "q4_linear")
     if in_mul is not None and (in_mul.dtype is not _F32 or in_mul.shape != (k,) or not in_mul.is_contiguous()):
         raise ValueError(f"q4_linear: in_mul must be None or a contiguous float32 tensor of shape ({k},)")
     x, dt = prepare_input(x, k, "q4_linear")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
-    m = x2.shape[0]
-    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
-        x2 = x2.contiguous()
+    x2, m, ldx, lead = as_rows(x, k)
     y = torch.empty((m, out_features), dtype=_F32)
     name = _C.q4_linear(
         kind,
         x2.data_ptr(),
         x2.dtype is _BF16,
         m,
-        x2.stride(0) if m > 1 else k,
+        ldx,
         0 if in_mul is None else in_mul.data_ptr(),
         packed.data_ptr(),
         packed.numel(),

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import blob_shape, prepare_input
+from .common import as_rows, blob_shape, check_bias, prepare_input
 from ..formats.packed import unpack_q8
 from ..math.quantize import dequantize_int8
 
@@ -89,26 +89,16 @@ def q8_linear_with_kernel(
     n, k = blob_shape(packed)
     if out_features != n:
         raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
-    if bias is not None and (
-        bias.dtype is not _F32 or bias.shape != (out_features,) or not bias.is_contiguous() or bias.device.type != "cpu"
-    ):
-        raise ValueError(
-            f"q8_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},), got "
-            f"{bias.dtype} {tuple(bias.shape)} on {bias.device}"
-        )
+    check_bias(bias, out_features, "q8_linear")
     x, dt = prepare_input(x, k, "q8_linear")
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
-    m = x2.shape[0]
-    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
-        x2 = x2.contiguous()
+    x2, m, ldx, lead = as_rows(x, k)
     y = torch.empty((m, out_features), dtype=_F32)
     name = _C.q8_linear(
         kind,
         x2.data_ptr(),
         x2.dtype is _BF16,
         m,
-        x2.stride(0) if m > 1 else k,
+        ldx,
         packed.data_ptr(),
         packed.numel(),
         0 if bias is None else bias.data_ptr(),

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import check_input
+from .common import as_rows, check_bias, check_input
 from ..formats.sparse import dense_weight
 
 _F32 = torch.float32
@@ -44,23 +44,13 @@ def sparse_linear_with_kernel(
     elif not packed.is_contiguous() or packed.device.type != "cpu":
         raise ValueError("sparse_linear: packed weights must be a contiguous 1-D uint8 CPU blob with a slimnn header")
     k = in_features
-    if bias is not None and (
-        not isinstance(bias, Tensor) or bias.dtype is not _F32 or bias.shape != (out_features,)
-        or not bias.is_contiguous() or bias.device.type != "cpu"
-    ):
-        raise ValueError(f"sparse_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},)")
+    check_bias(bias, out_features, "sparse_linear")
     x = check_input(x, k, "sparse_linear")
     dt = x.dtype
-    lead = x.shape[:-1]
-    x2 = x.reshape(-1, k)
-    if x2.dtype is not _F32:
-        x2 = x2.to(_F32)
-    m = x2.shape[0]
-    if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
-        x2 = x2.contiguous()
+    x2, m, ldx, lead = as_rows(x, k, to_float32=True)
     y = torch.empty((m, out_features), dtype=_F32)
     name = _C.sparse_linear(
-        x2.data_ptr(), m, k, x2.stride(0) if m > 1 else k, packed.data_ptr(), packed.numel(),
+        x2.data_ptr(), m, k, ldx, packed.data_ptr(), packed.numel(),
         0 if bias is None else bias.data_ptr(), y.data_ptr(), out_features, out_features, get_num_threads(), kernel,
     )
     y = y.view(*lead, out_features)

@@ -88,11 +88,6 @@ def _default_output(out: Any) -> Tensor:
     raise TypeError(f"cannot find the output tensor in a {type(out).__name__}; pass output_fn")
 
 
-def _set(model: nn.Module, fqn: str, mod: nn.Module) -> None:
-    parent, _, child = fqn.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, mod)
-
-
 def _split(batch: Any, labels: Optional[bool]) -> tuple[Any, Optional[Tensor]]:
     if labels is False:
         return batch, None
@@ -165,7 +160,7 @@ def distill(
         w, b, fq, mask = fmt.to_shadow(mod)
         sh = ShadowLinear(mod, w, b, fq, mask)
         shadows[name] = sh
-        _set(student, name, sh)
+        student.set_submodule(name, sh)
     for name, mod in student.named_modules():
         if (type(mod).__module__.startswith("slimnn.nn") and trainable_for(type(mod)) is None
                 and type(mod).__name__ != "FusedActivation"):  # no parameters; its Linear applies it
@@ -255,7 +250,7 @@ def distill(
             h.remove()
         # 4. Shadows -> compressed modules again (re-quantized from the trained weights).
         for name, sh in shadows.items():
-            _set(student, name, sh.compress())
+            student.set_submodule(name, sh.compress())
         teacher.train(teacher_mode)
         student.train(student_mode)
     return student

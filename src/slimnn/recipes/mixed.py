@@ -62,11 +62,6 @@ def _first_tensor(out: Any) -> Tensor:
     raise TypeError(f"mixed_int4_: cannot find a tensor in the model output ({type(out).__name__}); pass output_fn")
 
 
-def _set(model: nn.Module, fqn: str, mod: nn.Module) -> None:
-    parent, _, child = fqn.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, mod)
-
-
 def _float_bytes(lin: nn.Linear) -> int:
     return sum(p.numel() * p.element_size() for p in lin.parameters(recurse=False))
 
@@ -122,12 +117,12 @@ def mixed_int4_(
                 q8 = for_config(type(keep_config)).convert(lin, keep_config)
                 rep.float_bytes += _float_bytes(lin)
                 rep.bytes_int4[n], rep.bytes_int8[n] = int(q4.storage_bytes()), int(q8.storage_bytes())
-                _set(model, n, q4)
+                model.set_submodule(n, q4)
                 try:
                     err = sum(float((pick(call_model(model, x)).to(torch.float64) - r).square().sum())
                               for x, r in zip(data, refs))
                 finally:
-                    _set(model, n, lin)
+                    model.set_submodule(n, lin)
                 rep.sensitivity[n] = err / ref_sq
         rep.float_bytes += other_bytes
         budget = rep.float_bytes / min_ratio - other_bytes

@@ -259,11 +259,6 @@ def _shared_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _set(model: nn.Module, fqn: str, mod: nn.Module) -> None:
-    parent, _, child = fqn.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, mod)
-
-
 def _seed(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -465,9 +460,9 @@ def autocompress(
                     continue
                 if mode == "metric":
                     old = work.get_submodule(n)
-                    _set(work, n, cand)
+                    work.set_submodule(n, cand)
                     s = ctx.drop(ctx.metric()) - ctx.drop(current)
-                    _set(work, n, old)
+                    work.set_submodule(n, old)
                 else:
                     s = proxy_error(n, cand)
                 scored_by_choice[ci].append((s, n, cand))
@@ -480,7 +475,7 @@ def autocompress(
 
             def apply(k: int) -> float:
                 for i, (_, n, cand) in enumerate(scored):
-                    _set(work, n, cand if i < k else olds[n])
+                    work.set_submodule(n, cand if i < k else olds[n])
                 return ctx.metric()
 
             # Largest prefix (least sensitive first) that keeps the model within budget.
@@ -565,6 +560,6 @@ def _materialize(model: nn.Module, assignment: dict[str, Optional[nn.Module]]) -
     out = _shared_copy(model)
     for n, mod in assignment.items():
         if mod is not None:
-            _set(out, n, mod)
+            out.set_submodule(n, mod)
     # Give the result its own float tensors (the shared copy still points at the caller's).
     return copy.deepcopy(out)

@@ -14,8 +14,7 @@ from .threads import get_num_threads
 
 def kernels() -> list[dict[str, Any]]:
     """Every kernel in this build, best first per kind: name, kind, isa, tile (mr x nr), availability."""
-    return (list(_C.kernels()) + list(_C.lowrank_kernels()) + list(_C.q4_kernels()) + list(_C.spmm_kernels())
-            + list(_C.bitmap_kernels()) + list(_C.attention_kernels()))
+    return list(_C.all_kernels())  # each family's kernels.inc, as the extension binds them
 
 
 def cpu_info() -> dict[str, Any]:

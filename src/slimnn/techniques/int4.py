@@ -71,9 +71,7 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
                 )
             del st
             new = Int4Linear.from_quantized(codes, scales, zeros, config.group_size, lin.bias, in_mul, config)
-            parent_name, _, child = fqn.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, new)
+            model.set_submodule(fqn, new)
             report.converted[fqn] = type(new).__name__
     finally:
         model.train(was_training)

@@ -13,8 +13,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..configs import Int8Config, config_from_json
-from ..formats.manifest import FUSABLE, ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..configs import Int8Config
+from ..formats.manifest import config_field, FUSABLE, ModuleFormat, TensorSpec, bool_field, int_field
 from ..formats.packed import pack_q8, unpack_q8
 from ..math.quantize import dequantize_int8, quantize_int8_symmetric
 from ..nn.int8 import Int8Linear
@@ -44,18 +44,23 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "int8 config")))
-    if not isinstance(cfg, Int8Config):
-        raise ValueError(f"int8_linear module has a {type(cfg).__name__}, expected Int8Config")
-    return cfg
+    return config_field(meta, Int8Config, "int8_linear")
+
+
+_META = {"in_features", "out_features", "bias", "config", "activation"}
 
 
 def _spec(meta: dict) -> TensorSpec:
+    if set(meta) - _META:
+        raise ValueError(f"int8_linear metadata has unknown fields {sorted(set(meta) - _META)}")
     act = meta.get("activation")
     if act is not None and act not in FUSABLE:
         raise ValueError(f"int8_linear activation must be one of {list(FUSABLE)}, got {act!r}")
     k, n = int_field(meta, "in_features", 1), int_field(meta, "out_features", 1)
     cfg = _config(meta)
+    if cfg.group_size is not None and cfg.group_size >= -(-k // 4) * 4:
+        # one group as long as the (padded) row is per-channel; slimnn stores it as group_size null
+        raise ValueError(f"group_size {cfg.group_size} is not smaller than K={k} (one group: group_size null)")
     groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
     spec = {"q": (torch.int8, (n, k)), "scales": (torch.float32, (groups, n))}
     if bool_field(meta, "bias"):

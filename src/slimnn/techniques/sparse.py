@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..configs import SparseConfig, config_from_json
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..configs import SparseConfig
+from ..formats.manifest import config_field, ModuleFormat, TensorSpec, bool_field, int_field
 from ..math import prune
 from ..nn.sparse import SparseLinear
 from .registry import AutoStep, Done, Technique, register
@@ -44,15 +44,17 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "sparse config")))
-    if not isinstance(cfg, SparseConfig):
-        raise ValueError(f"sparse_linear module has a {type(cfg).__name__}, expected SparseConfig")
-    return cfg
+    return config_field(meta, SparseConfig, "sparse_linear")
+
+
+_META = {"in_features", "out_features", "bias", "config", "backend", "packed_bytes"}
 
 
 def _spec(meta: dict) -> TensorSpec:
+    if set(meta) - _META:
+        raise ValueError(f"sparse_linear metadata has unknown fields {sorted(set(meta) - _META)}")
     k, n = int_field(meta, "in_features", 1), int_field(meta, "out_features", 1)
-    _config(meta)
+    cfg = _config(meta)
     backend = meta.get("backend")
     if backend not in ("sparse", "dense"):
         raise ValueError(f"manifest field 'backend' must be 'sparse' or 'dense', got {backend!r}")
@@ -61,6 +63,8 @@ def _spec(meta: dict) -> TensorSpec:
     else:
         if backend != "dense":
             raise ValueError("a sparse backend needs 'packed_bytes'")
+        if cfg.values != "fp32":
+            raise ValueError(f"dense float weights, but the config says values={cfg.values!r}")
         spec = {"weight": (torch.float32, (n, k))}
     if bool_field(meta, "bias"):
         spec["bias"] = (torch.float32, (n,))
@@ -69,14 +73,30 @@ def _spec(meta: dict) -> TensorSpec:
 
 def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     cfg = _config(meta)
-    mod = SparseLinear(meta["in_features"], meta["out_features"], bias=meta["bias"], config=cfg)
+    # Built without its constructor, which would allocate (and pack) a dense zeros(out, in) before the blob
+    # is checked: the only memory taken before validation is the bias, O(out).
+    mod = SparseLinear.__new__(SparseLinear)
+    nn.Module.__init__(mod)
+    mod.config = cfg
+    mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
+    mod.register_buffer("packed", None)
+    mod.register_buffer("weight", None)
+    mod.register_buffer("bias", torch.empty(mod.out_features) if meta["bias"] else None)
+    mod.backend = meta["backend"]
+    mod.choice = {"by": "file"}
+    mod.last_kernel = None
     sd = {k: v for k, v in tensors.items()}
     try:
-        mod.load_state_dict(sd)
+        mod.load_state_dict(sd)  # the full check of the blob, then the copy
     except RuntimeError as e:  # torch lists the problems; they are format errors here
         raise ValueError(str(e)) from None
     if mod.backend != meta["backend"]:
         raise ValueError(f"the stored weights are for the {mod.backend} backend, the manifest says {meta['backend']}")
+    if mod.config != cfg:  # the blob's format, values and index must be what the manifest's config says
+        diff = {f: (getattr(cfg, f), getattr(mod.config, f)) for f in ("values", "pattern", "index", "index_bits")
+                if getattr(cfg, f) != getattr(mod.config, f)}
+        raise ValueError(f"the manifest's config disagrees with the stored blob (manifest, blob): {diff}")
+    mod.choice = {"by": "state_dict"}
     return mod
 
 

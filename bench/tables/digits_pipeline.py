@@ -5,7 +5,7 @@
 2. Distillation after aggressive magnitude pruning: accuracy of the float model, of the pruned model
    and of the pruned model after ``slimnn.distill`` from the float one (sparsity pattern kept).
 
-    PYTHONPATH=src python bench/pipeline_digits.py --threads 2 --out /tmp/digits-report
+    PYTHONPATH=src python bench/tables/digits_pipeline.py --threads 2 --out /tmp/digits-report
 """
 
 from __future__ import annotations
@@ -15,20 +15,9 @@ import copy
 import time
 
 import torch
-from torch import nn
 
 import slimnn
 from slimnn.app import tasks
-
-
-def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                k = int(m.weight.numel() * sparsity)
-                thr = m.weight.abs().flatten().kthvalue(k).values
-                m.weight[m.weight.abs() <= thr] = 0
-    return model
 
 
 def main() -> None:
@@ -63,7 +52,7 @@ def main() -> None:
     print(f"{'sparsity':>8} {'float':>7} {'pruned':>7} {'distilled':>9} {'recovered':>9} {'seconds':>7}")
     base = task.accuracy(task.model)
     for sp in (0.9, 0.95):
-        student = magnitude_prune(copy.deepcopy(task.model), sp)
+        student = tasks.magnitude_prune_(copy.deepcopy(task.model), sp)
         pruned = task.accuracy(student)
         t0 = time.perf_counter()
         slimnn.distill(task.model, student, task.batches(64), epochs=6, lr=2e-3, progress=False)

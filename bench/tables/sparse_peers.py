@@ -1,10 +1,10 @@
 """Sparse vs. its peers, ratios in one process with interleaved repetitions (medians).
 
-    PYTHONPATH=src python bench/compare_sparse.py                 # the table in docs/sparse.md
-    PYTHONPATH=src python bench/compare_sparse.py --quick         # one shape, fewer repetitions
-    PYTHONPATH=src python bench/compare_sparse.py --model-sized   # cycle through >= 1 GiB of fp32 weights
+    PYTHONPATH=src python bench/tables/sparse_peers.py                 # the table in docs/sparse.md
+    PYTHONPATH=src python bench/tables/sparse_peers.py --quick         # one shape, fewer repetitions
+    PYTHONPATH=src python bench/tables/sparse_peers.py --model-sized   # cycle through >= 1 GiB of fp32 weights
 
-Sparse + int8 in the bitmap format (W8A8) against slimnn dense int8: bench/compare_bitmap.py.
+Sparse + int8 in the bitmap format (W8A8) against slimnn dense int8: bench/tables/bitmap_peers.py.
 
 Rows: shape (K in, N out), sparsity and pattern, values, M. Columns: our time and the peers' (torch fp32
 dense F.linear on the pruned weights, torch.sparse CSR, scipy.sparse CSR, slimnn dense int8 dynamic and

@@ -1,7 +1,7 @@
 """Benchmark int4 (q4) kernels against slimnn int8 and torch fp32, interleaved, medians.
 
-    PYTHONPATH=src python bench/bench_int4.py                 # 1 thread, standard shapes, M in {1, 16, 128}
-    PYTHONPATH=src python bench/bench_int4.py --threads 2 --shapes 4096x4096 --m 1 128
+    PYTHONPATH=src python bench/tables/int4_peers.py                 # 1 thread, standard shapes, M in {1, 16, 128}
+    PYTHONPATH=src python bench/tables/int4_peers.py --threads 2 --shapes 4096x4096 --m 1 128
 
 Every figure is a ratio to peers timed in the same process with the same thread count, each repetition
 running every implementation once in turn (interleaved), so machine noise hits all of them alike; the

@@ -3,12 +3,12 @@
 - columns: quantize all rows (one parallel region), then tasks over column blocks x row blocks (a second);
 - rows: each task quantizes a block of rows and computes all of its columns (one region).
 
-    PYTHONPATH=src python bench/qgemm_split.py --threads 2 --rounds 21
+    PYTHONPATH=src python bench/tables/qgemm_split.py --threads 2 --rounds 21
 
 Prints time per call (median of rounds) and GOP/s for each, the same from the fastest round of each (less
 sensitive to a shared machine: with 2 threads on 2 busy cores, each parallel region can wait a scheduler
 slice, and the column path has two regions per call), and which one `auto` picks. Results are
-bit-identical (checked). Shapes: MiniLM's (M = 32 x 15 = 480) and some of bench/compare.py's.
+bit-identical (checked). Shapes: MiniLM's (M = 32 x 15 = 480) and some of bench/tables/int8_peers.py's.
 """
 
 from __future__ import annotations

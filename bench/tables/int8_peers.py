@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """slimnn int8 linear vs its peers, measured side by side; prints the Markdown tables of docs/benchmarks.md.
 
-    PYTHONPATH=src python bench/compare.py                   # everything: 1 and all cores, all shapes
-    PYTHONPATH=src python bench/compare.py --quick           # a short run (fewer rounds), same tables
-    PYTHONPATH=src python bench/compare.py --threads 1 --shapes 4096x4096,384x1536 --m 1,16
-    PYTHONPATH=src python bench/compare.py --json out.json   # also the raw figures, kernels, errors
+    PYTHONPATH=src python bench/tables/int8_peers.py                   # everything: 1 and all cores, all shapes
+    PYTHONPATH=src python bench/tables/int8_peers.py --quick           # a short run (fewer rounds), same tables
+    PYTHONPATH=src python bench/tables/int8_peers.py --threads 1 --shapes 4096x4096,384x1536 --m 1,16
+    PYTHONPATH=src python bench/tables/int8_peers.py --json out.json   # also the raw figures, kernels, errors
 
 For each (shape, M, threads), every implementation is built from the same float layer, its output is
 checked once (harness.check_output: a fast wrong kernel aborts the run), and then all implementations are
@@ -28,7 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/harness.py
 
 import torch  # noqa: E402
 
@@ -376,7 +376,7 @@ def main(argv=None) -> int:
     threads = parse_list(a.threads, int) or default_threads()
     shapes = parse_list(a.shapes, parse_shape)
     ms = parse_list(a.m, int)
-    env = environment("python bench/compare.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:])))
+    env = environment("python bench/tables/int8_peers.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:])))
     torch_threads = torch.get_num_threads()
     try:
         rows = run_cases(set(shapes) if shapes else None, set(ms) if ms else None, threads, cfg)

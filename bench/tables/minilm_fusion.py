@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2, batch 32 x ~15 tokens: float32 vs slimnn int8 (dynamic) unfused vs fused, interleaved.
 
-    PYTHONPATH=src python bench/minilm_fuse.py --threads 2 --rounds 15
+    PYTHONPATH=src python bench/tables/minilm_fusion.py --threads 2 --rounds 15
 
 Also times the three Linear shapes alone (M = 480 rows): F.linear fp32, Int8Linear, and for 384->1536
 Int8Linear + F.gelu against the fused Int8Linear(activation="gelu"). Medians of interleaved rounds.

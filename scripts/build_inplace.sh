@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
-cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIMNN_WERROR=ON \
   -Dpybind11_DIR="$($py -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v "$py")" "$@" >/dev/null
 ninja -C build/dev >/dev/null

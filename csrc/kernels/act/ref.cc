@@ -1,12 +1,9 @@
-// The activation table, its selector and the portable kernel (plain C++, compiled without ISA flags). The
-// portable kernel is the model the ISA kernels must match bit for bit: same formulas, same operation order,
-// std::fma where they use fused multiply-adds.
+// The portable activation kernel (plain C++, compiled without ISA flags): the model the ISA kernels must
+// match bit for bit (same formulas, same operation order, std::fma where they use fused multiply-adds).
 #include "kernels/act/act.h"
 
 #include <cmath>
 #include <cstring>
-
-#include "common/isa.h"
 
 namespace slimnn {
 namespace act_portable {
@@ -87,36 +84,6 @@ void act_f32__portable(int act, float* y, int64_t n) {
     default:
       return;
   }
-}
-
-#if defined(SLIMNN_BUILT_AVX512)
-void act_f32__avx512(int act, float* y, int64_t n);
-#endif
-#if defined(SLIMNN_BUILT_AVX2)
-void act_f32__avx2(int act, float* y, int64_t n);
-#endif
-
-namespace {
-const ActInfo kActTable[] = {
-#if defined(SLIMNN_BUILT_AVX512)
-    {kIsaAvx512, "act_f32__avx512", &act_f32__avx512},
-#endif
-#if defined(SLIMNN_BUILT_AVX2)
-    {kIsaAvx2, "act_f32__avx2", &act_f32__avx2},
-#endif
-    {kIsaPortable, "act_f32__portable", &act_f32__portable},
-};
-}  // namespace
-
-const ActInfo* act_table(int* count) {
-  *count = int(sizeof(kActTable) / sizeof(kActTable[0]));
-  return kActTable;
-}
-
-const ActInfo* select_act(uint32_t isa_mask) {
-  for (const ActInfo& k : kActTable)
-    if (k.isa & isa_mask) return &k;
-  return &kActTable[sizeof(kActTable) / sizeof(kActTable[0]) - 1];
 }
 
 }  // namespace slimnn

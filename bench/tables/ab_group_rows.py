@@ -1,6 +1,6 @@
 """Same-run A/B of the bitmap layouts (group_rows 1 / 2 / 8) through the op, on the same int8 weights.
 
-    PYTHONPATH=src python bench/proto/ab_group_rows.py
+    PYTHONPATH=src python bench/tables/ab_group_rows.py
 
 1 thread, M = 1 and 16, 4096x4096 and 4096x14336 (K x N), 90% and 80% sparsity, medians of 15 interleaved
 repetitions; asserts the outputs are bitwise equal across layouts first. Figures: docs/sparse.md.

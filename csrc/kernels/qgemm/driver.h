@@ -1,0 +1,101 @@
+// What the q8 (qgemm.cc) and q4 (q4gemm.cc) drivers share: the task plan, the activation staging (bf16,
+// AWQ column factors, zero padding) and the checked row quantization. Portable code (no ISA flags).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "common/scratch.h"
+#include "common/threadpool.h"
+
+namespace slimnn {
+namespace qdriver {
+
+// Rows are handed out in chunks big enough to amortize a task (about 64K elements each).
+inline int64_t rows_per_chunk(int64_t k) {
+  return std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(k, 1));
+}
+
+// n_nb column blocks of kernel_np panels, n_mb row blocks of mb_rows rows (a multiple of the kernel's mr).
+struct Blocking {
+  int64_t n_nb, n_mb, mb_rows;
+};
+
+// Column blocks are the natural unit (each task streams its own weights once); split rows as well only
+// when there are too few column blocks to give every thread about two tasks.
+inline Blocking plan(int mr, int kernel_np, int64_t m, int64_t w_np, int nthreads) {
+  Blocking b;
+  const int64_t panels = w_np / 16;
+  b.n_nb = (panels + kernel_np - 1) / kernel_np;
+  const int64_t row_blocks = (m + mr - 1) / mr;
+  int64_t n_mb = (2 * int64_t(nthreads) + b.n_nb - 1) / b.n_nb;
+  n_mb = std::max<int64_t>(1, std::min(n_mb, row_blocks));
+  b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * mr;
+  b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
+  return b;
+}
+
+// Row r of x as fp32 with the column factors applied (in_mul may be null); returns x's own row when
+// nothing needs doing, else tmp (k floats).
+inline const float* load_row(const void* x, bool x_bf16, int64_t r, int64_t ldx, int64_t k, const float* in_mul,
+                             float* tmp) {
+  if (!x_bf16 && in_mul == nullptr) return static_cast<const float*>(x) + r * ldx;
+  if (x_bf16) {
+    const uint16_t* xb = static_cast<const uint16_t*>(x) + r * ldx;
+    for (int64_t i = 0; i < k; ++i) tmp[i] = bf16_to_f32(xb[i]);
+  } else {
+    std::memcpy(tmp, static_cast<const float*>(x) + r * ldx, k * sizeof(float));
+  }
+  if (in_mul)
+    for (int64_t i = 0; i < k; ++i) tmp[i] *= in_mul[i];
+  return tmp;
+}
+
+// Quantizes one row with the kernel's quantizer; a row holding a NaN or an infinity gets zero codes, scale
+// and zero point (the kernel's reads stay defined; nan_rows overwrites its output). Returns finiteness.
+template <typename Quantize>
+inline bool quantize_row(Quantize quantize, const float* row, int64_t k, int64_t kp, uint8_t* a, float* scale,
+                         int32_t* zp) {
+  const bool finite = quantize(row, k, kp, a, scale, zp);
+  if (!finite) {
+    std::memset(a, 0, kp);
+    *scale = 0.0f;
+    *zp = 0;
+  }
+  return finite;
+}
+
+// Rows [r0, r1) whose input was not finite become NaN rows of n outputs.
+inline void nan_rows(const uint8_t* finite, int64_t r0, int64_t r1, float* y, int64_t ldy, int64_t n) {
+  for (int64_t r = r0; r < r1; ++r)
+    if (!finite[r]) std::fill(y + r * ldy, y + r * ldy + n, std::numeric_limits<float>::quiet_NaN());
+}
+
+// The weight-only kernels read kp floats per row: x itself when it already has that form, else a staged
+// copy (bf16 widened, column factors applied, zero padded from k to kp) in *buf. Sets *lda.
+inline const float* stage_wo_input(const void* x, bool x_bf16, int64_t m, int64_t ldx, int64_t k, int64_t kp,
+                                   const float* in_mul, int nthreads, std::unique_ptr<float[], FreeDeleter>* buf,
+                                   int64_t* lda) {
+  *lda = ldx;
+  if (!x_bf16 && kp == k && in_mul == nullptr) return static_cast<const float*>(x);
+  *buf = scratch<float>(m * kp);
+  float* xb = buf->get();
+  const int64_t chunk = rows_per_chunk(k);
+  auto convert = [&](int64_t t) {
+    const int64_t r0 = t * chunk, r1 = std::min(m, r0 + chunk);
+    for (int64_t r = r0; r < r1; ++r) {
+      float* dst = xb + r * kp;
+      const float* row = load_row(x, x_bf16, r, ldx, k, in_mul, dst);
+      if (row != dst) std::memcpy(dst, row, k * sizeof(float));
+      for (int64_t i = k; i < kp; ++i) dst[i] = 0.0f;
+    }
+  };
+  parallel_for((m + chunk - 1) / chunk, nthreads, convert);
+  *lda = kp;
+  return xb;
+}
+
+}  // namespace qdriver
+}  // namespace slimnn

@@ -1,0 +1,37 @@
+// The exported spmm kernels of one x86 ISA file, expanded from kernels.inc (so the list is written once).
+// Include at the end of the ISA file, inside namespace slimnn, after defining SLIMNN_SPMM_ISA (the file's ISA
+// namespace) and SLIMNN_SPMM_IF_<isa>(kind, name, gemv) as SLIMNN_SPMM_DEFINE(kind, name, gemv); lines of
+// the other ISAs expand to nothing. The ISA namespace must define csr_m1 / bsr_m1 / nm_m1 (M = 1) and
+// csr_batched / bsr_batched / nm_batched (M = MT), each a template over the stored value type.
+
+namespace SLIMNN_SPMM_ISA {
+namespace {
+template <SpmmKind K, bool kGemv>
+void entry(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  constexpr bool kI8 = K == SpmmKind::kCsrI8 || K == SpmmKind::kBsrI8 || K == SpmmKind::kNmI8;
+  using T = typename std::conditional<kI8, int8_t, float>::type;
+  if (K == SpmmKind::kCsrF32 || K == SpmmKind::kCsrI8) return kGemv ? csr_m1<T>(w, u0, u1, xt, yt) : csr_batched<T>(w, u0, u1, xt, yt);
+  if (K == SpmmKind::kBsrF32 || K == SpmmKind::kBsrI8) return kGemv ? bsr_m1<T>(w, u0, u1, xt, yt) : bsr_batched<T>(w, u0, u1, xt, yt);
+  return kGemv ? nm_m1<T>(w, u0, u1, xt, yt) : nm_batched<T>(w, u0, u1, xt, yt);
+}
+}  // namespace
+}  // namespace SLIMNN_SPMM_ISA
+
+#define SLIMNN_SPMM_DEFINE(kind, name, gemv)                                            \
+  void name(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) { \
+    SLIMNN_SPMM_ISA::entry<SpmmKind::kind, gemv>(w, u0, u1, xt, yt);                    \
+  }
+#ifndef SLIMNN_SPMM_IF_avx2
+#define SLIMNN_SPMM_IF_avx2(kind, name, gemv)
+#endif
+#ifndef SLIMNN_SPMM_IF_avx512
+#define SLIMNN_SPMM_IF_avx512(kind, name, gemv)
+#endif
+#define SLIMNN_SPMM_IF_portable(kind, name, gemv)
+#define SLIMNN_SPMM_KERNEL(kind, isa_bit, isa_word, name, mt, gemv, xpad) SLIMNN_SPMM_IF_##isa_word(kind, name, gemv)
+#include "kernels/spmm/kernels.inc"
+#undef SLIMNN_SPMM_KERNEL
+#undef SLIMNN_SPMM_IF_portable
+#undef SLIMNN_SPMM_IF_avx512
+#undef SLIMNN_SPMM_IF_avx2
+#undef SLIMNN_SPMM_DEFINE
