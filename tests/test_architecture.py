@@ -25,7 +25,7 @@ ALLOWED = {
     "techniques": {"configs", "_C", "runtime", "math", "formats", "ops", "nn"},
     "api": {"configs", "techniques"},
     "io": {"configs", "_version", "formats", "nn", "techniques"},
-    "integrations": {"configs", "_C", "runtime", "math", "formats", "ops", "nn", "techniques", "api", "io"},
+    "integrations": {"configs", "_version", "_C", "runtime", "math", "formats", "ops", "nn", "techniques", "api", "io"},
     "recipes": {"configs", "_C", "runtime", "math", "formats", "ops", "nn", "techniques", "api", "io"},
     "app": {"*"},
     "_compat": set(),

@@ -15,9 +15,9 @@ from slimnn._compat import OLD_TO_NEW
 
 # Pieces a technique still lacks (slimnn.techniques.gaps()). Shrink this list as they are built.
 KNOWN_GAPS = {
-    "int4": ["save format for Int4Linear", "trainable Int4Linear"],
+    "int4": ["trainable Int4Linear"],
     "sparse": ["trainable SparseLinear"],
-    "lowrank": ["save format for LowRankLinear", "trainable LowRankLinear"],
+    "lowrank": ["trainable LowRankLinear"],
 }
 
 

@@ -42,7 +42,16 @@ def _load() -> None:
         from .recipes.distill import distill
         from .recipes.mixed import mixed_int4_
         from .integrations.transformers import fast_attention_
+        from .integrations.onnx import export_onnx
+        from .integrations import hf_quantizer as _hf_quantizer, onnx as _onnx
+        from .ops import inductor as _inductor
 
+        # Registrations with libraries slimnn does not import itself (slimnn.runtime.hooks): Inductor's
+        # lowering table once torch.compile imports Inductor, transformers' quantizer registry once
+        # transformers is imported, the refusing ONNX translations once torch's ONNX exporter is.
+        _inductor.install()
+        _hf_quantizer.install()
+        _onnx.install()
     except BaseException:
         _STATE = "lazy"
         raise
@@ -62,6 +71,7 @@ __all__ = [
     "compress_",
     "cpu_info",
     "distill",
+    "export_onnx",
     "fast_attention_",
     "fuse_activations_",
     "get_num_threads",
@@ -84,6 +94,11 @@ def __getattr__(name: str):
 
     if name.startswith("__") or _STATE == "loading":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "SlimnnConfig":  # transformers' quantization config for slimnn; imports transformers on first use
+        _load()
+        from .integrations import hf_quantizer
+
+        return hf_quantizer.config_class()
     if name in _compat.OLD_TO_NEW and name not in __all__:
         # slimnn.<module> names of the flat layout before 0.2 (slimnn.calibration, slimnn.reference, ...).
         return _compat.attribute(__name__, name)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 from torch import nn
 
 from .configs import Int8Config, SparseConfig
-from .techniques import Done, for_config, techniques
+from .techniques import Done, for_config, run_model_hooks, techniques
 from .techniques.fusion import fuse_activations_
 
 def _compose(configs: list) -> Any:
@@ -52,6 +52,12 @@ class CompressionReport:
             lines.append(f"fused {len(self.fused)} activation(s) into their Linear")
             lines += [f"  fused {k}: {v}" for k, v in self.fused.items()]
         return "\n".join(lines)
+
+
+def _finish(model: nn.Module, config: Any, report: "CompressionReport") -> "CompressionReport":
+    if report.converted:
+        run_model_hooks(model, config)  # e.g. transformers models get slimnn's quantizer (integrations)
+    return report
 
 
 def _default_filter(module: nn.Module, fqn: str) -> bool:
@@ -108,7 +114,7 @@ def compress_(
         raise ValueError(f"compress_ replaces submodules in place; wrap a bare {where}{type(model).__name__} in a "
                          "container")
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
-        return report
+        return _finish(model, config, report)
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}
     prepared = tech.convert_batch(model, targets, cfg) if tech.convert_batch is not None else None
     # Convert every layer before swapping any in: if one fails (e.g. NaN weights), the model is unchanged.
@@ -136,4 +142,4 @@ def compress_(
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
     if fuse:
         report.fused = fuse_activations_(model)
-    return report
+    return _finish(model, config, report)

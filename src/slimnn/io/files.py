@@ -59,7 +59,7 @@ from ..formats.manifest import (
     dict_field,
 )
 from ..nn.fused import FusedActivation
-from ..techniques import add_save_format, save_format_for, save_formats
+from ..techniques import add_save_format, run_model_hooks, save_format_for, save_formats
 from ..techniques.fusion import activation_of
 
 FORMAT = "slimnn"
@@ -279,6 +279,9 @@ def write_file(path: PathLike, tensors: dict[str, Tensor], manifest: dict, diges
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; the result gets the mode a plain open() would give it (0666 minus
+        # the umask, typically 0644), or keeps the mode of the file it replaces.
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -372,6 +375,28 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         "user": metadata if metadata is not None else {},
     }
     write_file(path, tensors, manifest)
+
+
+def _umask() -> int:
+    # Read without changing it where Linux says it (os.umask can only be read by setting it, which races
+    # with other threads creating files).
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _file_mode(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
 
 
 def _shares_storage(t: Tensor, tensors: dict[str, Tensor]) -> bool:
@@ -866,6 +891,8 @@ def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
     if left:
         raise _fail(path, f"these tensors of the model were not in the file and are still on the meta "
                           f"device: {left[:8]}")
+    if man["modules"]:
+        run_model_hooks(model, None)  # e.g. transformers models inside get slimnn's quantizer (integrations)
     return model.eval()
 
 

@@ -15,7 +15,7 @@ from ..configs import Int4Config
 from ..formats.packed import pack_q4, q4_info, unpack_q4
 from ..math import reference
 from ..math.quantize import INT4_SCALE_DTYPES, dequantize_int4, quantize_int4
-from ..ops.common import prepare_input
+from ..ops.common import prepare_input, untraceable
 from ..ops.q4 import KINDS, q4_linear_with_kernel
 from .base import check_packed_entry, float_bias
 
@@ -120,8 +120,12 @@ class Int4Linear(nn.Module):
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
             x.requires_grad and torch.is_grad_enabled()
         ):
+            if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
+                untraceable(self)
             return torch.ops.slimnn.q4_linear(x, self.packed, self.bias, self.in_mul, self.config.mode,
                                               self.out_features)
+        if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
+            untraceable(self)
         y, self.last_kernel = q4_linear_with_kernel(
             x, self.packed, self.bias, self.in_mul, self.config.mode, self.out_features
         )

@@ -13,11 +13,12 @@ from ..math import reference
 from ..configs import Int8Config
 from ..formats.packed import pack_q8, q8_info, unpack_q8
 from ..math.quantize import quantize_int8_symmetric
-from ..ops.common import prepare_input
+from ..ops.common import prepare_input, untraceable
 from .base import check_packed_entry, float_bias
 
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 _is_exporting = torch.compiler.is_exporting
+_is_tracing = torch._C._is_tracing  # torch.jit.is_tracing without its Python wrapper
 
 
 class PackedWeightStandIn(Tensor):
@@ -133,10 +134,14 @@ class Int8Linear(nn.Module):
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling() or _is_exporting():
+            if _is_exporting() and torch.onnx.is_in_onnx_export():
+                untraceable(self)
             act = self.activation
             if act is None:
                 return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
             return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features, act)
+        if _is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
+            untraceable(self)
         d = self.__dict__
         buffers = d["_buffers"]  # direct dict access: nn.Module.__getattr__ is slow on a hot path
         y, name = ops.q8_linear_module(

@@ -16,7 +16,7 @@ from ..formats.packed import pack_q8, q8_info, unpack_q8
 from ..math import lowrank, reference
 from ..math.calibration import LinearInputStats
 from ..math.quantize import quantize_int8_symmetric
-from ..ops.common import prepare_input
+from ..ops.common import prepare_input, untraceable
 from ..ops.lowrank import FACTORS, check_residual, dense_factors, factors_of, lowrank_linear_with_kernel  # noqa: F401
 
 _F32 = torch.float32
@@ -191,7 +191,11 @@ class LowRankLinear(nn.Module):
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
             x.requires_grad and torch.is_grad_enabled()
         ):
+            if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
+                untraceable(self)
             return torch.ops.slimnn.lowrank_linear(*args)
+        if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
+            untraceable(self)
         y, self.last_kernel = lowrank_linear_with_kernel(*args)
         return y
 

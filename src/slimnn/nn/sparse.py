@@ -17,7 +17,7 @@ from ..formats.packed import pack_q8, q8_info, unpack_q8
 from ..math.prune import input_norm_of, parse_pattern, prune_weight
 from ..math.quantize import check_weight, dequantize_int8, quantize_int8_symmetric
 from ..formats.sparse import dense_weight, is_sparse_blob, pack_sparse, sparse_info
-from ..ops.common import check_input
+from ..ops.common import check_input, untraceable
 from .base import float_bias
 
 AUTO_M = (1, 16)
@@ -186,6 +186,8 @@ class SparseLinear(nn.Module):
             and not (x.requires_grad and torch.is_grad_enabled())
             and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()
         ):
+            if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: would hold a constant
+                untraceable(self)
             b = self._buffers
             y, self.__dict__["last_kernel"] = sparse_ops.sparse_linear_trusted(
                 x, b["packed"], b["bias"], self.out_features, self.in_features)
@@ -193,10 +195,14 @@ class SparseLinear(nn.Module):
         if self.config.kernel == "reference":
             return self._forward_reference(x)
         tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
+            untraceable(self)
         if self.backend == "dense" and self.weight is not None:
             self.last_kernel = "torch.nn.functional.linear"
             b = None if self.bias is None else self.bias.to(x.dtype)
             return torch.nn.functional.linear(x, self.weight.to(x.dtype), b)
+        if not tracing and torch._C._is_tracing():
+            untraceable(self)
         if self.backend == "dense":
             mode = self.config.int8_mode
             if tracing or (x.requires_grad and torch.is_grad_enabled()):

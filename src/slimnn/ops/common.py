@@ -70,3 +70,23 @@ def as_rows(x: Tensor, k: int, to_float32: bool = False) -> tuple[Tensor, int, i
     if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
         x2 = x2.contiguous()
     return x2, m, (x2.stride(0) if m > 1 else k), lead
+
+
+def untraceable(module: object) -> None:
+    """Raises the ValueError a slimnn module gives under ``torch.onnx.export`` or ``torch.jit.trace``.
+
+    The kernels read packed weights through raw pointers, which neither the TorchScript tracer nor the ONNX
+    exporters see: a trace would record the layer's output as a constant (a graph that ignores its input),
+    and the dynamo ONNX exporter finds no ONNX function for the op. So both refuse, naming the way out."""
+    kind = type(module).__name__
+    if torch.onnx.is_in_onnx_export():
+        if kind == "Int8Linear":
+            raise ValueError(
+                "torch.onnx.export cannot see slimnn's packed int8 weights (the kernels read them through raw "
+                "pointers): export with slimnn.export_onnx(model, args, path), which writes these layers as "
+                "DequantizeLinear + MatMul"
+            )
+        raise ValueError(f"slimnn.nn.{kind} has no ONNX export (only Int8Linear does, through slimnn.export_onnx); "
+                         "keep this layer float or int8 in the model you export")
+    raise ValueError(f"torch.jit.trace cannot record slimnn.nn.{kind} (its kernel reads the packed weights through "
+                     "raw pointers, so the trace would hold a constant); use torch.compile or torch.export instead")

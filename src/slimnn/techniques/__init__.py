@@ -9,10 +9,12 @@ from .registry import (
     Done,
     Technique,
     Trainable,
+    add_model_hook,
     add_save_format,
     for_config,
     gaps,
     register,
+    run_model_hooks,
     save_format_for,
     save_formats,
     techniques,
@@ -33,6 +35,6 @@ def _register_builtin() -> None:
 _register_builtin()
 
 __all__ = [
-    "AutoStep", "Done", "Technique", "Trainable", "add_save_format", "for_config", "gaps", "register",
-    "save_format_for", "save_formats", "techniques", "trainable_for",
+    "AutoStep", "Done", "Technique", "Trainable", "add_model_hook", "add_save_format", "for_config", "gaps",
+    "register", "run_model_hooks", "save_format_for", "save_formats", "techniques", "trainable_for",
 ]

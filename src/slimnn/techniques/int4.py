@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import json
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..configs import Int4Config
+from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.gptq import awq_quantize, gptq_quantize
 from ..math.quantize import INT4_SCALE_DTYPES
@@ -74,12 +77,91 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
         model.train(was_training)
 
 
+# ----------------------------------------------------------------------------------------------------
+# Save format "int4_linear" v1. Canonical tensors (CPU-independent; the q4 blob is rebuilt by pack_q4 at
+# load, byte for byte the one saved): codes (uint8 N x K, 0..15), scales (n_groups x N in the config's
+# scale dtype: float16, bfloat16 or float32), zeros (uint8 n_groups x N, asymmetric only), bias (float32 N),
+# in_mul (float32 K, AWQ's input scaling). Metadata: shapes, which optional tensors are present, the
+# config (group size, symmetry, scale dtype, mode, method). Every group size, both symmetries and both
+# modes share the format; the config says which.
+# ----------------------------------------------------------------------------------------------------
+
+def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    from ..formats.packed import unpack_q4
+
+    codes, scales, zeros, _gs = unpack_q4(mod.packed)
+    tensors = {"codes": codes, "scales": scales}
+    if zeros is not None:
+        tensors["zeros"] = zeros
+    if mod.bias is not None:
+        tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
+    if mod.in_mul is not None:
+        tensors["in_mul"] = mod.in_mul.detach().to(torch.float32).contiguous()
+    meta = {
+        "in_features": mod.in_features,
+        "out_features": mod.out_features,
+        "bias": mod.bias is not None,
+        "in_mul": mod.in_mul is not None,
+        "config": json.loads(mod.config.to_json()),
+    }
+    return tensors, meta
+
+
+def _config(meta: dict) -> Any:
+    from ..configs import Int4Config, config_from_json
+
+    try:
+        cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "int4 config")))
+    except TypeError as e:  # a field of the wrong type reaches the dataclass
+        raise ValueError(f"int4 config: {e}") from None
+    if not isinstance(cfg, Int4Config):
+        raise ValueError(f"int4_linear module has a {type(cfg).__name__}, expected Int4Config")
+    return cfg
+
+
+def _spec(meta: dict) -> TensorSpec:
+    from ..math.quantize import INT4_SCALE_DTYPES
+
+    k, n = int_field(meta, "in_features", 1), int_field(meta, "out_features", 1)
+    cfg = _config(meta)
+    groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
+    spec = {"codes": (torch.uint8, (n, k)), "scales": (INT4_SCALE_DTYPES[cfg.scale_dtype], (groups, n))}
+    if not cfg.symmetric:
+        spec["zeros"] = (torch.uint8, (groups, n))
+    if bool_field(meta, "bias"):
+        spec["bias"] = (torch.float32, (n,))
+    if bool_field(meta, "in_mul"):
+        spec["in_mul"] = (torch.float32, (k,))
+    return spec
+
+
+def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
+    from ..formats.packed import q4_info
+    
+    cfg = _config(meta)
+    codes, scales, zeros = tensors["codes"], tensors["scales"], tensors.get("zeros")
+    for name, t in (("codes", codes), ("zeros", zeros)):
+        if t is not None and t.numel() and int(t.max()) > 15:
+            raise ValueError(f"int4 {name} hold {int(t.max())}; 4-bit values are 0..15")
+    if not bool(torch.isfinite(scales.float()).all()):
+        raise ValueError("int4 scales must be finite")
+    bias, in_mul = tensors.get("bias"), tensors.get("in_mul")
+    if bias is not None and not bool(torch.isfinite(bias).all()):
+        raise ValueError("bias has a NaN or infinite value")
+    mod = Int4Linear.from_quantized(codes, scales, zeros, cfg.group_size, bias, in_mul, cfg)  # validates in_mul
+    q4_info(mod.packed, full_check=True)
+    if (mod.in_features, mod.out_features) != (meta["in_features"], meta["out_features"]):
+        raise ValueError("int4 tensors do not match the module's shape")
+    return mod
+
+
 TECHNIQUE = register(Technique(
     name="int4",
     config=Int4Config,
     modules=(Int4Linear,),
     convert=convert,
     convert_model=convert_model,
+    save_formats=(ModuleFormat("int4_linear", 1, Int4Linear, _to_canonical, _spec, _from_canonical),),
     summary="4-bit group-wise weights (W4A8 or weight-only), RTN or calibrated with GPTQ / AWQ",
     cli_config=lambda args: Int4Config(),
     autocompress=AutoStep(lambda: [Int4Config()], order=10),

@@ -175,6 +175,24 @@ def gaps() -> dict[str, list[str]]:
     return out
 
 
+_MODEL_HOOKS: list[Callable[[nn.Module, Any], None]] = []
+
+
+def add_model_hook(fn: Callable[[nn.Module, Any], None]) -> Callable[[nn.Module, Any], None]:
+    """Registers ``fn(model, config)``, run after ``compress_`` converted layers of ``model`` and after
+    ``slimnn.load`` built compressed modules into it (``config`` None then). Integrations use it: the
+    transformers models inside get slimnn's quantizer, so their ``save_pretrained`` writes a slimnn
+    checkpoint instead of packed buffers transformers cannot reload. Idempotent per function."""
+    if fn not in _MODEL_HOOKS:
+        _MODEL_HOOKS.append(fn)
+    return fn
+
+
+def run_model_hooks(model: nn.Module, config: Any) -> None:
+    for fn in list(_MODEL_HOOKS):
+        fn(model, config)
+
+
 def add_trainable(tr: Trainable) -> Trainable:
     """Registers how a compressed module class trains, outside any technique (plug-ins)."""
     if not isinstance(tr, Trainable):

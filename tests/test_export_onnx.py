@@ -1,0 +1,167 @@
+"""torch.export of compressed models (saved, loaded in a fresh process after `import slimnn`), and ONNX:
+torch.onnx.export raises a clear error, slimnn.export_onnx writes int8 layers as DequantizeLinear + MatMul
+that ONNX Runtime runs."""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import slimnn
+
+_SRC = os.path.dirname(os.path.dirname(os.path.abspath(slimnn.__file__)))
+
+FORMATS = {
+    "int8": slimnn.Int8Config(),
+    "int4": slimnn.Int4Config(group_size=32),
+    "sparse": slimnn.SparseConfig(0.8, backend="sparse"),
+    "bitmap_int8": [slimnn.SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()],
+    "lowrank_residual": slimnn.LowRankConfig(rank_ratio=0.5, sparse_residual=0.01, progress=False),
+}
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 32)).eval()
+
+
+def _python(code, expect_ok=True):
+    env = dict(os.environ, PYTHONPATH=_SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    if expect_ok:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.mark.parametrize("names", [("int8", "lowrank_residual"),
+                                   pytest.param(("int4", "sparse", "bitmap_int8"), marks=pytest.mark.slow)],
+                         ids=["int8+lowrank", "int4+sparse+bitmap"])
+def test_torch_export_saved_and_loaded_in_a_fresh_process(names, tmp_path):
+    torch.manual_seed(0)
+    paths = []
+    for name in names:
+        cfg = FORMATS[name]
+        m = _mlp()
+        slimnn.compress_(m, cfg)
+        x = torch.randn(5, 64)
+        ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("m")},))
+        p = tmp_path / f"{name}.pt2"
+        torch.export.save(ep, p)
+        x7 = torch.randn(7, 64)
+        with torch.no_grad():
+            torch.save({"x": x7, "y": m(x7)}, tmp_path / f"{name}.io")
+        paths.append((name, str(p), str(tmp_path / f"{name}.io")))
+    code = "import torch, slimnn\n" + "".join(
+        f"ep = torch.export.load({p!r}); d = torch.load({io_!r})\n"
+        f"assert torch.equal(ep.module()(d['x']), d['y']), {name!r}\n" for name, p, io_ in paths)
+    _python(code)
+    # Without `import slimnn` the custom ops are unknown: loading fails (documented), it does not run wrongly.
+    out = _python(f"import torch; torch.export.load({paths[0][1]!r})", expect_ok=False)
+    assert out.returncode != 0
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("name", ["int8", "int4", pytest.param("sparse", marks=pytest.mark.slow),
+                                  pytest.param("lowrank_residual", marks=pytest.mark.slow)])
+def test_torch_onnx_export_raises_instead_of_exporting_a_constant(name, dynamo, tmp_path):
+    pytest.importorskip("onnxscript" if dynamo else "onnx")
+    m = _mlp()
+    slimnn.compress_(m, FORMATS[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception) as e:
+            torch.onnx.export(m, (torch.randn(2, 64),), str(tmp_path / "m.onnx"), dynamo=dynamo)
+    text = "".join(str(x) for x in (e.value, e.value.__cause__, e.value.__context__))
+    assert "slimnn" in text and ("export_onnx" in text or "no ONNX export" in text), text[:2000]
+
+
+def test_torch_jit_trace_raises():
+    m = _mlp()
+    slimnn.compress_(m, slimnn.Int8Config())
+    with pytest.raises(ValueError, match="jit.trace"):
+        torch.jit.trace(m, (torch.randn(2, 64),))
+
+
+def _ort_run(path, feeds):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return torch.from_numpy(sess.run(None, dict(zip(names, [f.numpy() for f in feeds])))[0])
+
+
+@pytest.mark.parametrize("cfg", [slimnn.Int8Config(), slimnn.Int8Config(mode="weight_only", group_size=32)],
+                         ids=["dynamic_fused_gelu", "weight_only_g32"])
+def test_export_onnx_int8_runs_in_onnxruntime(cfg, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    torch.manual_seed(0)
+    m = _mlp()
+    slimnn.compress_(m, cfg)
+    p = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slimnn.export_onnx(m, (torch.randn(3, 64),), str(p), dynamic_shapes=({0: "batch"},))
+    g = onnx.load(str(p))
+    ops = [n.op_type for n in g.graph.node]
+    assert ops.count("DequantizeLinear") >= 2 and ("MatMul" in ops or "Gemm" in ops)
+    assert {i.name for i in g.graph.input}, "the graph has no input"
+    int8_inits = [t for t in g.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(int8_inits) >= 2  # the weights stay int8 in the file
+    x = torch.randn(9, 64)
+    y = _ort_run(p, [x])
+    with torch.no_grad():
+        ref = m(x)
+    assert float((y - ref).norm() / ref.norm()) < 0.02  # ORT: float activations; slimnn dynamic: uint8 rows
+    assert type(m[0]).__name__ == "Int8Linear"  # the model is restored after the export
+
+
+def test_export_onnx_names_the_layers_it_cannot_export(tmp_path):
+    m = _mlp()
+    slimnn.compress_(m, slimnn.Int4Config(group_size=32))
+    with pytest.raises(ValueError, match=r"no ONNX export.*Int4Linear"):
+        slimnn.export_onnx(m, (torch.randn(2, 64),), str(tmp_path / "m.onnx"))
+
+
+@pytest.mark.slow
+def test_export_onnx_minilm_int8_cosine(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from slimnn.app.demo import SENTENCES, load_minilm
+
+    st = load_minilm()
+    if st is None:
+        pytest.skip("all-MiniLM-L6-v2 is not installed")
+    bert = st[0].auto_model
+    slimnn.compress_(bert, slimnn.Int8Config())
+
+    class Embed(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask, types):
+            return self.m(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    w = Embed(bert).eval()
+    f = st.tokenize(list(SENTENCES)[:4])
+    args = (f["input_ids"], f["attention_mask"], f["token_type_ids"])
+    p = tmp_path / "minilm.onnx"
+    dims = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slimnn.export_onnx(w, args, str(p), dynamic_shapes=(dims, dims, dims))
+    f2 = st.tokenize(list(SENTENCES))
+    feeds = [f2["input_ids"], f2["attention_mask"], f2["token_type_ids"]]
+    y = _ort_run(p, feeds)
+    with torch.no_grad():
+        ref = w(*feeds)
+    mask = f2["attention_mask"].unsqueeze(-1).float()
+    e1, e2 = (y * mask).sum(1) / mask.sum(1), (ref * mask).sum(1) / mask.sum(1)
+    cos = torch.nn.functional.cosine_similarity(e1, e2)
+    assert float(cos.mean()) >= 0.995, cos
