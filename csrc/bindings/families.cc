@@ -8,6 +8,7 @@ void bind_int4(pybind11::module_& m);
 void bind_sparse(pybind11::module_& m);
 void bind_bitmap(pybind11::module_& m);
 void bind_attention(pybind11::module_& m);
+void bind_conv(pybind11::module_& m);
 
 void bind_families(pybind11::module_& m) {
   bind_lowrank(m);
@@ -15,6 +16,7 @@ void bind_families(pybind11::module_& m) {
   bind_sparse(m);
   bind_bitmap(m);
   bind_attention(m);
+  bind_conv(m);
 }
 
 }  // namespace slimnn
