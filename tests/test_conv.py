@@ -1,0 +1,274 @@
+"""Conv kernels (csrc/kernels/conv): every ISA path against the torch reference over adversarial shapes.
+
+The reference (slimnn.conv_ops.conv2d_reference) is itself checked against float conv; the dyn path's
+integer accumulations are checked exactly (unit weight scales make y / a_scale the integer sum); quantized
+bytes and im2col rows are exact; thread counts give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import slimnn
+from slimnn import _C
+from slimnn import conv_ops as co
+
+from tolerances import assert_close, assert_exact
+
+ISAS = ["portable", "avx2", "avx512", "avx512vnni"]
+# The qgemm path each forced ceiling takes (the best q8 dyn/wo kernel at or below it) and the depthwise one.
+GEMM_ISA = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512vnni"}
+DW_ISA = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512"}
+
+
+def need(isa: str) -> None:
+    if isa not in slimnn.isa.available():
+        pytest.skip(f"{isa} is not available on this CPU")  # a skip, never a pass
+
+
+# (n, c, h, w, oc, k, stride, pad, dilation, groups): dense and pointwise, tails around 4 (K), 16 (N panels)
+# and the micro-kernels' row counts, 1x1 images, windows larger than the image, grouped convs.
+DENSE = [
+    (1, 16, 8, 8, 32, 1, 1, 0, 1, 1),     # pointwise, direct rows
+    (2, 3, 9, 7, 17, 3, 2, 1, 1, 1),      # stem-like, K = 27 (padded to 28)
+    (1, 5, 1, 1, 1, 1, 1, 0, 1, 1),       # 1x1 image, one output channel, K = 5
+    (3, 24, 1, 1, 48, 1, 1, 0, 1, 1),     # batch of 1x1 images (an SE block)
+    (3, 24, 1, 1, 33, 3, 1, 1, 1, 1),     # 3x3 over a 1x1 image: only the centre tap is inside
+    (2, 8, 9, 7, 12, 3, 1, 2, 2, 4),      # groups 4, dilation 2
+    (1, 6, 5, 5, 9, 2, 3, 0, 1, 3),       # even kernel, stride 3, groups 3
+    (2, 7, 4, 6, 20, 5, 1, 3, 1, 1),      # kernel larger than the image, heavy padding
+    (1, 64, 14, 14, 80, 1, 2, 0, 1, 1),   # strided 1x1 (gathered, not direct)
+    (1, 18, 3, 3, 16, 1, 1, 0, 1, 1),     # pointwise with C % 4 != 0 (gathered)
+    (4, 32, 6, 6, 130, 3, 1, 1, 1, 1),    # N tail past 128 columns
+    (0, 8, 5, 5, 16, 3, 1, 1, 1, 1),      # empty batch
+    (1, 2, 1, 40, 3, 3, 1, 1, 1, 1),      # Conv1d-shaped (H = 1)
+]
+# Depthwise: groups == c == oc.
+DW = [
+    (2, 32, 9, 7, 32, 3, 1, 1, 1, 32),
+    (2, 40, 11, 13, 40, 5, 2, 2, 1, 40),
+    (2, 20, 11, 13, 20, 4, 3, 2, 2, 20),   # general path: even k, stride 3, dilation 2
+    (1, 17, 6, 6, 17, 3, 2, 0, 1, 17),     # channel tail, no padding
+    (1, 3, 1, 1, 3, 3, 1, 1, 1, 3),        # 1x1 image
+    (1, 65, 5, 4, 65, 5, 1, 2, 1, 65),     # 4-vector block + vector + scalar tail
+    (3, 96, 7, 7, 96, 3, 1, 1, 1, 96),
+    (1, 8, 2, 2, 8, 7, 1, 3, 1, 8),        # window larger than the image
+    (1, 16, 9, 9, 16, 3, 1, 4, 3, 16),     # dilation 3
+    (1, 24, 12, 12, 24, 1, 2, 0, 1, 24),   # 1x1 depthwise
+]
+
+
+def make(case, seed=0):
+    n, c, h, w, oc, k, s, p, d, g = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen) * 2 + 0.3
+    q = torch.randint(-127, 128, (oc, c // g, k, k), generator=gen, dtype=torch.int8)
+    scales = torch.rand(oc, generator=gen) * 0.01 + 0.001
+    bias = torch.randn(oc, generator=gen)
+    return x, q, scales, bias
+
+
+def run(case, x, q, scales, bias, mode="dynamic", act=None, quant="per_image"):
+    n, c, h, w, oc, k, s, p, d, g = case
+    if co.is_depthwise(c, oc, g):
+        return co.conv2d_dw(x, q.reshape(c, k * k).contiguous(), scales, k, s, p, d, bias, act)
+    blob, gb = co.pack_conv_weight(q, scales, g)
+    return co.conv2d_q8(x, blob, gb, oc, k, s, p, d, g, bias, act, mode, quant)
+
+
+def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
+    """Sum of |terms| the kernel adds (in output units), for the tolerance."""
+    n, c, h, w, oc, k, s, p, d, g = case
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    wf = (q.float() * scales.view(-1, 1, 1, 1)).abs().double()
+    if mode == "weight_only" or co.is_depthwise(c, oc, g):
+        m = F.conv2d(x.abs().double(), wf, **kw)
+    else:
+        blocks = [x] if quant == "per_tensor" else list(x.split(1))
+        outs = []
+        for blk in blocks:
+            qa, sc, zp, _ = co.quantize_activation_u8(blk)
+            outs.append(F.conv2d((qa.double() - zp).abs(), q.double().abs(), **kw) * sc * scales.double().view(1, -1, 1, 1))
+        m = torch.cat(outs) if len(outs) > 1 else outs[0]
+    return m + bias.abs().double().view(1, -1, 1, 1)
+
+
+def test_reference_tracks_float_conv():
+    """The reference itself: int8 weights and uint8 activations stay close to the float conv (SQNR)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 32, 12, 12, generator=gen)
+    w = torch.randn(48, 32, 3, 3, generator=gen) * 0.1
+    b = torch.randn(48, generator=gen)
+    absmax = w.abs().amax(dim=(1, 2, 3))
+    scales = absmax / 127
+    q = torch.round(w / scales.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    ref = F.conv2d(x, w, b, padding=1)
+    for mode in co.MODES:
+        y = co.conv2d_reference(x, q, scales, b, 1, 1, 1, 1, None, mode)
+        sqnr = 10 * math.log10(ref.pow(2).mean() / (y - ref).pow(2).mean())
+        assert sqnr > 30, f"{mode}: SQNR {sqnr:.1f} dB"
+    # weight-only with exactly representable weights is the float conv itself
+    y = co.conv2d_reference(x, q, torch.ones(48), b, 1, 1, 1, 1, None, "weight_only")
+    torch.testing.assert_close(y, F.conv2d(x, q.float(), b, padding=1), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DENSE, ids=str)
+@pytest.mark.parametrize("mode", co.MODES)
+def test_dense_matches_reference(isa, case, mode):
+    need(isa)
+    x, q, scales, bias = make(case)
+    with slimnn.isa.forced(isa):
+        y, name = run(case, x, q, scales, bias, mode)
+    assert name.endswith("__" + (GEMM_ISA if mode == "dynamic" else DW_ISA)[isa]), name  # no VNNI wo kernel
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    ref = co.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
+    kk = case[5] ** 2 * case[1] // case[9]
+    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DW, ids=str)
+def test_depthwise_matches_reference(isa, case):
+    need(isa)
+    x, q, scales, bias = make(case)
+    with slimnn.isa.forced(isa):
+        y, name = run(case, x, q, scales, bias)
+    k = case[5]
+    fast = {3: "3x3", 5: "5x5"}.get(k) if case[8] == 1 else None
+    assert name == f"conv_dw_f32_{fast or 'general'}__{DW_ISA[isa]}", name
+    ref = co.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9])
+    assert_close(y, ref, k=k * k, magnitude=magnitude(case, x, q, scales, bias, "weight_only"), what=f"{isa} {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("quant", ["per_image", "per_tensor"])
+def test_integer_accumulation_exact(isa, quant):
+    """Unit weight scales and no bias: y / a_scale is the int32 sum itself, which must be exact."""
+    need(isa)
+    for case in DENSE:
+        n, c, h, w, oc, k, s, p, d, g = case
+        if n == 0:
+            continue
+        x, q, _, _ = make(case, seed=1)
+        ones = torch.ones(oc)
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, ones, None, "dynamic", quant=quant)
+        blocks = [x] if quant == "per_tensor" else list(x.split(1))
+        start = 0
+        for blk in blocks:
+            qa, sc, zp, _ = co.quantize_activation_u8(blk)
+            acc = co.conv2d_i32_reference(qa, zp, q, s, p, d, g)
+            assert acc.abs().max() < 2**24  # float32 holds the sums exactly
+            got = (y[start:start + blk.shape[0]].double() / sc).round().to(torch.int64)
+            assert_exact(got, acc, f"{isa} {quant} {case}")
+            start += blk.shape[0]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantized_bytes_exact(isa):
+    need(isa)
+    gen = torch.Generator().manual_seed(5)
+    for count in (1, 7, 16, 33, 1000):
+        x = torch.randn(count, generator=gen) * 3 - 0.5
+        x[0] = 0.5 * (x[0] // 0.5)  # a value on the .5 grid: ties to even somewhere
+        q_ref, sc_ref, zp_ref, ok = co.quantize_activation_u8(x)
+        with slimnn.isa.forced(isa):
+            ok2, sc, zp = _C.conv_quant_params(x.data_ptr(), count)
+            q = torch.empty(count, dtype=torch.uint8)
+            name = _C.conv_quantize_u8(x.data_ptr(), count, float(torch.tensor(1.0) / torch.tensor(sc)), zp, q.data_ptr())
+        assert name.endswith("__" + DW_ISA[isa])
+        assert ok2 and ok and sc == sc_ref and zp == zp_ref
+        assert_exact(q, q_ref, f"{isa} bytes, count {count}")
+    bad = torch.tensor([1.0, float("inf"), 2.0])
+    with slimnn.isa.forced(isa):
+        assert not _C.conv_quant_params(bad.data_ptr(), 3)[0]
+
+
+def test_im2col_rows_exact():
+    gen = torch.Generator().manual_seed(6)
+    for case in DENSE:
+        n, c, h, w, oc, k, s, p, d, g = case
+        if n == 0:
+            continue
+        qa = torch.randint(0, 256, (n, c, h, w), generator=gen, dtype=torch.uint8)
+        zp = 77
+        qn = qa.contiguous(memory_format=torch.channels_last)
+        dims = [n, h, w, c, oc, k, k, s, s, p, p, d, d, g]
+        oh, ow = co.out_size(h, w, (k, k), (s, s), (p, p), (d, d))
+        cg, kk = c // g, k * k * (c // g)
+        kp = -(-kk // 4) * 4
+        for img in range(n):
+            for grp in range(g):
+                cols = F.unfold(qa[img:img + 1, grp * cg:(grp + 1) * cg].double() - zp, k, d, p, s)  # (1, cg*k*k, L)
+                want = (cols.view(cg, k * k, -1).permute(2, 1, 0).reshape(-1, kk) + zp).to(torch.uint8)
+                out = torch.full((oh * ow, kp), 0xA5, dtype=torch.uint8)  # sentinel
+                _C.conv_im2col_u8(qn.data_ptr(), qn.numel(), dims, img, grp, zp, 0, oh * ow, kp, out.data_ptr(), out.numel())
+                assert_exact(out[:, :kk], want, f"im2col {case} img {img} group {grp}")
+                assert (out[:, kk:] == 0).all()
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"])
+def test_fused_activation(act):
+    for case in (DENSE[1], DW[0], DW[2]):
+        x, q, scales, bias = make(case)
+        y, _ = run(case, x, q, scales, bias, "dynamic", act)
+        pre = co.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9], None, "dynamic")
+        want = co.apply_activation(pre.double(), act).float()
+        mag = magnitude(case, x, q, scales, bias, "dynamic") * 2 + pre.abs().double()
+        assert_close(y, want, k=case[5] ** 2 * case[1] // case[9], magnitude=mag, what=f"{act} {case}")
+
+
+@pytest.mark.parametrize("case", [DENSE[1], DENSE[5], DENSE[10], DW[0], DW[6]], ids=str)
+def test_threads_bit_identical(case):
+    x, q, scales, bias = make(case)
+    outs = []
+    for t in (1, 2, 3):
+        slimnn.set_num_threads(t)
+        outs.append(run(case, x, q, scales, bias)[0])
+    for o in outs[1:]:
+        assert_exact(o, outs[0], f"threads {case}")
+
+
+def test_channels_first_input_same_result():
+    case = DENSE[1]
+    x, q, scales, bias = make(case)
+    y1, _ = run(case, x.contiguous(), q, scales, bias)
+    y2, _ = run(case, x.contiguous(memory_format=torch.channels_last), q, scales, bias)
+    assert_exact(y1, y2)
+
+
+def test_non_finite_image():
+    case = (3, 8, 5, 5, 16, 3, 1, 1, 1, 1)
+    x, q, scales, bias = make(case)
+    x[1, 2, 3, 3] = float("nan")
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_image")
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[0]).all() and torch.isfinite(y[2]).all()
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_tensor")
+    assert torch.isnan(y).all()
+
+
+def test_bad_inputs_raise_value_error():
+    case = DENSE[1]
+    x, q, scales, bias = make(case)
+    blob, gb = co.pack_conv_weight(q, scales, 1)
+    with pytest.raises(ValueError, match="input must be"):
+        co.conv2d_q8(x[0], blob, gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="packed weights of group 0 are 17 x 27, the conv needs 17 x 18"):
+        co.conv2d_q8(x[:, :2], blob, gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        co.conv2d_q8(x[:, :, :1, :1], blob, gb, 17, 3, 1, 0)
+    with pytest.raises(ValueError, match="packed weights"):
+        co.conv2d_q8(x, blob[:-64], gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="packed weights of group"):
+        co.conv2d_q8(x, blob, gb, 18, 3, 2, 1)
+    with pytest.raises(ValueError, match="activation"):
+        co.conv2d_q8(x, blob, gb, 17, 3, 2, 1, activation="tanh")
+    with pytest.raises(ValueError, match="groups"):
+        co.pack_conv_weight(q, scales, 2)
+    with pytest.raises(ValueError, match="stride"):
+        co.conv2d_q8(x, blob, gb, 17, 3, 0, 1)
