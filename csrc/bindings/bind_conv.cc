@@ -69,7 +69,15 @@ void bind_conv(py::module_& m) {
     }
     return out;
   });
-  m.def("conv_out_size", &conv_out_size, py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("pad"),
+  m.def(
+      "conv_out_size",
+      [](int64_t size, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+        if (size < 0 || k < 1 || stride < 1 || pad < 0 || dil < 1 || size > (int64_t{1} << 40) || k > 4096 ||
+            pad > (int64_t{1} << 40) || dil > 4096)
+          throw py::value_error("conv_out_size: kernel size, stride and dilation must be >= 1, padding >= 0");
+        return conv_out_size(size, k, stride, pad, dil);
+      },
+      py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("pad"),
         py::arg("dilation"));
   m.def(
       "conv2d_q8",

@@ -53,6 +53,9 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = (int(v), int(v)) if isinstance(v, int) else tuple(int(e) for e in v)
     if len(t) != 2:
         raise ValueError(f"conv: {name} must be an int or a pair, got {v!r}")
+    low = 0 if name == "padding" else 1
+    if min(t) < low:
+        raise ValueError(f"conv: {name} must be >= {low}, got {v!r}")
     return t  # type: ignore[return-value]
 
 
