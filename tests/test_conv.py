@@ -46,6 +46,7 @@ DENSE = [
     (4, 32, 6, 6, 130, 3, 1, 1, 1, 1),    # N tail past 128 columns
     (0, 8, 5, 5, 16, 3, 1, 1, 1, 1),      # empty batch
     (1, 2, 1, 40, 3, 3, 1, 1, 1, 1),      # Conv1d-shaped (H = 1)
+    (2, 3, 11, 11, 32, 3, 2, (0, 1, 0, 1), 1, 1),  # TF "same" padding, asymmetric
 ]
 # Depthwise: groups == c == oc.
 DW = [
@@ -59,6 +60,8 @@ DW = [
     (1, 8, 2, 2, 8, 7, 1, 3, 1, 8),        # window larger than the image
     (1, 16, 9, 9, 16, 3, 1, 4, 3, 16),     # dilation 3
     (1, 24, 12, 12, 24, 1, 2, 0, 1, 24),   # 1x1 depthwise
+    (1, 32, 9, 9, 32, 3, 2, (0, 1, 0, 1), 1, 32),  # TF "same" padding: bottom/right only (EfficientNet-Lite)
+    (1, 48, 8, 8, 48, 5, 2, (1, 2, 1, 2), 1, 48),
 ]
 
 
@@ -83,16 +86,18 @@ def run(case, x, q, scales, bias, mode="dynamic", act=None, quant="per_image"):
 def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
     """Sum of |terms| the kernel adds (in output units), for the tolerance."""
     n, c, h, w, oc, k, s, p, d, g = case
-    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    t, b, l, r = co.pads4(p)
+    kw = dict(stride=s, dilation=d, groups=g)
     wf = (q.float() * scales.view(-1, 1, 1, 1)).abs().double()
     if mode == "weight_only" or co.is_depthwise(c, oc, g):
-        m = F.conv2d(x.abs().double(), wf, **kw)
+        m = F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw)
     else:
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []
         for blk in blocks:
             qa, sc, zp, _ = co.quantize_activation_u8(blk)
-            outs.append(F.conv2d((qa.double() - zp).abs(), q.double().abs(), **kw) * sc * scales.double().view(1, -1, 1, 1))
+            outs.append(F.conv2d(F.pad((qa.double() - zp).abs(), (l, r, t, b)), q.double().abs(), **kw)
+                        * sc * scales.double().view(1, -1, 1, 1))
         m = torch.cat(outs) if len(outs) > 1 else outs[0]
     return m + bias.abs().double().view(1, -1, 1, 1)
 
@@ -198,13 +203,15 @@ def test_im2col_rows_exact():
         qa = torch.randint(0, 256, (n, c, h, w), generator=gen, dtype=torch.uint8)
         zp = 77
         qn = qa.contiguous(memory_format=torch.channels_last)
-        dims = [n, h, w, c, oc, k, k, s, s, p, p, d, d, g]
-        oh, ow = co.out_size(h, w, (k, k), (s, s), (p, p), (d, d))
+        pt, pb, pl, pr = co.pads4(p)
+        dims = [n, h, w, c, oc, k, k, s, s, pt, pb, pl, pr, d, d, g]
+        oh, ow = co.out_size(h, w, (k, k), (s, s), p, (d, d))
         cg, kk = c // g, k * k * (c // g)
         kp = -(-kk // 4) * 4
         for img in range(n):
             for grp in range(g):
-                cols = F.unfold(qa[img:img + 1, grp * cg:(grp + 1) * cg].double() - zp, k, d, p, s)  # (1, cg*k*k, L)
+                centred = F.pad(qa[img:img + 1, grp * cg:(grp + 1) * cg].double() - zp, (pl, pr, pt, pb))
+                cols = F.unfold(centred, k, d, 0, s)  # (1, cg*k*k, L), padding read as zp
                 want = (cols.view(cg, k * k, -1).permute(2, 1, 0).reshape(-1, kk) + zp).to(torch.uint8)
                 out = torch.full((oh * ow, kp), 0xA5, dtype=torch.uint8)  # sentinel
                 _C.conv_im2col_u8(qn.data_ptr(), qn.numel(), dims, img, grp, zp, 0, oh * ow, kp, out.data_ptr(), out.numel())

@@ -17,24 +17,24 @@ namespace py = pybind11;
 namespace slimnn {
 namespace {
 
-// dims: n, h, w, c, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups.
+// dims: n, h, w, c, oc, kh, kw, sh, sw, pad_top, pad_bottom, pad_left, pad_right, dh, dw, groups.
 ConvShape make_shape(const std::vector<int64_t>& d, const char* op) {
   const std::string o(op);
-  if (d.size() != 14) throw py::value_error(o + ": shape must have 14 entries");
+  if (d.size() != 16) throw py::value_error(o + ": shape must have 16 entries");
   ConvShape s;
   s.n = d[0], s.h = d[1], s.w = d[2], s.c = d[3], s.oc = d[4], s.kh = d[5], s.kw = d[6], s.sh = d[7], s.sw = d[8];
-  s.ph = d[9], s.pw = d[10], s.dh = d[11], s.dw = d[12], s.groups = d[13];
+  s.ph = d[9], s.ph1 = d[10], s.pw = d[11], s.pw1 = d[12], s.dh = d[13], s.dw = d[14], s.groups = d[15];
   if (s.n < 0 || s.h < 1 || s.w < 1 || s.c < 1 || s.oc < 1) throw py::value_error(o + ": bad tensor sizes");
-  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1 || s.dh < 1 || s.dw < 1 || s.ph < 0 || s.pw < 0)
+  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1 || s.dh < 1 || s.dw < 1 || s.ph < 0 || s.pw < 0 || s.ph1 < 0 || s.pw1 < 0)
     throw py::value_error(o + ": kernel size, stride and dilation must be >= 1, padding >= 0");
   const int64_t lim = int64_t{1} << 24;
-  if (s.h > lim || s.w > lim || s.c > lim || s.oc > lim || s.kh > 4096 || s.kw > 4096 || s.ph > lim || s.pw > lim ||
+  if (s.h > lim || s.w > lim || s.c > lim || s.oc > lim || s.kh > 4096 || s.kw > 4096 || s.ph > lim || s.pw > lim || s.ph1 > lim || s.pw1 > lim ||
       s.sh > lim || s.sw > lim || s.dh > 4096 || s.dw > 4096 || s.n > lim)
     throw py::value_error(o + ": sizes out of range");
   if (s.groups < 1 || s.c % s.groups != 0 || s.oc % s.groups != 0)
     throw py::value_error(o + ": groups must divide in and out channels");
-  s.oh = conv_out_size(s.h, s.kh, s.sh, s.ph, s.dh);
-  s.ow = conv_out_size(s.w, s.kw, s.sw, s.pw, s.dw);
+  s.oh = conv_out_size(s.h, s.kh, s.sh, s.ph + s.ph1, s.dh);
+  s.ow = conv_out_size(s.w, s.kw, s.sw, s.pw + s.pw1, s.dw);
   return s;
 }
 
@@ -71,13 +71,13 @@ void bind_conv(py::module_& m) {
   });
   m.def(
       "conv_out_size",
-      [](int64_t size, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
-        if (size < 0 || k < 1 || stride < 1 || pad < 0 || dil < 1 || size > (int64_t{1} << 40) || k > 4096 ||
-            pad > (int64_t{1} << 40) || dil > 4096)
+      [](int64_t size, int64_t k, int64_t stride, int64_t pads, int64_t dil) {
+        if (size < 0 || k < 1 || stride < 1 || pads < 0 || dil < 1 || size > (int64_t{1} << 40) || k > 4096 ||
+            pads > (int64_t{1} << 40) || dil > 4096)
           throw py::value_error("conv_out_size: kernel size, stride and dilation must be >= 1, padding >= 0");
-        return conv_out_size(size, k, stride, pad, dil);
+        return conv_out_size(size, k, stride, pads, dil);
       },
-      py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("pad"),
+      py::arg("size"), py::arg("k"), py::arg("stride"), py::arg("pads"),
         py::arg("dilation"));
   m.def(
       "conv2d_q8",

@@ -59,6 +59,16 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     return t  # type: ignore[return-value]
 
 
+def pads4(padding) -> tuple[int, int, int, int]:
+    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right)."""
+    t = (int(padding),) * 4 if isinstance(padding, int) else tuple(int(e) for e in padding)
+    if len(t) == 2:
+        t = (t[0], t[0], t[1], t[1])
+    if len(t) != 4 or min(t) < 0:
+        raise ValueError(f"conv: padding must be >= 0, an int, a pair or (top, bottom, left, right), got {padding!r}")
+    return t  # type: ignore[return-value]
+
+
 def is_depthwise(c: int, oc: int, groups: int) -> bool:
     return groups == c == oc and groups > 1
 
@@ -76,15 +86,16 @@ def pack_conv_weight(q: Tensor, scales: Tensor, groups: int) -> tuple[Tensor, in
     return torch.cat(blobs), blobs[0].numel()
 
 
-def _dims(x: Tensor, oc: int, kernel: tuple[int, int], stride, padding, dilation, groups: int) -> list[int]:
+def _dims(x: Tensor, oc: int, kernel: tuple[int, int], stride, pads, dilation, groups: int) -> list[int]:
     n, c, h, w = x.shape
-    return [n, h, w, c, oc, *kernel, *stride, *padding, *dilation, groups]
+    return [n, h, w, c, oc, *kernel, *stride, *pads, *dilation, groups]
 
 
 def out_size(h: int, w: int, kernel, stride, padding, dilation) -> tuple[int, int]:
+    t, b, l, r = pads4(padding)
     return (
-        _C.conv_out_size(h, kernel[0], stride[0], padding[0], dilation[0]),
-        _C.conv_out_size(w, kernel[1], stride[1], padding[1], dilation[1]),
+        _C.conv_out_size(h, kernel[0], stride[0], t + b, dilation[0]),
+        _C.conv_out_size(w, kernel[1], stride[1], l + r, dilation[1]),
     )
 
 
@@ -114,8 +125,9 @@ def conv2d_q8(
         raise ValueError(f"conv2d_q8: quant must be one of {tuple(QUANT)}, got {quant!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_q8: unknown activation {activation!r}")
-    kernel, stride, padding, dilation = (_pair(v, nm) for v, nm in
-                                         ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    kernel, stride, dilation = (_pair(v, nm) for v, nm in
+                                         ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    padding = pads4(padding)
     if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
         raise ValueError("conv2d_q8: packed weights must be a contiguous 1-D uint8 tensor")
     if group_bytes <= 0 or packed.numel() != group_bytes * groups:
@@ -145,8 +157,9 @@ def conv2d_dw(
     """Depthwise conv with int8 weights q (C, kh*kw) and fp32 scales (C,). Returns (y channels-last, kernel)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_dw: unknown activation {activation!r}")
-    kernel, stride, padding, dilation = (_pair(v, nm) for v, nm in
-                                         ((kernel_size, "kernel_size"), (stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    kernel, stride, dilation = (_pair(v, nm) for v, nm in
+                                         ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    padding = pads4(padding)
     c = q.shape[0]
     if q.dtype != torch.int8 or q.shape != (c, kernel[0] * kernel[1]) or not q.is_contiguous():
         raise ValueError(f"conv2d_dw: weights must be contiguous int8 (C, kh*kw), got {q.dtype} {tuple(q.shape)}")
@@ -205,19 +218,21 @@ def conv2d_reference(
 ) -> Tensor:
     """float64 reference of the int8 conv paths (float32 out). Depthwise always takes the weight-only formula
     (the kernels keep its activations in fp32). The integer part of the dyn path is exact in float64."""
-    stride, padding, dilation = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    t, b, l, r = pads4(padding)
     x = x.to(torch.float32)
     c, oc = x.shape[1], q.shape[0]
     wf = q.to(torch.float32) * scales.view(-1, 1, 1, 1)  # float32 product, as the depthwise kernel expands
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    kw = dict(stride=stride, dilation=dilation, groups=groups)
+    pad = (l, r, t, b)
     if mode == "weight_only" or is_depthwise(c, oc, groups):
-        y = F.conv2d(x.double(), wf.double(), **kw)
+        y = F.conv2d(F.pad(x.double(), pad), wf.double(), **kw)
     else:
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []
         for blk in blocks:
             qa, s, zp, ok = quantize_activation_u8(blk)
-            acc = F.conv2d(qa.double() - zp, q.double(), **kw)  # exact: |acc| < 2^53
+            acc = F.conv2d(F.pad(qa.double() - zp, pad), q.double(), **kw)  # exact: |acc| < 2^53
             yb = acc * (s * scales.double().view(1, -1, 1, 1))
             if not ok:
                 yb = torch.full_like(yb, float("nan"))
@@ -230,6 +245,7 @@ def conv2d_reference(
 
 def conv2d_i32_reference(qa: Tensor, zp: int, q: Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """sum (qa - zp) * q over taps and channels, int64, padding contributing 0: the dyn path's integer part."""
-    acc = F.conv2d(qa.double() - zp, q.double(), stride=_pair(stride, "stride"), padding=_pair(padding, "padding"),
+    t, b, l, r = pads4(padding)
+    acc = F.conv2d(F.pad(qa.double() - zp, (l, r, t, b)), q.double(), stride=_pair(stride, "stride"),
                    dilation=_pair(dilation, "dilation"), groups=groups)
     return acc.round().to(torch.int64)

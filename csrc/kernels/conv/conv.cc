@@ -14,8 +14,8 @@
 
 namespace slimnn {
 
-int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
-  const int64_t span = in + 2 * pad - dil * (k - 1) - 1;
+int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pads, int64_t dil) {
+  const int64_t span = in + pads - dil * (k - 1) - 1;
   return span < 0 ? 0 : span / stride + 1;
 }
 
@@ -117,8 +117,8 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
   const int64_t kp = w[0].kp, in_img = s.h * s.w * s.c;
   const bool dyn = kind == KernelKind::kQ8Dyn;
   // 1x1, stride 1, no padding, one group: the activations are the GEMM rows when they have kp columns.
-  const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.groups == 1 &&
-                      s.c == kp;
+  const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.ph1 == 0 &&
+                      s.pw1 == 0 && s.groups == 1 && s.c == kp;
 
   // --- dyn: quantize the activations (one scale per image or per batch) ---
   std::unique_ptr<uint8_t[], FreeDeleter> q;

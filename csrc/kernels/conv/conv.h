@@ -39,12 +39,16 @@ enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1 };
 struct ConvShape {
   int64_t n, h, w, c;          // input, NHWC
   int64_t oc;                  // output channels
-  int64_t kh, kw, sh, sw, ph, pw, dh, dw, groups;
-  int64_t oh, ow;              // output size (conv_out_size of the above)
+  int64_t kh, kw, sh, sw;
+  int64_t ph, pw;              // padding before (top, left): output pixel (0, 0) starts at (-ph, -pw)
+  int64_t ph1, pw1;            // padding after (bottom, right): only the output size depends on them
+  int64_t dh, dw, groups;
+  int64_t oh, ow;              // output size: conv_out_size(h, kh, sh, ph + ph1, dh), likewise for w
 };
 
-// floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, or 0 when the window does not fit.
-int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil);
+// floor((in + pads - dil (k - 1) - 1) / stride) + 1 (pads: both sides together), or 0 when the window does
+// not fit.
+int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pads, int64_t dil);
 
 // --- depthwise micro-kernels -------------------------------------------------------------------------------
 // One output row segment: outputs y[ox][c] for ox in [ox0, ox1), all c < C, of output row oy of one image.
