@@ -1,4 +1,4 @@
-// Bindings of the conv family (kernels/conv). Tensors cross as (pointer, element count) integers;
+// Bindings of the conv family (kernels/conv) and of the embedding lookup (kernels/embed). Tensors cross as (pointer, element count) integers;
 // slimnn's Python layer checks dtypes, shapes and contiguity, and this layer re-checks what memory safety
 // relies on (sizes against the shape, each weight view against the conv's group shape).
 #include <pybind11/pybind11.h>
@@ -11,6 +11,7 @@
 #include "common/isa.h"
 #include "formats/q8.h"
 #include "kernels/conv/conv.h"
+#include "kernels/embed/embed.h"
 
 namespace py = pybind11;
 
@@ -171,6 +172,33 @@ void bind_conv(py::module_& m) {
       },
       py::arg("q"), py::arg("q_numel"), py::arg("dims"), py::arg("img"), py::arg("g"), py::arg("zp"), py::arg("p0"),
       py::arg("p1"), py::arg("kp"), py::arg("out"), py::arg("out_numel"));
+
+  // --- embed: lookups from q8 / q4 blobs (the lm_head's own blob when tied) ---
+  m.def(
+      "embed_gather",
+      [](const std::string& fmt, uintptr_t blob, size_t size, uintptr_t ids, int64_t n_ids, uintptr_t out,
+         int64_t out_numel, int nthreads) {
+        int64_t bad;
+        if (n_ids < 0) throw py::value_error("embed_gather: negative id count");
+        if (fmt == "q8") {
+          const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
+          if (out_numel != n_ids * v.k) throw py::value_error("embed_gather: output size does not match");
+          py::gil_scoped_release nogil;
+          bad = embed_gather_q8(v, as_ptr<const int64_t>(ids), n_ids, as_ptr<float>(out), v.k, nthreads);
+        } else if (fmt == "q4") {
+          const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+          if (out_numel != n_ids * v.k) throw py::value_error("embed_gather: output size does not match");
+          py::gil_scoped_release nogil;
+          bad = embed_gather_q4(v, as_ptr<const int64_t>(ids), n_ids, as_ptr<float>(out), v.k, nthreads);
+        } else {
+          throw py::value_error("embed_gather: format must be 'q8' or 'q4'");
+        }
+        return bad;
+      },
+      py::arg("fmt"), py::arg("blob"), py::arg("size"), py::arg("ids"), py::arg("n_ids"), py::arg("out"),
+      py::arg("out_numel"), py::arg("nthreads"),
+      "Writes the dequantized rows ids[i] of the blob's weight matrix; returns -1, or the position of the first "
+      "id out of range (nothing written).");
 }
 
 }  // namespace slimnn
