@@ -60,6 +60,9 @@ DW = [
     (1, 8, 2, 2, 8, 7, 1, 3, 1, 8),        # window larger than the image
     (1, 16, 9, 9, 16, 3, 1, 4, 3, 16),     # dilation 3
     (1, 24, 12, 12, 24, 1, 2, 0, 1, 24),   # 1x1 depthwise
+    (2, 48, 6, 21, 48, 3, 1, 1, 1, 48),    # stride 1, rows of 8-pixel blocks plus a remainder
+    (1, 33, 7, 20, 33, 5, 1, 2, 1, 33),    # the same for 5x5, channel tail
+    (1, 16, 9, 20, 16, 3, (2, 1), 1, 1, 16),  # vertical stride 2, horizontal 1: still the blocked path
     (1, 32, 9, 9, 32, 3, 2, (0, 1, 0, 1), 1, 32),  # TF "same" padding: bottom/right only (EfficientNet-Lite)
     (1, 48, 8, 8, 48, 5, 2, (1, 2, 1, 2), 1, 48),
 ]

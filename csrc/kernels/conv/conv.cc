@@ -63,18 +63,30 @@ void conv_im2col_u8(const uint8_t* q, const ConvShape& s, int64_t img, int64_t g
                     int64_t kp, uint8_t* out) {
   const int64_t cg = s.c / s.groups, k = s.kh * s.kw * cg;
   const uint8_t* base = q + img * s.h * s.w * s.c + g * cg;
+  // With one group and dilation 1 along x, the kw taps of a kernel row are kw * c contiguous bytes.
+  const bool rows_contiguous = s.groups == 1 && s.dw == 1;
   for (int64_t p = p0; p < p1; ++p) {
     uint8_t* row = out + (p - p0) * kp;
     const int64_t oy = p / s.ow, ox = p % s.ow;
+    const int64_t ix0 = ox * s.sw - s.pw;
+    const bool x_inside = ix0 >= 0 && ix0 + (s.kw - 1) * s.dw < s.w;
     for (int64_t ky = 0; ky < s.kh; ++ky) {
       const int64_t iy = oy * s.sh - s.ph + ky * s.dh;
+      uint8_t* dst = row + ky * s.kw * cg;
+      if (iy < 0 || iy >= s.h) {
+        std::memset(dst, zp, s.kw * cg);
+        continue;
+      }
+      if (rows_contiguous && x_inside) {
+        std::memcpy(dst, base + (iy * s.w + ix0) * s.c, s.kw * cg);
+        continue;
+      }
       for (int64_t kx = 0; kx < s.kw; ++kx) {
-        const int64_t ix = ox * s.sw - s.pw + kx * s.dw;
-        uint8_t* dst = row + (ky * s.kw + kx) * cg;
-        if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w)
-          std::memset(dst, zp, cg);
+        const int64_t ix = ix0 + kx * s.dw;
+        if (ix < 0 || ix >= s.w)
+          std::memset(dst + kx * cg, zp, cg);
         else
-          std::memcpy(dst, base + (iy * s.w + ix) * s.c, cg);
+          std::memcpy(dst + kx * cg, base + (iy * s.w + ix) * s.c, cg);
       }
     }
     std::memset(row + k, 0, kp - k);
