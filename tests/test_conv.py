@@ -282,3 +282,147 @@ def test_bad_inputs_raise_value_error():
         co.pack_conv_weight(q, scales, 2)
     with pytest.raises(ValueError, match="stride"):
         co.conv2d_q8(x, blob, gb, 17, 3, 0, 1)
+
+
+# --- modules ------------------------------------------------------------------------------------------------
+
+from torch import nn  # noqa: E402
+
+from slimnn.nn.conv import Conv1dInt8, Conv2dInt8, conv_padding, fold_batchnorm_, fuse_conv_activations_  # noqa: E402
+
+
+def sqnr_db(y, ref):
+    return 10 * math.log10(ref.double().pow(2).mean() / (y.double() - ref.double()).pow(2).mean())
+
+
+@pytest.mark.parametrize("mode", co.MODES)
+@pytest.mark.parametrize("spec", [
+    dict(c=16, oc=24, k=1),
+    dict(c=8, oc=12, k=3, stride=2, padding=1),
+    dict(c=12, oc=12, k=3, padding=1, groups=12),
+    dict(c=12, oc=18, k=3, padding=2, dilation=2, groups=3),
+    dict(c=10, oc=10, k=5, padding=2, groups=10, bias=False),
+    dict(c=6, oc=9, k=3, padding="same"),
+], ids=str)
+def test_conv2d_module_matches_reference_and_float(spec, mode):
+    torch.manual_seed(0)
+    spec = dict(spec)
+    c, oc, k = spec.pop("c"), spec.pop("oc"), spec.pop("k")
+    conv = nn.Conv2d(c, oc, k, **spec).eval()
+    x = torch.randn(3, c, 11, 9)
+    q = Conv2dInt8.from_conv(conv, mode=mode)
+    y = q(x)
+    assert y.shape == conv(x).shape
+    torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
+    assert sqnr_db(y, conv(x).detach()) > 30
+    torch.testing.assert_close(q.dequantized_weight(), conv.weight.detach(), rtol=0, atol=conv.weight.abs().max().item() / 200)
+
+
+def test_conv1d_module():
+    torch.manual_seed(1)
+    for kw in (dict(kernel_size=3, padding=1), dict(kernel_size=4, stride=2), dict(kernel_size=3, groups=8, padding=1),
+               dict(kernel_size=1)):
+        conv = nn.Conv1d(8, 16 if kw.get("groups", 1) == 1 else 8, **kw).eval()
+        x = torch.randn(2, 8, 30)
+        q = Conv1dInt8.from_conv(conv)
+        y = q(x)
+        assert y.shape == conv(x).shape
+        assert sqnr_db(y, conv(x).detach()) > 30
+        torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="Conv1d"):
+        Conv1dInt8.from_conv(nn.Conv2d(2, 2, 1))
+
+
+def test_conv_module_state_dict_round_trip():
+    torch.manual_seed(2)
+    for conv in (nn.Conv2d(8, 16, 3, padding=1, groups=2), nn.Conv2d(8, 8, 3, groups=8)):
+        q = Conv2dInt8.from_conv(conv)
+        fresh = Conv2dInt8(8, conv.out_channels, 3, padding=conv.padding, groups=conv.groups)
+        fresh.load_state_dict(q.state_dict())
+        x = torch.randn(1, 8, 6, 6)
+        assert_exact(fresh(x), q(x))
+    q = Conv2dInt8.from_conv(nn.Conv2d(8, 16, 3))
+    sd = q.state_dict()
+    sd["packed"] = sd["packed"].clone()
+    sd["packed"][100] ^= 0x7F  # a weight byte: the column sums no longer match
+    with pytest.raises(RuntimeError, match="packed"):
+        Conv2dInt8(8, 16, 3).load_state_dict(sd)
+
+
+def test_unsupported_convs_are_refused():
+    with pytest.raises(ValueError, match="padding_mode"):
+        Conv2dInt8.from_conv(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"))
+
+    class Odd(nn.Conv2d):
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return super().forward(x) * 2
+
+    assert conv_padding(Odd(2, 2, 3)) is None
+
+
+class _StaticSame(nn.Conv2d):
+    """The EfficientNet ports' TF-"same" conv: a ZeroPad2d child, then F.conv2d with padding 0."""
+
+    def __init__(self, c, oc, k, stride=1, groups=1):  # noqa: ANN001
+        super().__init__(c, oc, k, stride, 0, groups=groups, bias=False)
+        pad = max(k - stride, 0)
+        self.static_padding = nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = self.static_padding(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(8, 24, 1, bias=False)
+        self.bn0 = nn.BatchNorm2d(24)
+        self.dw = _StaticSame(24, 24, 3, stride=2, groups=24)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.act = nn.ReLU6()  # called twice, like EfficientNet-Lite's _swish
+        self.project = nn.Conv2d(24, 8, 1)
+        self.bn2 = nn.BatchNorm2d(8)
+
+    def forward(self, x, rate=None):  # noqa: ANN001, ANN201
+        x = self.act(self.bn0(self.expand(x)))
+        x = self.act(self.bn1(self.dw(x)))
+        x = self.bn2(self.project(x))
+        if rate:  # control flow on a defaulted argument: traced at its default
+            x = x * (1 - rate)
+        return x
+
+
+def _randomize_bn(model):  # noqa: ANN001
+    g = torch.Generator().manual_seed(4)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+def test_fold_batchnorm_and_fuse_activations():
+    torch.manual_seed(5)
+    model = nn.Sequential(_Block(), _Block()).eval()
+    _randomize_bn(model)
+    x = torch.randn(2, 8, 17, 17)
+    ref = model(x).detach()
+    folded = fold_batchnorm_(model)
+    assert len(folded) == 6 and all(isinstance(m, nn.Identity) for n, m in model.named_modules() if "bn" in n)
+    torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
+    assert conv_padding(model[0].dw) == (0, 1, 0, 1)  # TF-"same" for k=3, stride 2
+    for blk in model:
+        for name in ("expand", "dw", "project"):
+            setattr(blk, name, Conv2dInt8.from_conv(getattr(blk, name)))
+    fused = fuse_conv_activations_(model)
+    assert sorted(fused) == ["0.dw", "0.expand", "1.dw", "1.expand"], fused
+    assert model[0].expand.activation == "relu6" and model[0].project.activation is None
+    y = model(x)
+    assert sqnr_db(y, ref) > 25
+
+
+def test_training_batchnorm_is_not_folded():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    assert fold_batchnorm_(model) == {}
