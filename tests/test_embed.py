@@ -39,8 +39,8 @@ def test_gather_q4_exact(n, k, gs, sym, dt):
     assert_exact(out, dequantize_int4(codes, scales, zeros, gs)[ids])
 
 
-@pytest.mark.parametrize("fmt,gs,tol", [("q8", None, 0.01), ("q8", 32, 0.01), ("q4", 32, 0.12)])
-def test_quant_embedding_module(fmt, gs, tol):
+@pytest.mark.parametrize("fmt,gs,tol,ratio", [("q8", None, 0.01, 0.27), ("q8", 32, 0.01, 0.33), ("q4", 32, 0.12, 0.20)])
+def test_quant_embedding_module(fmt, gs, tol, ratio):
     torch.manual_seed(0)
     emb = nn.Embedding(300, 256)
     q = QuantEmbedding.from_embedding(emb, fmt, gs)
@@ -49,7 +49,7 @@ def test_quant_embedding_module(fmt, gs, tol):
     assert y.shape == (4, 7, 256)
     assert ((y - ref).norm() / ref.norm()).item() < tol
     assert_exact(q(ids.to(torch.int32)), y)
-    assert q.storage_bytes() < emb.weight.numel() * 4 * (0.30 if fmt == "q8" else 0.20)
+    assert q.storage_bytes() < emb.weight.numel() * 4 * ratio  # q8 groups also store per-group column sums
     fresh = QuantEmbedding(300, 256, fmt, gs if gs else (32 if fmt == "q4" else None))
     fresh.load_state_dict(q.state_dict())
     assert_exact(fresh(ids), y)
