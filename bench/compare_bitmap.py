@@ -96,7 +96,7 @@ def main() -> None:
         copies = max(1, -(-(2**30) // (4 * k * n))) if a.model_sized else 1
         for s in (float(v) for v in a.sparsity.split(",")):
             L = build(k, n, s, copies)
-            nnz = slimnn.sparse_formats.sparse_info(L["bitmap"][0].packed).nnz
+            nnz = slimnn.formats.sparse.sparse_info(L["bitmap"][0].packed).nnz
             storage = L["bitmap"][0].storage_bytes() / (4 * k * n) * 100
             for m in (int(v) for v in a.m.split(",")):
                 x = torch.randn(m, k)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import slimnn
-from slimnn import reference
+from slimnn.math import reference
 from slimnn.formats import unpack_q8
 
 SHAPES_CSV = Path(__file__).resolve().parent / "shapes" / "llm_linear.csv"
@@ -51,7 +51,7 @@ ALL_IMPLS = SLIMNN_IMPLS + FLOAT_IMPLS + TORCH_INT8_IMPLS
 # dynamic int8 with per-tensor weights and 7-bit activations 1.3-2.3%, bf16 0.3%, fp32 < 1e-6); a wrong
 # kernel is off by O(1).
 TOL_VS_FLOAT = {"int8": 6e-2, "bf16": 2e-2, "fp32": 1e-5}
-# slimnn against slimnn.reference (same integers, same scales): only float32 rounding of the epilogue.
+# slimnn against slimnn.math.reference (same integers, same scales): only float32 rounding of the epilogue.
 TOL_VS_SLIMNN_REF = 1e-5
 
 
@@ -194,7 +194,7 @@ def check_output(impl: Impl, x: Tensor, y: Tensor, y64: Tensor) -> float:
     """Raises AssertionError if ``y`` (impl's output on ``x``) is wrong; returns its error vs float64.
 
     Every implementation: relative error vs float64 math within its kind's tolerance. slimnn in addition:
-    the first rows x columns against ``slimnn.reference`` (exact integers; float32 epilogue rounding only),
+    the first rows x columns against ``slimnn.math.reference`` (exact integers; float32 epilogue rounding only),
     on a corner so the check stays cheap at 14336x4096 (per-channel scales make columns independent).
     """
     if tuple(y.shape) != tuple(y64.shape) or not bool(torch.isfinite(y).all()):
@@ -215,7 +215,7 @@ def check_output(impl: Impl, x: Tensor, y: Tensor, y64: Tensor) -> float:
         diff = float((got - ref).abs().max()) if ref.numel() else 0.0
         bound = TOL_VS_SLIMNN_REF * max(1.0, float(ref.abs().max()) if ref.numel() else 0.0)
         if not diff <= bound:
-            raise AssertionError(f"{impl.name}: max |y - slimnn.reference| = {diff:.3g} > {bound:.3g}")
+            raise AssertionError(f"{impl.name}: max |y - slimnn.math.reference| = {diff:.3g} > {bound:.3g}")
     return err
 
 

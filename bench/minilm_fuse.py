@@ -16,7 +16,7 @@ import time
 import torch
 
 import slimnn
-from slimnn.demo import SENTENCES, load_minilm
+from slimnn.app.demo import SENTENCES, load_minilm
 
 
 def _timer(fn, reps):  # noqa: ANN001

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import slimnn
-from slimnn import tasks
+from slimnn.app import tasks
 
 
 def magnitude_prune(model: nn.Module, sparsity: float) -> nn.Module:

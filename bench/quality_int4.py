@@ -21,7 +21,7 @@ import time
 import torch
 
 import slimnn
-from slimnn.demo import stdlib_sentences
+from slimnn.app.demo import stdlib_sentences
 
 
 def load_minilm():

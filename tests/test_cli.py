@@ -95,7 +95,7 @@ def test_demo_small_end_to_end(tmp_path):
 
 
 def test_demo_synthetic_fallback_in_process(tmp_path, capsys):
-    from slimnn import demo
+    from slimnn.app import demo
 
     threads = torch.get_num_threads()
     try:
@@ -108,7 +108,7 @@ def test_demo_synthetic_fallback_in_process(tmp_path, capsys):
 
 
 def test_fidelity_metrics():
-    from slimnn.demo import fidelity
+    from slimnn.app.demo import fidelity
 
     ref = torch.randn(10, 16, generator=torch.Generator().manual_seed(0))
     same = fidelity(ref, ref.clone())

@@ -138,7 +138,8 @@ def run_python(code: str, env_isa: str | None) -> subprocess.CompletedProcess:
 
 PROBE = """
 import json, torch, slimnn
-from slimnn import formats, quantize, ops
+from slimnn import formats, ops
+from slimnn.math import quantize
 q, s = quantize.quantize_int8_symmetric(torch.randn(16, 8))
 blob = formats.pack_q8(q, s)
 used = {m: ops.q8_linear_with_kernel(torch.randn(4, 8), blob, None, m, 16)[1] for m in ("dynamic", "weight_only")}

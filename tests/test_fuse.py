@@ -381,7 +381,7 @@ def test_fuse_activations_on_an_already_compressed_model():
 
 def test_transformers_activation_classes():
     act_mod = pytest.importorskip("transformers.activations")
-    from slimnn.fuse import activation_of
+    from slimnn.techniques.fusion import activation_of
 
     assert activation_of(act_mod.GELUActivation()) == "gelu"
     assert activation_of(act_mod.GELUActivation(use_gelu_python=True)) == "gelu"
@@ -465,7 +465,7 @@ def test_minilm_fused_matches_unfused():
     float rounding. Dynamic int8 re-quantizes every activation, so an ulp of difference in a GELU output
     can move a value across a rounding boundary of the next layer's u8 grid and the difference grows to the
     size of quantization noise itself: there the check is that fusion costs no accuracy against float32."""
-    from slimnn.demo import SENTENCES, load_minilm
+    from slimnn.app.demo import SENTENCES, load_minilm
 
     st = load_minilm()
     sents = SENTENCES[:12]

@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 import slimnn
-from slimnn import _C, reference
-from slimnn.calibrate import awq_quantize, gptq_quantize
-from slimnn.calibration import capture_linear_inputs
+from slimnn import _C
+from slimnn.math import reference
+from slimnn.math.gptq import awq_quantize, gptq_quantize
+from slimnn.math.calibration import capture_linear_inputs
 from slimnn.configs import config_from_json
 from slimnn.formats import pack_q4, q4_info, unpack_q4
 from slimnn.nn import Int4Linear
-from slimnn.quantize import dequantize_int4, quantize_int4
+from slimnn.math.quantize import dequantize_int4, quantize_int4
 
 SCALE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 DYN_KERNELS = [k for k in _C.q4_kernels() if k["kind"] == "q4_dynamic"]
@@ -122,7 +123,7 @@ def test_format_rejects_bad_blobs():
     bad[200] ^= 0x11  # a weight byte: sums no longer match
     with pytest.raises(ValueError, match="sums"):
         q4_info(bad, full_check=True)
-    q8 = slimnn.formats.pack_q8(*slimnn.quantize.quantize_int8_symmetric(_w(4, 8)))
+    q8 = slimnn.formats.pack_q8(*slimnn.math.quantize.quantize_int8_symmetric(_w(4, 8)))
     with pytest.raises(ValueError, match="format id"):
         q4_info(q8)
     with pytest.raises(ValueError, match="above 15"):
@@ -331,7 +332,7 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="NaN"):
         Int4Linear.from_linear(nn.Linear(64, 8).requires_grad_(False).apply(lambda m: m.weight.fill_(float("nan"))))
     with pytest.raises(ValueError, match="in_mul"):
-        slimnn.nn.int4.q4_linear(torch.randn(2, 64), q.packed, q.bias, torch.ones(3), "dynamic", 8)
+        slimnn.ops.q4.q4_linear(torch.randn(2, 64), q.packed, q.bias, torch.ones(3), "dynamic", 8)
 
 
 def test_config_json_round_trip():

@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 import slimnn
-from slimnn import _C, calibration, lowrank, reference
+from slimnn import _C
+from slimnn.math import calibration
+from slimnn.math import lowrank
+from slimnn.math import reference
 from slimnn.nn import LowRankLinear
-from slimnn.nn.lowrank import lowrank_linear_with_kernel
+from slimnn.ops.lowrank import lowrank_linear_with_kernel
 
 F32_KERNELS = [k["name"] for k in _C.lowrank_kernels()]
 KERNEL_ISA = {k["name"]: k["isa"] for k in _C.lowrank_kernels()}
@@ -72,7 +75,7 @@ def test_reference_q8_is_two_q8_products():
     g = torch.Generator().manual_seed(2)
     u, v = torch.randn(16, 8, generator=g), torch.randn(8, 40, generator=g)
     x = torch.randn(3, 40, generator=g)
-    from slimnn.quantize import quantize_int8_symmetric
+    from slimnn.math.quantize import quantize_int8_symmetric
 
     qu, su = quantize_int8_symmetric(u)
     qv, sv = quantize_int8_symmetric(v)

@@ -152,7 +152,7 @@ def test_compress_shared_linear():
 def test_compress_rejects_and_is_atomic():
     with pytest.raises(TypeError, match="nn.Module"):
         slimnn.compress_(torch.randn(3), Int8Config())
-    with pytest.raises(TypeError, match="no compression handler"):
+    with pytest.raises(TypeError, match="no compression technique"):
         slimnn.compress_(mlp(), object())
     with pytest.raises(ValueError, match="wrap a bare nn.Linear"):
         slimnn.compress_(nn.Linear(4, 4), Int8Config())
@@ -202,7 +202,7 @@ def test_from_linear_matches_reference_math():
                 y = mod(x)
             want, mag = reference_linear(mode, x, q, scales, gs2, mod.bias)
             assert_close(y, want, k=100, magnitude=mag, what=f"{mode} gs={gs}")
-            # the reference kernel routes through slimnn.reference exactly
+            # the reference kernel routes through slimnn.math.reference exactly
             ref_mod = Int8Linear.from_linear(lin, Int8Config(mode=mode, group_size=gs, kernel="reference"))
             with torch.no_grad():
                 assert_exact(ref_mod(x), want.to(torch.float32), "kernel='reference'")

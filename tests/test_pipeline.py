@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import slimnn
-from slimnn import pipeline, tasks
+from slimnn.recipes import pipeline
+from slimnn.app import tasks
 from slimnn.nn import Int4Linear, Int8Linear, LowRankLinear
 
 COMPRESSED = (Int8Linear, Int4Linear, LowRankLinear)

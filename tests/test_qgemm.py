@@ -1,4 +1,4 @@
-"""Every qgemm kernel of slimnn.kernels(), forced one at a time, against slimnn.reference.
+"""Every qgemm kernel of slimnn.kernels(), forced one at a time, against slimnn.math.reference.
 
 (a) integer dot products: exact; (b) activation quantization: bit-exact; (c) the whole op: within
 tolerances.py, over adversarial shapes (M from 0, K and N around the 4-wide K steps, 16-wide panels and
@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import slimnn
-from slimnn import _C, formats, reference
+from slimnn import _C, formats
+from slimnn.math import reference
 
 from helpers import (
     F32_MAX,

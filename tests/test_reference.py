@@ -1,6 +1,6 @@
-"""slimnn.reference, checked against plain float math (numpy scalars, float64), before any kernel is.
+"""slimnn.math.reference, checked against plain float math (numpy scalars, float64), before any kernel is.
 
-The kernels are tested against slimnn.reference; this file is what makes that reference trustworthy.
+The kernels are tested against slimnn.math.reference; this file is what makes that reference trustworthy.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from slimnn import quantize, reference
+from slimnn.math import quantize
+from slimnn.math import reference
 
 from helpers import F32_MAX, F32_TINY, dequant, random_q, special_rows
 from tolerances import assert_exact

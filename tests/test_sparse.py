@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import slimnn
-from slimnn import _C, prune, reference, sparse_ops
-from slimnn import sparse_formats as sf
+from slimnn import _C, prune
+from slimnn.math import reference
+from slimnn.ops import sparse as sparse_ops
+from slimnn.formats import sparse as sf
 from slimnn.configs import SparseConfig, config_from_json
 from slimnn.nn import SparseLinear
 
@@ -41,7 +43,7 @@ def pruned(n: int, k: int, fmt: str, density: float = 0.1, seed: int = 0) -> tor
 
 
 def quantized(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    q, s = slimnn.quantize.quantize_int8_symmetric(w)
+    q, s = slimnn.math.quantize.quantize_int8_symmetric(w)
     return q, s[0]
 
 

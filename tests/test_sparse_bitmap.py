@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 import slimnn
-from slimnn import _C, reference, sparse_ops
-from slimnn import sparse_formats as sf
+from slimnn import _C
+from slimnn.math import reference
+from slimnn.ops import sparse as sparse_ops
+from slimnn.formats import sparse as sf
 from slimnn.configs import SparseConfig
 from slimnn.nn import SparseLinear
 

@@ -151,7 +151,8 @@ def test_forked_child(mode):
 
 FRESH_FORK = r"""
 import os, sys, torch, slimnn
-from slimnn import formats, quantize, ops
+from slimnn import formats, ops
+from slimnn.math import quantize
 torch.set_num_threads(2)
 a = torch.randn(256, 256)
 for _ in range(3):

@@ -14,8 +14,8 @@ import time
 import torch
 
 import slimnn
-from slimnn import sparse_formats as sf
-from slimnn import sparse_ops
+from slimnn.formats import sparse as sf
+from slimnn.ops import sparse as sparse_ops
 
 
 def main() -> None:

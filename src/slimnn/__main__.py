@@ -1,5 +1,5 @@
 """``python -m slimnn``: the slimnn command line (see :mod:`slimnn.cli`)."""
 
-from .cli import main
+from .app.cli import main
 
 raise SystemExit(main())

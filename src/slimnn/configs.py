@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -234,6 +235,58 @@ SPARSE_VALUES = ("fp32", "int8")
 SPARSE_BACKENDS = ("auto", "sparse", "dense")
 
 
+# ----- the sparsity pattern grammar (SparseConfig.pattern), shared with slimnn.math.prune -----
+
+METHODS = ("magnitude", "wanda", "existing")
+"""``SparseConfig.method`` values."""
+BLOCKS = ((1, 4), (1, 8), (4, 1), (16, 1))
+_NM = re.compile(r"^(\d+):(\d+)$")
+_BLOCK = re.compile(r"^(\d+)x(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    kind: str  # "unstructured" | "nm" | "block" | "neurons"
+    a: int = 0  # N (nm) or R (block)
+    b: int = 0  # M (nm) or C (block)
+
+    @property
+    def format(self) -> str:
+        """The packed format that stores this pattern (see slimnn.sparse_formats)."""
+        if self.kind == "nm":
+            return f"nm{self.a}:{self.b}"
+        if self.kind == "block":
+            return f"bsr{self.a}x{self.b}"
+        return "csr"
+
+    @property
+    def fixed_sparsity(self) -> Optional[float]:
+        return 1.0 - self.a / self.b if self.kind == "nm" else None
+
+
+def parse_pattern(pattern: str) -> Pattern:
+    """``"unstructured"``, ``"neurons"``, ``"N:M"`` (M in 4, 8, 16) or ``"RxC"`` (a shape in :data:`BLOCKS`)."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"pattern must be a string, got {pattern!r}")
+    if pattern in ("unstructured", "neurons"):
+        return Pattern(pattern)
+    m = _NM.match(pattern)
+    if m:
+        n_, m_ = int(m.group(1)), int(m.group(2))
+        if m_ not in (4, 8, 16) or not 1 <= n_ < m_:
+            raise ValueError(f"N:M pattern needs M in (4, 8, 16) and 1 <= N < M, got {pattern!r}")
+        return Pattern("nm", n_, m_)
+    m = _BLOCK.match(pattern)
+    if m:
+        r, c = int(m.group(1)), int(m.group(2))
+        if (r, c) not in BLOCKS:
+            raise ValueError(f"block pattern {pattern!r} has no kernel; use one of "
+                             f"{', '.join(f'{a}x{b}' for a, b in BLOCKS)}")
+        return Pattern("block", r, c)
+    raise ValueError(f"unknown pattern {pattern!r}; expected 'unstructured', 'N:M' (e.g. '2:4'), 'RxC' (e.g. '1x4') "
+                     "or 'neurons'")
+
+
 @dataclass(frozen=True)
 class SparseConfig:
     """Pruning, stored and multiplied sparse. See :mod:`slimnn.prune` for the criteria and patterns.
@@ -276,8 +329,6 @@ class SparseConfig:
     version: int = 1
 
     def __post_init__(self) -> None:
-        from .prune import METHODS, parse_pattern
-
         s = self.sparsity
         if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= float(s) <= 1.0:
             raise ValueError(f"SparseConfig.sparsity must be a number in [0, 1], got {s!r}")

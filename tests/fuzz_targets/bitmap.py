@@ -10,8 +10,8 @@ import torch
 
 import fuzzing
 import slimnn
-from slimnn import sparse_formats as sf
-from slimnn import sparse_ops
+from slimnn.formats import sparse as sf
+from slimnn.ops import sparse as sparse_ops
 from slimnn.configs import SparseConfig
 from slimnn.nn import SparseLinear
 

@@ -48,7 +48,7 @@ def slimnn_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers attention function: returns (attn_output [B, Lq, H, Dv] contiguous, None)."""
-    from ..attention_ops import attention
+    from ..ops.attn import attention
 
     unsupported = (
         (dropout > 0.0 and module.training)

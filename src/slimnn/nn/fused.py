@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..ops import ACTIVATIONS
+from ..ops.q8 import ACTIVATIONS
 
 
 class FusedActivation(nn.Identity):

@@ -7,10 +7,13 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import _C, ops, reference
+from .. import _C
+from ..ops import q8 as ops
+from ..math import reference
 from ..configs import Int8Config
-from ..formats import pack_q8, q8_info, unpack_q8
-from ..quantize import quantize_int8_symmetric
+from ..formats.packed import pack_q8, q8_info, unpack_q8
+from ..math.quantize import quantize_int8_symmetric
+from ..ops.common import prepare_input
 
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 _is_exporting = torch.compiler.is_exporting
@@ -148,7 +151,7 @@ class Int8Linear(nn.Module):
         return y
 
     def _forward_reference(self, x: Tensor) -> Tensor:
-        xf, dt = ops._prepare_input(x, self.in_features, "Int8Linear")
+        xf, dt = prepare_input(x, self.in_features, "Int8Linear")
         q, scales, gs = unpack_q8(self.packed)
         x2 = xf.reshape(-1, self.in_features).to(torch.float32)
         fn = reference.q8_linear_dynamic if self.config.mode == "dynamic" else reference.q8_linear_weight_only
@@ -167,7 +170,7 @@ class Int8Linear(nn.Module):
         return PackedWeightStandIn.make(self.out_features, self.in_features)
 
     def dequantized_weight(self) -> Tensor:
-        from ..quantize import dequantize_int8
+        from ..math.quantize import dequantize_int8
 
         q, scales, gs = unpack_q8(self.packed)
         return dequantize_int8(q, scales, gs)

@@ -9,12 +9,15 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import _C, ops, reference, sparse_ops
+from .. import _C
+from ..ops import q8 as ops, sparse as sparse_ops
+from ..math import reference
 from ..configs import SparseConfig
-from ..formats import pack_q8, q8_info, unpack_q8
-from ..prune import input_norm_of, parse_pattern, prune_weight
-from ..quantize import check_weight, dequantize_int8, quantize_int8_symmetric
-from ..sparse_formats import dense_weight, is_sparse_blob, pack_sparse, sparse_info
+from ..formats.packed import pack_q8, q8_info, unpack_q8
+from ..math.prune import input_norm_of, parse_pattern, prune_weight
+from ..math.quantize import check_weight, dequantize_int8, quantize_int8_symmetric
+from ..formats.sparse import dense_weight, is_sparse_blob, pack_sparse, sparse_info
+from ..ops.common import check_input
 
 AUTO_M = (1, 16)
 """Activation rows at which ``backend="auto"`` times the sparse and the dense kernel."""
@@ -207,7 +210,7 @@ class SparseLinear(nn.Module):
         return torch.ops.slimnn.sparse_linear(x, self.packed, self.bias, self.out_features)
 
     def _forward_reference(self, x: Tensor) -> Tensor:
-        x = sparse_ops._prepare_input(x, self.in_features, "SparseLinear")
+        x = check_input(x, self.in_features, "SparseLinear")
         x2 = x.reshape(-1, self.in_features).to(torch.float32)
         y = reference.sparse_linear(x2, self.dequantized_weight(), None, self.bias)
         return y.view(*x.shape[:-1], self.out_features).to(x.dtype)

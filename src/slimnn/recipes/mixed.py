@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from torch import Tensor, nn
 
-from .calibration import call_model
-from .configs import Int4Config, Int8Config
+from ..math.calibration import call_model
+from ..configs import Int4Config, Int8Config
+from ..api import compress_
+from ..techniques import for_config
 
 
 @dataclass
@@ -88,8 +90,6 @@ def mixed_int4_(
     ``output_fn(out) -> Tensor`` picks the output to compare (default: the tensor itself, or
     ``last_hidden_state`` / ``logits`` / the first tensor). Returns a :class:`MixedReport`.
     """
-    import slimnn
-
     data = list(calib_data)
     if not data:
         raise ValueError("mixed_int4_: calib_data is empty")
@@ -118,8 +118,8 @@ def mixed_int4_(
                               and n not in names)
             for n in names:
                 lin = model.get_submodule(n)
-                q4 = slimnn.api._HANDLERS[Int4Config](lin, rtn)
-                q8 = slimnn.api._HANDLERS[type(keep_config)](lin, keep_config)
+                q4 = for_config(Int4Config).convert(lin, rtn)
+                q8 = for_config(type(keep_config)).convert(lin, keep_config)
                 rep.float_bytes += _float_bytes(lin)
                 rep.bytes_int4[n], rep.bytes_int8[n] = int(q4.storage_bytes()), int(q8.storage_bytes())
                 _set(model, n, q4)
@@ -146,9 +146,9 @@ def mixed_int4_(
         for n in names:
             rep.choice[n] = "int8" if n in keep else "int4"
         if keep:
-            slimnn.compress_(model, keep_config, filter_fn=lambda m, fqn: fqn in keep)
+            compress_(model, keep_config, filter_fn=lambda m, fqn: fqn in keep)
         rest = [n for n in names if n not in keep]
-        slimnn.compress_(model, int4_config, filter_fn=lambda m, fqn: fqn in rest)
+        compress_(model, int4_config, filter_fn=lambda m, fqn: fqn in rest)
         rep.compressed_bytes = other_bytes + sum(int(model.get_submodule(n).storage_bytes()) for n in names)
     finally:
         model.train(was_training)

@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Iterator
 
-from . import _C
+from .. import _C
 
 NAMES: tuple[str, ...] = tuple(_C.isa_names())
 

@@ -51,7 +51,7 @@ def _bench_rows(shapes: list[tuple[int, int]], ms: list[int], threads: int, reps
     import warnings
 
     import slimnn
-    from slimnn.pipeline import measure_latency
+    from ..recipes.pipeline import measure_latency
 
     rows = []
     torch.manual_seed(0)
@@ -124,31 +124,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # compress
 # ----------------------------------------------------------------------------------------------------
 
-# CLI names of formats -> config builders; configs added by other slimnn parts register here too.
-CONFIG_BUILDERS: dict[str, Callable[[argparse.Namespace], Any]] = {}
+def _config_builders() -> dict[str, Callable[[argparse.Namespace], Any]]:
+    """CLI format names -> config builders: every registered technique that has a CLI name."""
+    from ..techniques import techniques
 
-
-def register_cli_config(name: str) -> Callable:
-    def deco(fn: Callable[[argparse.Namespace], Any]) -> Callable:
-        CONFIG_BUILDERS[name] = fn
-        return fn
-    return deco
-
-
-@register_cli_config("int8")
-def _int8(args: argparse.Namespace) -> Any:
-    import slimnn
-
-    return slimnn.Int8Config(mode=args.mode or "dynamic", group_size=args.group_size)
-
-
-def _optional_builders() -> None:
-    import slimnn
-
-    for name, cls_name in (("int4", "Int4Config"), ("sparse", "SparseConfig"), ("lowrank", "LowRankConfig")):
-        cls = getattr(slimnn, cls_name, None)
-        if cls is not None and name not in CONFIG_BUILDERS:
-            CONFIG_BUILDERS[name] = lambda a, cls=cls: cls()
+    return {name: t.cli_config for name, t in techniques().items() if t.cli_config is not None}
 
 
 def _load_input(path: str) -> tuple[nn.Module, str]:
@@ -182,17 +162,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     import re
 
     import slimnn
-    from slimnn.pipeline import is_linear_like, layer_bytes, layer_format, layer_kernel, linear_bytes, model_bytes
-    from slimnn.report import LayerRow, Report, StepResult
+    from ..recipes.pipeline import is_linear_like, layer_bytes, layer_format, layer_kernel, linear_bytes, model_bytes
+    from ..recipes.report import LayerRow, Report, StepResult
 
-    _optional_builders()
-    if args.format not in CONFIG_BUILDERS:
-        raise SystemExit(f"unknown format {args.format!r}; this slimnn offers {sorted(CONFIG_BUILDERS)}")
+    builders = _config_builders()
+    if args.format not in builders:
+        raise SystemExit(f"unknown format {args.format!r}; this slimnn offers {sorted(builders)}")
     model, kind = _load_input(args.input)
     target = model[0].model if kind == "sentence-transformers" and hasattr(model[0], "model") else model
     lb0, b0 = linear_bytes(target), model_bytes(target)
     ref_w = {n: m.weight.detach().clone() for n, m in target.named_modules() if type(m) is nn.Linear}
-    cfg = CONFIG_BUILDERS[args.format](args)
+    cfg = builders[args.format](args)
     excl = re.compile(args.exclude) if args.exclude else None
     t0 = time.perf_counter()
     rep = slimnn.compress_(target, cfg, filter_fn=(lambda m, n: not excl.search(n)) if excl else None)

@@ -29,7 +29,9 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import api, configs
+from ..math.calibration import call_model, progress_iter
+from ..runtime.info import cpu_info
+from ..techniques import for_config, techniques
 from .report import LayerRow, Report, StepResult
 
 # ----------------------------------------------------------------------------------------------------
@@ -55,40 +57,18 @@ class Step:
         if self.candidates not in ("all", "compressed"):
             raise ValueError(f"Step.candidates must be 'all' or 'compressed', got {self.candidates!r}")
         for c in self.choices:
-            if type(c) not in api._HANDLERS:
-                raise TypeError(f"step {self.name!r}: no compression handler for {type(c).__name__}")
-
-
-Calibrator = Callable[[nn.Linear, Any, Tensor], nn.Module]
-_CALIBRATORS: dict[type, Calibrator] = {}
-
-
-def register_calibrator(config_type: type) -> Callable[[Calibrator], Calibrator]:
-    """Registers ``fn(linear, config, inputs) -> module`` used instead of the plain handler when the
-    pipeline has calibration inputs for the layer (``inputs``: float32, rows x in_features)."""
-
-    def deco(fn: Calibrator) -> Calibrator:
-        _CALIBRATORS[config_type] = fn
-        return fn
-
-    return deco
-
-
-def _optional_config(name: str) -> Optional[type]:
-    import slimnn
-
-    return getattr(configs, name, None) or getattr(slimnn, name, None)
+            if for_config(type(c)) is None:
+                raise TypeError(f"step {self.name!r}: no compression technique for {type(c).__name__}")
 
 
 def default_steps() -> list[Step]:
-    """int8 (dynamic, else weight-only), then each of int4, pruning and low-rank this slimnn offers."""
-    steps = [Step("int8", [configs.Int8Config(mode="dynamic"), configs.Int8Config(mode="weight_only")])]
-    for step_name, cls_name in (("int4", "Int4Config"), ("prune", "SparseConfig"), ("lowrank", "LowRankConfig")):
-        cls = _optional_config(cls_name)
-        if cls is None or cls not in api._HANDLERS:
-            continue
+    """One step per registered technique that names an autocompress step, in its order: int8 (dynamic,
+    else weight-only) on every layer, then int4, pruning and low-rank on the layers already compressed."""
+    steps = []
+    for t in sorted((t for t in techniques().values() if t.autocompress is not None),
+                    key=lambda t: t.autocompress.order):
         try:
-            steps.append(Step(step_name, [cls()], candidates="compressed"))
+            steps.append(Step(t.name, t.autocompress.choices(), candidates=t.autocompress.candidates))
         except (TypeError, ValueError):  # a config without usable defaults is left to the caller
             continue
     return steps
@@ -97,25 +77,6 @@ def default_steps() -> list[Step]:
 # ----------------------------------------------------------------------------------------------------
 # Measuring
 # ----------------------------------------------------------------------------------------------------
-
-
-def _fresh(inputs: Any) -> Any:
-    # Some models (sentence-transformers) add keys to the dict they are given: pass shallow copies.
-    if isinstance(inputs, dict):
-        return dict(inputs)
-    if isinstance(inputs, (tuple, list)):
-        return type(inputs)(_fresh(i) for i in inputs)
-    return inputs
-
-
-def call_model(model: nn.Module, inputs: Any) -> Any:
-    """``model(x)`` for a tensor, ``model(*x)`` for a tuple or list, ``model(**x)`` for a dict."""
-    inputs = _fresh(inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    return model(inputs)
 
 
 class _Threads:
@@ -314,14 +275,6 @@ def _seed(seed: int) -> None:
         pass
 
 
-def _progress(it: Iterable, enabled: bool, desc: str, total: Optional[int] = None) -> Iterable:
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, desc=desc, total=total, leave=False)
-
-
 class _Ctx:
     """State shared by the steps of one autocompress run."""
 
@@ -394,7 +347,6 @@ def autocompress(
         raise ValueError(f"max_drop must be a non-negative number, got {max_drop!r}")
     if not callable(eval_fn):
         raise TypeError("eval_fn must be callable: eval_fn(model) -> float")
-    from . import cpu_info
 
     t_start = time.perf_counter()
     _seed(seed)
@@ -452,12 +404,13 @@ def autocompress(
 
     def build(n: str, cfg: Any) -> nn.Module:
         lin = model.get_submodule(n)
-        cal = _CALIBRATORS.get(type(cfg))
+        tech = for_config(type(cfg))
+        cal = tech.calibrate
         if cal is not None:
             x = layer_inputs(n)
             if x is not None:
                 return cal(lin, cfg, x).eval()
-        return api._HANDLERS[type(cfg)](lin, cfg).eval()
+        return tech.convert(lin, cfg).eval()
 
     def faster_or_smaller(n: str, cand: nn.Module) -> tuple[bool, str]:
         cur = work.get_submodule(n)
@@ -499,7 +452,7 @@ def autocompress(
         # One pass over the layers (layer by layer: one layer's captured inputs at a time) scores every
         # choice of the step; the budget search below then runs per choice, most aggressive first.
         scored_by_choice: list[list[tuple[float, str, nn.Module]]] = [[] for _ in step.choices]
-        for n in _progress(cands, progress, f"{step.name}: layers", len(cands)):
+        for n in progress_iter(cands, f"{step.name}: layers", progress, len(cands), leave=False):
             for ci, cfg in enumerate(step.choices):
                 try:
                     cand = build(n, cfg)

@@ -13,10 +13,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _C
-from ._threads import get_num_threads
-from .formats import unpack_q8
-from .quantize import dequantize_int8
+from .. import _C
+from ..runtime.threads import get_num_threads
+from .common import blob_shape, prepare_input
+from ..formats.packed import unpack_q8
+from ..math.quantize import dequantize_int8
 
 _KINDS = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 # Activations the GEMM epilogue can fuse (codes of csrc/kernels/act/act.h's Activation enum).
@@ -67,22 +68,6 @@ _F32 = torch.float32
 _BF16 = torch.bfloat16
 
 
-def _prepare_input(x: Tensor, k: int, op: str) -> tuple[Tensor, torch.dtype]:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
-    if x.device.type != "cpu":
-        raise ValueError(f"{op}: input is on {x.device}; slimnn kernels run on the CPU")
-    dt = x.dtype
-    if dt is not _F32 and dt is not _BF16:
-        if dt in (torch.float16, torch.float64):
-            x = x.to(_F32)
-        else:
-            raise TypeError(f"{op}: input dtype must be float32, bfloat16, float16 or float64, got {dt}")
-    if x.dim() == 0 or x.shape[-1] != k:
-        raise ValueError(f"{op}: input's last dimension must be in_features={k}, got shape {tuple(x.shape)}")
-    return x, dt
-
-
 def q8_linear(
     x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
     activation: Optional[str] = None,
@@ -101,7 +86,7 @@ def q8_linear_with_kernel(
     kind = _KINDS.get(mode)
     if kind is None:
         raise ValueError(f"q8_linear: mode must be 'dynamic' or 'weight_only', got {mode!r}")
-    n, k = _blob_shape(packed)
+    n, k = blob_shape(packed)
     if out_features != n:
         raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
     if bias is not None and (
@@ -111,7 +96,7 @@ def q8_linear_with_kernel(
             f"q8_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},), got "
             f"{bias.dtype} {tuple(bias.shape)} on {bias.device}"
         )
-    x, dt = _prepare_input(x, k, "q8_linear")
+    x, dt = prepare_input(x, k, "q8_linear")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
@@ -172,20 +157,6 @@ def _rows_uniform(x: Tensor, ldx: int) -> bool:
 _MODES = {v: k for k, v in _KINDS.items()}
 
 
-def _blob_shape(packed: Tensor) -> tuple[int, int]:
-    # Header fields N and K at byte offsets 16 and 24 (see csrc/formats/header.h); the C++ side re-validates
-    # the blob. N must match out_features: the output is allocated with out_features columns and the kernel
-    # writes N of them, so a larger out_features would leave columns of uninitialized memory.
-    if not isinstance(packed, Tensor):
-        raise TypeError(f"q8_linear: packed weights must be a torch.Tensor, got {type(packed).__name__}")
-    if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() < 128 or not packed.is_contiguous():
-        raise ValueError("q8_linear: packed weights must be a contiguous 1-D uint8 blob with a slimnn header")
-    if packed.device.type != "cpu":
-        raise ValueError(f"q8_linear: packed weights are on {packed.device}; slimnn kernels run on the CPU")
-    n, k = packed[16:32].view(torch.int64).tolist()
-    return int(n), int(k)
-
-
 @torch.library.custom_op("slimnn::q8_linear", mutates_args=())
 def _q8_linear_op(
     x: Tensor, packed: Tensor, bias: Optional[Tensor], mode: str, out_features: int,
@@ -244,6 +215,3 @@ def _backward(ctx, grad):  # noqa: ANN001
 
 _q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)
 
-
-# Fused attention (its own module: attention_ops.py), exposed here with the other ops.
-from .attention_ops import attention  # noqa: E402,F401

@@ -1,4 +1,7 @@
-"""How :class:`slimnn.nn.SparseLinear` is stored by :func:`slimnn.save` (module format ``"sparse_linear"`` v1).
+"""sparse: ``SparseConfig`` -> :class:`slimnn.nn.SparseLinear` (pruning into csr / bsr / N:M / bitmap storage,
+fp32 or int8 values), planned across layers (global sparsity, skip lists, whole neurons).
+
+Saved as module format ``"sparse_linear"`` v1.
 
 Canonical tensors: ``packed`` (uint8: the sparse blob -- csr, bsr, nm or bitmap -- or, for the dense int8
 backend, the q8 blob; both layouts are fixed byte formats that do not depend on the CPU) or ``weight``
@@ -14,7 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import ModuleFormat, TensorSpec, _bool, _dict, _int
+from ..configs import SparseConfig, config_from_json
+from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..math import prune
+from ..nn.sparse import SparseLinear
+from .registry import AutoStep, Done, Technique, register
 
 
 def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -37,34 +44,30 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    from .configs import SparseConfig, config_from_json
-
-    cfg = config_from_json(json.dumps(_dict(meta.get("config"), "sparse config")))
+    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "sparse config")))
     if not isinstance(cfg, SparseConfig):
         raise ValueError(f"sparse_linear module has a {type(cfg).__name__}, expected SparseConfig")
     return cfg
 
 
 def _spec(meta: dict) -> TensorSpec:
-    k, n = _int(meta, "in_features", 1), _int(meta, "out_features", 1)
+    k, n = int_field(meta, "in_features", 1), int_field(meta, "out_features", 1)
     _config(meta)
     backend = meta.get("backend")
     if backend not in ("sparse", "dense"):
         raise ValueError(f"manifest field 'backend' must be 'sparse' or 'dense', got {backend!r}")
     if "packed_bytes" in meta:
-        spec = {"packed": (torch.uint8, (_int(meta, "packed_bytes", 128, 2**40),))}
+        spec = {"packed": (torch.uint8, (int_field(meta, "packed_bytes", 128, 2**40),))}
     else:
         if backend != "dense":
             raise ValueError("a sparse backend needs 'packed_bytes'")
         spec = {"weight": (torch.float32, (n, k))}
-    if _bool(meta, "bias"):
+    if bool_field(meta, "bias"):
         spec["bias"] = (torch.float32, (n,))
     return spec
 
 
 def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
-    from .nn.sparse import SparseLinear
-
     cfg = _config(meta)
     mod = SparseLinear(meta["in_features"], meta["out_features"], bias=meta["bias"], config=cfg)
     sd = {k: v for k, v in tensors.items()}
@@ -77,7 +80,36 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     return mod
 
 
-def sparse_linear_format() -> ModuleFormat:
-    from .nn.sparse import SparseLinear
+def convert(linear: nn.Module, config: SparseConfig) -> nn.Module:
+    return SparseLinear.from_linear(linear, config)
 
-    return ModuleFormat("sparse_linear", 1, SparseLinear, _to_canonical, _spec, _from_canonical)
+
+def plan(model: nn.Module, targets: list, config: SparseConfig) -> dict:
+    if config.pattern != "neurons":
+        return prune.plan_layers(targets, config)
+    names = {fqn for fqn, _ in targets}
+    out: dict[str, Any] = {fqn: "matched SparseConfig.skip" for fqn in names if prune.matches_any(fqn, config.skip)}
+    groups = [
+        (p, c) for p, c in prune.find_mlp_pairs(model)
+        if all(x in names and x not in out for x in (*p, c))
+    ]
+    done = prune.prune_neurons_(model, config.sparsity, groups, config.method)
+    for fqn in names:
+        if fqn in done:
+            out[fqn] = Done(done[fqn])
+        elif fqn not in out:
+            out[fqn] = "no partner layer found: removing its neurons would change the model's outputs"
+    return out
+
+
+TECHNIQUE = register(Technique(
+    name="sparse",
+    config=SparseConfig,
+    modules=(SparseLinear,),
+    convert=convert,
+    plan=plan,
+    summary="pruning (magnitude, Wanda, N:M, blocks, neurons) into sparse storage with sparse kernels",
+    save_formats=(ModuleFormat("sparse_linear", 1, SparseLinear, _to_canonical, _spec, _from_canonical),),
+    cli_config=lambda args: SparseConfig(),
+    autocompress=AutoStep(lambda: [SparseConfig()], order=20),
+))

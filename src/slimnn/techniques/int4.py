@@ -1,6 +1,7 @@
-"""The layer-by-layer int4 calibration that ``slimnn.compress_(model, Int4Config(method="gptq" | "awq", calib_data=...))`` runs.
+"""int4: ``Int4Config`` -> :class:`slimnn.nn.Int4Linear` (group-wise 4-bit codes, W4A8 or weight-only).
 
-Layer by layer: each target Linear is calibrated on the inputs it receives from the model *as already
+Round to nearest converts layer by layer; GPTQ and AWQ calibrate the whole model with
+:func:`quantize_model_int4_`, layer by layer: each target Linear is calibrated on the inputs it receives from the model *as already
 quantized up to it* (earlier layers replaced first), as GPTQ does, so errors do not compound unseen. Each
 step runs the model on the calibration data only up to the layer being calibrated (the forward pass is
 stopped once that layer has been called), and keeps that one layer's statistics: its Hessian (K x K) for
@@ -15,15 +16,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..configs import Int4Config
+from ..math.calibration import capture_linear_inputs, progress_iter
+from ..math.gptq import awq_quantize, gptq_quantize
+from ..math.quantize import INT4_SCALE_DTYPES
+from ..nn.int4 import Int4Linear
+from .registry import AutoStep, Technique, register
+
+
+def convert(linear: nn.Module, config: Int4Config) -> nn.Module:
+    return Int4Linear.from_linear(linear, config)
+
+
+def convert_model(model: nn.Module, targets: list, config: Int4Config, report: Any) -> bool:
+    if config.method == "rtn":
+        return False  # layer by layer, no data
+    quantize_model_int4_(model, targets, config, report)
+    return True
+
 
 def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: Any) -> None:
     """Replaces every (fqn, nn.Linear) of ``targets`` in ``model`` by a calibrated Int4Linear, in order
     (the order of ``model.named_modules()``, i.e. usually execution order). Used by ``compress_``."""
-    from .calibrate import awq_quantize, gptq_quantize
-    from .calibration import capture_linear_inputs, progress_iter
-    from .nn.int4 import Int4Linear
-    from .quantize import INT4_SCALE_DTYPES
-
     if config.calib_data is None:
         raise ValueError(
             f"Int4Config(method={config.method!r}) needs calibration data: pass calib_data=<iterable of model inputs>"
@@ -60,3 +74,15 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
             report.converted[fqn] = type(new).__name__
     finally:
         model.train(was_training)
+
+
+TECHNIQUE = register(Technique(
+    name="int4",
+    config=Int4Config,
+    modules=(Int4Linear,),
+    convert=convert,
+    convert_model=convert_model,
+    summary="4-bit group-wise weights (W4A8 or weight-only), RTN or calibrated with GPTQ / AWQ",
+    cli_config=lambda args: Int4Config(),
+    autocompress=AutoStep(lambda: [Int4Config()], order=10),
+))

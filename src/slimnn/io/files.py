@@ -20,15 +20,14 @@ shape before reading data, and turns a truncated, corrupt or hostile file into a
 says what is wrong. Saving writes a temporary file beside the target and renames it over the target,
 so a crash leaves either the old file or the new one, never half of one.
 
-Adding a format (Int4Linear, SparseLinear, ...): call :func:`register_module_format` with the module
-class, a format name and version, and three functions (to canonical tensors + metadata, the expected
-tensor specs for given metadata, and back). ``save`` dispatches on the module's class, ``load`` on the
-format name in the manifest.
+Formats: each technique lists the save formats of its module classes in its
+:class:`slimnn.techniques.Technique` (a :class:`slimnn.formats.manifest.ModuleFormat`: a name and version
+and three functions: to canonical tensors + metadata, the expected tensor specs for given metadata, and
+back). ``save`` dispatches on the module's class, ``load`` on the format name in the manifest.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -39,185 +38,50 @@ from typing import Any, Callable, Optional, Union
 import torch
 from torch import Tensor, nn
 
+from .._version import __version__
+from ..formats.manifest import (
+    DTYPE_NAMES,
+    DTYPES,
+    FUSABLE,
+    ITEMSIZE,
+    MAX_DIM,
+    ModuleFormat,
+    TensorSpec,  # noqa: F401  (re-exported: slimnn.io.TensorSpec)
+    dict_field,
+)
+from ..nn.fused import FusedActivation
+from ..techniques import add_save_format, save_format_for, save_formats
+from ..techniques.fusion import activation_of
+
 FORMAT = "slimnn"
 FORMAT_VERSION = 1
 MANIFEST_KEY = "slimnn.manifest"
 MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own limit
-MAX_DIM = 2**31 - 1
 MAX_NESTING = 64
-
-_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
-_ITEMSIZE = {k: torch.empty(0, dtype=v).element_size() for k, v in _DTYPES.items()}
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 # ----------------------------------------------------------------------------------------------------
-# Format registry
+# Formats: each technique registers the save formats of its modules (slimnn.techniques)
 # ----------------------------------------------------------------------------------------------------
-
-TensorSpec = dict[str, tuple[torch.dtype, tuple[int, ...]]]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModuleFormat:
-    """How one compressed module class is stored.
-
-    to_canonical(module) -> (tensors, meta): CPU-independent tensors and JSON-able metadata.
-    spec(meta) -> {tensor name: (dtype, shape)}: what the tensors must be for this (validated) metadata;
-        raises ValueError on bad metadata. Called before any tensor data is read.
-    from_canonical(tensors, meta) -> module: rebuilds (and packs for this CPU) the module.
-    """
-
-    name: str
-    version: int
-    cls: type
-    to_canonical: Callable[[nn.Module], tuple[dict[str, Tensor], dict[str, Any]]]
-    spec: Callable[[dict[str, Any]], TensorSpec]
-    from_canonical: Callable[[dict[str, Tensor], dict[str, Any]], nn.Module]
-    # Optional: the version to write for a given module (formats that gained a feature write the new
-    # version only for modules that use it, so older readers still read the rest), and older versions this
-    # format still reads.
-    version_for: Optional[Callable[[nn.Module], int]] = None
-    reads: tuple = ()
-
-
-_BY_NAME: dict[str, ModuleFormat] = {}
-_BY_CLASS: dict[type, ModuleFormat] = {}
 
 
 def register_module_format(fmt: ModuleFormat) -> ModuleFormat:
-    """Registers how a compressed module class is saved and loaded (see :class:`ModuleFormat`)."""
-    if not isinstance(fmt, ModuleFormat):
-        raise TypeError(f"register_module_format expects a ModuleFormat, got {type(fmt).__name__}")
-    _BY_NAME[fmt.name] = fmt
-    _BY_CLASS[fmt.cls] = fmt
-    return fmt
+    """Registers how a compressed module class is saved and loaded (see :class:`ModuleFormat`).
+    Techniques list their formats in their :class:`slimnn.techniques.Technique`; this is for plug-ins."""
+    return add_save_format(fmt)
 
 
 def registered_formats() -> dict[str, type]:
     """Format name -> module class, for every registered compressed module format."""
-    return {k: v.cls for k, v in _BY_NAME.items()}
+    return {k: v.cls for k, v in save_formats().items()}
 
 
 def _compressed_class(mod: nn.Module) -> bool:
     if type(mod).__name__ == "FusedActivation":  # no tensors; recorded in the manifest's fused_activations
         return False
     return type(mod).__module__.startswith("slimnn.nn") or hasattr(mod, "storage_bytes")
-
-
-# --- validation helpers for manifest values (untrusted input) ---
-
-def _int(meta: dict, key: str, lo: int = 0, hi: int = MAX_DIM) -> int:
-    v = meta.get(key)
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"manifest field {key!r} must be an integer in [{lo}, {hi}], got {v!r}")
-    return v
-
-
-def _bool(meta: dict, key: str) -> bool:
-    v = meta.get(key)
-    if not isinstance(v, bool):
-        raise ValueError(f"manifest field {key!r} must be true or false, got {v!r}")
-    return v
-
-
-def _dict(obj: Any, what: str) -> dict:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what} must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-# --- int8 ---
-
-def _int8_to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    from .formats import unpack_q8
-
-    q, scales, gs = unpack_q8(mod.packed)
-    tensors = {"q": q, "scales": scales}
-    if mod.bias is not None:
-        tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
-    meta = {
-        "in_features": mod.in_features,
-        "out_features": mod.out_features,
-        "bias": mod.bias is not None,
-        "config": json.loads(dataclasses.replace(mod.config, group_size=gs).to_json()),
-    }
-    if mod.activation is not None:  # int8_linear v2
-        meta["activation"] = mod.activation
-    return tensors, meta
-
-
-def _int8_config(meta: dict) -> Any:
-    from .configs import Int8Config, config_from_json
-
-    cfg = config_from_json(json.dumps(_dict(meta.get("config"), "int8 config")))
-    if not isinstance(cfg, Int8Config):
-        raise ValueError(f"int8_linear module has a {type(cfg).__name__}, expected Int8Config")
-    return cfg
-
-
-_FUSABLE = ("relu", "gelu", "gelu_tanh", "silu")
-
-
-def _int8_spec(meta: dict) -> TensorSpec:
-    act = meta.get("activation")
-    if act is not None and act not in _FUSABLE:
-        raise ValueError(f"int8_linear activation must be one of {list(_FUSABLE)}, got {act!r}")
-    k, n = _int(meta, "in_features", 1), _int(meta, "out_features", 1)
-    cfg = _int8_config(meta)
-    groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
-    spec = {"q": (torch.int8, (n, k)), "scales": (torch.float32, (groups, n))}
-    if _bool(meta, "bias"):
-        spec["bias"] = (torch.float32, (n,))
-    return spec
-
-
-def _int8_from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
-    from .formats import pack_q8
-    from .nn.int8 import Int8Linear
-
-    cfg = _int8_config(meta)
-    q, scales = tensors["q"], tensors["scales"]
-    if q.numel() and int(q.min()) < -127:
-        raise ValueError("int8 weights hold -128; slimnn's symmetric int8 format uses [-127, 127]")
-    if not bool(torch.isfinite(scales).all()) or not bool((scales > 0).all()):
-        raise ValueError("int8 scales must be finite and positive")
-    bias = tensors.get("bias")
-    if bias is not None and not bool(torch.isfinite(bias).all()):
-        raise ValueError("bias has a NaN or infinite value")
-    activation = meta.get("activation")  # absent in v1 files: no fused activation
-    if activation is not None and activation not in _FUSABLE:
-        raise ValueError(f"int8_linear activation must be one of {sorted(_FUSABLE)}, got {activation!r}")
-    mod = Int8Linear.__new__(Int8Linear)
-    nn.Module.__init__(mod)
-    mod.activation = activation
-    mod.config = cfg
-    mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
-    mod.register_buffer("packed", pack_q8(q, scales, cfg.group_size))
-    mod.register_buffer("bias", None if bias is None else bias.clone())
-    mod.last_kernel = None
-    return mod
-
-
-def _register_builtin_formats() -> None:
-    from .nn.int8 import Int8Linear
-
-    register_module_format(
-        ModuleFormat("int8_linear", 2, Int8Linear, _int8_to_canonical, _int8_spec, _int8_from_canonical,
-                     version_for=lambda m: 1 if m.activation is None else 2, reads=(1,))
-    )
-    from .sparse_io import sparse_linear_format
-
-    register_module_format(sparse_linear_format())
-
-
-_register_builtin_formats()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -257,13 +121,7 @@ _ARCH: dict[str, tuple[type, Callable[[nn.Module], dict], dict[str, type]]] = {
                                            "embedding_dim": m.embedding_dim},
                   {"num_embeddings": int, "embedding_dim": int}),
 }
-def _fused_activation_class() -> type:
-    from .nn.fused import FusedActivation
-
-    return FusedActivation
-
-
-_ARCH["FusedActivation"] = (_fused_activation_class(),) + _ARCH["FusedActivation"][1:]
+_ARCH["FusedActivation"] = (FusedActivation,) + _ARCH["FusedActivation"][1:]
 _ARCH_BY_CLASS = {v[0]: k for k, v in _ARCH.items()}
 
 
@@ -273,7 +131,7 @@ def describe_architecture(model: nn.Module) -> Optional[dict]:
     def walk(m: nn.Module, depth: int) -> Optional[dict]:
         if depth > MAX_NESTING:
             return None
-        if type(m) in _BY_CLASS:
+        if save_format_for(type(m)) is not None:
             return {"type": "compressed"}
         name = _ARCH_BY_CLASS.get(type(m))
         if name is None:
@@ -304,7 +162,7 @@ class _Slot(nn.Module):
 
 
 def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
-    node = _dict(node, "architecture node")
+    node = dict_field(node, "architecture node")
     if depth > MAX_NESTING:
         raise ValueError("architecture is nested too deeply")
     typ = node.get("type")
@@ -313,7 +171,7 @@ def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
     if typ not in _ARCH:
         raise ValueError(f"architecture names module type {typ!r}, which is not on slimnn's allow-list")
     cls, _, types = _ARCH[typ]
-    args = _dict(node.get("args", {}), f"{typ} arguments")
+    args = dict_field(node.get("args", {}), f"{typ} arguments")
     if set(args) != set(types):
         raise ValueError(f"{typ} arguments must be {sorted(types)}, got {sorted(args)}")
     for k, t in types.items():
@@ -351,7 +209,6 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
     """
     from safetensors.torch import save_file
 
-    from . import __version__
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"save expects an nn.Module, got {type(model).__name__}")
@@ -361,7 +218,7 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
     for fqn, mod in model.named_modules():
         if any(fqn.startswith(p) for p in compressed_prefixes):
             continue
-        fmt = _BY_CLASS.get(type(mod))
+        fmt = save_format_for(type(mod))
         if fmt is None:
             if _compressed_class(mod) and type(mod).__module__.startswith("slimnn"):
                 raise ValueError(
@@ -387,7 +244,7 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         t = t.detach()
         if t.device.type == "meta":
             raise ValueError(f"{name} is on the meta device (no data); cannot save it")
-        if t.dtype not in _DTYPE_NAMES:
+        if t.dtype not in DTYPE_NAMES:
             raise ValueError(f"{name} has dtype {t.dtype}, which slimnn files do not store")
         key = (t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()), t.storage_offset()) if t.numel() else None
         if key is not None and key in seen:
@@ -420,12 +277,12 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> N
         "state": state,
         "nonpersistent": nonpersistent,
         "aliases": aliases,
-        "tensors": {k: {"dtype": _DTYPE_NAMES[v.dtype], "shape": list(v.shape)} for k, v in tensors.items()},
+        "tensors": {k: {"dtype": DTYPE_NAMES[v.dtype], "shape": list(v.shape)} for k, v in tensors.items()},
         "architecture": describe_architecture(model),
         # activation modules replaced by a FusedActivation (their Linear applies them): load does the same
         # to a skeleton. Absent in files written before fusion existed.
         "fused_activations": {fqn: {"activation": m.activation, "into": m.into}
-                              for fqn, m in model.named_modules() if isinstance(m, _fused_activation_class())},
+                              for fqn, m in model.named_modules() if isinstance(m, FusedActivation)},
         "user": metadata if metadata is not None else {},
     }
     text = json.dumps(manifest, sort_keys=True)
@@ -495,7 +352,7 @@ def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
         if 8 + n > size:
             raise ValueError(f"{path}: truncated: header claims {n} bytes, file has {size - 8} after the length")
         raw = f.read(n)
-    header = _dict(_json(raw, f"{path}: safetensors header"), f"{path}: safetensors header")
+    header = dict_field(_json(raw, f"{path}: safetensors header"), f"{path}: safetensors header")
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not isinstance(meta.get(MANIFEST_KEY), str):
         raise ValueError(f"{path}: a safetensors file without a slimnn manifest (not saved by slimnn.save)")
@@ -503,9 +360,9 @@ def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
     entries: dict[str, dict] = {}
     spans = []
     for name, e in header.items():
-        e = _dict(e, f"{path}: header entry {name!r}")
+        e = dict_field(e, f"{path}: header entry {name!r}")
         dt, shape, offs = e.get("dtype"), e.get("shape"), e.get("data_offsets")
-        if dt not in _DTYPES:
+        if dt not in DTYPES:
             raise ValueError(f"{path}: tensor {name!r} has unsupported dtype {dt!r}")
         if not isinstance(shape, list) or len(shape) > 8 or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
@@ -516,7 +373,7 @@ def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
         ):
             raise ValueError(f"{path}: tensor {name!r} has invalid data offsets {offs!r}")
         a, b = offs
-        nbytes = math.prod(shape) * _ITEMSIZE[dt]
+        nbytes = math.prod(shape) * ITEMSIZE[dt]
         if not 0 <= a <= b or b - a != nbytes:
             raise ValueError(f"{path}: tensor {name!r}: byte range {offs} does not match {dt} {shape}")
         if b > data_len:
@@ -531,7 +388,7 @@ def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
         pos = b
     if pos != data_len:
         raise ValueError(f"{path}: {data_len - pos} trailing bytes after the last tensor (corrupt or not ours)")
-    manifest = _dict(_json(meta[MANIFEST_KEY], f"{path}: manifest"), f"{path}: manifest")
+    manifest = dict_field(_json(meta[MANIFEST_KEY], f"{path}: manifest"), f"{path}: manifest")
     _check_manifest(path, manifest, entries)
     return entries, manifest
 
@@ -550,15 +407,15 @@ def _check_manifest(path: str, man: dict, entries: dict) -> None:
     if not isinstance(fused, dict):
         raise ValueError(f"{path}: manifest field 'fused_activations' must be a dict")
     for fqn, f in fused.items():
-        f = _dict(f, f"{path}: fused activation {fqn!r}")
-        if not fqn or f.get("activation") not in _FUSABLE or not isinstance(f.get("into"), str):
+        f = dict_field(f, f"{path}: fused activation {fqn!r}")
+        if not fqn or f.get("activation") not in FUSABLE or not isinstance(f.get("into"), str):
             raise ValueError(f"{path}: fused activation {fqn!r} is malformed: {f}")
     declared = man["tensors"]
     if set(declared) != set(entries):
         extra, missing = sorted(set(entries) - set(declared)), sorted(set(declared) - set(entries))
         raise ValueError(f"{path}: manifest and file disagree on tensors (undeclared {extra[:5]}, absent {missing[:5]})")
     for name, d in declared.items():
-        d = _dict(d, f"{path}: manifest tensor {name!r}")
+        d = dict_field(d, f"{path}: manifest tensor {name!r}")
         if d.get("dtype") != entries[name]["dtype"] or d.get("shape") != list(entries[name]["shape"]):
             raise ValueError(f"{path}: tensor {name!r}: manifest says {d}, file holds {entries[name]}")
     for name in man["state"] + man["nonpersistent"]:
@@ -568,15 +425,15 @@ def _check_manifest(path: str, man: dict, entries: dict) -> None:
         if not isinstance(b, str) or b not in entries:
             raise ValueError(f"{path}: alias {a!r} points to {b!r}, which is not in the file")
     for fqn, m in man["modules"].items():
-        m = _dict(m, f"{path}: module {fqn!r}")
-        fmt = _BY_NAME.get(m.get("format"))
+        m = dict_field(m, f"{path}: module {fqn!r}")
+        fmt = save_formats().get(m.get("format"))
         if fmt is None:
             raise ValueError(f"{path}: module {fqn!r} has format {m.get('format')!r}, unknown to this slimnn "
-                             f"(known: {sorted(_BY_NAME)})")
+                             f"(known: {sorted(save_formats())})")
         if m.get("version") != fmt.version and m.get("version") not in fmt.reads:
             raise ValueError(f"{path}: module {fqn!r}: {fmt.name} version {m.get('version')!r} is not supported "
                              f"(this slimnn reads {fmt.version})")
-        meta = _dict(m.get("meta"), f"{path}: module {fqn!r} metadata")
+        meta = dict_field(m.get("meta"), f"{path}: module {fqn!r} metadata")
         try:
             spec = fmt.spec(meta)
         except ValueError as e:
@@ -586,9 +443,9 @@ def _check_manifest(path: str, man: dict, entries: dict) -> None:
             e = entries.get(prefix + tname)
             if e is None:
                 raise ValueError(f"{path}: module {fqn!r} lacks tensor {tname!r}")
-            if _DTYPES[e["dtype"]] != dt or e["shape"] != tuple(shape):
+            if DTYPES[e["dtype"]] != dt or e["shape"] != tuple(shape):
                 raise ValueError(f"{path}: module {fqn!r} tensor {tname!r} is {e['dtype']} {list(e['shape'])}, "
-                                 f"expected {_DTYPE_NAMES[dt]} {list(shape)}")
+                                 f"expected {DTYPE_NAMES[dt]} {list(shape)}")
 
 
 def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True) -> nn.Module:
@@ -621,7 +478,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
         except Exception as e:  # noqa: BLE001
             raise ValueError(f"{path}: cannot read tensor {name!r}: {e}") from None
         e = entries[name]
-        if t.dtype != _DTYPES[e["dtype"]] or tuple(t.shape) != e["shape"]:
+        if t.dtype != DTYPES[e["dtype"]] or tuple(t.shape) != e["shape"]:
             raise ValueError(f"{path}: tensor {name!r} read back as {t.dtype} {tuple(t.shape)}")
         return t
 
@@ -640,7 +497,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
 
         prefixes = []
         for fqn, m in man["modules"].items():
-            fmt = _BY_NAME[m["format"]]
+            fmt = save_formats()[m["format"]]
             prefix = f"{fqn}." if fqn else ""
             prefixes.append(prefix)
             if not fqn:
@@ -669,14 +526,12 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
                 old = model.get_submodule(fqn)
             except AttributeError:
                 raise ValueError(f"{path}: fused activation {fqn!r} is in the file but not in the given model") from None
-            if not isinstance(old, (_fused_activation_class(), nn.Identity)) and old is not None:
-                from .fuse import activation_of
-
+            if not isinstance(old, (FusedActivation, nn.Identity)) and old is not None:
                 if activation_of(old) != f["activation"]:
                     raise ValueError(f"{path}: {fqn!r} is a {type(old).__name__} in the given model; the file fused "
                                      f"a {f['activation']} there")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, _fused_activation_class()(f["activation"], f["into"]))
+            setattr(parent, child, FusedActivation(f["activation"], f["into"]))
 
         sd_names = set(model.state_dict(keep_vars=True).keys())
         expected = {n for n in sd_names if not any(n.startswith(p) for p in prefixes)}

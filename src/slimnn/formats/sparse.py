@@ -25,8 +25,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import _C
-from .formats import _check_blob
+from .. import _C
+from .packed import check_blob
 
 BLOCKS = ((1, 4), (1, 8), (4, 1), (16, 1))
 """Block shapes (R x C) with kernels."""
@@ -72,7 +72,7 @@ def parse_format(name: str) -> tuple[str, tuple[int, int]]:
 
 def sparse_info(blob: Tensor, full_check: bool = False) -> SparseInfo:
     """Parses and validates a sparse blob (``full_check``: every index, padding, value and scale too)."""
-    _check_blob(blob)
+    check_blob(blob)
     d = _C.sparse_info(blob.data_ptr(), blob.numel(), full_check)
     if d["format"] == "bsr":
         name = "bsr{}x{}".format(*d["block"])

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from . import _C
+from .. import _C
 
 
 class Q8Info(NamedTuple):
@@ -24,7 +24,7 @@ class Q8Info(NamedTuple):
     kp: int
 
 
-def _check_blob(blob: Tensor) -> None:
+def check_blob(blob: Tensor) -> None:
     if not isinstance(blob, Tensor):
         raise TypeError(f"packed weights must be a torch.Tensor, got {type(blob).__name__}")
     if blob.dtype != torch.uint8 or blob.dim() != 1:
@@ -37,7 +37,7 @@ def _check_blob(blob: Tensor) -> None:
 
 def q8_info(blob: Tensor, full_check: bool = False) -> Q8Info:
     """Parses and validates a q8 blob's header (``full_check``: also scales, padding and column sums)."""
-    _check_blob(blob)
+    check_blob(blob)
     n, k, gs, ng, np_, kp = _C.q8_header(blob.data_ptr(), blob.numel(), full_check)
     return Q8Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp)
 
@@ -87,7 +87,7 @@ class Q4Info(NamedTuple):
 
 def q4_info(blob: Tensor, full_check: bool = False) -> Q4Info:
     """Parses and validates a q4 blob's header (``full_check``: also codes, zeros, scales and sums)."""
-    _check_blob(blob)
+    check_blob(blob)
     n, k, gs, ng, np_, kp, sd, asym = _C.q4_header(blob.data_ptr(), blob.numel(), full_check)
     return Q4Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp, _SCALE_DTYPES[sd], not asym)
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _C
-from ._threads import get_num_threads
+from .. import _C
+from ..runtime.threads import get_num_threads
 
 _F32 = torch.float32
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)

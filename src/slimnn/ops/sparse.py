@@ -13,9 +13,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from . import _C
-from ._threads import get_num_threads
-from .sparse_formats import dense_weight
+from .. import _C
+from ..runtime.threads import get_num_threads
+from .common import check_input
+from ..formats.sparse import dense_weight
 
 _F32 = torch.float32
 
@@ -28,18 +29,6 @@ def _in_features(packed: Tensor, op: str) -> int:
     ):
         raise ValueError(f"{op}: packed weights must be a contiguous 1-D uint8 CPU blob with a slimnn header")
     return int(packed[24:32].view(torch.int64).item())
-
-
-def _prepare_input(x: Tensor, k: int, op: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
-    if x.device.type != "cpu":
-        raise ValueError(f"{op}: input is on {x.device}; slimnn kernels run on the CPU")
-    if x.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
-        raise TypeError(f"{op}: input dtype must be float32, bfloat16, float16 or float64, got {x.dtype}")
-    if x.dim() == 0 or x.shape[-1] != k:
-        raise ValueError(f"{op}: input's last dimension must be in_features={k}, got shape {tuple(x.shape)}")
-    return x
 
 
 def sparse_linear_with_kernel(
@@ -60,7 +49,7 @@ def sparse_linear_with_kernel(
         or not bias.is_contiguous() or bias.device.type != "cpu"
     ):
         raise ValueError(f"sparse_linear: bias must be a contiguous float32 CPU tensor of shape ({out_features},)")
-    x = _prepare_input(x, k, "sparse_linear")
+    x = check_input(x, k, "sparse_linear")
     dt = x.dtype
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from . import _C, isa
-from ._threads import get_num_threads
+from .. import _C
+from . import isa
+from .threads import get_num_threads
 
 
 def kernels() -> list[dict[str, Any]]:

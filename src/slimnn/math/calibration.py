@@ -44,9 +44,20 @@ class LinearInputStats:
         return torch.cat(self.rows) if self.rows else torch.zeros(0)
 
 
+def _fresh(inputs: Any) -> Any:
+    # Some models (sentence-transformers) add keys to the dict they are given: pass shallow copies.
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(_fresh(i) for i in inputs)
+    return inputs
+
+
 def call_model(model: nn.Module, batch: Any) -> Any:
-    """``model(**b)`` for a mapping, ``model(*b)`` for a tuple or list, else ``model(b)``."""
-    if isinstance(batch, Mapping):
+    """``model(**b)`` for a mapping, ``model(*b)`` for a tuple or list, else ``model(b)``; containers are
+    shallow-copied first, so a model that adds keys to its input dict does not change the caller's."""
+    batch = _fresh(batch)
+    if isinstance(batch, dict):
         return model(**batch)
     if isinstance(batch, (tuple, list)):
         return model(*batch)
@@ -57,7 +68,8 @@ class _Stop(Exception):
     """Raised by a hook to end the forward pass once every hooked module has run."""
 
 
-def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
+def progress_iter(items: Sequence, desc: str, enabled: bool, total: Optional[int] = None,
+                  leave: bool = True) -> Iterable:
     """Iterates ``items`` with a tqdm bar when tqdm is installed (a plain stderr counter otherwise);
     ``enabled=False`` is silent."""
     if not enabled:
@@ -66,7 +78,7 @@ def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        n = len(items)
+        n = total if total is not None else len(items)
         for i, it in enumerate(items):
             sys.stderr.write(f"\r{desc}: {i + 1}/{n}")
             sys.stderr.flush()
@@ -74,7 +86,7 @@ def progress_iter(items: Sequence, desc: str, enabled: bool) -> Iterable:
         if n:
             sys.stderr.write("\n")
         return
-    yield from tqdm(items, desc=desc)
+    yield from tqdm(items, desc=desc, total=total, leave=leave)
 
 
 def capture_linear_inputs(

@@ -13,74 +13,32 @@ straight-through gradient; ``mask``: pruned weights held at zero, their gradient
 sees the compression error. When training ends each shadow is compressed again with the module's own
 config (re-quantized from the trained float weights; sparsity patterns kept), so the student leaves with
 the same formats it came in with. Float ``nn.Linear`` layers with zeros in their weights (magnitude
-pruning by masks) keep those zeros (``keep_sparsity``). New compressed formats register how to do this
-with :func:`register_trainable`.
+pruning by masks) keep those zeros (``keep_sparsity``). Techniques register how to do this
+(:class:`slimnn.techniques.Trainable`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainableFormat:
-    """How a compressed module class trains.
-
-    to_shadow(module) -> (weight, bias, fake_quant, mask): float32 weight (N x K) and bias to start from,
-        ``fake_quant(w) -> w`` (the format's quantize-dequantize, or None) and a 0/1 ``mask`` (or None).
-    from_shadow(module, weight, bias) -> module: the compressed module rebuilt from trained weights.
-    """
-
-    cls: type
-    to_shadow: Callable[[nn.Module], tuple[Tensor, Optional[Tensor], Optional[Callable[[Tensor], Tensor]], Optional[Tensor]]]
-    from_shadow: Callable[[nn.Module, Tensor, Optional[Tensor]], nn.Module]
+from ..math.calibration import call_model, progress_iter
+from ..ops.q8 import apply_activation
+from ..techniques import Trainable, trainable_for
+from ..techniques.registry import add_trainable
 
 
-_TRAINABLE: dict[type, TrainableFormat] = {}
+# Compressed module classes train through the shadows their technique registers (slimnn.techniques:
+# Technique.trainable); kept importable under the old names for one release.
+TrainableFormat = Trainable
 
 
-def register_trainable(fmt: TrainableFormat) -> TrainableFormat:
-    """Registers how a compressed module class is trained during :func:`distill`."""
-    _TRAINABLE[fmt.cls] = fmt
-    return fmt
-
-
-def _int8_to_shadow(mod: nn.Module) -> tuple:
-    from .quantize import dequantize_int8, quantize_int8_symmetric
-
-    gs = mod.config.group_size
-
-    def fake_quant(w: Tensor) -> Tensor:
-        q, s = quantize_int8_symmetric(w, gs)
-        return dequantize_int8(q, s, gs)
-
-    b = None if mod.bias is None else mod.bias.detach().clone()
-    return mod.dequantized_weight(), b, fake_quant, None
-
-
-def _int8_from_shadow(mod: nn.Module, w: Tensor, b: Optional[Tensor]) -> nn.Module:
-    from .nn.int8 import Int8Linear
-
-    lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-    with torch.no_grad():
-        lin.weight.copy_(w)
-        if b is not None:
-            lin.bias.copy_(b)
-    return Int8Linear.from_linear(lin, mod.config, getattr(mod, "activation", None))
-
-
-def _register_builtin() -> None:
-    from .nn.int8 import Int8Linear
-
-    register_trainable(TrainableFormat(Int8Linear, _int8_to_shadow, _int8_from_shadow))
-
-
-_register_builtin()
+def register_trainable(fmt: Trainable) -> Trainable:
+    """Registers how a compressed module class trains (outside a technique, e.g. a plug-in's module)."""
+    return add_trainable(fmt)
 
 
 class ShadowLinear(nn.Module):
@@ -105,13 +63,11 @@ class ShadowLinear(nn.Module):
         y = F.linear(x.to(torch.float32), self.effective_weight(), self.bias)
         act = getattr(self.original[0], "activation", None)  # a fused activation (slimnn.fuse_activations_)
         if act is not None:
-            from .ops import apply_activation
-
             y = apply_activation(y, act)
         return y.to(x.dtype)
 
     def compress(self) -> nn.Module:
-        fmt = _TRAINABLE[type(self.original[0])]
+        fmt = trainable_for(type(self.original[0]))
         w = self.weight.detach() if self.mask is None else self.weight.detach() * self.mask
         b = None if self.bias is None else self.bias.detach()
         return fmt.from_shadow(self.original[0], w, b)
@@ -184,8 +140,6 @@ def distill(
     history: if a list is given, the loss of every step is appended to it.
     Compressed layers train through float shadows and are re-compressed at the end (module docstring).
     """
-    from .pipeline import call_model
-
     if loss not in ("kl", "mse", "cosine"):
         raise ValueError(f"loss must be 'kl', 'mse' or 'cosine', got {loss!r}")
     if not 0.0 <= alpha <= 1.0:
@@ -203,7 +157,7 @@ def distill(
     # 1. Compressed modules -> float shadows.
     shadows: dict[str, ShadowLinear] = {}
     for name, mod in list(student.named_modules()):
-        fmt = _TRAINABLE.get(type(mod))
+        fmt = trainable_for(type(mod))
         if fmt is None or not name:
             continue
         if any(name.startswith(s + ".") for s in shadows):
@@ -213,10 +167,10 @@ def distill(
         shadows[name] = sh
         _set(student, name, sh)
     for name, mod in student.named_modules():
-        if (type(mod).__module__.startswith("slimnn.nn") and type(mod) not in _TRAINABLE
+        if (type(mod).__module__.startswith("slimnn.nn") and trainable_for(type(mod)) is None
                 and type(mod).__name__ != "FusedActivation"):  # no parameters; its Linear applies it
-            raise TypeError(f"{name} is a {type(mod).__name__}, which distill cannot train; register it "
-                            "with register_trainable (from slimnn.distill import register_trainable)")
+            raise TypeError(f"{name} is a {type(mod).__name__}, which distill cannot train (its technique "
+                            "registers no Trainable shadow; see slimnn.techniques.gaps())")
 
     # 2. Masks for pruned float layers.
     mask_of: dict[str, Tensor] = {}
@@ -258,10 +212,8 @@ def distill(
     student.train()
     step = 0
     try:
-        from .pipeline import _progress
-
         for _epoch in range(epochs):
-            for batch in _progress(data, progress, "distill"):
+            for batch in progress_iter(data, "distill", progress, leave=False):
                 x, y = _split(batch, labels)
                 with torch.no_grad():
                     t_out = out_fn(fwd(teacher, x)).detach().float()

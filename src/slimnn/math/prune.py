@@ -19,65 +19,17 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-import re
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
+from ..configs import BLOCKS, METHODS, Pattern, parse_pattern  # noqa: F401  (the pattern grammar lives with the config)
 from .quantize import check_weight
-
-METHODS = ("magnitude", "wanda", "existing")
-BLOCKS = ((1, 4), (1, 8), (4, 1), (16, 1))
-_NM = re.compile(r"^(\d+):(\d+)$")
-_BLOCK = re.compile(r"^(\d+)x(\d+)$")
 
 INPUT_NORM_ATTR = "_slimnn_input_norm"
 """Attribute :func:`calibrate_` sets on each ``nn.Linear``: float32 [in_features], the L2 norm of each input
 feature over the calibration rows. A plain attribute (not a buffer), so state_dicts are unchanged."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Pattern:
-    kind: str  # "unstructured" | "nm" | "block" | "neurons"
-    a: int = 0  # N (nm) or R (block)
-    b: int = 0  # M (nm) or C (block)
-
-    @property
-    def format(self) -> str:
-        """The packed format that stores this pattern (see slimnn.sparse_formats)."""
-        if self.kind == "nm":
-            return f"nm{self.a}:{self.b}"
-        if self.kind == "block":
-            return f"bsr{self.a}x{self.b}"
-        return "csr"
-
-    @property
-    def fixed_sparsity(self) -> Optional[float]:
-        return 1.0 - self.a / self.b if self.kind == "nm" else None
-
-
-def parse_pattern(pattern: str) -> Pattern:
-    """``"unstructured"``, ``"neurons"``, ``"N:M"`` (M in 4, 8, 16) or ``"RxC"`` (a shape in :data:`BLOCKS`)."""
-    if not isinstance(pattern, str):
-        raise ValueError(f"pattern must be a string, got {pattern!r}")
-    if pattern in ("unstructured", "neurons"):
-        return Pattern(pattern)
-    m = _NM.match(pattern)
-    if m:
-        n_, m_ = int(m.group(1)), int(m.group(2))
-        if m_ not in (4, 8, 16) or not 1 <= n_ < m_:
-            raise ValueError(f"N:M pattern needs M in (4, 8, 16) and 1 <= N < M, got {pattern!r}")
-        return Pattern("nm", n_, m_)
-    m = _BLOCK.match(pattern)
-    if m:
-        r, c = int(m.group(1)), int(m.group(2))
-        if (r, c) not in BLOCKS:
-            raise ValueError(f"block pattern {pattern!r} has no kernel; use one of "
-                             f"{', '.join(f'{a}x{b}' for a, b in BLOCKS)}")
-        return Pattern("block", r, c)
-    raise ValueError(f"unknown pattern {pattern!r}; expected 'unstructured', 'N:M' (e.g. '2:4'), 'RxC' (e.g. '1x4') "
-                     "or 'neurons'")
 
 
 def _check_sparsity(s: float, name: str = "sparsity") -> float:

@@ -28,8 +28,8 @@ from torch import nn
 
 import slimnn
 
-from .pipeline import linear_bytes, measure_latency, model_bytes
-from .report import LayerRow, Report, StepResult
+from ..recipes.pipeline import linear_bytes, measure_latency, model_bytes
+from ..recipes.report import LayerRow, Report, StepResult
 
 # Real sentences, in groups of four on one topic, so nearest neighbours are meaningful.
 SENTENCES = [
@@ -184,7 +184,7 @@ def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False)
 
 
 def _layers(model: nn.Module) -> list[LayerRow]:
-    from .pipeline import is_linear_like, layer_bytes, layer_format, layer_kernel
+    from ..recipes.pipeline import is_linear_like, layer_bytes, layer_format, layer_kernel
 
     return [LayerRow(n, layer_format(m), layer_kernel(m), layer_bytes(m))
             for n, m in model.named_modules() if n and is_linear_like(m)]
@@ -233,7 +233,7 @@ def run_minilm(st: nn.Module, args: argparse.Namespace) -> tuple[Report, list, l
             )
             from collections import Counter
 
-            from .pipeline import layer_format
+            from ..recipes.pipeline import layer_format
 
             rep.save(os.path.join(args.out, "autocompress"))  # its own per-step, per-layer report
             linear_names = {n for n, m in st.named_modules() if type(m) is nn.Linear}

@@ -58,7 +58,7 @@ def activation_of(mod: nn.Module) -> Optional[str]:
 
 
 def _fusable_linear(mod: nn.Module) -> bool:
-    from .nn.int8 import Int8Linear
+    from ..nn.int8 import Int8Linear
 
     return type(mod) is Int8Linear and mod.activation is None
 
@@ -111,7 +111,7 @@ def fuse_activations_(model: nn.Module) -> dict[str, str]:
     "<activation> (from <activation module fqn>)"} for what it fused. Only ``slimnn.nn.Int8Linear`` fuses
     today; other modules are left as they are.
     """
-    from .nn.fused import FusedActivation
+    from ..nn.fused import FusedActivation
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"fuse_activations_ expects an nn.Module, got {type(model).__name__}")

@@ -1,0 +1,4 @@
+"""Runtime layer: what this CPU can do (ISA detection and forcing), the kernel tables, and thread counts.
+
+Imports nothing of slimnn above ``_C``.
+"""
