@@ -1,6 +1,6 @@
 """Conv kernels (csrc/kernels/conv): every ISA path against the torch reference over adversarial shapes.
 
-The reference (slimnn.conv_ops.conv2d_reference) is itself checked against float conv; the dyn path's
+The reference (slimnn.math.reference.conv2d_reference) is itself checked against float conv; the dyn path's
 integer accumulations are checked exactly (unit weight scales make y / a_scale the integer sum); quantized
 bytes and im2col rows are exact; thread counts give bit-identical results.
 """
@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 import slimnn
 from slimnn import _C
-from slimnn import conv_ops as co
+from slimnn.math import reference as R
+from slimnn.ops import conv as co
 
 from tolerances import assert_close, assert_exact
 
@@ -98,7 +99,7 @@ def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []
         for blk in blocks:
-            qa, sc, zp, _ = co.quantize_activation_u8(blk)
+            qa, sc, zp, _ = R.quantize_activation_u8(blk)
             outs.append(F.conv2d(F.pad((qa.double() - zp).abs(), (l, r, t, b)), q.double().abs(), **kw)
                         * sc * scales.double().view(1, -1, 1, 1))
         m = torch.cat(outs) if len(outs) > 1 else outs[0]
@@ -116,11 +117,11 @@ def test_reference_tracks_float_conv():
     q = torch.round(w / scales.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
     ref = F.conv2d(x, w, b, padding=1)
     for mode in co.MODES:
-        y = co.conv2d_reference(x, q, scales, b, 1, 1, 1, 1, None, mode)
+        y = R.conv2d_reference(x, q, scales, b, 1, 1, 1, 1, None, mode)
         sqnr = 10 * math.log10(ref.pow(2).mean() / (y - ref).pow(2).mean())
         assert sqnr > 30, f"{mode}: SQNR {sqnr:.1f} dB"
     # weight-only with exactly representable weights is the float conv itself
-    y = co.conv2d_reference(x, q, torch.ones(48), b, 1, 1, 1, 1, None, "weight_only")
+    y = R.conv2d_reference(x, q, torch.ones(48), b, 1, 1, 1, 1, None, "weight_only")
     torch.testing.assert_close(y, F.conv2d(x, q.float(), b, padding=1), rtol=1e-5, atol=1e-3)
 
 
@@ -134,7 +135,7 @@ def test_dense_matches_reference(isa, case, mode):
         y, name = run(case, x, q, scales, bias, mode)
     assert name.endswith("__" + (GEMM_ISA if mode == "dynamic" else DW_ISA)[isa]), name  # no VNNI wo kernel
     assert y.is_contiguous(memory_format=torch.channels_last)
-    ref = co.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
+    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
     kk = case[5] ** 2 * case[1] // case[9]
     assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
 
@@ -149,7 +150,7 @@ def test_depthwise_matches_reference(isa, case):
     k = case[5]
     fast = {3: "3x3", 5: "5x5"}.get(k) if case[8] == 1 else None
     assert name == f"conv_dw_f32_{fast or 'general'}__{DW_ISA[isa]}", name
-    ref = co.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9])
+    ref = R.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9])
     assert_close(y, ref, k=k * k, magnitude=magnitude(case, x, q, scales, bias, "weight_only"), what=f"{isa} {case}")
 
 
@@ -169,8 +170,8 @@ def test_integer_accumulation_exact(isa, quant):
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         start = 0
         for blk in blocks:
-            qa, sc, zp, _ = co.quantize_activation_u8(blk)
-            acc = co.conv2d_i32_reference(qa, zp, q, s, p, d, g)
+            qa, sc, zp, _ = R.quantize_activation_u8(blk)
+            acc = R.conv2d_i32_reference(qa, zp, q, s, p, d, g)
             assert acc.abs().max() < 2**24  # float32 holds the sums exactly
             got = (y[start:start + blk.shape[0]].double() / sc).round().to(torch.int64)
             assert_exact(got, acc, f"{isa} {quant} {case}")
@@ -184,7 +185,7 @@ def test_quantized_bytes_exact(isa):
     for count in (1, 7, 16, 33, 1000):
         x = torch.randn(count, generator=gen) * 3 - 0.5
         x[0] = 0.5 * (x[0] // 0.5)  # a value on the .5 grid: ties to even somewhere
-        q_ref, sc_ref, zp_ref, ok = co.quantize_activation_u8(x)
+        q_ref, sc_ref, zp_ref, ok = R.quantize_activation_u8(x)
         with slimnn.isa.forced(isa):
             ok2, sc, zp = _C.conv_quant_params(x.data_ptr(), count)
             q = torch.empty(count, dtype=torch.uint8)
@@ -227,8 +228,8 @@ def test_fused_activation(act):
     for case in (DENSE[1], DW[0], DW[2]):
         x, q, scales, bias = make(case)
         y, _ = run(case, x, q, scales, bias, "dynamic", act)
-        pre = co.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9], None, "dynamic")
-        want = co.apply_activation(pre.double(), act).float()
+        pre = R.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9], None, "dynamic")
+        want = R.conv_activation(pre.double(), act).float()
         mag = magnitude(case, x, q, scales, bias, "dynamic") * 2 + pre.abs().double()
         assert_close(y, want, k=case[5] ** 2 * case[1] // case[9], magnitude=mag, what=f"{act} {case}")
 

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from slimnn import _C
-from slimnn.formats import pack_q4, pack_q8
+from slimnn.formats.packed import pack_q4, pack_q8
 from slimnn.nn.embedding import QuantEmbedding
 from slimnn.nn.int8 import Int8Linear
-from slimnn.quantize import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8_symmetric
+from slimnn.math.quantize import dequantize_int4, dequantize_int8, quantize_int4, quantize_int8_symmetric
 
 from tolerances import assert_exact
 

@@ -20,9 +20,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .. import conv_ops as co
-from ..formats import unpack_q8
-from ..quantize import quantize_int8_symmetric
+from ..formats.packed import q8_info, unpack_q8
+from ..math import reference
+from ..math.quantize import quantize_int8_symmetric
+from ..ops import conv as co
 
 class _OpaqueChildren(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: ARG002
@@ -142,9 +143,9 @@ class Conv2dInt8(nn.Module):
         bias: bool = True, mode: str = "dynamic", quant: str = "per_image", activation: Optional[str] = None,
     ) -> None:
         super().__init__()
-        k = co._pair(kernel_size, "kernel_size")
-        self._setup(in_channels, out_channels, k, co._pair(stride, "stride"), co.pads4(padding),
-                    co._pair(dilation, "dilation"), groups, mode, quant, activation)
+        k = co.as_pair(kernel_size, "kernel_size")
+        self._setup(in_channels, out_channels, k, co.as_pair(stride, "stride"), co.pads4(padding),
+                    co.as_pair(dilation, "dilation"), groups, mode, quant, activation)
         q = torch.zeros(out_channels, in_channels // groups, *k, dtype=torch.int8)
         self._set_weight(q, torch.ones(out_channels))
         self.register_buffer("bias", torch.zeros(out_channels) if bias else None)
@@ -247,9 +248,9 @@ class Conv2dInt8(nn.Module):
         return y if dt == torch.float32 else y.to(dt)
 
     def reference_forward(self, x: Tensor) -> Tensor:
-        """The float64 reference of what the kernel computes (slimnn.conv_ops.conv2d_reference)."""
+        """The float64 reference of what the kernel computes (slimnn.math.reference.conv2d_reference)."""
         q, s = self.int8_weight()
-        return co.conv2d_reference(x, q, s, self.bias, self.stride, self.padding, self.dilation, self.groups,
+        return reference.conv2d_reference(x, q, s, self.bias, self.stride, self.padding, self.dilation, self.groups,
                                    self.activation, self.mode, self.quant)
 
     def storage_bytes(self) -> int:
@@ -283,8 +284,6 @@ class Conv2dInt8(nn.Module):
             if not isinstance(blob, Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1 or blob.numel() != self.packed.numel():
                 error_msgs.append(f"{key}: expected a uint8 blob of {self.packed.numel()} bytes")
                 return
-            from ..formats import q8_info
-
             kk = self.kernel_size[0] * self.kernel_size[1] * (self.in_channels // self.groups)
             gb = self.group_bytes
             for g in range(self.groups):

@@ -15,10 +15,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .. import _C
-from .._threads import get_num_threads
-from ..formats import pack_q4, pack_q8, q4_info, q8_info
-from ..quantize import quantize_int4, quantize_int8_symmetric
+from ..formats.packed import pack_q4, pack_q8, q4_info, q8_info
+from ..math.quantize import quantize_int4, quantize_int8_symmetric
+from ..ops.conv import embed_gather
 
 FORMATS = ("q8", "q4")
 
@@ -97,16 +96,10 @@ class QuantEmbedding(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
             raise TypeError(f"QuantEmbedding: ids must be an integer tensor, got {getattr(ids, 'dtype', type(ids))}")
-        flat = ids.reshape(-1).to(torch.int64).contiguous()
-        out = torch.empty(flat.numel(), self.embedding_dim)
-        blob = self.packed
-        bad = _C.embed_gather(self.fmt, blob.data_ptr(), blob.numel(), flat.data_ptr(), flat.numel(), out.data_ptr(),
-                              out.numel(), get_num_threads())
-        if bad >= 0:
-            raise IndexError(f"QuantEmbedding: id {int(flat[bad])} is out of range [0, {self.num_embeddings})")
+        out = embed_gather(self.fmt, self.packed, ids, self.num_embeddings, self.embedding_dim)
         if self.in_mul is not None:
             out.mul_(self.in_mul)
-        return out.view(*ids.shape, self.embedding_dim)
+        return out
 
     def dequantized_weight(self) -> Tensor:
         return self.forward(torch.arange(self.num_embeddings))

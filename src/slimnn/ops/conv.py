@@ -1,4 +1,6 @@
-"""Int8 convolution: the eager ops over ``_C`` (kernels/conv) and their torch reference.
+"""Int8 convolution and embedding lookups: the eager ops over ``_C`` (kernels/conv, kernels/embed).
+
+The float references they are tested against are in :mod:`slimnn.math.reference` (``conv2d_reference``).
 
 Layouts: activations NCHW logical shape, channels-last (NHWC) storage preferred; a channels-first input is
 converted once per call (``x.contiguous(memory_format=torch.channels_last)``), and the output is returned
@@ -17,12 +19,13 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from . import _C
-from ._threads import get_num_threads
-from .formats import pack_q8
+from .. import _C
+from ..formats.packed import pack_q8
+from ..math.reference import conv_is_depthwise as is_depthwise
+from ..math.reference import conv_pads4 as pads4
+from ..runtime.threads import get_num_threads
 
 # Activation codes of the conv kernels (csrc/kernels/act/act.h 0-4, csrc/kernels/conv/conv.h 5-6).
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "relu6": 5, "hardswish": 6}
@@ -30,26 +33,7 @@ QUANT = {"per_tensor": 0, "per_image": 1}
 MODES = ("dynamic", "weight_only")
 
 
-def apply_activation(y: Tensor, activation: Optional[str]) -> Tensor:
-    """The float twin of the fused activations (torch's definitions)."""
-    if activation is None:
-        return y
-    if activation == "relu":
-        return torch.relu(y)
-    if activation == "relu6":
-        return F.relu6(y)
-    if activation == "hardswish":
-        return F.hardswish(y)
-    if activation == "silu":
-        return F.silu(y)
-    if activation == "gelu":
-        return F.gelu(y)
-    if activation == "gelu_tanh":
-        return F.gelu(y, approximate="tanh")
-    raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(k for k in ACTIVATIONS if k)}")
-
-
-def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
+def as_pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = (int(v), int(v)) if isinstance(v, int) else tuple(int(e) for e in v)
     if len(t) != 2:
         raise ValueError(f"conv: {name} must be an int or a pair, got {v!r}")
@@ -57,20 +41,6 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     if min(t) < low:
         raise ValueError(f"conv: {name} must be >= {low}, got {v!r}")
     return t  # type: ignore[return-value]
-
-
-def pads4(padding) -> tuple[int, int, int, int]:
-    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right)."""
-    t = (int(padding),) * 4 if isinstance(padding, int) else tuple(int(e) for e in padding)
-    if len(t) == 2:
-        t = (t[0], t[0], t[1], t[1])
-    if len(t) != 4 or min(t) < 0:
-        raise ValueError(f"conv: padding must be >= 0, an int, a pair or (top, bottom, left, right), got {padding!r}")
-    return t  # type: ignore[return-value]
-
-
-def is_depthwise(c: int, oc: int, groups: int) -> bool:
-    return groups == c == oc and groups > 1
 
 
 def pack_conv_weight(q: Tensor, scales: Tensor, groups: int) -> tuple[Tensor, int]:
@@ -125,7 +95,7 @@ def conv2d_q8(
         raise ValueError(f"conv2d_q8: quant must be one of {tuple(QUANT)}, got {quant!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_q8: unknown activation {activation!r}")
-    kernel, stride, dilation = (_pair(v, nm) for v, nm in
+    kernel, stride, dilation = (as_pair(v, nm) for v, nm in
                                          ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
     padding = pads4(padding)
     if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
@@ -157,7 +127,7 @@ def conv2d_dw(
     """Depthwise conv with int8 weights q (C, kh*kw) and fp32 scales (C,). Returns (y channels-last, kernel)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_dw: unknown activation {activation!r}")
-    kernel, stride, dilation = (_pair(v, nm) for v, nm in
+    kernel, stride, dilation = (as_pair(v, nm) for v, nm in
                                          ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
     padding = pads4(padding)
     c = q.shape[0]
@@ -187,65 +157,12 @@ def _check_bias(bias: Optional[Tensor], n: int, op: str) -> Optional[Tensor]:
     return bias
 
 
-# --- reference ---------------------------------------------------------------------------------------------
-
-
-def quantize_activation_u8(x: Tensor) -> tuple[Tensor, float, int, bool]:
-    """The dyn path's activation quantization of a block (an image or the batch), the kernels' exact formula.
-
-    mn = min(x, 0), mx = max(x, 0); scale = mx/255 - mn/255 (float32; 1 when below FLT_MIN); inv = 1/scale;
-    zp = clamp(rint(-mn * inv), 0, 255); q = clamp(rint(x * inv) + zp, 0, 255), products rounded to float32
-    first, rint ties to even. Returns (q uint8, scale, zp, finite).
-    """
-    x = x.to(torch.float32)
-    if not torch.isfinite(x).all():
-        return torch.zeros_like(x, dtype=torch.uint8), 0.0, 0, False
-    f32 = torch.float32
-    mn = torch.minimum(x.min(), torch.zeros((), dtype=f32)) if x.numel() else torch.zeros((), dtype=f32)
-    mx = torch.maximum(x.max(), torch.zeros((), dtype=f32)) if x.numel() else torch.zeros((), dtype=f32)
-    s = mx / 255.0 - mn / 255.0
-    if not bool(s >= torch.finfo(f32).tiny):
-        s = torch.ones((), dtype=f32)
-    inv = torch.ones((), dtype=f32) / s
-    zp = torch.round(-mn * inv).clamp(0, 255)
-    q = (torch.round(x * inv) + zp).clamp(0, 255).to(torch.uint8)
-    return q, float(s), int(zp), True
-
-
-def conv2d_reference(
-    x: Tensor, q: Tensor, scales: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
-    groups: int = 1, activation: Optional[str] = None, mode: str = "dynamic", quant: str = "per_image",
-) -> Tensor:
-    """float64 reference of the int8 conv paths (float32 out). Depthwise always takes the weight-only formula
-    (the kernels keep its activations in fp32). The integer part of the dyn path is exact in float64."""
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    t, b, l, r = pads4(padding)
-    x = x.to(torch.float32)
-    c, oc = x.shape[1], q.shape[0]
-    wf = q.to(torch.float32) * scales.view(-1, 1, 1, 1)  # float32 product, as the depthwise kernel expands
-    kw = dict(stride=stride, dilation=dilation, groups=groups)
-    pad = (l, r, t, b)
-    if mode == "weight_only" or is_depthwise(c, oc, groups):
-        y = F.conv2d(F.pad(x.double(), pad), wf.double(), **kw)
-    else:
-        blocks = [x] if quant == "per_tensor" else list(x.split(1))
-        outs = []
-        for blk in blocks:
-            qa, s, zp, ok = quantize_activation_u8(blk)
-            acc = F.conv2d(F.pad(qa.double() - zp, pad), q.double(), **kw)  # exact: |acc| < 2^53
-            yb = acc * (s * scales.double().view(1, -1, 1, 1))
-            if not ok:
-                yb = torch.full_like(yb, float("nan"))
-            outs.append(yb)
-        y = torch.cat(outs) if len(outs) > 1 else outs[0]
-    if bias is not None:
-        y = y + bias.double().view(1, -1, 1, 1)
-    return apply_activation(y, activation).to(torch.float32)
-
-
-def conv2d_i32_reference(qa: Tensor, zp: int, q: Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
-    """sum (qa - zp) * q over taps and channels, int64, padding contributing 0: the dyn path's integer part."""
-    t, b, l, r = pads4(padding)
-    acc = F.conv2d(F.pad(qa.double() - zp, (l, r, t, b)), q.double(), stride=_pair(stride, "stride"),
-                   dilation=_pair(dilation, "dilation"), groups=groups)
-    return acc.round().to(torch.int64)
+def embed_gather(fmt: str, packed: Tensor, ids: Tensor, rows: int, width: int) -> Tensor:
+    """Rows ``ids`` (any shape, integers) of the q8/q4 blob's weight matrix, dequantized: (*ids.shape, width)."""
+    flat = ids.reshape(-1).to(torch.int64).contiguous()
+    out = torch.empty(flat.numel(), width)
+    bad = _C.embed_gather(fmt, packed.data_ptr(), packed.numel(), flat.data_ptr(), flat.numel(), out.data_ptr(),
+                          out.numel(), get_num_threads())
+    if bad >= 0:
+        raise IndexError(f"embedding: id {int(flat[bad])} is out of range [0, {rows})")
+    return out.view(*ids.shape, width)
