@@ -43,19 +43,23 @@ class CompressionReport:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     # Linear fqn -> "<activation> (from <activation module fqn>)", for activations fused into their Linear.
     fused: dict[str, str] = dataclasses.field(default_factory=dict)
+    # fqn -> what a technique's prepare step did there before conversion (e.g. a BatchNorm folded into a conv).
+    prepared: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}"]
         lines += [f"  {k}: {v}" for k, v in self.converted.items()]
         lines += [f"  skipped {k}: {v}" for k, v in self.skipped.items()]
+        if self.prepared:
+            lines += [f"  prepared {k}: {v}" for k, v in self.prepared.items()]
         if self.fused:
-            lines.append(f"fused {len(self.fused)} activation(s) into their Linear")
+            lines.append(f"fused {len(self.fused)} activation(s) into their layer")
             lines += [f"  fused {k}: {v}" for k, v in self.fused.items()]
         return "\n".join(lines)
 
 
 def _default_filter(module: nn.Module, fqn: str) -> bool:
-    return type(module) is nn.Linear
+    return True  # every layer the technique targets
 
 
 def compress_(
@@ -89,12 +93,12 @@ def compress_(
     # converted once below and swapped in everywhere, so no alias silently stays float.
     kinds = tuple(tech.targets)
     for fqn, mod in model.named_modules(remove_duplicate=False):
-        if isinstance(mod, kinds) and type(mod) not in kinds:
+        if isinstance(mod, kinds) and type(mod) not in kinds and not (tech.accepts is not None and tech.accepts(mod)):
             base = next(k for k in kinds if isinstance(mod, k))
             where = "nn." if base.__module__.startswith("torch.nn") else ""
             report.skipped[fqn] = f"subclass {type(mod).__name__} of {where}{base.__name__} is not converted"
             continue
-        if type(mod) not in kinds:
+        if not isinstance(mod, kinds):
             continue
         if not keep(mod, fqn):
             report.skipped[fqn] = "rejected by filter_fn"
@@ -107,6 +111,8 @@ def compress_(
         where = "nn." if type(model).__module__.startswith("torch.nn") else ""
         raise ValueError(f"compress_ replaces submodules in place; wrap a bare {where}{type(model).__name__} in a "
                          "container")
+    if tech.prepare is not None:
+        report.prepared = tech.prepare(model, targets, cfg)
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
         return report
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}
@@ -138,4 +144,6 @@ def compress_(
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
     if fuse:
         report.fused = fuse_activations_(model)
+        if tech.fuse is not None:
+            report.fused.update(tech.fuse(model))
     return report

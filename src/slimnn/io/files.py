@@ -200,6 +200,12 @@ def _build_architecture(node: Any, depth: int = 0) -> nn.Module:
 # save
 # ----------------------------------------------------------------------------------------------------
 
+# Float layers a compressed module may stand in for in a skeleton, besides nn.Linear (convs, the BatchNorm a
+# conv absorbed, the activation it applies, embeddings).
+_FLOAT_TWINS = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding, nn.ReLU, nn.ReLU6, nn.SiLU,
+                nn.Hardswish, nn.GELU)
+
+
 def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> None:
     """Saves ``model`` (compressed or not) to ``path`` as safetensors with a slimnn manifest.
 
@@ -507,7 +513,7 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             except AttributeError:
                 raise ValueError(f"{path}: module {fqn!r} is in the file but not in the given model") from None
             meta = m["meta"]
-            if not isinstance(target, (nn.Linear, fmt.cls, _Slot)) and not hasattr(target, "in_features"):
+            if not isinstance(target, (nn.Linear, fmt.cls, _Slot, *_FLOAT_TWINS)) and not hasattr(target, "in_features"):
                 raise ValueError(f"{path}: module {fqn!r} is a {type(target).__name__} in the given model; the file "
                                  f"holds a compressed Linear there")
             for attr in ("in_features", "out_features"):

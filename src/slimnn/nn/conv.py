@@ -387,6 +387,31 @@ def _chains(parent: nn.Module) -> list[tuple[str, Optional[str], list]]:
     return out
 
 
+class FoldedBatchNorm(nn.Identity):
+    """What a BatchNorm becomes once folded into the conv before it (``into``, that conv's attribute name):
+    an identity that still says, in the model's structure and in a saved file, what happened there."""
+
+    def __init__(self, into: str) -> None:
+        super().__init__()
+        self.into = into
+
+    def extra_repr(self) -> str:
+        return f"folded into {self.into}"
+
+
+class FusedConvActivation(nn.Identity):
+    """What an activation module becomes once the int8 conv(s) before it apply it in their kernel."""
+
+    def __init__(self, activation: str, into: str) -> None:
+        super().__init__()
+        if activation not in co.ACTIVATIONS or activation is None:
+            raise ValueError(f"FusedConvActivation: unknown activation {activation!r}")
+        self.activation, self.into = activation, into
+
+    def extra_repr(self) -> str:
+        return f"{self.activation}, fused into {self.into}"
+
+
 def _uses(model: nn.Module) -> dict[int, int]:
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
@@ -394,10 +419,11 @@ def _uses(model: nn.Module) -> dict[int, int]:
     return uses
 
 
-def fold_batchnorm_(model: nn.Module) -> dict[str, str]:
+def fold_batchnorm_(model: nn.Module, select=None) -> dict[str, str]:  # noqa: ANN001
     """Folds every eval-mode BatchNorm that provably takes a float conv's output alone (its parent's forward,
-    traced by fx, shows conv -> bn with no other user) into that conv's weight and bias; the BN becomes an
-    ``nn.Identity``. Returns {conv fqn: bn fqn}. Training-mode BNs (batch statistics) are left alone."""
+    traced by fx, shows conv -> bn with no other user) into that conv's weight and bias; the BN becomes a
+    :class:`FoldedBatchNorm`. ``select(conv) -> bool`` limits it to some convs. Returns {conv fqn: bn fqn}.
+    Training-mode BNs (batch statistics) are left alone."""
     uses = _uses(model)
     done: dict[str, str] = {}
     for pname, parent in list(model.named_modules()):
@@ -408,6 +434,10 @@ def fold_batchnorm_(model: nn.Module) -> dict[str, str]:
             if bn_name is None:
                 continue
             conv, bn = kids[conv_name], kids[bn_name]
+            if select is not None and not select(conv):
+                continue
+            if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                continue
             if (type(conv) not in (nn.Conv1d, nn.Conv2d) and conv_padding(conv) is None) or isinstance(conv, Conv2dInt8):
                 continue
             if bn.training or not bn.track_running_stats or bn.running_var is None or uses[id(conv)] != 1 or uses[id(bn)] != 1:
@@ -426,7 +456,7 @@ def fold_batchnorm_(model: nn.Module) -> dict[str, str]:
                     conv.bias = nn.Parameter(b.to(conv.weight.dtype))
                 else:
                     conv.bias.copy_(b.to(conv.bias.dtype))
-            setattr(parent, bn_name, nn.Identity())
+            setattr(parent, bn_name, FoldedBatchNorm(conv_name))
             prefix = f"{pname}." if pname else ""
             done[prefix + conv_name] = prefix + bn_name
     return done
@@ -437,8 +467,6 @@ def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
     (through an already folded BN, now an Identity). An activation module called several times (EfficientNet
     blocks share one ``_swish``) is replaced only when every one of its calls is such a fused output.
     Returns {conv fqn: "<activation> (from <module fqn>)"}."""
-    from .fused import FusedActivation
-
     uses = _uses(model)
     fused: dict[str, str] = {}
     for pname, parent in list(model.named_modules()):
@@ -458,7 +486,7 @@ def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
             conv = kids[conv_name]
             if not isinstance(conv, Conv2dInt8) or conv.activation is not None or uses[id(conv)] != 1 or not acts:
                 continue
-            if bn_name is not None and type(kids[bn_name]) is not nn.Identity:
+            if bn_name is not None and not isinstance(kids[bn_name], nn.Identity):
                 continue
             by_act.setdefault(acts[0].target, []).append(conv_name)
         for act_name, convs in by_act.items():
@@ -470,8 +498,5 @@ def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
                 kids[conv_name].activation = a
                 prefix = f"{pname}." if pname else ""
                 fused[prefix + conv_name] = f"{a} (from {prefix + act_name})"
-            if a in ("relu", "gelu", "gelu_tanh", "silu"):
-                setattr(parent, act_name, FusedActivation(a, convs[0]))
-            else:
-                setattr(parent, act_name, nn.Identity())
+            setattr(parent, act_name, FusedConvActivation(a, ",".join(convs)))
     return fused
