@@ -45,6 +45,20 @@ class CompressionReport:
     fused: dict[str, str] = dataclasses.field(default_factory=dict)
     # fqn -> what a technique's prepare step did there before conversion (e.g. a BatchNorm folded into a conv).
     prepared: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Every module that holds parameters and stays float: fqn -> (bytes of its own parameters, reason).
+    float_modules: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    bytes_before: int = 0       # parameter and buffer bytes of the model before (tied tensors once)
+    bytes_after: int = 0        # the same after
+    bytes_compressed_from: int = 0  # float bytes of the parameters that were compressed
+
+    def summary(self) -> str:
+        if not self.bytes_before:
+            return "no parameters"
+        share = self.bytes_compressed_from / self.bytes_before
+        left = sum(b for b, _ in self.float_modules.values())
+        return (f"parameter bytes {self.bytes_before / 1e6:.2f} MB -> {self.bytes_after / 1e6:.2f} MB "
+                f"({self.bytes_before / max(self.bytes_after, 1):.2f}x smaller); {share:.1%} of the float bytes "
+                f"compressed, {left / 1e6:.2f} MB left in float in {len(self.float_modules)} module(s)")
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}"]
@@ -55,6 +69,10 @@ class CompressionReport:
         if self.fused:
             lines.append(f"fused {len(self.fused)} activation(s) into their layer")
             lines += [f"  fused {k}: {v}" for k, v in self.fused.items()]
+        if self.float_modules:
+            lines.append(f"left in float: {len(self.float_modules)} module(s) holding parameters")
+            lines += [f"  float {k}: {b} bytes, {why}" for k, (b, why) in self.float_modules.items()]
+        lines.append(self.summary())
         return "\n".join(lines)
 
 
@@ -88,6 +106,9 @@ def compress_(
     handler = tech.convert
     keep = filter_fn or _default_filter
     report = CompressionReport()
+    report.bytes_before = _tensor_bytes(model)
+    if nn.Linear in tech.targets:
+        _linear_twins_(model, keep)
     targets = []
     # remove_duplicate=False: a Linear shared under several names (tied layers) is seen under each of them,
     # converted once below and swapped in everywhere, so no alias silently stays float.
@@ -111,9 +132,14 @@ def compress_(
         where = "nn." if type(model).__module__.startswith("torch.nn") else ""
         raise ValueError(f"compress_ replaces submodules in place; wrap a bare {where}{type(model).__name__} in a "
                          "container")
+    embeddings = [(f, m) for f, m in targets if isinstance(m, nn.Embedding)]
+    targets = [(f, m) for f, m in targets if not isinstance(m, nn.Embedding)]
+    float_weights = {id(p): p for p in model.parameters()}
     if tech.prepare is not None:
         report.prepared = tech.prepare(model, targets, cfg)
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
+        _embeddings_(model, embeddings, targets, handler, cfg, report)
+        _account(model, report, float_weights)
         return report
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}
     prepared = tech.convert_batch(model, targets, cfg) if tech.convert_batch is not None else None
@@ -142,8 +168,93 @@ def compress_(
         setattr(parent, child, new)
         summary = getattr(new, "summary", None)
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
+    _embeddings_(model, embeddings, targets, handler, cfg, report)
     if fuse:
         report.fused = fuse_activations_(model)
         if tech.fuse is not None:
             report.fused.update(tech.fuse(model))
+    _account(model, report, float_weights)
     return report
+
+
+def _is_hf_conv1d(mod: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2 family): y = x @ W + b with W (in, out), i.e. a Linear with W^T."""
+    t = type(mod)
+    return t.__name__ == "Conv1D" and t.__module__.startswith("transformers.") and hasattr(mod, "nf")
+
+
+def _linear_twins_(model: nn.Module, keep: Callable) -> None:
+    """Replaces every transformers ``Conv1D`` that ``keep`` accepts by the nn.Linear it is (weight transposed,
+    the same values), so it is converted like any Linear."""
+    for fqn, mod in list(model.named_modules()):
+        if not _is_hf_conv1d(mod) or not keep(mod, fqn) or mod._forward_hooks or mod._forward_pre_hooks:
+            continue
+        nx, nf = mod.weight.shape
+        lin = nn.Linear(nx, nf, bias=mod.bias is not None, device="meta")
+        lin.weight = nn.Parameter(mod.weight.detach().t(), requires_grad=mod.weight.requires_grad)
+        if mod.bias is not None:
+            lin.bias = mod.bias
+        parent_name, _, child = fqn.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, lin)
+
+
+def _embeddings_(model: nn.Module, embeddings: list, targets: list, handler: Callable, cfg: Any,
+                 report: "CompressionReport") -> None:
+    """Converts the embedding targets after the Linears: a table whose weight Parameter is a converted head's
+    weight gets the head's blob (one compressed copy); an untied one is converted on its own."""
+    heads = {id(m.weight): f for f, m in targets if isinstance(m, nn.Linear)}
+    done: dict[int, Any] = {}
+    for fqn, emb in embeddings:
+        if id(emb) in done:
+            new = done[id(emb)]
+        else:
+            head_fqn = heads.get(id(emb.weight))
+            if head_fqn is not None:
+                head = model.get_submodule(head_fqn)
+                if getattr(head, "packed", None) is not None and type(head).__name__ in ("Int8Linear", "Int4Linear"):
+                    from .nn.embedding import QuantEmbedding
+
+                    new = QuantEmbedding.tied(head, emb, head_fqn)
+                else:
+                    new = f"tied to {head_fqn}, which is a {type(head).__name__} (the table stays float with it)"
+            else:
+                new = handler(emb, cfg)
+            done[id(emb)] = new
+        if isinstance(new, str):
+            report.skipped[fqn] = new
+            continue
+        parent_name, _, child = fqn.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+        summary = getattr(new, "summary", None)
+        report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
+
+
+def _tensor_bytes(model: nn.Module) -> int:
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if t.numel() and key not in seen and t.device.type != "meta":
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def _account(model: nn.Module, report: "CompressionReport", float_weights: dict) -> None:
+    """Fills the report's byte counts and lists every module that still holds float parameters, with why."""
+    report.bytes_after = _tensor_bytes(model)
+    left = {id(p) for p in model.parameters()}
+    report.bytes_compressed_from = sum(p.numel() * p.element_size() for i, p in float_weights.items() if i not in left)
+    seen = set()
+    for fqn, mod in model.named_modules():
+        own = [p for p in mod.parameters(recurse=False) if p.is_floating_point() and id(p) not in seen]
+        if not own:
+            continue
+        seen.update(id(p) for p in own)
+        nbytes = sum(p.numel() * p.element_size() for p in own)
+        if fqn in report.skipped:
+            why = report.skipped[fqn]
+        elif isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) or "Norm" in type(mod).__name__:
+            why = "normalization layer: not a compression target"
+        else:
+            why = f"{type(mod).__name__} is not a layer type this technique converts"
+        report.float_modules[fqn or "(root)"] = (nbytes, why)

@@ -526,6 +526,11 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, new)
 
+        for fqn in man["modules"]:  # modules that share another's tensors (a tied embedding) take them now
+            resolve = getattr(model.get_submodule(fqn), "resolve", None)
+            if callable(resolve):
+                resolve(model)
+
         for fqn, f in man.get("fused_activations", {}).items():
             parent_name, _, child = fqn.rpartition(".")
             try:

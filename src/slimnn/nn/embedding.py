@@ -93,6 +93,16 @@ class QuantEmbedding(nn.Module):
         mod.tied_to = head_fqn
         return mod
 
+    def resolve(self, model: nn.Module) -> None:
+        """After loading: take the blob of the head this table is tied to (``tied_to``) again."""
+        if self.tied_to is None:
+            return
+        head = model.get_submodule(self.tied_to)
+        if getattr(head, "packed", None) is None:
+            raise ValueError(f"QuantEmbedding: tied to {self.tied_to!r}, a {type(head).__name__} without a packed blob")
+        self._set_packed(head.packed)
+        self.in_mul = getattr(head, "in_mul", None)
+
     def forward(self, ids: Tensor) -> Tensor:
         if not isinstance(ids, Tensor) or ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
             raise TypeError(f"QuantEmbedding: ids must be an integer tensor, got {getattr(ids, 'dtype', type(ids))}")
