@@ -14,6 +14,7 @@ from torch import nn
 
 from .configs import Int8Config, SparseConfig
 from .techniques import Done, for_config, techniques
+from .techniques.embedding import tie_to_head
 from .techniques.fusion import fuse_activations_
 
 def _compose(configs: list) -> Any:
@@ -86,8 +87,12 @@ def compress_(
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
     fuse: bool = True,
 ) -> CompressionReport:
-    """Replaces, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, fqn)`` accepts
-    (default: all ``nn.Linear``) by the compressed module ``config`` describes. Returns a report.
+    """Replaces, in place, every layer of ``model`` that the config's technique targets and
+    ``filter_fn(module, fqn)`` accepts (default: all of them) by the compressed module ``config`` describes:
+    ``nn.Linear`` (and transformers' ``Conv1D``, converted as the Linear it is) for every technique;
+    ``nn.Conv1d``/``nn.Conv2d`` (BatchNorms folded first) and ``nn.Embedding`` for Int8Config, embeddings for
+    Int4Config. An embedding tied to a converted head shares the head's blob. Returns a report, which also
+    lists every module left in float with its bytes and reason.
     ``config`` may be a list to compose techniques: ``[SparseConfig(...), Int8Config()]`` stores sparse
     weights with int8 values. ``fuse``: then run :func:`slimnn.fuse_activations_`, so compressed Linears
     apply the activation that provably follows them in their GEMM epilogue (same model up to float
@@ -211,12 +216,7 @@ def _embeddings_(model: nn.Module, embeddings: list, targets: list, handler: Cal
             head_fqn = heads.get(id(emb.weight))
             if head_fqn is not None:
                 head = model.get_submodule(head_fqn)
-                if getattr(head, "packed", None) is not None and type(head).__name__ in ("Int8Linear", "Int4Linear"):
-                    from .nn.embedding import QuantEmbedding
-
-                    new = QuantEmbedding.tied(head, emb, head_fqn)
-                else:
-                    new = f"tied to {head_fqn}, which is a {type(head).__name__} (the table stays float with it)"
+                new = tie_to_head(head, emb, head_fqn)
             else:
                 new = handler(emb, cfg)
             done[id(emb)] = new

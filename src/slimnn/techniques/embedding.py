@@ -94,6 +94,14 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     return mod
 
 
+def tie_to_head(head: nn.Module, emb: nn.Embedding, head_fqn: str) -> Any:
+    """The embedding tied to ``head`` (already converted): a QuantEmbedding reading the head's blob, or the
+    reason it stays float (the head is not an Int8Linear / Int4Linear)."""
+    if getattr(head, "packed", None) is not None and type(head).__name__ in ("Int8Linear", "Int4Linear"):
+        return QuantEmbedding.tied(head, emb, head_fqn)
+    return f"tied to {head_fqn}, which is a {type(head).__name__} (the table stays float with it)"
+
+
 _FORMAT = ModuleFormat("quant_embedding", 1, QuantEmbedding, _to_canonical, _spec, _from_canonical)
 
 for _cfg, _fmt in ((Int8Config, "q8"), (Int4Config, "q4")):
