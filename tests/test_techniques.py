@@ -15,7 +15,9 @@ from slimnn._compat import OLD_TO_NEW
 
 # Pieces a technique still lacks (slimnn.techniques.gaps()). Shrink this list as they are built.
 KNOWN_GAPS = {
-    "int4": ["trainable Int4Linear"],
+    # distillation trains Linear shadows only
+    "int8": ["trainable Conv2dInt8", "trainable Conv1dInt8", "trainable QuantEmbedding"],
+    "int4": ["trainable Int4Linear", "trainable QuantEmbedding"],
     "sparse": ["trainable SparseLinear"],
     "lowrank": ["trainable LowRankLinear"],
 }

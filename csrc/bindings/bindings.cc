@@ -63,6 +63,7 @@ void bind_int4(py::module_& m);
 void bind_sparse(py::module_& m);
 void bind_bitmap(py::module_& m);
 void bind_attention(py::module_& m);
+void bind_conv(py::module_& m);
 
 void bind_families(py::module_& m) {
   bind_lowrank(m);
@@ -70,6 +71,7 @@ void bind_families(py::module_& m) {
   bind_sparse(m);
   bind_bitmap(m);
   bind_attention(m);
+  bind_conv(m);
 }
 
 }  // namespace slimnn

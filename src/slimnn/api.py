@@ -14,6 +14,7 @@ from torch import nn
 
 from .configs import Int8Config, SparseConfig
 from .techniques import Done, for_config, run_model_hooks, techniques
+from .techniques.embedding import tie_to_head
 from .techniques.fusion import fuse_activations_
 
 def _compose(configs: list) -> Any:
@@ -43,14 +44,36 @@ class CompressionReport:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     # Linear fqn -> "<activation> (from <activation module fqn>)", for activations fused into their Linear.
     fused: dict[str, str] = dataclasses.field(default_factory=dict)
+    # fqn -> what a technique's prepare step did there before conversion (e.g. a BatchNorm folded into a conv).
+    prepared: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Every module that holds parameters and stays float: fqn -> (bytes of its own parameters, reason).
+    float_modules: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    bytes_before: int = 0       # parameter and buffer bytes of the model before (tied tensors once)
+    bytes_after: int = 0        # the same after
+    bytes_compressed_from: int = 0  # float bytes of the parameters that were compressed
+
+    def summary(self) -> str:
+        if not self.bytes_before:
+            return "no parameters"
+        share = self.bytes_compressed_from / self.bytes_before
+        left = sum(b for b, _ in self.float_modules.values())
+        return (f"parameter bytes {self.bytes_before / 1e6:.2f} MB -> {self.bytes_after / 1e6:.2f} MB "
+                f"({self.bytes_before / max(self.bytes_after, 1):.2f}x smaller); {share:.1%} of the float bytes "
+                f"compressed, {left / 1e6:.2f} MB left in float in {len(self.float_modules)} module(s)")
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)} layer(s), skipped {len(self.skipped)}"]
         lines += [f"  {k}: {v}" for k, v in self.converted.items()]
         lines += [f"  skipped {k}: {v}" for k, v in self.skipped.items()]
+        if self.prepared:
+            lines += [f"  prepared {k}: {v}" for k, v in self.prepared.items()]
         if self.fused:
-            lines.append(f"fused {len(self.fused)} activation(s) into their Linear")
+            lines.append(f"fused {len(self.fused)} activation(s) into their layer")
             lines += [f"  fused {k}: {v}" for k, v in self.fused.items()]
+        if self.float_modules:
+            lines.append(f"left in float: {len(self.float_modules)} module(s) holding parameters")
+            lines += [f"  float {k}: {b} bytes, {why}" for k, (b, why) in self.float_modules.items()]
+        lines.append(self.summary())
         return "\n".join(lines)
 
 
@@ -61,7 +84,7 @@ def _finish(model: nn.Module, config: Any, report: "CompressionReport") -> "Comp
 
 
 def _default_filter(module: nn.Module, fqn: str) -> bool:
-    return type(module) is nn.Linear
+    return True  # every layer the technique targets
 
 
 def compress_(
@@ -70,8 +93,12 @@ def compress_(
     filter_fn: Optional[Callable[[nn.Module, str], bool]] = None,
     fuse: bool = True,
 ) -> CompressionReport:
-    """Replaces, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, fqn)`` accepts
-    (default: all ``nn.Linear``) by the compressed module ``config`` describes. Returns a report.
+    """Replaces, in place, every layer of ``model`` that the config's technique targets and
+    ``filter_fn(module, fqn)`` accepts (default: all of them) by the compressed module ``config`` describes:
+    ``nn.Linear`` (and transformers' ``Conv1D``, converted as the Linear it is) for every technique;
+    ``nn.Conv1d``/``nn.Conv2d`` (BatchNorms folded first) and ``nn.Embedding`` for Int8Config, embeddings for
+    Int4Config. An embedding tied to a converted head shares the head's blob. Returns a report, which also
+    lists every module left in float with its bytes and reason.
     ``config`` may be a list to compose techniques: ``[SparseConfig(...), Int8Config()]`` stores sparse
     weights with int8 values. ``fuse``: then run :func:`slimnn.fuse_activations_`, so compressed Linears
     apply the activation that provably follows them in their GEMM epilogue (same model up to float
@@ -90,17 +117,20 @@ def compress_(
     handler = tech.convert
     keep = filter_fn or _default_filter
     report = CompressionReport()
+    report.bytes_before = _tensor_bytes(model)
+    if nn.Linear in tech.targets:
+        _linear_twins_(model, keep)
     targets = []
     # remove_duplicate=False: a Linear shared under several names (tied layers) is seen under each of them,
     # converted once below and swapped in everywhere, so no alias silently stays float.
     kinds = tuple(tech.targets)
     for fqn, mod in model.named_modules(remove_duplicate=False):
-        if isinstance(mod, kinds) and type(mod) not in kinds:
+        if isinstance(mod, kinds) and type(mod) not in kinds and not (tech.accepts is not None and tech.accepts(mod)):
             base = next(k for k in kinds if isinstance(mod, k))
             where = "nn." if base.__module__.startswith("torch.nn") else ""
             report.skipped[fqn] = f"subclass {type(mod).__name__} of {where}{base.__name__} is not converted"
             continue
-        if type(mod) not in kinds:
+        if not isinstance(mod, kinds):
             continue
         if not keep(mod, fqn):
             report.skipped[fqn] = "rejected by filter_fn"
@@ -113,7 +143,14 @@ def compress_(
         where = "nn." if type(model).__module__.startswith("torch.nn") else ""
         raise ValueError(f"compress_ replaces submodules in place; wrap a bare {where}{type(model).__name__} in a "
                          "container")
+    embeddings = [(f, m) for f, m in targets if isinstance(m, nn.Embedding)]
+    targets = [(f, m) for f, m in targets if not isinstance(m, nn.Embedding)]
+    float_weights = {id(p): p for p in model.parameters()}
+    if tech.prepare is not None:
+        report.prepared = tech.prepare(model, targets, cfg)
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
+        _embeddings_(model, embeddings, targets, handler, cfg, report)
+        _account(model, report, float_weights)
         return _finish(model, config, report)
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}
     prepared = tech.convert_batch(model, targets, cfg) if tech.convert_batch is not None else None
@@ -140,6 +177,88 @@ def compress_(
         model.set_submodule(fqn, new)
         summary = getattr(new, "summary", None)
         report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
+    _embeddings_(model, embeddings, targets, handler, cfg, report)
     if fuse:
         report.fused = fuse_activations_(model)
+        if tech.fuse is not None:
+            report.fused.update(tech.fuse(model))
+    _account(model, report, float_weights)
     return _finish(model, config, report)
+
+
+def _is_hf_conv1d(mod: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2 family): y = x @ W + b with W (in, out), i.e. a Linear with W^T."""
+    t = type(mod)
+    return t.__name__ == "Conv1D" and t.__module__.startswith("transformers.") and hasattr(mod, "nf")
+
+
+def _linear_twins_(model: nn.Module, keep: Callable) -> None:
+    """Replaces every transformers ``Conv1D`` that ``keep`` accepts by the nn.Linear it is (weight transposed,
+    the same values), so it is converted like any Linear."""
+    for fqn, mod in list(model.named_modules()):
+        if not _is_hf_conv1d(mod) or not keep(mod, fqn) or mod._forward_hooks or mod._forward_pre_hooks:
+            continue
+        nx, nf = mod.weight.shape
+        lin = nn.Linear(nx, nf, bias=mod.bias is not None, device="meta")
+        lin.weight = nn.Parameter(mod.weight.detach().t(), requires_grad=mod.weight.requires_grad)
+        if mod.bias is not None:
+            lin.bias = mod.bias
+        parent_name, _, child = fqn.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, lin)
+
+
+def _embeddings_(model: nn.Module, embeddings: list, targets: list, handler: Callable, cfg: Any,
+                 report: "CompressionReport") -> None:
+    """Converts the embedding targets after the Linears: a table whose weight Parameter is a converted head's
+    weight gets the head's blob (one compressed copy); an untied one is converted on its own."""
+    heads = {id(m.weight): f for f, m in targets if isinstance(m, nn.Linear)}
+    done: dict[int, Any] = {}
+    for fqn, emb in embeddings:
+        if id(emb) in done:
+            new = done[id(emb)]
+        else:
+            head_fqn = heads.get(id(emb.weight))
+            if head_fqn is not None:
+                head = model.get_submodule(head_fqn)
+                new = tie_to_head(head, emb, head_fqn)
+            else:
+                new = handler(emb, cfg)
+            done[id(emb)] = new
+        if isinstance(new, str):
+            report.skipped[fqn] = new
+            continue
+        parent_name, _, child = fqn.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+        summary = getattr(new, "summary", None)
+        report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "")
+
+
+def _tensor_bytes(model: nn.Module) -> int:
+    seen, total = set(), 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if t.numel() and key not in seen and t.device.type != "meta":
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def _account(model: nn.Module, report: "CompressionReport", float_weights: dict) -> None:
+    """Fills the report's byte counts and lists every module that still holds float parameters, with why."""
+    report.bytes_after = _tensor_bytes(model)
+    left = {id(p) for p in model.parameters()}
+    report.bytes_compressed_from = sum(p.numel() * p.element_size() for i, p in float_weights.items() if i not in left)
+    seen = set()
+    for fqn, mod in model.named_modules():
+        own = [p for p in mod.parameters(recurse=False) if p.is_floating_point() and id(p) not in seen]
+        if not own:
+            continue
+        seen.update(id(p) for p in own)
+        nbytes = sum(p.numel() * p.element_size() for p in own)
+        if fqn in report.skipped:
+            why = report.skipped[fqn]
+        elif isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) or "Norm" in type(mod).__name__:
+            why = "normalization layer: not a compression target"
+        else:
+            why = f"{type(mod).__name__} is not a layer type this technique converts"
+        report.float_modules[fqn or "(root)"] = (nbytes, why)

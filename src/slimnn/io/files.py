@@ -293,6 +293,12 @@ def write_file(path: PathLike, tensors: dict[str, Tensor], manifest: dict, diges
 # save
 # ----------------------------------------------------------------------------------------------------
 
+# Float layers a compressed module may stand in for in a skeleton, besides nn.Linear (convs, the BatchNorm a
+# conv absorbed, the activation it applies, embeddings).
+_FLOAT_TWINS = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Embedding, nn.ReLU, nn.ReLU6, nn.SiLU,
+                nn.Hardswish, nn.GELU)
+
+
 def save(model: nn.Module, path: PathLike, metadata: Optional[dict] = None) -> None:
     """Saves ``model`` (compressed or not) to ``path`` as safetensors with a slimnn manifest.
 
@@ -809,7 +815,7 @@ def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
             except AttributeError:
                 raise _fail(path, f"module {fqn!r} is in the file but not in the given model") from None
             meta = m["meta"]
-            if not isinstance(target, (nn.Linear, fmt.cls, _Slot)) and not hasattr(target, "in_features"):
+            if not isinstance(target, (nn.Linear, fmt.cls, _Slot, *_FLOAT_TWINS)) and not hasattr(target, "in_features"):
                 raise _fail(path, f"module {fqn!r} is a {type(target).__name__} in the given model; the file "
                                   f"holds a compressed Linear there")
             for attr in ("in_features", "out_features"):
@@ -824,6 +830,11 @@ def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
             except ValueError as e:
                 raise _fail(path, f"module {fqn!r}: {e}") from None
             model.set_submodule(fqn, new)
+
+        for fqn in man["modules"]:  # modules that share another's tensors (a tied embedding) take them now
+            resolve = getattr(model.get_submodule(fqn), "resolve", None)
+            if callable(resolve):
+                resolve(model)
 
         for fqn, f in man.get("fused_activations", {}).items():
             parent_name, _, child = fqn.rpartition(".")

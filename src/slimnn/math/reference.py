@@ -239,3 +239,99 @@ def attention_reference(q, k, v, attn_mask=None, scale=None, is_causal=False):  
     dead = torch.isneginf(s).all(dim=-1, keepdim=True)
     p = torch.softmax(s.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
     return p @ v
+
+
+def _conv_pair(v, name: str) -> tuple[int, int]:  # noqa: ANN001
+    t = (int(v), int(v)) if isinstance(v, int) else tuple(int(e) for e in v)
+    if len(t) != 2:
+        raise ValueError(f"conv: {name} must be an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def conv_pads4(padding) -> tuple[int, int, int, int]:  # noqa: ANN001
+    """int, (ph, pw) or (top, bottom, left, right) -> (top, bottom, left, right)."""
+    t = (int(padding),) * 4 if isinstance(padding, int) else tuple(int(e) for e in padding)
+    if len(t) == 2:
+        t = (t[0], t[0], t[1], t[1])
+    if len(t) != 4 or min(t) < 0:
+        raise ValueError(f"conv: padding must be >= 0, an int, a pair or (top, bottom, left, right), got {padding!r}")
+    return t  # type: ignore[return-value]
+
+
+def conv_activation(y: Tensor, activation: Optional[str]) -> Tensor:
+    """The float math of the conv kernels' fused activations (torch's definitions)."""
+    import torch.nn.functional as F
+
+    fns = {None: lambda t: t, "relu": torch.relu, "relu6": F.relu6, "hardswish": F.hardswish, "silu": F.silu,
+           "gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh")}
+    if activation not in fns:
+        raise ValueError(f"unknown activation {activation!r}; expected one of {[k for k in fns if k]}")
+    return fns[activation](y)
+
+
+def conv_is_depthwise(c: int, oc: int, groups: int) -> bool:
+    return groups == c == oc and groups > 1
+
+
+# --- conv (csrc/kernels/conv) -------------------------------------------------------------------------------
+
+
+def quantize_activation_u8(x: Tensor) -> tuple[Tensor, float, int, bool]:
+    """The dyn path's activation quantization of a block (an image or the batch), the kernels' exact formula.
+
+    mn = min(x, 0), mx = max(x, 0); scale = mx/255 - mn/255 (float32; 1 when below FLT_MIN); inv = 1/scale;
+    zp = clamp(rint(-mn * inv), 0, 255); q = clamp(rint(x * inv) + zp, 0, 255), products rounded to float32
+    first, rint ties to even. Returns (q uint8, scale, zp, finite).
+    """
+    x = x.to(torch.float32)
+    if not torch.isfinite(x).all():
+        return torch.zeros_like(x, dtype=torch.uint8), 0.0, 0, False
+    f32 = torch.float32
+    mn = torch.minimum(x.min(), torch.zeros((), dtype=f32)) if x.numel() else torch.zeros((), dtype=f32)
+    mx = torch.maximum(x.max(), torch.zeros((), dtype=f32)) if x.numel() else torch.zeros((), dtype=f32)
+    s = mx / 255.0 - mn / 255.0
+    if not bool(s >= torch.finfo(f32).tiny):
+        s = torch.ones((), dtype=f32)
+    inv = torch.ones((), dtype=f32) / s
+    zp = torch.round(-mn * inv).clamp(0, 255)
+    q = (torch.round(x * inv) + zp).clamp(0, 255).to(torch.uint8)
+    return q, float(s), int(zp), True
+
+
+def conv2d_reference(
+    x: Tensor, q: Tensor, scales: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
+    groups: int = 1, activation: Optional[str] = None, mode: str = "dynamic", quant: str = "per_image",
+) -> Tensor:
+    """float64 reference of the int8 conv paths (float32 out). Depthwise always takes the weight-only formula
+    (the kernels keep its activations in fp32). The integer part of the dyn path is exact in float64."""
+    stride, dilation = _conv_pair(stride, "stride"), _conv_pair(dilation, "dilation")
+    t, b, l, r = conv_pads4(padding)
+    x = x.to(torch.float32)
+    c, oc = x.shape[1], q.shape[0]
+    wf = q.to(torch.float32) * scales.view(-1, 1, 1, 1)  # float32 product, as the depthwise kernel expands
+    kw = dict(stride=stride, dilation=dilation, groups=groups)
+    pad = (l, r, t, b)
+    if mode == "weight_only" or conv_is_depthwise(c, oc, groups):
+        y = torch.nn.functional.conv2d(torch.nn.functional.pad(x.double(), pad), wf.double(), **kw)
+    else:
+        blocks = [x] if quant == "per_tensor" else list(x.split(1))
+        outs = []
+        for blk in blocks:
+            qa, s, zp, ok = quantize_activation_u8(blk)
+            acc = torch.nn.functional.conv2d(torch.nn.functional.pad(qa.double() - zp, pad), q.double(), **kw)  # exact: |acc| < 2^53
+            yb = acc * (s * scales.double().view(1, -1, 1, 1))
+            if not ok:
+                yb = torch.full_like(yb, float("nan"))
+            outs.append(yb)
+        y = torch.cat(outs) if len(outs) > 1 else outs[0]
+    if bias is not None:
+        y = y + bias.double().view(1, -1, 1, 1)
+    return conv_activation(y, activation).to(torch.float32)
+
+
+def conv2d_i32_reference(qa: Tensor, zp: int, q: Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """sum (qa - zp) * q over taps and channels, int64, padding contributing 0: the dyn path's integer part."""
+    t, b, l, r = conv_pads4(padding)
+    acc = torch.nn.functional.conv2d(torch.nn.functional.pad(qa.double() - zp, (l, r, t, b)), q.double(), stride=_conv_pair(stride, "stride"),
+                   dilation=_conv_pair(dilation, "dilation"), groups=groups)
+    return acc.round().to(torch.int64)

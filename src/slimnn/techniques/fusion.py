@@ -25,6 +25,11 @@ from typing import Optional
 import torch
 from torch import nn
 
+# Module-level, not inside the functions: a relative import run after an old-path alias of this module
+# (``slimnn.fuse``, see _compat) was imported raises ImportWarning (__package__ != __spec__.parent).
+from ..nn.fused import FusedActivation
+from ..nn.int8 import Int8Linear
+
 _TRANSFORMERS = {
     "SiLUActivation": "silu",
     "NewGELUActivation": "gelu_tanh",  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), written out
@@ -58,7 +63,6 @@ def activation_of(mod: nn.Module) -> Optional[str]:
 
 
 def _fusable_linear(mod: nn.Module) -> bool:
-    from ..nn.int8 import Int8Linear
 
     return type(mod) is Int8Linear and mod.activation is None
 
@@ -111,7 +115,6 @@ def fuse_activations_(model: nn.Module) -> dict[str, str]:
     "<activation> (from <activation module fqn>)"} for what it fused. Only ``slimnn.nn.Int8Linear`` fuses
     today; other modules are left as they are.
     """
-    from ..nn.fused import FusedActivation
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"fuse_activations_ expects an nn.Module, got {type(model).__name__}")

@@ -90,6 +90,14 @@ class Technique:
     trainable: tuple = ()
     cli_config: Optional[Callable[[Any], Any]] = None
     autocompress: Optional[AutoStep] = None
+    # accepts(layer) -> bool: a subclass of a target type whose forward the technique has proved it can run
+    # (e.g. the EfficientNet ports' static-same-padding Conv2d); other subclasses stay skipped.
+    accepts: Optional[Callable[[nn.Module], bool]] = None
+    # prepare(model, [(fqn, layer)], config) -> {fqn: note}: rewrites the float model before conversion
+    # without changing what it computes (BatchNorm folding); the notes go to the report.
+    prepare: Optional[Callable[[nn.Module, list, Any], dict]] = None
+    # fuse(model) -> {fqn: what}: after conversion, when compress_(fuse=True), like fuse_activations_.
+    fuse: Optional[Callable[[nn.Module], dict]] = None
 
     def __post_init__(self) -> None:
         for f in self.save_formats:

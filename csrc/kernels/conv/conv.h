@@ -1,0 +1,126 @@
+// conv: 2-D convolution over channels-last (NHWC) fp32 activations with int8 weights (Conv1d is the H = 1
+// case). Three paths, chosen by shape:
+//  - dense (groups = 1 or general groups, any kh x kw, stride, padding, dilation; 1x1 included): an implicit
+//    GEMM on the q8 micro-kernels of kernels/qgemm. Each task builds a block of im2col rows (kh*kw*cin/groups
+//    bytes each, in (ky, kx, c) order) for its output pixels in L2 and runs the micro-kernel over all output
+//    channels of its group. A 1x1, stride 1, unpadded conv whose channel count is a multiple of 4 skips the
+//    copy: the activations are already the GEMM's rows.
+//      dyn (W8A8): the activations are quantized to uint8 with one (scale, zero point) per image or per tensor,
+//      measured on each call (same formula as quantize_row_u8, the range always containing 0); padded taps read
+//      the zero point, i.e. exactly 0.0. Integer part exact:
+//        y[p][o] = a_scale * w_scale[o] * sum_{taps, c} (q[tap][c] - zp) * w[o][tap][c] + bias[o]
+//      wo (weight-only): fp32 im2col rows (padding 0.0), q8 weight-only micro-kernel.
+//  - depthwise (groups = cin = cout): its own kernels (kernels.inc), fp32 activations times int8 weights
+//    expanded to fp32 once per call (C * kh * kw values), accumulated in fp32 lanes over channels. Used for
+//    both modes: the op does only kh*kw multiply-adds per input element, so quantizing the input would cost as
+//    much as the convolution and win nothing. Fast paths for 3x3 and 5x5 (dilation 1, any stride) on interior
+//    pixels; a general path (any k, stride, dilation, padding) for the rest.
+// Every path then adds the bias and applies the activation (codes of kernels/act/act.h, plus kRelu6 and
+// kHardSwish below) to each block of outputs while it is in cache. Output is NHWC fp32.
+#pragma once
+#include <cstdint>
+
+#include "formats/q8.h"
+#include "kernels/qgemm/qgemm.h"
+
+namespace slimnn {
+
+// Activation codes beyond kernels/act/act.h's (0 none, 1 relu, 2 gelu, 3 gelu_tanh, 4 silu). They cross the
+// Python boundary: keep them.
+enum : int {
+  kConvActRelu6 = 5,      // min(max(x, 0), 6)
+  kConvActHardSwish = 6,  // x * min(max(x + 3, 0), 6) / 6
+};
+constexpr int kConvNumActivations = 7;
+
+// Quantization scope of the dyn path: one (scale, zero point) for the whole batch or one per image.
+enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1 };
+
+struct ConvShape {
+  int64_t n, h, w, c;          // input, NHWC
+  int64_t oc;                  // output channels
+  int64_t kh, kw, sh, sw;
+  int64_t ph, pw;              // padding before (top, left): output pixel (0, 0) starts at (-ph, -pw)
+  int64_t ph1, pw1;            // padding after (bottom, right): only the output size depends on them
+  int64_t dh, dw, groups;
+  int64_t oh, ow;              // output size: conv_out_size(h, kh, sh, ph + ph1, dh), likewise for w
+};
+
+// floor((in + pads - dil (k - 1) - 1) / stride) + 1 (pads: both sides together), or 0 when the window does
+// not fit.
+int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pads, int64_t dil);
+
+// --- depthwise micro-kernels -------------------------------------------------------------------------------
+// One output row segment: outputs y[ox][c] for ox in [ox0, ox1), all c < C, of output row oy of one image.
+// x: the image (h x w x C, channel stride C). wf: fp32 weights [kh*kw][cp] (cp = C rounded up to 16, zero
+// tail). bias: [cp] (zeros when the conv has none). Every tap of every pixel in [ox0, ox1) must lie inside
+// the image for the fixed-size kernels (3x3, 5x5); the general kernel bounds-checks each tap (padding = 0).
+// Reads exactly C floats per input pixel, writes exactly C floats per output pixel.
+struct DwArgs {
+  const float* x;
+  const float* wf;
+  const float* bias;
+  float* y;                    // output row oy, first pixel (ox = 0)
+  int64_t h, w, c, cp;
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t oy;
+};
+using DwUkernel = void (*)(const DwArgs& a, int64_t ox0, int64_t ox1);
+
+enum class DwKind : int { kGeneral = 0, k3x3 = 1, k5x5 = 2 };
+
+struct DwKernelInfo {
+  DwKind kind;
+  uint32_t isa;  // single ISA bit
+  const char* name;
+  DwUkernel fn;
+};
+
+// All depthwise kernels of the build, best first within each kind (kernels.inc).
+const DwKernelInfo* conv_dw_kernel_table(int* count);
+// First entry of `kind` whose ISA is in isa_mask; never null (portable kernels are always built).
+const DwKernelInfo* select_conv_dw(DwKind kind, uint32_t isa_mask);
+
+// --- activation quantization (dyn path) ---------------------------------------------------------------------
+// minmax: running min and max of x[0..n) folded into *mn, *mx (callers start them at 0, so the range holds 0);
+// returns false if any value is NaN or infinite. quantize: q[i] = clamp(rint(x[i] * inv) + zp, 0, 255), the
+// product rounded once to fp32 and then to the nearest integer, ties to even (the default MXCSR mode), so
+// every ISA gives the same bytes.
+using ConvMinMax = bool (*)(const float* x, int64_t n, float* mn, float* mx);
+using ConvQuantizeU8 = void (*)(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q);
+struct ConvQuantInfo {
+  uint32_t isa;
+  const char* name;
+  ConvMinMax minmax;
+  ConvQuantizeU8 quantize;
+};
+const ConvQuantInfo* conv_quant_table(int* count);
+const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
+
+// --- ops (threaded drivers) ----------------------------------------------------------------------------------
+// Dense/pointwise: w holds s.groups views, group g producing output channels [g*oc/g, (g+1)*oc/g) from input
+// channels [g*c/g, (g+1)*c/g); each view is N = oc/groups by K = kh*kw*c/groups, K in (ky, kx, c) order.
+// x: NHWC fp32, y: NHWC fp32 (n*oh*ow*oc). bias may be null. A non-finite value in an image (per image) or in
+// the batch (per tensor) makes that image's (the batch's) output NaN on the dyn path. Returns the
+// micro-kernel used.
+const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w, const float* bias,
+                            int act, int quant, float* y, int nthreads, uint32_t isa_mask);
+
+// Depthwise: wq int8 [C][kh*kw] (torch's layout of a (C, 1, kh, kw) weight), scales [C] (one per channel).
+// Returns the kernel used for interior pixels.
+const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* wq, const float* scales,
+                              const float* bias, int act, float* y, int nthreads, uint32_t isa_mask);
+
+// Test hooks. The dyn path's activation quantization of one image (or of the batch): scale and zero point
+// from the range of x[0..count) (containing 0), then q = clamp(rint(x / scale) + zp, 0, 255) with the same
+// multiply-by-reciprocal and round-to-nearest-even as quantize_row_u8. Returns false on a non-finite value.
+bool conv_quant_params(const float* x, int64_t count, float* scale, int32_t* zp);
+// The im2col rows the dense path builds for output pixels [p0, p1) of image `img`, group `g`: (p1 - p0) rows
+// of kp bytes from the uint8 NHWC tensor q (padding = zp, [K, kp) = 0).
+void conv_im2col_u8(const uint8_t* q, const ConvShape& s, int64_t img, int64_t g, int32_t zp, int64_t p0,
+                    int64_t p1, int64_t kp, uint8_t* out);
+
+// Applies a conv activation code to rows x cols floats (row stride ld) in place.
+void conv_apply_act(int act, float* y, int64_t rows, int64_t cols, int64_t ld, uint32_t isa_mask);
+
+}  // namespace slimnn

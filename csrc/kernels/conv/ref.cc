@@ -1,0 +1,43 @@
+// Portable conv kernels: plain C++, compiled without ISA flags. The fallback on every CPU and the model the
+// ISA kernels are tested against (quantized bytes must match exactly; depthwise floats within rounding).
+#include <cmath>
+#include <limits>
+
+#include "kernels/conv/conv.h"
+
+namespace slimnn {
+namespace portable {
+
+using VT = float;
+constexpr int VL = 1;
+inline VT vload(const float* p) { return *p; }
+inline void vstore(float* p, VT v) { *p = v; }
+inline VT vfma(VT a, VT b, VT acc) { return a * b + acc; }
+
+#include "kernels/conv/dw_impl.inc"
+
+}  // namespace portable
+
+void conv_dw_f32_3x3__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<5>(a, ox0, ox1); }
+void conv_dw_f32_general__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_general(a, ox0, ox1); }
+
+bool conv_minmax__portable(const float* x, int64_t n, float* mn, float* mx) {
+  float lo = *mn, hi = *mx;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(std::fabs(x[i]) <= std::numeric_limits<float>::max())) return false;
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  *mn = lo, *mx = hi;
+  return true;
+}
+
+void conv_quantize_u8__portable(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q) {
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t v = static_cast<int32_t>(std::nearbyint(x[i] * inv)) + zp;
+    q[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+  }
+}
+
+}  // namespace slimnn

@@ -1,0 +1,68 @@
+// AVX-512: depthwise kernels (16 channels per vector) and the activation quantizer.
+#include <immintrin.h>
+
+#include <cmath>
+#include <limits>
+
+#include "kernels/conv/conv.h"
+
+namespace slimnn {
+namespace avx512 {
+namespace {
+
+using VT = __m512;
+constexpr int VL = 16;
+inline VT vload(const float* p) { return _mm512_loadu_ps(p); }
+inline void vstore(float* p, VT v) { _mm512_storeu_ps(p, v); }
+inline VT vfma(VT a, VT b, VT acc) { return _mm512_fmadd_ps(a, b, acc); }
+
+#include "kernels/conv/dw_impl.inc"
+
+}  // namespace
+}  // namespace avx512
+
+void conv_dw_f32_3x3__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_fixed<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_fixed<5>(a, ox0, ox1); }
+void conv_dw_f32_general__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_general(a, ox0, ox1); }
+
+bool conv_minmax__avx512(const float* x, int64_t n, float* mn, float* mx) {
+  __m512 lo = _mm512_set1_ps(*mn), hi = _mm512_set1_ps(*mx);
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  __mmask16 bad = 0;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    // |v| == inf or unordered (NaN): not finite.
+    bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(v), inf, _CMP_NLT_UQ);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);  // masked-off lanes read as 0, inside the range already
+    bad |= _mm512_mask_cmp_ps_mask(m, _mm512_abs_ps(v), inf, _CMP_NLT_UQ);
+    lo = _mm512_min_ps(lo, v);
+    hi = _mm512_max_ps(hi, v);
+  }
+  if (bad) return false;
+  *mn = _mm512_reduce_min_ps(lo);
+  *mx = _mm512_reduce_max_ps(hi);
+  return true;
+}
+
+void conv_quantize_u8__avx512(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q) {
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i vzp = _mm512_set1_epi32(zp), zero = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv)), vzp);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtusepi32_epi8(_mm512_max_epi32(v, zero)));
+  }
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    const __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vinv)), vzp);
+    _mm512_mask_cvtusepi32_storeu_epi8(q + i, m, _mm512_max_epi32(v, zero));
+  }
+}
+
+}  // namespace slimnn

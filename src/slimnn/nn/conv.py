@@ -1,0 +1,502 @@
+"""Conv2dInt8 / Conv1dInt8: ``nn.Conv2d`` / ``nn.Conv1d`` with int8 weights on slimnn's conv kernels.
+
+Weights: symmetric int8, one scale per output channel (round half to even). Activations: ``mode="dynamic"``
+quantizes them to uint8 per image (or per tensor, ``quant="per_tensor"``), measured on each call;
+``"weight_only"`` keeps them fp32. Depthwise convs (groups == in == out channels) always run fp32
+activations times int8 weights (see csrc/kernels/conv/conv.h for why).
+
+Inputs in any memory format; channels-last (``x.contiguous(memory_format=torch.channels_last)``) is used
+as is, channels-first is converted once per call (one copy of the activations). Outputs are channels-last,
+so a chain of int8 convs converts at most once, at its input. ``activation`` (None, relu, relu6, silu,
+hardswish, gelu, gelu_tanh) is applied by the kernel to each output block; ``fold_batchnorm_`` and
+``fuse_conv_activations_`` set it up from a float model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..formats.packed import q8_info, unpack_q8
+from ..math import reference
+from ..math.quantize import quantize_int8_symmetric
+from ..ops import conv as co
+
+class _OpaqueChildren(torch.fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: ARG002
+        return True
+
+
+_ACTS = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.Hardswish: "hardswish"}
+
+
+def conv_activation_of(mod: nn.Module) -> Optional[str]:
+    """The kernel activation ``mod`` computes exactly, or None."""
+    if type(mod) in _ACTS:
+        return _ACTS[type(mod)]
+    if type(mod) is nn.GELU:
+        return {"none": "gelu", "tanh": "gelu_tanh"}.get(mod.approximate)
+    return None
+
+
+def _trace(mod: nn.Module) -> Optional[torch.fx.Graph]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _OpaqueChildren().trace(mod)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _is_identity(mod: nn.Module) -> bool:
+    """True when ``mod``'s forward provably returns its input (fx graph: input -> output), no state."""
+    if isinstance(mod, nn.Identity):
+        return True
+    if any(True for _ in mod.parameters()) or any(True for _ in mod.buffers()) or any(True for _ in mod.children()):
+        return False
+    g = _trace(mod)
+    if g is None:
+        return False
+    nodes = list(g.nodes)
+    return len(nodes) == 2 and nodes[0].op == "placeholder" and nodes[1].op == "output" and nodes[1].args == (nodes[0],)
+
+
+def _static_padding(conv: nn.Conv2d) -> Optional[tuple[int, int, int, int]]:
+    """(top, bottom, left, right) of the "static same padding" Conv2d subclass of the EfficientNet ports
+    (efficientnet_pytorch, efficientnet_lite_pytorch): its forward, traced by fx, must be exactly
+    ``F.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding, self.dilation,
+    self.groups)`` with ``static_padding`` a ZeroPad2d or an identity. None if ``conv`` is anything else."""
+    pad = getattr(conv, "static_padding", None)
+    if type(pad) is nn.ZeroPad2d:
+        l, r, t, b = pad.padding
+        extra = (t, b, l, r)
+    elif isinstance(pad, nn.Module) and _is_identity(pad):
+        extra = (0, 0, 0, 0)
+    else:
+        return None
+    g = _trace(conv)
+    if g is None:
+        return None
+    nodes = [n for n in g.nodes]
+    kinds = [(n.op, n.target) for n in nodes]
+    calls = [n for n in nodes if n.op == "call_function"]
+    if (len(calls) != 1 or calls[0].target not in (torch.conv2d, torch.nn.functional.conv2d)
+            or ("call_module", "static_padding") not in kinds or nodes[-1].args != (calls[0],)):
+        return None
+    args = calls[0].args
+    if len(args) != 7 or args[0].op != "call_module" or args[0].target != "static_padding":
+        return None
+    if not (args[1].op == "get_attr" and args[1].target == "weight"):
+        return None
+    if not ((args[2] is None and conv.bias is None) or (getattr(args[2], "op", None) == "get_attr" and args[2].target == "bias")):
+        return None
+    if tuple(args[3]) != tuple(conv.stride) or tuple(args[5]) != tuple(conv.dilation) or args[6] != conv.groups:
+        return None
+    if isinstance(args[4], str) or tuple(args[4]) != tuple(conv.padding):
+        return None
+    return extra
+
+
+def conv_padding(conv: nn.Module) -> Optional[tuple[int, int, int, int]]:
+    """The conv's zero padding as (top, bottom, left, right), or None if slimnn cannot run it exactly
+    (padding_mode other than zeros, a subclass with its own forward, string padding it cannot resolve)."""
+    if conv.padding_mode != "zeros":
+        return None
+    base = type(conv) in (nn.Conv1d, nn.Conv2d)
+    extra = (0, 0, 0, 0)
+    if not base:
+        if not isinstance(conv, nn.Conv2d):
+            return None
+        extra = _static_padding(conv)
+        if extra is None:
+            return None
+    p = conv.padding
+    k = conv.kernel_size if isinstance(conv, nn.Conv2d) else (1, conv.kernel_size[0])
+    d = conv.dilation if isinstance(conv, nn.Conv2d) else (1, conv.dilation[0])
+    if isinstance(p, str):
+        if p == "valid":
+            p2 = (0, 0, 0, 0)
+        else:  # "same" (stride 1, torch puts the odd pixel after)
+            tot = [dd * (kk - 1) for dd, kk in zip(d, k)]
+            p2 = (tot[0] // 2, tot[0] - tot[0] // 2, tot[1] // 2, tot[1] - tot[1] // 2)
+    elif isinstance(conv, nn.Conv2d):
+        p2 = (p[0], p[0], p[1], p[1])
+    else:
+        p2 = (0, 0, p[0], p[0])
+    return tuple(a + b for a, b in zip(p2, extra))  # type: ignore[return-value]
+
+
+class Conv2dInt8(nn.Module):
+    """y = act(conv2d(x, W) + b) with W int8 (one scale per output channel). Build with :meth:`from_conv`.
+
+    ``state_dict``: depthwise: ``qweight`` (int8, C x kh*kw) and ``scales``; otherwise ``packed`` (uint8,
+    ``groups`` q8 blobs of ``group_bytes`` each, CPU-independent); ``bias`` when there is one.
+    """
+
+    _is_1d = False
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1, groups: int = 1,
+        bias: bool = True, mode: str = "dynamic", quant: str = "per_image", activation: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        k = co.as_pair(kernel_size, "kernel_size")
+        self._setup(in_channels, out_channels, k, co.as_pair(stride, "stride"), co.pads4(padding),
+                    co.as_pair(dilation, "dilation"), groups, mode, quant, activation)
+        q = torch.zeros(out_channels, in_channels // groups, *k, dtype=torch.int8)
+        self._set_weight(q, torch.ones(out_channels))
+        self.register_buffer("bias", torch.zeros(out_channels) if bias else None)
+
+    def _setup(self, c, oc, k, s, p, d, groups, mode, quant, activation) -> None:
+        if mode not in co.MODES:
+            raise ValueError(f"{type(self).__name__}: mode must be one of {co.MODES}, got {mode!r}")
+        if quant not in co.QUANT:
+            raise ValueError(f"{type(self).__name__}: quant must be one of {tuple(co.QUANT)}, got {quant!r}")
+        if activation not in co.ACTIVATIONS:
+            raise ValueError(f"{type(self).__name__}: unknown activation {activation!r}")
+        if groups < 1 or c % groups or oc % groups:
+            raise ValueError(f"{type(self).__name__}: groups={groups} must divide in ({c}) and out ({oc}) channels")
+        self.in_channels, self.out_channels, self.kernel_size = int(c), int(oc), k
+        self.stride, self.padding, self.dilation, self.groups = s, p, d, int(groups)
+        self.mode, self.quant, self.activation = mode, quant, activation
+        self.depthwise = co.is_depthwise(c, oc, groups)
+        self.last_kernel: Optional[str] = None
+
+    def _set_weight(self, q: Tensor, scales: Tensor) -> None:
+        """q: int8 (oc, c/g, kh, kw), scales fp32 (oc,)."""
+        scales = scales.to(torch.float32).contiguous()
+        if self.depthwise:
+            self.register_buffer("qweight", q.reshape(self.out_channels, -1).contiguous())
+            self.register_buffer("scales", scales)
+            self.group_bytes = 0
+        else:
+            packed, gb = co.pack_conv_weight(q, scales, self.groups)
+            self.register_buffer("packed", packed)
+            self.group_bytes = gb
+
+    @classmethod
+    def from_conv(
+        cls, conv: nn.Module, mode: str = "dynamic", quant: str = "per_image", activation: Optional[str] = None,
+    ) -> "Conv2dInt8":
+        """Quantizes ``conv`` (an ``nn.Conv2d``, or ``nn.Conv1d`` for :class:`Conv1dInt8`) into a new module."""
+        want = nn.Conv1d if cls._is_1d else nn.Conv2d
+        if not isinstance(conv, want):
+            raise TypeError(f"{cls.__name__}.from_conv expects an {want.__name__}, got {type(conv).__name__}")
+        pads = conv_padding(conv)
+        if pads is None:
+            raise ValueError(f"{cls.__name__}: {type(conv).__name__} with padding_mode={conv.padding_mode!r} "
+                             "or a forward of its own is not supported")
+        w = conv.weight.detach().to(torch.float32)
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError("conv weight has a NaN or infinite value")
+        if cls._is_1d:
+            w = w.unsqueeze(2)
+            k, s, d = (1, conv.kernel_size[0]), (1, conv.stride[0]), (1, conv.dilation[0])
+        else:
+            k, s, d = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation)
+        mod = cls.__new__(cls)
+        nn.Module.__init__(mod)
+        mod._setup(conv.in_channels, conv.out_channels, k, s, pads, d, conv.groups, mode, quant, activation)
+        q, scales = quantize_int8_symmetric(w.reshape(w.shape[0], -1))
+        mod._set_weight(q.reshape(w.shape), scales.reshape(-1))
+        b = conv.bias
+        if b is not None:
+            b = b.detach().to(torch.float32).contiguous().clone()
+            if not bool(torch.isfinite(b).all()):
+                raise ValueError("conv bias has a NaN or infinite value")
+        mod.register_buffer("bias", b)
+        return mod
+
+    def int8_weight(self) -> tuple[Tensor, Tensor]:
+        """(q int8 (oc, c/g, kh, kw), scales fp32 (oc,)): the canonical weights."""
+        kh, kw = self.kernel_size
+        if self.depthwise:
+            return self.qweight.reshape(self.out_channels, 1, kh, kw), self.scales
+        qs, ss = [], []
+        gb = self.group_bytes
+        for g in range(self.groups):
+            q, s, _ = unpack_q8(self.packed[g * gb:(g + 1) * gb])
+            qs.append(q)
+            ss.append(s.reshape(-1))
+        q = torch.cat(qs).reshape(self.out_channels, kh, kw, -1).permute(0, 3, 1, 2).contiguous()
+        return q, torch.cat(ss)
+
+    def dequantized_weight(self) -> Tensor:
+        q, s = self.int8_weight()
+        w = q.to(torch.float32) * s.view(-1, 1, 1, 1)
+        return w.squeeze(2) if self._is_1d else w
+
+    def forward4(self, x: Tensor) -> Tensor:
+        if self.depthwise:
+            y, name = co.conv2d_dw(x, self.qweight, self.scales, self.kernel_size, self.stride, self.padding,
+                                   self.dilation, self.bias, self.activation)
+        else:
+            y, name = co.conv2d_q8(x, self.packed, self.group_bytes, self.out_channels, self.kernel_size,
+                                   self.stride, self.padding, self.dilation, self.groups, self.bias,
+                                   self.activation, self.mode, self.quant)
+        self.__dict__["last_kernel"] = name
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{type(self).__name__}: input must be a torch.Tensor, got {type(x).__name__}")
+        dt = x.dtype
+        y = self.forward4(x)
+        return y if dt == torch.float32 else y.to(dt)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        """The float64 reference of what the kernel computes (slimnn.math.reference.conv2d_reference)."""
+        q, s = self.int8_weight()
+        return reference.conv2d_reference(x, q, s, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                                   self.activation, self.mode, self.quant)
+
+    def storage_bytes(self) -> int:
+        """Bytes of the stored weights (packed blobs or int8 + scales) and bias."""
+        w = self.qweight.numel() + self.scales.numel() * 4 if self.depthwise else self.packed.numel()
+        return w + (0 if self.bias is None else self.bias.numel() * 4)
+
+    def float_bytes(self) -> int:
+        kh, kw = self.kernel_size
+        n = self.out_channels * (self.in_channels // self.groups) * kh * kw + (0 if self.bias is None else self.out_channels)
+        return 4 * n
+
+    def summary(self) -> str:
+        kind = "depthwise" if self.depthwise else ("pointwise" if self.kernel_size == (1, 1) else "dense")
+        return f"{kind} {self.kernel_size[0]}x{self.kernel_size[1]}, {self.mode}"
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}, "
+            f"mode={self.mode}" + (f", quant={self.quant}" if self.mode == "dynamic" and not self.depthwise else "")
+            + ("" if self.activation is None else f", activation={self.activation}")
+            + (f", kernel={self.last_kernel}" if self.last_kernel else "")
+        )
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: Any, strict: bool,
+                              missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
+        key = prefix + "packed"
+        if not self.depthwise and key in state_dict:
+            blob = state_dict[key]
+            if not isinstance(blob, Tensor) or blob.dtype != torch.uint8 or blob.dim() != 1 or blob.numel() != self.packed.numel():
+                error_msgs.append(f"{key}: expected a uint8 blob of {self.packed.numel()} bytes")
+                return
+            kk = self.kernel_size[0] * self.kernel_size[1] * (self.in_channels // self.groups)
+            gb = self.group_bytes
+            for g in range(self.groups):
+                try:
+                    info = q8_info(blob[g * gb:(g + 1) * gb].detach().cpu().contiguous(), full_check=True)
+                except (ValueError, TypeError) as e:
+                    error_msgs.append(f"{key}: group {g}: {e}")
+                    return
+                if (info.n, info.k) != (self.out_channels // self.groups, kk) or info.group_size is not None:
+                    error_msgs.append(f"{key}: group {g} is {info.n} x {info.k}, this conv needs "
+                                      f"{self.out_channels // self.groups} x {kk} per channel")
+                    return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+class Conv1dInt8(Conv2dInt8):
+    """``nn.Conv1d`` with int8 weights: the Conv2dInt8 kernels over (N, C, 1, L). Output (N, OC, OL)."""
+
+    _is_1d = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, bias: bool = True, mode: str = "dynamic",
+                 quant: str = "per_image", activation: Optional[str] = None) -> None:
+        nn.Module.__init__(self)
+        p = (0, 0, padding, padding) if isinstance(padding, int) else (0, 0, *padding)
+        self._setup(in_channels, out_channels, (1, int(kernel_size)), (1, int(stride)), p, (1, int(dilation)),
+                    groups, mode, quant, activation)
+        self._set_weight(torch.zeros(out_channels, in_channels // groups, 1, int(kernel_size), dtype=torch.int8),
+                         torch.ones(out_channels))
+        self.register_buffer("bias", torch.zeros(out_channels) if bias else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"Conv1dInt8: input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 3:
+            raise ValueError(f"Conv1dInt8: input must be (N, C, L), got {tuple(x.shape)}")
+        dt = x.dtype
+        y = self.forward4(x.unsqueeze(2)).squeeze(2)
+        return y if dt == torch.float32 else y.to(dt)
+
+    def reference_forward(self, x: Tensor) -> Tensor:
+        return super().reference_forward(x.unsqueeze(2)).squeeze(2)
+
+
+# --- BatchNorm folding and activation fusion (eval mode) ----------------------------------------------------
+
+
+def _traced_calls(parent: nn.Module) -> Optional[torch.fx.Graph]:
+    """``parent``'s forward traced with every child opaque, arguments with defaults taken at their defaults
+    (e.g. EfficientNet blocks' ``drop_connect_rate=None``); None if fx cannot trace it."""
+    import inspect
+
+    try:
+        sig = inspect.signature(parent.forward)
+        concrete = {n: p.default for n, p in list(sig.parameters.items())[1:] if p.default is not inspect.Parameter.empty}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _OpaqueChildren().trace(parent, concrete_args=concrete or None)
+    except Exception:  # noqa: BLE001  (fx raises many kinds; any of them means "cannot tell")
+        return None
+
+
+def _chains(parent: nn.Module) -> list[tuple[str, Optional[str], list]]:
+    """(conv child, bn child or None, [activation call nodes]) of ``parent``'s traced eval-mode forward where
+    the conv is called once and its only user is the BN's only call (and likewise BN -> activation)."""
+    was = parent.training
+    parent.eval()
+    try:
+        graph = _traced_calls(parent)
+    finally:
+        parent.train(was)
+    if graph is None:
+        return []
+    calls: dict[str, list] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls.setdefault(node.target, []).append(node)
+    kids = dict(parent.named_children())
+
+    def only_user(node):  # noqa: ANN001, ANN202
+        if len(node.users) != 1:
+            return None
+        u = next(iter(node.users))
+        if u.op == "call_module" and "." not in u.target and u.args == (node,) and not u.kwargs:
+            return u
+        return None
+
+    out = []
+    for name, nodes in calls.items():
+        if "." in name or len(nodes) != 1 or not isinstance(kids.get(name), (nn.Conv1d, nn.Conv2d, Conv2dInt8)):
+            continue
+        node, bn = nodes[0], None
+        u = only_user(node)
+        if (u is not None and isinstance(kids[u.target], (nn.BatchNorm1d, nn.BatchNorm2d, nn.Identity))
+                and len(calls[u.target]) == 1):
+            bn, node = u.target, u
+            u = only_user(node)
+        acts = [u] if u is not None and conv_activation_of(kids[u.target]) is not None else []
+        out.append((name, bn, acts))
+    return out
+
+
+class FoldedBatchNorm(nn.Identity):
+    """What a BatchNorm becomes once folded into the conv before it (``into``, that conv's attribute name):
+    an identity that still says, in the model's structure and in a saved file, what happened there."""
+
+    def __init__(self, into: str) -> None:
+        super().__init__()
+        self.into = into
+
+    def extra_repr(self) -> str:
+        return f"folded into {self.into}"
+
+
+class FusedConvActivation(nn.Identity):
+    """What an activation module becomes once the int8 conv(s) before it apply it in their kernel."""
+
+    def __init__(self, activation: str, into: str) -> None:
+        super().__init__()
+        if activation not in co.ACTIVATIONS or activation is None:
+            raise ValueError(f"FusedConvActivation: unknown activation {activation!r}")
+        self.activation, self.into = activation, into
+
+    def extra_repr(self) -> str:
+        return f"{self.activation}, fused into {self.into}"
+
+
+def _uses(model: nn.Module) -> dict[int, int]:
+    uses: dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    return uses
+
+
+def fold_batchnorm_(model: nn.Module, select=None) -> dict[str, str]:  # noqa: ANN001
+    """Folds every eval-mode BatchNorm that provably takes a float conv's output alone (its parent's forward,
+    traced by fx, shows conv -> bn with no other user) into that conv's weight and bias; the BN becomes a
+    :class:`FoldedBatchNorm`. ``select(conv) -> bool`` limits it to some convs. Returns {conv fqn: bn fqn}.
+    Training-mode BNs (batch statistics) are left alone."""
+    uses = _uses(model)
+    done: dict[str, str] = {}
+    for pname, parent in list(model.named_modules()):
+        kids = dict(parent.named_children())
+        if not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in kids.values()):
+            continue
+        for conv_name, bn_name, _ in _chains(parent):
+            if bn_name is None:
+                continue
+            conv, bn = kids[conv_name], kids[bn_name]
+            if select is not None and not select(conv):
+                continue
+            if not isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                continue
+            if (type(conv) not in (nn.Conv1d, nn.Conv2d) and conv_padding(conv) is None) or isinstance(conv, Conv2dInt8):
+                continue
+            if bn.training or not bn.track_running_stats or bn.running_var is None or uses[id(conv)] != 1 or uses[id(bn)] != 1:
+                continue
+            if conv._forward_hooks or conv._forward_pre_hooks or bn._forward_hooks or bn._forward_pre_hooks:
+                continue
+            with torch.no_grad():
+                inv = torch.rsqrt(bn.running_var.double() + bn.eps)
+                g = inv * (bn.weight.double() if bn.weight is not None else 1.0)
+                shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+                w = conv.weight.double() * g.view(shape)
+                b0 = conv.bias.double() if conv.bias is not None else torch.zeros_like(g)
+                b = (b0 - bn.running_mean.double()) * g + (bn.bias.double() if bn.bias is not None else 0.0)
+                conv.weight.copy_(w.to(conv.weight.dtype))
+                if conv.bias is None:
+                    conv.bias = nn.Parameter(b.to(conv.weight.dtype))
+                else:
+                    conv.bias.copy_(b.to(conv.bias.dtype))
+            setattr(parent, bn_name, FoldedBatchNorm(conv_name))
+            prefix = f"{pname}." if pname else ""
+            done[prefix + conv_name] = prefix + bn_name
+    return done
+
+
+def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
+    """Lets every Conv2dInt8/Conv1dInt8 apply the activation module that provably takes its output alone
+    (through an already folded BN, now an Identity). An activation module called several times (EfficientNet
+    blocks share one ``_swish``) is replaced only when every one of its calls is such a fused output.
+    Returns {conv fqn: "<activation> (from <module fqn>)"}."""
+    uses = _uses(model)
+    fused: dict[str, str] = {}
+    for pname, parent in list(model.named_modules()):
+        kids = dict(parent.named_children())
+        if not any(isinstance(m, Conv2dInt8) for m in kids.values()):
+            continue
+        chains = _chains(parent)
+        graph_calls: dict[str, int] = {}
+        g = _traced_calls(parent)
+        if g is None:
+            continue
+        for node in g.nodes:
+            if node.op == "call_module":
+                graph_calls[node.target] = graph_calls.get(node.target, 0) + 1
+        by_act: dict[str, list[str]] = {}
+        for conv_name, bn_name, acts in chains:
+            conv = kids[conv_name]
+            if not isinstance(conv, Conv2dInt8) or conv.activation is not None or uses[id(conv)] != 1 or not acts:
+                continue
+            if bn_name is not None and not isinstance(kids[bn_name], nn.Identity):
+                continue
+            by_act.setdefault(acts[0].target, []).append(conv_name)
+        for act_name, convs in by_act.items():
+            act = kids[act_name]
+            if uses[id(act)] != 1 or graph_calls.get(act_name, 0) != len(convs) or act._forward_hooks:
+                continue
+            a = conv_activation_of(act)
+            for conv_name in convs:
+                kids[conv_name].activation = a
+                prefix = f"{pname}." if pname else ""
+                fused[prefix + conv_name] = f"{a} (from {prefix + act_name})"
+            setattr(parent, act_name, FusedConvActivation(a, ",".join(convs)))
+    return fused

@@ -1,0 +1,154 @@
+"""conv: ``Int8Config`` also converts ``nn.Conv2d`` / ``nn.Conv1d`` into :class:`slimnn.nn.conv.Conv2dInt8` /
+``Conv1dInt8`` (int8 weights per output channel; dynamic uint8 activations per image, or weight-only).
+
+This file extends the ``int8`` technique rather than adding a config: ``compress_(model, Int8Config())``
+compresses a CNN's convolutions and its Linears alike. Before conversion, every eval-mode BatchNorm that
+provably takes a float conv's output alone is folded into it (``prepare``); afterwards, the activation that
+provably follows each int8 conv (ReLU, ReLU6, SiLU, hard-swish, GELU) runs in its kernel (``fuse``). Conv2d
+subclasses are converted only when their traced forward is the EfficientNet ports' static same padding
+(``accepts``). Saved as ``int8_conv`` v1: the int8 weight (oc, c/groups, kh, kw), fp32 scales (oc,), bias,
+and the conv's geometry, mode and fused activation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..configs import Int8Config
+from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, int_field
+from ..nn.conv import (
+    Conv1dInt8, Conv2dInt8, FoldedBatchNorm, FusedConvActivation, conv_padding, fold_batchnorm_, fuse_conv_activations_,
+)
+from ..ops.conv import ACTIVATIONS, QUANT
+from .registry import for_config, register
+
+_BASE = for_config(Int8Config)  # the int8 technique (techniques/int8.py registers first)
+_CONVS = (nn.Conv1d, nn.Conv2d)
+
+
+def convert(layer: nn.Module, config: Int8Config) -> Any:
+    if not isinstance(layer, _CONVS):
+        return _BASE.convert(layer, config)
+    if conv_padding(layer) is None:
+        return f"{type(layer).__name__} with padding_mode={layer.padding_mode!r} is not converted"
+    cls = Conv1dInt8 if isinstance(layer, nn.Conv1d) else Conv2dInt8
+    return cls.from_conv(layer, mode=config.mode)
+
+
+def accepts(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Conv2d) and conv_padding(layer) is not None
+
+
+def prepare(model: nn.Module, targets: list, config: Int8Config) -> dict:
+    if not any(isinstance(m, _CONVS) for _, m in targets):
+        return {}
+    ids = {id(m) for _, m in targets}
+    done = fold_batchnorm_(model, lambda conv: id(conv) in ids)
+    return {conv: f"folded {bn}" for conv, bn in done.items()}
+
+
+# --- saved form ---
+
+def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    q, scales = mod.int8_weight()
+    tensors = {"q": q.contiguous(), "scales": scales.contiguous()}
+    if mod.bias is not None:
+        tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
+    meta = {
+        "dims": 1 if isinstance(mod, Conv1dInt8) else 2,
+        "in_channels": mod.in_channels, "out_channels": mod.out_channels,
+        "kernel_size": list(mod.kernel_size), "stride": list(mod.stride), "padding": list(mod.padding),
+        "dilation": list(mod.dilation), "groups": mod.groups, "bias": mod.bias is not None,
+        "mode": mod.mode, "quant": mod.quant, "activation": mod.activation,
+    }
+    return tensors, meta
+
+
+def _ints(meta: dict, key: str, n: int, lo: int) -> list:
+    v = meta.get(key)
+    if not isinstance(v, list) or len(v) != n or any(isinstance(e, bool) or not isinstance(e, int) or not lo <= e <= 2**24 for e in v):
+        raise ValueError(f"int8_conv field {key!r} must be {n} integers >= {lo}, got {v!r}")
+    return v
+
+
+def _spec(meta: dict) -> TensorSpec:
+    dims = int_field(meta, "dims", 1, 2)
+    c, oc, g = int_field(meta, "in_channels", 1, 2**24), int_field(meta, "out_channels", 1, 2**24), int_field(meta, "groups", 1, 2**24)
+    kh, kw = _ints(meta, "kernel_size", 2, 1)
+    _ints(meta, "stride", 2, 1), _ints(meta, "padding", 4, 0), _ints(meta, "dilation", 2, 1)
+    if c % g or oc % g or (dims == 1 and kh != 1):
+        raise ValueError(f"int8_conv: groups={g} must divide {c} and {oc} (and a Conv1d has kernel height 1)")
+    if meta.get("mode") not in ("dynamic", "weight_only") or meta.get("quant") not in QUANT:
+        raise ValueError(f"int8_conv: bad mode/quant {meta.get('mode')!r}/{meta.get('quant')!r}")
+    if meta.get("activation") not in ACTIVATIONS:
+        raise ValueError(f"int8_conv: unknown activation {meta.get('activation')!r}")
+    spec = {"q": (torch.int8, (oc, c // g, kh, kw)), "scales": (torch.float32, (oc,))}
+    if bool_field(meta, "bias"):
+        spec["bias"] = (torch.float32, (oc,))
+    return spec
+
+
+def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
+    q, scales, bias = tensors["q"], tensors["scales"], tensors.get("bias")
+    if q.numel() and int(q.min()) < -127:
+        raise ValueError("int8 conv weights hold -128; slimnn's symmetric int8 format uses [-127, 127]")
+    if not bool(torch.isfinite(scales).all()) or not bool((scales > 0).all()):
+        raise ValueError("int8 conv scales must be finite and positive")
+    if bias is not None and not bool(torch.isfinite(bias).all()):
+        raise ValueError("int8 conv bias has a NaN or infinite value")
+    cls = Conv1dInt8 if meta["dims"] == 1 else Conv2dInt8
+    mod = cls.__new__(cls)
+    nn.Module.__init__(mod)
+    mod._setup(meta["in_channels"], meta["out_channels"], tuple(meta["kernel_size"]), tuple(meta["stride"]),
+               tuple(meta["padding"]), tuple(meta["dilation"]), meta["groups"], meta["mode"], meta["quant"],
+               meta["activation"])
+    mod._set_weight(q.contiguous(), scales.contiguous())
+    mod.register_buffer("bias", None if bias is None else bias.clone())
+    return mod
+
+
+def _folded_to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    return {}, {"into": mod.into}
+
+
+def _folded_from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
+    into = meta.get("into")
+    if not isinstance(into, str):
+        raise ValueError(f"folded_batchnorm: 'into' must be a str, got {into!r}")
+    return FoldedBatchNorm(into)
+
+
+def _act_to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    return {}, {"activation": mod.activation, "into": mod.into}
+
+
+def _act_from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
+    if meta.get("activation") not in ACTIVATIONS or meta.get("activation") is None or not isinstance(meta.get("into"), str):
+        raise ValueError(f"fused_conv_activation: malformed metadata {meta!r}")
+    return FusedConvActivation(meta["activation"], meta["into"])
+
+
+_FORMATS = (
+    ModuleFormat("int8_conv", 1, Conv2dInt8, _to_canonical, _spec, _from_canonical),
+    ModuleFormat("int8_conv1d", 1, Conv1dInt8, _to_canonical, _spec, _from_canonical),
+    # A BatchNorm folded into its conv: no tensors; a skeleton's BatchNorm is replaced by it at load.
+    ModuleFormat("fused_conv_activation", 1, FusedConvActivation, _act_to_canonical, lambda meta: {},
+                 _act_from_canonical),
+    ModuleFormat("folded_batchnorm", 1, FoldedBatchNorm, _folded_to_canonical, lambda meta: {}, _folded_from_canonical),
+)
+
+TECHNIQUE = register(dataclasses.replace(
+    _BASE,
+    modules=_BASE.modules + (Conv2dInt8, Conv1dInt8),
+    targets=_BASE.targets + _CONVS,
+    convert=convert,
+    summary=_BASE.summary + "; Conv1d/Conv2d int8 (BatchNorm folded, activations fused)",
+    save_formats=_BASE.save_formats + _FORMATS,
+    accepts=accepts,
+    prepare=prepare,
+    fuse=fuse_conv_activations_,
+))

@@ -1,0 +1,429 @@
+"""Conv kernels (csrc/kernels/conv): every ISA path against the torch reference over adversarial shapes.
+
+The reference (slimnn.math.reference.conv2d_reference) is itself checked against float conv; the dyn path's
+integer accumulations are checked exactly (unit weight scales make y / a_scale the integer sum); quantized
+bytes and im2col rows are exact; thread counts give bit-identical results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import slimnn
+from slimnn import _C
+from slimnn.math import reference as R
+from slimnn.ops import conv as co
+
+from tolerances import assert_close, assert_exact
+
+ISAS = ["portable", "avx2", "avx512", "avx512vnni"]
+# The qgemm path each forced ceiling takes (the best q8 dyn/wo kernel at or below it) and the depthwise one.
+GEMM_ISA = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512vnni"}
+DW_ISA = {"portable": "portable", "avx2": "avx2", "avx512": "avx512", "avx512vnni": "avx512"}
+
+
+def need(isa: str) -> None:
+    if isa not in slimnn.isa.available():
+        pytest.skip(f"{isa} is not available on this CPU")  # a skip, never a pass
+
+
+# (n, c, h, w, oc, k, stride, pad, dilation, groups): dense and pointwise, tails around 4 (K), 16 (N panels)
+# and the micro-kernels' row counts, 1x1 images, windows larger than the image, grouped convs.
+DENSE = [
+    (1, 16, 8, 8, 32, 1, 1, 0, 1, 1),     # pointwise, direct rows
+    (2, 3, 9, 7, 17, 3, 2, 1, 1, 1),      # stem-like, K = 27 (padded to 28)
+    (1, 5, 1, 1, 1, 1, 1, 0, 1, 1),       # 1x1 image, one output channel, K = 5
+    (3, 24, 1, 1, 48, 1, 1, 0, 1, 1),     # batch of 1x1 images (an SE block)
+    (3, 24, 1, 1, 33, 3, 1, 1, 1, 1),     # 3x3 over a 1x1 image: only the centre tap is inside
+    (2, 8, 9, 7, 12, 3, 1, 2, 2, 4),      # groups 4, dilation 2
+    (1, 6, 5, 5, 9, 2, 3, 0, 1, 3),       # even kernel, stride 3, groups 3
+    (2, 7, 4, 6, 20, 5, 1, 3, 1, 1),      # kernel larger than the image, heavy padding
+    (1, 64, 14, 14, 80, 1, 2, 0, 1, 1),   # strided 1x1 (gathered, not direct)
+    (1, 18, 3, 3, 16, 1, 1, 0, 1, 1),     # pointwise with C % 4 != 0 (gathered)
+    (4, 32, 6, 6, 130, 3, 1, 1, 1, 1),    # N tail past 128 columns
+    (0, 8, 5, 5, 16, 3, 1, 1, 1, 1),      # empty batch
+    (1, 2, 1, 40, 3, 3, 1, 1, 1, 1),      # Conv1d-shaped (H = 1)
+    (2, 3, 11, 11, 32, 3, 2, (0, 1, 0, 1), 1, 1),  # TF "same" padding, asymmetric
+]
+# Depthwise: groups == c == oc.
+DW = [
+    (2, 32, 9, 7, 32, 3, 1, 1, 1, 32),
+    (2, 40, 11, 13, 40, 5, 2, 2, 1, 40),
+    (2, 20, 11, 13, 20, 4, 3, 2, 2, 20),   # general path: even k, stride 3, dilation 2
+    (1, 17, 6, 6, 17, 3, 2, 0, 1, 17),     # channel tail, no padding
+    (1, 3, 1, 1, 3, 3, 1, 1, 1, 3),        # 1x1 image
+    (1, 65, 5, 4, 65, 5, 1, 2, 1, 65),     # 4-vector block + vector + scalar tail
+    (3, 96, 7, 7, 96, 3, 1, 1, 1, 96),
+    (1, 8, 2, 2, 8, 7, 1, 3, 1, 8),        # window larger than the image
+    (1, 16, 9, 9, 16, 3, 1, 4, 3, 16),     # dilation 3
+    (1, 24, 12, 12, 24, 1, 2, 0, 1, 24),   # 1x1 depthwise
+    (2, 48, 6, 21, 48, 3, 1, 1, 1, 48),    # stride 1, rows of 8-pixel blocks plus a remainder
+    (1, 33, 7, 20, 33, 5, 1, 2, 1, 33),    # the same for 5x5, channel tail
+    (1, 16, 9, 20, 16, 3, (2, 1), 1, 1, 16),  # vertical stride 2, horizontal 1: still the blocked path
+    (1, 32, 9, 9, 32, 3, 2, (0, 1, 0, 1), 1, 32),  # TF "same" padding: bottom/right only (EfficientNet-Lite)
+    (1, 48, 8, 8, 48, 5, 2, (1, 2, 1, 2), 1, 48),
+]
+
+
+def make(case, seed=0):
+    n, c, h, w, oc, k, s, p, d, g = case
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen) * 2 + 0.3
+    q = torch.randint(-127, 128, (oc, c // g, k, k), generator=gen, dtype=torch.int8)
+    scales = torch.rand(oc, generator=gen) * 0.01 + 0.001
+    bias = torch.randn(oc, generator=gen)
+    return x, q, scales, bias
+
+
+def run(case, x, q, scales, bias, mode="dynamic", act=None, quant="per_image"):
+    n, c, h, w, oc, k, s, p, d, g = case
+    if co.is_depthwise(c, oc, g):
+        return co.conv2d_dw(x, q.reshape(c, k * k).contiguous(), scales, k, s, p, d, bias, act)
+    blob, gb = co.pack_conv_weight(q, scales, g)
+    return co.conv2d_q8(x, blob, gb, oc, k, s, p, d, g, bias, act, mode, quant)
+
+
+def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
+    """Sum of |terms| the kernel adds (in output units), for the tolerance."""
+    n, c, h, w, oc, k, s, p, d, g = case
+    t, b, l, r = co.pads4(p)
+    kw = dict(stride=s, dilation=d, groups=g)
+    wf = (q.float() * scales.view(-1, 1, 1, 1)).abs().double()
+    if mode == "weight_only" or co.is_depthwise(c, oc, g):
+        m = F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw)
+    else:
+        blocks = [x] if quant == "per_tensor" else list(x.split(1))
+        outs = []
+        for blk in blocks:
+            qa, sc, zp, _ = R.quantize_activation_u8(blk)
+            outs.append(F.conv2d(F.pad((qa.double() - zp).abs(), (l, r, t, b)), q.double().abs(), **kw)
+                        * sc * scales.double().view(1, -1, 1, 1))
+        m = torch.cat(outs) if len(outs) > 1 else outs[0]
+    return m + bias.abs().double().view(1, -1, 1, 1)
+
+
+def test_reference_tracks_float_conv():
+    """The reference itself: int8 weights and uint8 activations stay close to the float conv (SQNR)."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 32, 12, 12, generator=gen)
+    w = torch.randn(48, 32, 3, 3, generator=gen) * 0.1
+    b = torch.randn(48, generator=gen)
+    absmax = w.abs().amax(dim=(1, 2, 3))
+    scales = absmax / 127
+    q = torch.round(w / scales.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
+    ref = F.conv2d(x, w, b, padding=1)
+    for mode in co.MODES:
+        y = R.conv2d_reference(x, q, scales, b, 1, 1, 1, 1, None, mode)
+        sqnr = 10 * math.log10(ref.pow(2).mean() / (y - ref).pow(2).mean())
+        assert sqnr > 30, f"{mode}: SQNR {sqnr:.1f} dB"
+    # weight-only with exactly representable weights is the float conv itself
+    y = R.conv2d_reference(x, q, torch.ones(48), b, 1, 1, 1, 1, None, "weight_only")
+    torch.testing.assert_close(y, F.conv2d(x, q.float(), b, padding=1), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DENSE, ids=str)
+@pytest.mark.parametrize("mode", co.MODES)
+def test_dense_matches_reference(isa, case, mode):
+    need(isa)
+    x, q, scales, bias = make(case)
+    with slimnn.isa.forced(isa):
+        y, name = run(case, x, q, scales, bias, mode)
+    assert name.endswith("__" + (GEMM_ISA if mode == "dynamic" else DW_ISA)[isa]), name  # no VNNI wo kernel
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
+    kk = case[5] ** 2 * case[1] // case[9]
+    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DW, ids=str)
+def test_depthwise_matches_reference(isa, case):
+    need(isa)
+    x, q, scales, bias = make(case)
+    with slimnn.isa.forced(isa):
+        y, name = run(case, x, q, scales, bias)
+    k = case[5]
+    fast = {3: "3x3", 5: "5x5"}.get(k) if case[8] == 1 else None
+    assert name == f"conv_dw_f32_{fast or 'general'}__{DW_ISA[isa]}", name
+    ref = R.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9])
+    assert_close(y, ref, k=k * k, magnitude=magnitude(case, x, q, scales, bias, "weight_only"), what=f"{isa} {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("quant", ["per_image", "per_tensor"])
+def test_integer_accumulation_exact(isa, quant):
+    """Unit weight scales and no bias: y / a_scale is the int32 sum itself, which must be exact."""
+    need(isa)
+    for case in DENSE:
+        n, c, h, w, oc, k, s, p, d, g = case
+        if n == 0:
+            continue
+        x, q, _, _ = make(case, seed=1)
+        ones = torch.ones(oc)
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, ones, None, "dynamic", quant=quant)
+        blocks = [x] if quant == "per_tensor" else list(x.split(1))
+        start = 0
+        for blk in blocks:
+            qa, sc, zp, _ = R.quantize_activation_u8(blk)
+            acc = R.conv2d_i32_reference(qa, zp, q, s, p, d, g)
+            assert acc.abs().max() < 2**24  # float32 holds the sums exactly
+            got = (y[start:start + blk.shape[0]].double() / sc).round().to(torch.int64)
+            assert_exact(got, acc, f"{isa} {quant} {case}")
+            start += blk.shape[0]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_quantized_bytes_exact(isa):
+    need(isa)
+    gen = torch.Generator().manual_seed(5)
+    for count in (1, 7, 16, 33, 1000):
+        x = torch.randn(count, generator=gen) * 3 - 0.5
+        x[0] = 0.5 * (x[0] // 0.5)  # a value on the .5 grid: ties to even somewhere
+        q_ref, sc_ref, zp_ref, ok = R.quantize_activation_u8(x)
+        with slimnn.isa.forced(isa):
+            ok2, sc, zp = _C.conv_quant_params(x.data_ptr(), count)
+            q = torch.empty(count, dtype=torch.uint8)
+            name = _C.conv_quantize_u8(x.data_ptr(), count, float(torch.tensor(1.0) / torch.tensor(sc)), zp, q.data_ptr())
+        assert name.endswith("__" + DW_ISA[isa])
+        assert ok2 and ok and sc == sc_ref and zp == zp_ref
+        assert_exact(q, q_ref, f"{isa} bytes, count {count}")
+    bad = torch.tensor([1.0, float("inf"), 2.0])
+    with slimnn.isa.forced(isa):
+        assert not _C.conv_quant_params(bad.data_ptr(), 3)[0]
+
+
+def test_im2col_rows_exact():
+    gen = torch.Generator().manual_seed(6)
+    for case in DENSE:
+        n, c, h, w, oc, k, s, p, d, g = case
+        if n == 0:
+            continue
+        qa = torch.randint(0, 256, (n, c, h, w), generator=gen, dtype=torch.uint8)
+        zp = 77
+        qn = qa.contiguous(memory_format=torch.channels_last)
+        pt, pb, pl, pr = co.pads4(p)
+        dims = [n, h, w, c, oc, k, k, s, s, pt, pb, pl, pr, d, d, g]
+        oh, ow = co.out_size(h, w, (k, k), (s, s), p, (d, d))
+        cg, kk = c // g, k * k * (c // g)
+        kp = -(-kk // 4) * 4
+        for img in range(n):
+            for grp in range(g):
+                centred = F.pad(qa[img:img + 1, grp * cg:(grp + 1) * cg].double() - zp, (pl, pr, pt, pb))
+                cols = F.unfold(centred, k, d, 0, s)  # (1, cg*k*k, L), padding read as zp
+                want = (cols.view(cg, k * k, -1).permute(2, 1, 0).reshape(-1, kk) + zp).to(torch.uint8)
+                out = torch.full((oh * ow, kp), 0xA5, dtype=torch.uint8)  # sentinel
+                _C.conv_im2col_u8(qn.data_ptr(), qn.numel(), dims, img, grp, zp, 0, oh * ow, kp, out.data_ptr(), out.numel())
+                assert_exact(out[:, :kk], want, f"im2col {case} img {img} group {grp}")
+                assert (out[:, kk:] == 0).all()
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6", "silu", "hardswish", "gelu", "gelu_tanh"])
+def test_fused_activation(act):
+    for case in (DENSE[1], DW[0], DW[2]):
+        x, q, scales, bias = make(case)
+        y, _ = run(case, x, q, scales, bias, "dynamic", act)
+        pre = R.conv2d_reference(x, q, scales, bias, case[6], case[7], case[8], case[9], None, "dynamic")
+        want = R.conv_activation(pre.double(), act).float()
+        mag = magnitude(case, x, q, scales, bias, "dynamic") * 2 + pre.abs().double()
+        assert_close(y, want, k=case[5] ** 2 * case[1] // case[9], magnitude=mag, what=f"{act} {case}")
+
+
+@pytest.mark.parametrize("case", [DENSE[1], DENSE[5], DENSE[10], DW[0], DW[6]], ids=str)
+def test_threads_bit_identical(case):
+    x, q, scales, bias = make(case)
+    outs = []
+    for t in (1, 2, 3):
+        slimnn.set_num_threads(t)
+        outs.append(run(case, x, q, scales, bias)[0])
+    for o in outs[1:]:
+        assert_exact(o, outs[0], f"threads {case}")
+
+
+def test_channels_first_input_same_result():
+    case = DENSE[1]
+    x, q, scales, bias = make(case)
+    y1, _ = run(case, x.contiguous(), q, scales, bias)
+    y2, _ = run(case, x.contiguous(memory_format=torch.channels_last), q, scales, bias)
+    assert_exact(y1, y2)
+
+
+def test_non_finite_image():
+    case = (3, 8, 5, 5, 16, 3, 1, 1, 1, 1)
+    x, q, scales, bias = make(case)
+    x[1, 2, 3, 3] = float("nan")
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_image")
+    assert torch.isnan(y[1]).all() and torch.isfinite(y[0]).all() and torch.isfinite(y[2]).all()
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_tensor")
+    assert torch.isnan(y).all()
+
+
+def test_bad_inputs_raise_value_error():
+    case = DENSE[1]
+    x, q, scales, bias = make(case)
+    blob, gb = co.pack_conv_weight(q, scales, 1)
+    with pytest.raises(ValueError, match="input must be"):
+        co.conv2d_q8(x[0], blob, gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="packed weights of group 0 are 17 x 27, the conv needs 17 x 18"):
+        co.conv2d_q8(x[:, :2], blob, gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="does not fit"):
+        co.conv2d_q8(x[:, :, :1, :1], blob, gb, 17, 3, 1, 0)
+    with pytest.raises(ValueError, match="packed weights"):
+        co.conv2d_q8(x, blob[:-64], gb, 17, 3, 2, 1)
+    with pytest.raises(ValueError, match="packed weights of group"):
+        co.conv2d_q8(x, blob, gb, 18, 3, 2, 1)
+    with pytest.raises(ValueError, match="activation"):
+        co.conv2d_q8(x, blob, gb, 17, 3, 2, 1, activation="tanh")
+    with pytest.raises(ValueError, match="groups"):
+        co.pack_conv_weight(q, scales, 2)
+    with pytest.raises(ValueError, match="stride"):
+        co.conv2d_q8(x, blob, gb, 17, 3, 0, 1)
+
+
+# --- modules ------------------------------------------------------------------------------------------------
+
+from torch import nn  # noqa: E402
+
+from slimnn.nn.conv import Conv1dInt8, Conv2dInt8, conv_padding, fold_batchnorm_, fuse_conv_activations_  # noqa: E402
+
+
+def sqnr_db(y, ref):
+    return 10 * math.log10(ref.double().pow(2).mean() / (y.double() - ref.double()).pow(2).mean())
+
+
+@pytest.mark.parametrize("mode", co.MODES)
+@pytest.mark.parametrize("spec", [
+    dict(c=16, oc=24, k=1),
+    dict(c=8, oc=12, k=3, stride=2, padding=1),
+    dict(c=12, oc=12, k=3, padding=1, groups=12),
+    dict(c=12, oc=18, k=3, padding=2, dilation=2, groups=3),
+    dict(c=10, oc=10, k=5, padding=2, groups=10, bias=False),
+    dict(c=6, oc=9, k=3, padding="same"),
+], ids=str)
+def test_conv2d_module_matches_reference_and_float(spec, mode):
+    torch.manual_seed(0)
+    spec = dict(spec)
+    c, oc, k = spec.pop("c"), spec.pop("oc"), spec.pop("k")
+    conv = nn.Conv2d(c, oc, k, **spec).eval()
+    x = torch.randn(3, c, 11, 9)
+    q = Conv2dInt8.from_conv(conv, mode=mode)
+    y = q(x)
+    assert y.shape == conv(x).shape
+    torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
+    assert sqnr_db(y, conv(x).detach()) > 30
+    torch.testing.assert_close(q.dequantized_weight(), conv.weight.detach(), rtol=0, atol=conv.weight.abs().max().item() / 200)
+
+
+def test_conv1d_module():
+    torch.manual_seed(1)
+    for kw in (dict(kernel_size=3, padding=1), dict(kernel_size=4, stride=2), dict(kernel_size=3, groups=8, padding=1),
+               dict(kernel_size=1)):
+        conv = nn.Conv1d(8, 16 if kw.get("groups", 1) == 1 else 8, **kw).eval()
+        x = torch.randn(2, 8, 30)
+        q = Conv1dInt8.from_conv(conv)
+        y = q(x)
+        assert y.shape == conv(x).shape
+        assert sqnr_db(y, conv(x).detach()) > 30
+        torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(TypeError, match="Conv1d"):
+        Conv1dInt8.from_conv(nn.Conv2d(2, 2, 1))
+
+
+def test_conv_module_state_dict_round_trip():
+    torch.manual_seed(2)
+    for conv in (nn.Conv2d(8, 16, 3, padding=1, groups=2), nn.Conv2d(8, 8, 3, groups=8)):
+        q = Conv2dInt8.from_conv(conv)
+        fresh = Conv2dInt8(8, conv.out_channels, 3, padding=conv.padding, groups=conv.groups)
+        fresh.load_state_dict(q.state_dict())
+        x = torch.randn(1, 8, 6, 6)
+        assert_exact(fresh(x), q(x))
+    q = Conv2dInt8.from_conv(nn.Conv2d(8, 16, 3))
+    sd = q.state_dict()
+    sd["packed"] = sd["packed"].clone()
+    sd["packed"][100] ^= 0x7F  # a weight byte: the column sums no longer match
+    with pytest.raises(RuntimeError, match="packed"):
+        Conv2dInt8(8, 16, 3).load_state_dict(sd)
+
+
+def test_unsupported_convs_are_refused():
+    with pytest.raises(ValueError, match="padding_mode"):
+        Conv2dInt8.from_conv(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"))
+
+    class Odd(nn.Conv2d):
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return super().forward(x) * 2
+
+    assert conv_padding(Odd(2, 2, 3)) is None
+
+
+class _StaticSame(nn.Conv2d):
+    """The EfficientNet ports' TF-"same" conv: a ZeroPad2d child, then F.conv2d with padding 0."""
+
+    def __init__(self, c, oc, k, stride=1, groups=1):  # noqa: ANN001
+        super().__init__(c, oc, k, stride, 0, groups=groups, bias=False)
+        pad = max(k - stride, 0)
+        self.static_padding = nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        x = self.static_padding(x)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(8, 24, 1, bias=False)
+        self.bn0 = nn.BatchNorm2d(24)
+        self.dw = _StaticSame(24, 24, 3, stride=2, groups=24)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.act = nn.ReLU6()  # called twice, like EfficientNet-Lite's _swish
+        self.project = nn.Conv2d(24, 8, 1)
+        self.bn2 = nn.BatchNorm2d(8)
+
+    def forward(self, x, rate=None):  # noqa: ANN001, ANN201
+        x = self.act(self.bn0(self.expand(x)))
+        x = self.act(self.bn1(self.dw(x)))
+        x = self.bn2(self.project(x))
+        if rate:  # control flow on a defaulted argument: traced at its default
+            x = x * (1 - rate)
+        return x
+
+
+def _randomize_bn(model):  # noqa: ANN001
+    g = torch.Generator().manual_seed(4)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+
+
+def test_fold_batchnorm_and_fuse_activations():
+    torch.manual_seed(5)
+    model = nn.Sequential(_Block(), _Block()).eval()
+    _randomize_bn(model)
+    x = torch.randn(2, 8, 17, 17)
+    ref = model(x).detach()
+    folded = fold_batchnorm_(model)
+    assert len(folded) == 6 and all(isinstance(m, nn.Identity) for n, m in model.named_modules() if "bn" in n)
+    torch.testing.assert_close(model(x), ref, rtol=1e-4, atol=1e-4)
+    assert conv_padding(model[0].dw) == (0, 1, 0, 1)  # TF-"same" for k=3, stride 2
+    for blk in model:
+        for name in ("expand", "dw", "project"):
+            setattr(blk, name, Conv2dInt8.from_conv(getattr(blk, name)))
+    fused = fuse_conv_activations_(model)
+    assert sorted(fused) == ["0.dw", "0.expand", "1.dw", "1.expand"], fused
+    assert model[0].expand.activation == "relu6" and model[0].project.activation is None
+    y = model(x)
+    assert sqnr_db(y, ref) > 25
+
+
+def test_training_batchnorm_is_not_folded():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    assert fold_batchnorm_(model) == {}
