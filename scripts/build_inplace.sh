@@ -8,5 +8,6 @@ cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLIMNN_WERROR=ON \
   -Dpybind11_DIR="$($py -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DPython_EXECUTABLE="$(command -v "$py")" "$@" >/dev/null
 ninja -C build/dev >/dev/null
-cp -f build/dev/_C*.so src/slimnn/
+# --remove-destination: a new inode, so a process that has the old library mapped keeps it intact
+cp --remove-destination build/dev/_C*.so src/slimnn/
 echo "built src/slimnn/$(basename build/dev/_C*.so)"
