@@ -37,7 +37,7 @@ def test_cnn_compress_fold_fuse_save_load(tmp_path):
     m = _cnn()
     x = torch.randn(4, 3, 20, 20)
     ref = m(x).detach()
-    report = slimnn.compress_(m, slimnn.Int8Config())
+    report = slimnn.compress_(m, slimnn.Int8Config(), filter_fn=lambda mod, fqn: True)
     assert [type(m[i]) for i in (0, 3, 6)] == [Conv2dInt8] * 3
     assert all(isinstance(m[i], FoldedBatchNorm) for i in (1, 4, 7))
     assert isinstance(m[2], FusedConvActivation) and m[0].activation == "relu6" and m[3].activation == "hardswish"
@@ -86,7 +86,7 @@ def test_tied_llama_compressed_once(config):
     with torch.no_grad():
         ref = m(ids).logits
     assert m.lm_head.weight is m.model.embed_tokens.weight
-    report = slimnn.compress_(m, config)
+    report = slimnn.compress_(m, config, filter_fn=lambda mod, fqn: True)
     emb = m.model.embed_tokens
     assert isinstance(emb, QuantEmbedding) and emb.packed is m.lm_head.packed and emb.tied_to == "lm_head"
     assert "tied to lm_head" in report.converted["model.embed_tokens"]
@@ -98,7 +98,7 @@ def test_tied_llama_compressed_once(config):
 
 def test_tied_llama_tie_survives_save_load(tmp_path):
     m, cfg = _llama()
-    slimnn.compress_(m, slimnn.Int8Config())
+    slimnn.compress_(m, slimnn.Int8Config(), filter_fn=lambda mod, fqn: True)
     ids = torch.randint(0, cfg.vocab_size, (1, 7))
     with torch.no_grad():
         y = m(ids).logits
@@ -117,7 +117,7 @@ def test_tied_llama_tie_survives_save_load(tmp_path):
 
 def test_untied_embedding_saved_with_its_rows(tmp_path):
     emb = nn.Sequential(nn.Embedding(100, 32), nn.Linear(32, 8))
-    slimnn.compress_(emb, slimnn.Int8Config())
+    slimnn.compress_(emb, slimnn.Int8Config(), filter_fn=lambda mod, fqn: True)
     assert isinstance(emb[0], QuantEmbedding) and emb[0].tied_to is None
     ids = torch.randint(0, 100, (3, 5))
     y = emb(ids)
@@ -135,7 +135,7 @@ def test_gpt2_every_conv1d_converted():
     ids = torch.randint(0, 300, (2, 10))
     with torch.no_grad():
         ref = m(ids).logits
-    report = slimnn.compress_(m, slimnn.Int8Config())
+    report = slimnn.compress_(m, slimnn.Int8Config(), filter_fn=lambda mod, fqn: True)
     left = [n for n, mod in m.named_modules() if type(mod).__name__ == "Conv1D"]
     assert left == []
     assert sum(v.startswith("Int8Linear") for v in report.converted.values()) == 4 * 2 + 1
@@ -149,6 +149,6 @@ def test_smollm2_shapes_size_targets():
     """SmolLM2-135M's shapes (random weights): int8 <= 0.30x and int4 <= 0.20x of the fp32 bytes, tie kept."""
     for config, limit in ((slimnn.Int8Config(), 0.30), (slimnn.Int4Config(group_size=32), 0.20)):
         m, cfg = _llama(vocab=49152, hidden=576, layers=30, inter=1536, heads=9, kv=3)
-        report = slimnn.compress_(m, config)
+        report = slimnn.compress_(m, config, filter_fn=lambda mod, fqn: True)
         assert report.bytes_after <= limit * report.bytes_before, report.summary()
         assert m.model.embed_tokens.packed is m.lm_head.packed

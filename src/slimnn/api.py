@@ -83,8 +83,14 @@ def _finish(model: nn.Module, config: Any, report: "CompressionReport") -> "Comp
     return report
 
 
+EMBEDDINGS_OPT_IN = ("embedding: converted only when filter_fn accepts it (e.g. filter_fn=lambda m, fqn: True); "
+                     "a tied head then shares one compressed table")
+
+
 def _default_filter(module: nn.Module, fqn: str) -> bool:
-    return True  # every layer the technique targets
+    # Every layer the technique targets but embeddings: quantizing a lookup table changes every token's input,
+    # and the transformers checkpoint path does not carry compressed tables yet, so they are opt-in.
+    return not isinstance(module, nn.Embedding)
 
 
 def compress_(
@@ -133,7 +139,7 @@ def compress_(
         if not isinstance(mod, kinds):
             continue
         if not keep(mod, fqn):
-            report.skipped[fqn] = "rejected by filter_fn"
+            report.skipped[fqn] = EMBEDDINGS_OPT_IN if filter_fn is None else "rejected by filter_fn"
             continue
         if mod.weight.device.type != "cpu":
             report.skipped[fqn] = f"weight on {mod.weight.device}; slimnn runs on the CPU"
