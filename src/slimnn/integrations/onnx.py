@@ -29,22 +29,6 @@ from torch import Tensor, nn
 _ACTIVATIONS_ONNX = ("relu", "gelu", "gelu_tanh", "silu")
 
 
-def refuse(module: nn.Module) -> None:
-    """Raises the ValueError a slimnn module gives under ``torch.onnx.export`` / ``torch.jit.trace``."""
-    kind = type(module).__name__
-    if torch.onnx.is_in_onnx_export():
-        if kind == "Int8Linear":
-            raise ValueError(
-                "torch.onnx.export cannot see slimnn's packed int8 weights (the kernels read them through raw "
-                "pointers): export with slimnn.export_onnx(model, args, path), which writes these layers as "
-                "DequantizeLinear + MatMul"
-            )
-        raise ValueError(f"slimnn.nn.{kind} has no ONNX export (only Int8Linear does, through slimnn.export_onnx); "
-                         "keep this layer float or int8 in the model you export")
-    raise ValueError(f"torch.jit.trace cannot record slimnn.nn.{kind} (its kernel reads the packed weights through "
-                     "raw pointers, so the trace would hold a constant); use torch.compile or torch.export instead")
-
-
 def _act(y: Tensor, activation: Any) -> Tensor:
     if activation is None:
         return y
