@@ -10,11 +10,7 @@ namespace slimnn {
 namespace avx2 {
 namespace {
 
-using VT = __m256;
-constexpr int VL = 8;
-inline VT vload(const float* p) { return _mm256_loadu_ps(p); }
-inline void vstore(float* p, VT v) { _mm256_storeu_ps(p, v); }
-inline VT vfma(VT a, VT b, VT acc) { return _mm256_fmadd_ps(a, b, acc); }
+#include "common/simd/x86_avx2.h"
 
 #include "kernels/conv/dw_impl.inc"
 

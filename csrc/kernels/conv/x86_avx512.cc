@@ -10,11 +10,7 @@ namespace slimnn {
 namespace avx512 {
 namespace {
 
-using VT = __m512;
-constexpr int VL = 16;
-inline VT vload(const float* p) { return _mm512_loadu_ps(p); }
-inline void vstore(float* p, VT v) { _mm512_storeu_ps(p, v); }
-inline VT vfma(VT a, VT b, VT acc) { return _mm512_fmadd_ps(a, b, acc); }
+#include "common/simd/x86_avx512.h"
 
 #include "kernels/conv/dw_impl.inc"
 
