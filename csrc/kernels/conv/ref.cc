@@ -8,11 +8,12 @@
 namespace slimnn {
 namespace portable {
 
-using VT = float;
-constexpr int VL = 1;
-inline VT vload(const float* p) { return *p; }
-inline void vstore(float* p, VT v) { *p = v; }
-inline VT vfma(VT a, VT b, VT acc) { return a * b + acc; }
+// The names dw_impl.inc uses (as common/simd/x86_*.h spell them), on one scalar lane.
+using V = float;
+constexpr int W = 1;
+inline V vload(const float* p) { return *p; }
+inline void vstore(float* p, V v) { *p = v; }
+inline V vfma(V a, V b, V acc) { return a * b + acc; }
 
 #include "kernels/conv/dw_impl.inc"
 
