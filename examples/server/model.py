@@ -66,14 +66,15 @@ def make_float_model(size: str, seed: int = 0) -> TokenClassifier:
 
 
 def build(out_dir: str | pathlib.Path, size: str = "full", mode: str = "dynamic") -> pathlib.Path:
-    """Writes float.pt, int8.pt (state_dicts) and meta.json to out_dir: the offline compression step."""
+    """Writes float.slimnn.safetensors, int8.slimnn.safetensors and meta.json to out_dir: the offline
+    compression step. slimnn.save's format: safetensors (no pickle), a sha256 per tensor, atomic writes."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = make_float_model(size)
-    torch.save(model.state_dict(), out / "float.pt")
+    slimnn.save(model, out / "float.slimnn.safetensors")
     config = slimnn.Int8Config(mode=mode)
     report = slimnn.compress_(model, config)
-    torch.save(model.state_dict(), out / "int8.pt")
+    slimnn.save(model, out / "int8.slimnn.safetensors")
     (out / "meta.json").write_text(
         json.dumps({"size": size, "config": config.to_json(), "converted": len(report.converted)}, indent=1)
     )
@@ -81,20 +82,17 @@ def build(out_dir: str | pathlib.Path, size: str = "full", mode: str = "dynamic"
 
 
 def load(model_dir: str | pathlib.Path, variant: str) -> TokenClassifier:
-    """Loads the float or int8 model from build()'s files. weights_only=True: a model file is untrusted
-    input (no pickled code runs), and Int8Linear validates each packed blob before any kernel reads it."""
+    """Loads the float or int8 model from build()'s files. A model file is untrusted input: slimnn.load
+    runs no code from it (safetensors, no pickle), checks every tensor's digest and every packed blob
+    before any kernel reads it, and raises slimnn.LoadError (a ValueError) on anything wrong. The
+    skeleton is built on the meta device, so no float copy of the weights is allocated first."""
+    if variant not in ("int8", "float"):
+        raise ValueError(f"variant must be 'int8' or 'float', got {variant!r}")
     d = pathlib.Path(model_dir)
     meta = json.loads((d / "meta.json").read_text())
-    model = TokenClassifier(*SIZES[meta["size"]])
-    if variant == "int8":
-        from slimnn.configs import config_from_json
-
-        slimnn.compress_(model, config_from_json(meta["config"]))
-    elif variant != "float":
-        raise ValueError(f"variant must be 'int8' or 'float', got {variant!r}")
-    state = torch.load(d / f"{variant}.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval()
+    with torch.device("meta"):
+        skeleton = TokenClassifier(*SIZES[meta["size"]])
+    return slimnn.load(d / f"{variant}.slimnn.safetensors", skeleton).eval()
 
 
 def vocab_size(model: TokenClassifier) -> int:
