@@ -132,3 +132,35 @@ def test_bf16_and_training_take_the_checked_fallback():
     x.grad = None
     model(x).sum().backward()
     assert _rel(g, x.grad) < 1e-4
+
+
+def _convnet():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU6(),
+                      nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.Hardswish(),
+                      nn.Conv2d(16, 24, 1, stride=2),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10)).eval()
+    bn = m[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    return m
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_compiled_convnet_is_one_graph_and_matches_eager(mode):
+    # The int8 convs (dense, depthwise, pointwise) are torch.library ops under tracing: one graph, no breaks,
+    # the same kernels' results (the ops run the eager kernels; only the float glue is Inductor's).
+    model = _convnet()
+    slimnn.compress_(model, slimnn.Int8Config(mode=mode))
+    assert {"Conv2dInt8"} <= {type(m).__name__ for m in model.modules()}
+    with torch.no_grad():
+        x = torch.randn(2, 8, 12, 12)
+        expl = torch._dynamo.explain(model)(x)
+        assert expl.graph_count == 1 and expl.graph_break_count == 0, expl.break_reasons
+        compiled = torch.compile(model, fullgraph=True)
+        code = "\n".join(run_and_get_code(compiled, x)[1])
+        assert "slimnn.conv2d_q8" in code and "slimnn.conv2d_dw" in code
+        assert _rel(compiled(x), model(x)) < 1e-4
+        x1 = torch.randn(1, 8, 7, 9)  # another batch and spatial size
+        assert _rel(compiled(x1), model(x1)) < 1e-4

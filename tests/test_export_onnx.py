@@ -165,3 +165,71 @@ def test_export_onnx_minilm_int8_cosine(tmp_path):
     e1, e2 = (y * mask).sum(1) / mask.sum(1), (ref * mask).sum(1) / mask.sum(1)
     cos = torch.nn.functional.cosine_similarity(e1, e2)
     assert float(cos.mean()) >= 0.995, cos
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "weight_only"])
+def test_export_onnx_int8_convnet_runs_in_onnxruntime(mode, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    torch.manual_seed(0)
+    # dense 3x3 + folded BN + fused ReLU6, depthwise 3x3 + fused hard-swish, strided pointwise
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Hardswish(), nn.Conv2d(8, 12, 1, stride=2),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5)).eval()
+    with torch.no_grad():
+        m[1].running_mean.uniform_(-1, 1)
+        m[1].running_var.uniform_(0.5, 2)
+    slimnn.compress_(m, slimnn.Int8Config(mode=mode))
+    p = tmp_path / "conv.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slimnn.export_onnx(m, (torch.randn(2, 4, 10, 10),), str(p), dynamic_shapes=({0: "batch"},))
+    g = onnx.load(str(p))
+    ops = [n.op_type for n in g.graph.node]
+    assert ops.count("Conv") == 3 and ops.count("DequantizeLinear") >= 3, ops
+    assert sum(t.data_type == onnx.TensorProto.INT8 for t in g.graph.initializer) >= 3  # int8 in the file
+    x = torch.randn(3, 4, 10, 10)
+    y = _ort_run(p, [x])
+    with torch.no_grad():
+        ref = m(x)
+    # weight_only: the same arithmetic (float rounding only); dynamic: slimnn also quantizes activations
+    assert float((y - ref).norm() / ref.norm()) < (1e-5 if mode == "weight_only" else 0.02)
+    assert type(m[0]).__name__ == "Conv2dInt8"  # restored after the export
+
+
+def test_export_onnx_conv1d_with_asymmetric_padding(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from slimnn.nn.conv import Conv1dInt8
+
+    torch.manual_seed(0)
+    conv = nn.Conv1d(6, 10, 4, stride=2, dilation=1, padding=0)
+    mod = Conv1dInt8.from_conv(conv, mode="weight_only")
+    mod.padding = (0, 0, 1, 2)  # TF "same": one left, two right
+    m = nn.Sequential(mod, nn.ReLU()).eval()
+    p = tmp_path / "c1.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slimnn.export_onnx(m, (torch.randn(2, 6, 15),), str(p))
+    x = torch.randn(2, 6, 15)
+    y = _ort_run(p, [x])
+    with torch.no_grad():
+        ref = m(x)
+    assert y.shape == ref.shape and float((y - ref).norm() / ref.norm()) < 1e-5
+
+
+def test_torch_export_of_int8_convs_saved_and_loaded_in_a_fresh_process(tmp_path):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                      nn.Conv2d(8, 6, 1)).eval()
+    slimnn.compress_(m, slimnn.Int8Config())
+    ep = torch.export.export(m, (torch.randn(2, 4, 9, 9),), dynamic_shapes=({0: torch.export.Dim("n")},))
+    p = tmp_path / "conv.pt2"
+    torch.export.save(ep, p)
+    x3 = torch.randn(3, 4, 9, 9)
+    with torch.no_grad():
+        torch.save({"x": x3, "y": m(x3)}, tmp_path / "conv.io")
+    _python(f"import torch, slimnn\nep = torch.export.load({str(p)!r}); d = torch.load({str(tmp_path / 'conv.io')!r})\n"
+            "assert torch.equal(ep.module()(d['x']), d['y'])\n")

@@ -16,6 +16,11 @@ layer computes ``x @ dequant(W)^T``, slimnn's weight-only arithmetic, without th
 quantization (measured on all-MiniLM-L6-v2: docs/ecosystem.md). Group-wise int8 scales (``group_size``)
 dequantize the weights viewed as (N * groups) x group_size rows, one scale per row. Int4, sparse and
 low-rank layers have no ONNX form yet: ``export_onnx`` raises naming each such layer.
+
+``Conv2dInt8`` / ``Conv1dInt8`` export the same way: int8 weights (oc, c/groups, kh, kw) and one scale per
+output channel as ``DequantizeLinear`` (``axis=0``) + ``Conv`` (asymmetric padding as a ``Pad`` first),
+the bias and the fused activation (ReLU6 and hard-swish included) written out; float activations, as
+above. The identities that record a folded BatchNorm or a fused activation export as nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ def _act(y: Tensor, activation: Any) -> Tensor:
         return y
     if activation == "relu":
         return torch.relu(y)
+    if activation == "relu6":
+        return torch.clamp(y, 0.0, 6.0)
+    if activation == "hardswish":
+        return y * torch.clamp(y + 3.0, 0.0, 6.0) * (1.0 / 6.0)
     if activation == "gelu":
         return 0.5 * y * (1.0 + torch.erf(y * 0.7071067811865476))
     if activation == "gelu_tanh":
@@ -76,27 +85,65 @@ class OnnxInt8Linear(nn.Module):
         return _act(y, self.activation).to(x.dtype)
 
 
+class OnnxConvInt8(nn.Module):
+    """What a Conv2dInt8 / Conv1dInt8 is during :func:`export_onnx`: int8 weights, per-channel scales."""
+
+    def __init__(self, mod: nn.Module) -> None:
+        super().__init__()
+        from ..math.reference import conv_pads4
+
+        q, scales = mod.int8_weight()
+        self.register_buffer("q", q.contiguous())
+        self.register_buffer("scales", scales.to(torch.float32).contiguous())
+        self.register_buffer("bias", None if mod.bias is None else mod.bias.detach().clone())
+        self.one_d = bool(mod._is_1d)
+        self.stride, self.dilation, self.groups = tuple(mod.stride), tuple(mod.dilation), int(mod.groups)
+        t, b, l, r = conv_pads4(mod.padding)
+        self.symmetric = (t == b and l == r)
+        self.pad_arg = (t, l) if self.symmetric else (0, 0)
+        self.pad4 = (l, r, t, b)  # F.pad's order: last dim first
+        self.activation = mod.activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers quantized_decomposed ops)
+
+        dq = torch.ops.quantized_decomposed
+        w = dq.dequantize_per_channel(self.q, self.scales, None, 0, -127, 127, torch.int8)
+        x4 = x.to(torch.float32)
+        if self.one_d:
+            x4 = x4.unsqueeze(2)
+        if not self.symmetric:
+            x4 = torch.nn.functional.pad(x4, self.pad4)
+        y = torch.nn.functional.conv2d(x4, w, self.bias, self.stride, self.pad_arg, self.dilation, self.groups)
+        y = _act(y, self.activation)
+        return (y.squeeze(2) if self.one_d else y).to(x.dtype)
+
+
 def _exportable(model: nn.Module) -> dict[str, nn.Module]:
     from ..nn import FusedActivation, Int8Linear
+    from ..nn.conv import Conv1dInt8, Conv2dInt8, FoldedBatchNorm, FusedConvActivation
 
     swaps, bad = {}, []
     for fqn, m in model.named_modules():
         if type(m) is Int8Linear:
             swaps[fqn] = OnnxInt8Linear(m)
-        elif type(m).__module__.startswith("slimnn.nn") and not isinstance(m, FusedActivation):
+        elif type(m) in (Conv2dInt8, Conv1dInt8):
+            swaps[fqn] = OnnxConvInt8(m)
+        elif type(m).__module__.startswith("slimnn.nn") and not isinstance(
+                m, (FusedActivation, FoldedBatchNorm, FusedConvActivation)):
             bad.append(f"{fqn} ({type(m).__name__})")
     if bad:
-        raise ValueError(f"these slimnn layers have no ONNX export (only Int8Linear does): {bad[:8]}"
+        raise ValueError(f"these slimnn layers have no ONNX export (only Int8Linear and the int8 convs do): {bad[:8]}"
                          f"{' ...' if len(bad) > 8 else ''}")
     return swaps
 
 
 @contextlib.contextmanager
 def onnx_exportable(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``model``'s Int8Linear layers are exportable twins (restored afterwards)."""
+    """Within the block, ``model``'s Int8Linear and int8 conv layers are exportable twins (restored afterwards)."""
     swaps = _exportable(model)
     if "" in swaps:
-        raise ValueError("export_onnx: wrap a bare Int8Linear in a container")
+        raise ValueError("export_onnx: wrap a bare slimnn layer in a container")
     old = {}
     try:
         for fqn, new in swaps.items():
@@ -139,9 +186,11 @@ def _register_refusals(_module: Any = None) -> None:
     _REFUSALS_REGISTERED = True
     ops = torch.ops.slimnn
     hint_q8 = "export with slimnn.export_onnx(model, args, path), which writes int8 layers as DequantizeLinear + MatMul"
-    hint_other = "only Int8Linear has an ONNX form (slimnn.export_onnx); keep this layer float or int8 to export it"
-    for name, hint in (("q8_linear", hint_q8), ("q4_linear", hint_other), ("sparse_linear", hint_other),
-                       ("lowrank_linear", hint_other)):
+    hint_conv = "export with slimnn.export_onnx(model, args, path), which writes int8 convs as DequantizeLinear + Conv"
+    hint_other = ("only Int8Linear and the int8 convs have an ONNX form (slimnn.export_onnx); keep this layer "
+                  "float or int8 to export it")
+    for name, hint in (("q8_linear", hint_q8), ("conv2d_q8", hint_conv), ("conv2d_dw", hint_conv),
+                       ("q4_linear", hint_other), ("sparse_linear", hint_other), ("lowrank_linear", hint_other)):
         reg.onnx_impl(getattr(ops, name).default, trace_only=True, no_compile=True)(_refusal(name, hint))
 
 

@@ -24,6 +24,7 @@ from ..formats.packed import q8_info, unpack_q8
 from ..math import reference
 from ..math.quantize import quantize_int8_symmetric
 from ..ops import conv as co
+from ..ops.common import untraceable
 
 class _OpaqueChildren(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: ARG002
@@ -230,6 +231,10 @@ class Conv2dInt8(nn.Module):
         return w.squeeze(2) if self._is_1d else w
 
     def forward4(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return self._traced_forward4(x)
+        if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
+            untraceable(self)
         if self.depthwise:
             y, name = co.conv2d_dw(x, self.qweight, self.scales, self.kernel_size, self.stride, self.padding,
                                    self.dilation, self.bias, self.activation)
@@ -239,6 +244,18 @@ class Conv2dInt8(nn.Module):
                                    self.activation, self.mode, self.quant)
         self.__dict__["last_kernel"] = name
         return y
+
+    def _traced_forward4(self, x: Tensor) -> Tensor:
+        # torch.compile / torch.export: the same kernels as one opaque op each (ops.conv's torch.library ops).
+        # torch.onnx.export cannot see the packed weights: it refuses, naming slimnn.export_onnx, which swaps
+        # this layer for an exportable twin.
+        if torch.onnx.is_in_onnx_export():
+            untraceable(self)
+        k, s, p, d = list(self.kernel_size), list(self.stride), list(reference.conv_pads4(self.padding)), list(self.dilation)
+        if self.depthwise:
+            return torch.ops.slimnn.conv2d_dw(x, self.qweight, self.scales, k, s, p, d, self.bias, self.activation)
+        return torch.ops.slimnn.conv2d_q8(x, self.packed, self.group_bytes, self.out_channels, k, s, p, d,
+                                          self.groups, self.bias, self.activation, self.mode, self.quant)
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):

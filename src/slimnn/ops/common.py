@@ -80,13 +80,13 @@ def untraceable(module: object) -> None:
     and the dynamo ONNX exporter finds no ONNX function for the op. So both refuse, naming the way out."""
     kind = type(module).__name__
     if torch.onnx.is_in_onnx_export():
-        if kind == "Int8Linear":
+        if kind in ("Int8Linear", "Conv2dInt8", "Conv1dInt8"):
             raise ValueError(
                 "torch.onnx.export cannot see slimnn's packed int8 weights (the kernels read them through raw "
                 "pointers): export with slimnn.export_onnx(model, args, path), which writes these layers as "
-                "DequantizeLinear + MatMul"
+                "DequantizeLinear + MatMul (or + Conv)"
             )
-        raise ValueError(f"slimnn.nn.{kind} has no ONNX export (only Int8Linear does, through slimnn.export_onnx); "
-                         "keep this layer float or int8 in the model you export")
+        raise ValueError(f"slimnn.nn.{kind} has no ONNX export (only Int8Linear and the int8 convs do, through "
+                         "slimnn.export_onnx); keep this layer float or int8 in the model you export")
     raise ValueError(f"torch.jit.trace cannot record slimnn.nn.{kind} (its kernel reads the packed weights through "
                      "raw pointers, so the trace would hold a constant); use torch.compile or torch.export instead")

@@ -166,3 +166,42 @@ def embed_gather(fmt: str, packed: Tensor, ids: Tensor, rows: int, width: int) -
     if bad >= 0:
         raise IndexError(f"embedding: id {int(flat[bad])} is out of range [0, {rows})")
     return out.view(*ids.shape, width)
+
+
+# --- torch.library ops: what torch.compile and torch.export trace -----------------------------------------
+# The eager functions above read raw pointers, which tracing cannot see. These ops are the same computations
+# (the eager functions are their implementations) with fake implementations giving the output's shape and
+# its channels-last layout, so a compiled model keeps each conv as one opaque call instead of a graph break.
+
+
+def _fake_out(x: Tensor, oc: int, kernel: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+              dilation: Sequence[int]) -> Tensor:
+    t, b, l, r = padding
+    oh = (x.shape[2] + t + b - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] + l + r - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    return x.new_empty((x.shape[0], oc, oh, ow), dtype=torch.float32).contiguous(memory_format=torch.channels_last)
+
+
+@torch.library.custom_op("slimnn::conv2d_q8", mutates_args=())
+def _conv2d_q8_op(x: Tensor, packed: Tensor, group_bytes: int, out_channels: int, kernel: list[int],
+                  stride: list[int], padding: list[int], dilation: list[int], groups: int, bias: Optional[Tensor],
+                  activation: Optional[str], mode: str, quant: str) -> Tensor:
+    return conv2d_q8(x, packed, group_bytes, out_channels, kernel, stride, padding, dilation, groups, bias,
+                     activation, mode, quant)[0]
+
+
+@_conv2d_q8_op.register_fake
+def _(x, packed, group_bytes, out_channels, kernel, stride, padding, dilation, groups, bias, activation, mode,  # noqa: ANN001
+      quant):
+    return _fake_out(x, out_channels, kernel, stride, padding, dilation)
+
+
+@torch.library.custom_op("slimnn::conv2d_dw", mutates_args=())
+def _conv2d_dw_op(x: Tensor, q: Tensor, scales: Tensor, kernel: list[int], stride: list[int], padding: list[int],
+                  dilation: list[int], bias: Optional[Tensor], activation: Optional[str]) -> Tensor:
+    return conv2d_dw(x, q, scales, kernel, stride, padding, dilation, bias, activation)[0]
+
+
+@_conv2d_dw_op.register_fake
+def _(x, q, scales, kernel, stride, padding, dilation, bias, activation):  # noqa: ANN001
+    return _fake_out(x, q.shape[0], kernel, stride, padding, dilation)
