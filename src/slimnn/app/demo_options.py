@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the table and the file paths")
     p.add_argument("--progress", action="store_true",
                    help="also show autocompress's progress bars (int4 and low-rank show theirs unless --quiet)")
+    p.add_argument("--no-vision", dest="vision", action="store_false",
+                   help="skip the vision row (EfficientNet-Lite0 int8 on shipped photographs; needs the demo extras)")
     p.add_argument("--synthetic", action="store_true",
                    help="run the synthetic fallback model even if MiniLM is installed")
     return p

@@ -119,6 +119,8 @@ class Report:
     threads: int = 1
     machine: dict[str, Any] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # Further measurements beside the steps (e.g. the demo's vision row): title -> {"markdown": str, "data": {...}}
+    sections: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
     def has_budget(self) -> bool:
@@ -224,6 +226,8 @@ class Report:
         out = ["# slimnn compression report", "", head, "", "## Steps", "", self.steps_table()]
         if self.steps:
             out += ["", f"## Layers ({self._step(None).name})", "", self.layers_table()]
+        for title, sec in self.sections.items():
+            out += ["", f"## {title}", "", str(sec.get("markdown", ""))]
         if self.notes:
             out += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(out) + "\n"
