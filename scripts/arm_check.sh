@@ -54,4 +54,21 @@ for cpu in max cortex-a76 cortex-a53; do
     echo "$out" | grep -E "^ISAs|checks" | sed "s|^|   [$(basename "$blobs")] |"
   done
 done
+# The Python extension (_C, pybind11 bindings included) cross-compiled for aarch64: a build check only (no
+# aarch64 Python here to import it). The host Python's headers stand in for the target's (LP64 on both; an
+# extension module links no libpython); pybind11 names the file with the host's suffix. A real aarch64 wheel
+# is built on aarch64 (docs/arm.md). SLIMNN_ARM_EXTENSION=0 skips this (about 1 min on 2 cores).
+py=${PYTHON:-python3}
+if [ "${SLIMNN_ARM_EXTENSION:-1}" = 1 ] && pybind_dir=$("$py" -c 'import pybind11; print(pybind11.get_cmake_dir())' 2>/dev/null); then
+  echo "== Python extension (aarch64, cross-compiled; build check)"
+  cmake -S . -B build/native-aarch64-py "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DSLIMNN_WERROR=ON \
+    -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/toolchain-aarch64-linux-gnu.cmake" -Dpybind11_DIR="$pybind_dir" \
+    -DPython_EXECUTABLE="$(command -v "$py")" \
+    -DPython_INCLUDE_DIR="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+    -DCMAKE_FIND_ROOT_PATH_MODE_INCLUDE=BOTH -DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=BOTH >/dev/null
+  cmake --build build/native-aarch64-py --target _C -j "$jobs" >/dev/null
+  so=$(ls build/native-aarch64-py/_C*.so)
+  aarch64-linux-gnu-readelf -h "$so" | grep -q "AArch64" || { echo "arm_check.sh: $so is not an aarch64 object" >&2; exit 1; }
+  echo "   $(basename "$so"): aarch64 shared object"
+fi
 echo "arm_check.sh: all Arm checks passed"
