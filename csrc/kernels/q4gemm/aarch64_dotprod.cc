@@ -59,34 +59,26 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
     for (int q = 0; q < 4; ++q) d[m][q] = vreinterpretq_s32_u32(acc[m][q]);
 }
 
-template <int MR>
-void dyn(int mr, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
-  float32x4_t f[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    int32x4_t d[MR][4];
-    dot_block<MR>(a, lda, w, k8_0, k8_1, d);
-    q4_group<MR>(e, g, mr, d, f);
-  }
-  q4_store<MR>(e, mr, f);
-}
-
 }  // namespace
 }  // namespace q4_dotprod
 
 void qgemm_q4_u8_4x16__dotprod(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                                const Q4Epilogue& e) {
   (void)panels;  // NP == 1
-  q4_dotprod::by_rows(mr, [&](auto r) { q4_dotprod::dyn<decltype(r)::value>(mr, a, lda, w, kp, e); });
+  q4_dotprod::by_rows(mr, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    q4_dotprod::q4_dyn<R>(e, mr, kp,
+                          [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { q4_dotprod::dot_block<R>(a, lda, w, s0, s1, d); });
+  });
 }
 
 void qgemm_q4_u8_4x16__dotprod_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                                    const Q4Epilogue& e, int32_t* out, int64_t ldo) {
   (void)panels;
-  q4_dotprod::q4_dot_hook(mr, a, lda, w, kp, e, out, ldo, q4_dotprod::dot_block<1>);
+  q4_dotprod::q4_dot_hook<1>(mr, a, lda, kp, e, out, ldo,
+                             [&](const uint8_t* ar, int, int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) {
+                               q4_dotprod::dot_block<1>(ar, lda, w, s0, s1, d);
+                             });
 }
 
 }  // namespace slimnn

@@ -67,39 +67,22 @@ inline void dot4(const uint8_t* a, int mr, int64_t lda, const uint8_t* w, int64_
   unscramble(acc, d);
 }
 
-void dyn4(int mr, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
-  float32x4_t f[4][4];
-  for (int m = 0; m < 4; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    int32x4_t d[4][4];
-    dot4(a, mr, lda, w, k8_0, k8_1, d);
-    q4_group<4>(e, g, mr, d, f);
-  }
-  q4_store<4>(e, mr, f);
-}
-
 }  // namespace
 }  // namespace q4_i8mm
 
 void qgemm_q4_u8_4x16__i8mm(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                             const Q4Epilogue& e) {
   (void)panels;  // NP == 1
-  q4_i8mm::dyn4(mr, a, lda, w, kp, e);
+  q4_i8mm::q4_dyn<4>(e, mr, kp, [&](int64_t s0, int64_t s1, int32x4_t(&d)[4][4]) { q4_i8mm::dot4(a, mr, lda, w, s0, s1, d); });
 }
 
 void qgemm_q4_u8_4x16__i8mm_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                                 const Q4Epilogue& e, int32_t* out, int64_t ldo) {
   (void)panels;
-  const int64_t k8n = kp / 8;
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    int32x4_t d[4][4];
-    q4_i8mm::dot4(a, mr, lda, w, k8_0, k8_1, d);
-    q4_i8mm::q4_store_exact<4>(e, g, mr, d, out, ldo);
-  }
+  q4_i8mm::q4_dot_hook<4>(mr, a, lda, kp, e, out, ldo,
+                          [&](const uint8_t* ar, int rows, int64_t s0, int64_t s1, int32x4_t(&d)[4][4]) {
+                            q4_i8mm::dot4(ar, rows, lda, w, s0, s1, d);
+                          });
 }
 
 // M = 1 on an i8mm CPU: the UDOT kernel (every i8mm CPU has dotprod; the two are built together).

@@ -63,32 +63,13 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
 }
 
 template <int MR>
-void dyn(int mr, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
-  float32x4_t f[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    int32x4_t d[MR][4];
-    dot_block<MR>(a, lda, w, k8_0, k8_1, d);
-    q4_group<MR>(e, g, mr, d, f);
-  }
-  q4_store<MR>(e, mr, f);
-}
-
-template <int MR>
 void wo(int mr, const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
   float32x4_t out[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) out[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+  zero_f<MR>(out);
+  for_groups(e.n_groups, e.group_k8, kp / 8, [&](int64_t g, int64_t k8_0, int64_t k8_1) {
     const int8x16_t z16 = e.zeros ? vreinterpretq_s8_u8(vld1q_u8(e.zeros + g * 16)) : vdupq_n_s8(8);
     float32x4_t acc[MR][4];
-    for (int m = 0; m < MR; ++m)
-      for (int q = 0; q < 4; ++q) acc[m][q] = vdupq_n_f32(0.0f);
+    zero_f<MR>(acc);
     for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
       const uint8x16x4_t b = vld4q_u8(w + k8 * 64);
       for (int m = 0; m < MR; ++m) {
@@ -103,13 +84,8 @@ void wo(int mr, const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const
       const float32x4_t sg = load_scales4(e.scales, e.scale_dtype, g * 16 + 4 * q);
       for (int m = 0; m < MR; ++m) out[m][q] = vfmaq_f32(out[m][q], acc[m][q], sg);
     }
-  }
-  for (int q = 0; q < 4; ++q) {
-    const int64_t nc = e.ncols - 4 * q;
-    if (nc <= 0) break;
-    const float32x4_t bias = e.bias ? load_cols(e.bias + 4 * q, nc) : vdupq_n_f32(0.0f);
-    for (int m = 0; m < MR && m < mr; ++m) store_cols(e.y + m * e.ldy + 4 * q, vaddq_f32(out[m][q], bias), nc);
-  }
+  });
+  wo_store<MR>(e, mr, out);
 }
 
 }  // namespace
@@ -118,13 +94,18 @@ void wo(int mr, const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const
 void qgemm_q4_u8_4x16__neon(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                             const Q4Epilogue& e) {
   (void)panels;  // NP == 1
-  q4_neon::by_rows(mr, [&](auto r) { q4_neon::dyn<decltype(r)::value>(mr, a, lda, w, kp, e); });
+  q4_neon::by_rows(mr, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    q4_neon::q4_dyn<R>(e, mr, kp, [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { q4_neon::dot_block<R>(a, lda, w, s0, s1, d); });
+  });
 }
 
 void qgemm_q4_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
                                 const Q4Epilogue& e, int32_t* out, int64_t ldo) {
   (void)panels;
-  q4_neon::q4_dot_hook(mr, a, lda, w, kp, e, out, ldo, q4_neon::dot_block<1>);
+  q4_neon::q4_dot_hook<1>(mr, a, lda, kp, e, out, ldo, [&](const uint8_t* ar, int, int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) {
+    q4_neon::dot_block<1>(ar, lda, w, s0, s1, d);
+  });
 }
 
 void qgemm_q4_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,

@@ -38,22 +38,6 @@ inline void q4_group(const Q4Epilogue& e, int64_t g, int mr, const int32x4_t (&d
   }
 }
 
-// y = a_scale * (f - zp * comp) + bias (the comp term only with several groups), columns < e.ncols.
-template <int MR>
-inline void q4_store(const Q4Epilogue& e, int mr, const float32x4_t (&f)[MR][4]) {
-  for (int q = 0; q < 4; ++q) {
-    const int64_t nc = e.ncols - 4 * q;
-    if (nc <= 0) break;
-    const float32x4_t bias = e.bias ? load_cols(e.bias + 4 * q, nc) : vdupq_n_f32(0.0f);
-    const float32x4_t comp = vld1q_f32(e.comp + 4 * q);
-    for (int m = 0; m < MR && m < mr; ++m) {
-      float32x4_t r = f[m][q];
-      if (e.n_groups != 1) r = vfmsq_f32(r, vdupq_n_f32(float(e.a_zp[m])), comp);
-      store_cols(e.y + m * e.ldy + 4 * q, vfmaq_f32(bias, r, vdupq_n_f32(e.a_scale[m])), nc);
-    }
-  }
-}
-
 // The dot hook's output: E_g of rows < mr for all 16 columns of the panel.
 template <int MR>
 inline void q4_store_exact(const Q4Epilogue& e, int64_t g, int mr, const int32x4_t (&d)[MR][4], int32_t* out,
@@ -80,20 +64,33 @@ inline void q4_fma_k(float32x4_t (&acc)[4], uint8x16_t bj, int8x16_t z16, float3
   acc[3] = vfmaq_laneq_f32(acc[3], vcvtq_f32_s32(vmovl_high_s16(h1)), x_hi, J);
 }
 
-// The dot hook (Q4DotUkernel) over a one-row dot routine: dot(row, lda, w, k8_0, k8_1, d) sets d[0][q] to the raw
-// u8 x u4 dot products of the row over those 8-k steps.
-template <typename Dot>
-inline void q4_dot_hook(int mr, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e,
-                        int32_t* out, int64_t ldo, Dot dot) {
-  const int64_t k8n = kp / 8;
-  for (int m = 0; m < mr; ++m) {
+// The q4 dyn kernel over a dot routine: dot(k8_0, k8_1, d) sets d to the MR rows' raw u8 x u4 dot
+// products over those 8-k steps.
+template <int MR, typename Dot>
+inline void q4_dyn(const Q4Epilogue& e, int mr, int64_t kp, Dot dot) {
+  float32x4_t f[MR][4];
+  zero_f<MR>(f);
+  for_groups(e.n_groups, e.group_k8, kp / 8, [&](int64_t g, int64_t s0, int64_t s1) {
+    int32x4_t d[MR][4];
+    dot(s0, s1, d);
+    q4_group<MR>(e, g, mr, d, f);
+  });
+  dyn_store<MR>(e, mr, f);
+}
+
+// The dot hook (Q4DotUkernel) over a dot routine for rows < mr: dot(a, k8_0, k8_1, d) as in q4_dyn, for the
+// R rows from a (R = the routine's row count).
+template <int R, typename Dot>
+inline void q4_dot_hook(int mr, const uint8_t* a, int64_t lda, int64_t kp, const Q4Epilogue& e, int32_t* out,
+                        int64_t ldo, Dot dot) {
+  for (int m0 = 0; m0 < mr; m0 += R) {
     Q4Epilogue em = e;
-    em.a_sum = e.a_sum + m * e.n_groups;
-    for (int64_t g = 0; g < e.n_groups; ++g) {
-      const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-      int32x4_t d[1][4];
-      dot(a + m * lda, lda, w, k8_0, k8_1, d);
-      q4_store_exact<1>(em, g, 1, d, out + m * ldo, ldo);
-    }
+    em.a_sum = e.a_sum + m0 * e.n_groups;
+    const int rows = mr - m0 < R ? mr - m0 : R;
+    for_groups(e.n_groups, e.group_k8, kp / 8, [&](int64_t g, int64_t s0, int64_t s1) {
+      int32x4_t d[R][4];
+      dot(a + m0 * lda, rows, s0, s1, d);
+      q4_store_exact<R>(em, g, rows, d, out + m0 * ldo, ldo);
+    });
   }
 }

@@ -51,9 +51,10 @@ inline void q8_group(const Q8Epilogue& e, int64_t g, int mr, int32_t a_off, cons
   }
 }
 
-// y = a_scale * (f - zp * comp) + bias (the comp term only with several groups), columns < e.ncols.
-template <int MR>
-inline void q8_store(const Q8Epilogue& e, int mr, const float32x4_t (&f)[MR][4]) {
+// y = a_scale * (f - zp * comp) + bias (the comp term only with several groups), columns < e.ncols. E is
+// Q8Epilogue or Q4Epilogue (same field names).
+template <int MR, typename E>
+inline void dyn_store(const E& e, int mr, const float32x4_t (&f)[MR][4]) {
   for (int q = 0; q < 4; ++q) {
     const int64_t nc = e.ncols - 4 * q;
     if (nc <= 0) break;
@@ -64,6 +65,32 @@ inline void q8_store(const Q8Epilogue& e, int mr, const float32x4_t (&f)[MR][4])
       if (e.n_groups != 1) r = vfmsq_f32(r, vdupq_n_f32(float(e.a_zp[m])), comp);
       store_cols(e.y + m * e.ldy + 4 * q, vfmaq_f32(bias, r, vdupq_n_f32(e.a_scale[m])), nc);
     }
+  }
+}
+
+// Weight-only: y = out + bias, columns < e.ncols.
+template <int MR, typename E>
+inline void wo_store(const E& e, int mr, const float32x4_t (&out)[MR][4]) {
+  for (int q = 0; q < 4; ++q) {
+    const int64_t nc = e.ncols - 4 * q;
+    if (nc <= 0) break;
+    const float32x4_t bias = e.bias ? load_cols(e.bias + 4 * q, nc) : vdupq_n_f32(0.0f);
+    for (int m = 0; m < MR && m < mr; ++m) store_cols(e.y + m * e.ldy + 4 * q, vaddq_f32(out[m][q], bias), nc);
+  }
+}
+
+template <int MR>
+inline void zero_f(float32x4_t (&f)[MR][4]) {
+  for (int m = 0; m < MR; ++m)
+    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
+}
+
+// Calls f(g, s0, s1) for each group g of `group_steps` K steps (the last one cut at n_steps).
+template <typename F>
+inline void for_groups(int64_t n_groups, int64_t group_steps, int64_t n_steps, F f) {
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const int64_t s0 = g * group_steps, s1 = s0 + group_steps < n_steps ? s0 + group_steps : n_steps;
+    f(g, s0, s1);
   }
 }
 
@@ -84,4 +111,19 @@ template <int MR>
 inline void zero_acc(int32x4_t (&d)[MR][4]) {
   for (int m = 0; m < MR; ++m)
     for (int q = 0; q < 4; ++q) d[m][q] = vdupq_n_s32(0);
+}
+
+// The q8 dyn kernel over a dot routine: dot(k4_0, k4_1, d) adds the MR rows' dot products over those 4-k
+// steps to d (zeroed here), which are the true ones minus a_off * colsum (see q8_group).
+template <int MR, typename Dot>
+inline void q8_dyn(const Q8Epilogue& e, int mr, int64_t kp, int32_t a_off, Dot dot) {
+  float32x4_t f[MR][4];
+  zero_f<MR>(f);
+  for_groups(e.n_groups, e.group_k4, kp / 4, [&](int64_t g, int64_t s0, int64_t s1) {
+    int32x4_t d[MR][4];
+    zero_acc<MR>(d);
+    dot(s0, s1, d);
+    q8_group<MR>(e, g, mr, a_off, d, f);
+  });
+  dyn_store<MR>(e, mr, f);
 }

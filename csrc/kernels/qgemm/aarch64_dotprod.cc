@@ -57,29 +57,17 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
   }
 }
 
-template <int MR>
-void dyn(int mr, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
-  float32x4_t f[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    int32x4_t d[MR][4];
-    zero_acc<MR>(d);
-    dot_block<MR>(a, lda, w, k4_0, k4_1, d);
-    q8_group<MR>(e, g, mr, 128, d, f);
-  }
-  q8_store<MR>(e, mr, f);
-}
-
 }  // namespace
 }  // namespace dotprod
 
 void qgemm_q8_u8_4x16__dotprod(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                const Q8Epilogue& e) {
   (void)panels;  // NP == 1
-  dotprod::by_rows(mr, [&](auto r) { dotprod::dyn<decltype(r)::value>(mr, a, lda, w, kp, e); });
+  dotprod::by_rows(mr, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    dotprod::q8_dyn<R>(e, mr, kp, 128,
+                       [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { dotprod::dot_block<R>(a, lda, w, s0, s1, d); });
+  });
 }
 
 // The hook has no column sums: it takes them from the weights (SDOT with ones) to undo the - 128.

@@ -88,39 +88,19 @@ inline void unscramble(const int32x4_t (&acc)[MP][8], int32x4_t (&d)[2 * MP][4])
     }
 }
 
-void dyn1(const uint8_t* a, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
-  float32x4_t f[1][4];
-  for (int q = 0; q < 4; ++q) f[0][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    int32x4_t d[1][4];
-    zero_acc<1>(d);
-    dot_row(a, w, k4_0, k4_1, d[0]);
-    q8_group<1>(e, g, 1, 0, d, f);
-  }
-  q8_store<1>(e, 1, f);
-}
-
-// mr <= 4 rows; rows past mr repeat the last real row (their results are not stored).
-void dyn4(int mr, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
+// The raw dot products of rows 0..3 (rows past mr repeat the last real one) over steps [k4_0, k4_1), added to d.
+inline void dot4(const uint8_t* a, int mr, int64_t lda, const int8_t* w, int64_t k4_0, int64_t k4_1,
+                 int32x4_t (&d)[4][4]) {
   const uint8_t* rows[4];
   for (int m = 0; m < 4; ++m) rows[m] = a + (m < mr ? m : mr - 1) * lda;
-  float32x4_t f[4][4];
+  int32x4_t acc[2][8];
+  for (int p = 0; p < 2; ++p)
+    for (int j = 0; j < 8; ++j) acc[p][j] = vdupq_n_s32(0);
+  mmla_block<2>(rows, w, k4_0, k4_1, acc);
+  int32x4_t t[4][4];
+  unscramble<2>(acc, t);
   for (int m = 0; m < 4; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    int32x4_t acc[2][8];
-    for (int p = 0; p < 2; ++p)
-      for (int j = 0; j < 8; ++j) acc[p][j] = vdupq_n_s32(0);
-    mmla_block<2>(rows, w, k4_0, k4_1, acc);
-    int32x4_t d[4][4];
-    unscramble<2>(acc, d);
-    q8_group<4>(e, g, mr, 0, d, f);
-  }
-  q8_store<4>(e, mr, f);
+    for (int q = 0; q < 4; ++q) d[m][q] = vaddq_s32(d[m][q], t[m][q]);
 }
 
 }  // namespace
@@ -134,7 +114,8 @@ void qgemm_q8_u8_1x16__i8mm(int mr, int panels, const uint8_t* a, int64_t lda, c
     em.a_scale = e.a_scale + m;
     em.a_zp = e.a_zp + m;
     em.y = e.y + m * e.ldy;
-    i8mm::dyn1(a + m * lda, w, kp, em);
+    i8mm::q8_dyn<1>(em, 1, kp, 0,
+                    [&](int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) { i8mm::dot_row(a + m * lda, w, s0, s1, d[0]); });
   }
 }
 
@@ -151,20 +132,16 @@ void qgemm_q8_u8_1x16__i8mm_dot(int mr, int panels, const uint8_t* a, int64_t ld
 void qgemm_q8_u8_4x16__i8mm(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                             const Q8Epilogue& e) {
   (void)panels;  // NP == 1
-  i8mm::dyn4(mr, a, lda, w, kp, e);
+  i8mm::q8_dyn<4>(e, mr, kp, 0,
+                  [&](int64_t s0, int64_t s1, int32x4_t(&d)[4][4]) { i8mm::dot4(a, mr, lda, w, s0, s1, d); });
 }
 
 void qgemm_q8_u8_4x16__i8mm_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                 int32_t* out, int64_t ldo) {
   (void)panels;
-  const uint8_t* rows[4];
-  for (int m = 0; m < 4; ++m) rows[m] = a + (m < mr ? m : mr - 1) * lda;
-  int32x4_t acc[2][8];
-  for (int p = 0; p < 2; ++p)
-    for (int j = 0; j < 8; ++j) acc[p][j] = vdupq_n_s32(0);
-  i8mm::mmla_block<2>(rows, w, 0, kp / 4, acc);
   int32x4_t d[4][4];
-  i8mm::unscramble<2>(acc, d);
+  i8mm::zero_acc<4>(d);
+  i8mm::dot4(a, mr, lda, w, 0, kp / 4, d);
   for (int m = 0; m < mr; ++m)
     for (int q = 0; q < 4; ++q) vst1q_s32(out + m * ldo + 4 * q, d[m][q]);
 }

@@ -51,22 +51,6 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
   }
 }
 
-template <int MR>
-void dyn(int mr, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
-  float32x4_t f[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) f[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    int32x4_t d[MR][4];
-    zero_acc<MR>(d);
-    dot_block<MR>(a, lda, w, k4_0, k4_1, d);
-    q8_group<MR>(e, g, mr, 0, d, f);
-  }
-  q8_store<MR>(e, mr, f);
-}
-
 template <int J>
 inline void fma_k(float32x4_t (&acc)[4], const int8x16_t wj, float32x4_t xv) {
   const int16x8_t lo = vmovl_s8(vget_low_s8(wj)), hi = vmovl_high_s8(wj);
@@ -79,15 +63,11 @@ inline void fma_k(float32x4_t (&acc)[4], const int8x16_t wj, float32x4_t xv) {
 // Weight-only, MR rows: per group the float dot products, then y += scale_g * dot_g.
 template <int MR>
 void wo(int mr, const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
   float32x4_t out[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) out[m][q] = vdupq_n_f32(0.0f);
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
+  zero_f<MR>(out);
+  for_groups(e.n_groups, e.group_k4, kp / 4, [&](int64_t g, int64_t k4_0, int64_t k4_1) {
     float32x4_t acc[MR][4];
-    for (int m = 0; m < MR; ++m)
-      for (int q = 0; q < 4; ++q) acc[m][q] = vdupq_n_f32(0.0f);
+    zero_f<MR>(acc);
     for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
       const int8x16x4_t wk = vld4q_s8(w + k4 * 64);
       for (int m = 0; m < MR; ++m) {
@@ -102,13 +82,8 @@ void wo(int mr, const float* x, int64_t ldx, const int8_t* w, int64_t kp, const 
       const float32x4_t sg = vld1q_f32(e.scales + g * e.np + 4 * q);
       for (int m = 0; m < MR; ++m) out[m][q] = vfmaq_f32(out[m][q], acc[m][q], sg);
     }
-  }
-  for (int q = 0; q < 4; ++q) {
-    const int64_t nc = e.ncols - 4 * q;
-    if (nc <= 0) break;
-    const float32x4_t bias = e.bias ? load_cols(e.bias + 4 * q, nc) : vdupq_n_f32(0.0f);
-    for (int m = 0; m < MR && m < mr; ++m) store_cols(e.y + m * e.ldy + 4 * q, vaddq_f32(out[m][q], bias), nc);
-  }
+  });
+  wo_store<MR>(e, mr, out);
 }
 
 }  // namespace
@@ -117,7 +92,10 @@ void wo(int mr, const float* x, int64_t ldx, const int8_t* w, int64_t kp, const 
 void qgemm_q8_u8_4x16__neon(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                             const Q8Epilogue& e) {
   (void)panels;  // NP == 1
-  neon::by_rows(mr, [&](auto r) { neon::dyn<decltype(r)::value>(mr, a, lda, w, kp, e); });
+  neon::by_rows(mr, [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    neon::q8_dyn<R>(e, mr, kp, 0, [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { neon::dot_block<R>(a, lda, w, s0, s1, d); });
+  });
 }
 
 void qgemm_q8_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
