@@ -4,10 +4,20 @@ set(SLIMNN_FLAGS_avx2 -mavx2 -mfma -mf16c)
 set(SLIMNN_FLAGS_avx512 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq)
 set(SLIMNN_FLAGS_avx512vnni ${SLIMNN_FLAGS_avx512} -mavx512vnni)
 set(SLIMNN_FLAGS_avx512vbmi2 ${SLIMNN_FLAGS_avx512vnni} -mavx512vbmi2 -mavx512vbmi -mbmi2 -mpopcnt)
+# aarch64 (files aarch64_<isa>.cc): Advanced SIMD is in the base ISA; dotprod and i8mm are Armv8.2+ extensions
+# (every i8mm CPU also has dotprod: Armv8.6 makes both mandatory).
+set(SLIMNN_FLAGS_neon -march=armv8-a)
+set(SLIMNN_FLAGS_dotprod -march=armv8.2-a+dotprod)
+set(SLIMNN_FLAGS_i8mm -march=armv8.2-a+dotprod+i8mm)
+set(SLIMNN_ARM_ISAS neon dotprod i8mm)
 
 set(SLIMNN_IS_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
   set(SLIMNN_IS_X86 ON)
+endif()
+set(SLIMNN_IS_ARM64 OFF)
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
+  set(SLIMNN_IS_ARM64 ON)
 endif()
 
 set(SLIMNN_ISA_LIBS "")
@@ -19,10 +29,16 @@ if(SLIMNN_WERROR)
 endif()
 
 # slimnn_add_isa_library(<family> <isa> <sources...>): builds slimnn_<family>_<isa> with the ISA's flags
-# when the ISA is enabled and the target is x86; defines SLIMNN_BUILT_<ISA>=1 for the selector.
+# when the ISA is enabled and the target is its architecture (x86-64, or aarch64 for the words of
+# SLIMNN_ARM_ISAS); defines SLIMNN_BUILT_<ISA>=1 for the selector.
 function(slimnn_add_isa_library family isa)
   string(TOUPPER ${isa} ISA)
-  if(NOT SLIMNN_IS_X86 OR NOT SLIMNN_ENABLE_${ISA})
+  if(isa IN_LIST SLIMNN_ARM_ISAS)
+    set(on_target ${SLIMNN_IS_ARM64})
+  else()
+    set(on_target ${SLIMNN_IS_X86})
+  endif()
+  if(NOT on_target OR NOT SLIMNN_ENABLE_${ISA})
     return()
   endif()
   set(target slimnn_${family}_${isa})
@@ -39,7 +55,7 @@ endfunction()
 
 # slimnn_add_family(<family> [FP_CONTRACT_OFF]): builds the kernel family in csrc/kernels/<family>/ from
 # its folder, so that kernels.inc stays the only list a person edits: the portable files (ref.cc,
-# select.cc, <family>.cc, whichever exist) go into slimnn_core, and each x86_<isa>.cc into its own
+# select.cc, <family>.cc, whichever exist) go into slimnn_core, and each x86_<isa>.cc / aarch64_<isa>.cc into its own
 # slimnn_<family>_<isa> library with that ISA's flags. FP_CONTRACT_OFF: the family promises bit-identical
 # results across ISAs, so no compiler-made fused multiply-adds (only the ones written as intrinsics or
 # std::fma), or a mul + add pair would round differently per path.
@@ -53,10 +69,10 @@ function(slimnn_add_family family)
     endif()
   endforeach()
   target_sources(slimnn_core PRIVATE ${portable})
-  file(GLOB isa_files CONFIGURE_DEPENDS ${dir}/x86_*.cc)
+  file(GLOB isa_files CONFIGURE_DEPENDS ${dir}/x86_*.cc ${dir}/aarch64_*.cc)
   foreach(f ${isa_files})
     get_filename_component(stem ${f} NAME_WE)
-    string(REGEX REPLACE "^x86_" "" isa ${stem})
+    string(REGEX REPLACE "^(x86|aarch64)_" "" isa ${stem})
     if(NOT DEFINED SLIMNN_FLAGS_${isa})
       message(FATAL_ERROR "${f}: no flags for ISA '${isa}' in cmake/isa_flags.cmake")
     endif()

@@ -40,7 +40,8 @@ def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
 
 
 def test_isa_names_and_masks():
-    assert ORDER == ["portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx"]
+    assert ORDER == ["portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx",
+                     "neon", "dotprod", "i8mm"]
     det, built, avail = slimnn.isa.detected(), slimnn.isa.built(), slimnn.isa.available()
     assert "portable" in det and "portable" in built and "portable" in avail
     assert set(avail) == set(det) & set(built)
@@ -89,8 +90,8 @@ def test_force_only_lowers():
                     assert rank(isa) <= rank(name)
                     assert k == expected_kernel(kind, m, avail)["name"]
         assert slimnn.isa.available() == [a for a in ORDER if a in det and a in built]
-    # forcing a word the CPU lacks (amx here, unless it has it) keeps the detected best
-    with slimnn.isa.forced("amx"):
+    # forcing the top word (i8mm, an Arm one: above every x86 word) keeps the detected best
+    with slimnn.isa.forced(ORDER[-1]):
         assert slimnn.isa.best() == max(set(det) & set(built), key=rank)
 
 

@@ -58,6 +58,7 @@ PYBIND11_MODULE(_C, m) {
     d["brand"] = i.brand;
     d["amx_permission_requested"] = i.amx_permission_requested;
     d["amx_permission_granted"] = i.amx_permission_granted;
+    d["features"] = i.features;
     return d;
   });
   m.def("pool_worker_count", &pool_worker_count);

@@ -14,14 +14,24 @@
 #endif
 #endif
 
+#if defined(__aarch64__)
+#define SLIMNN_ARM64 1
+#if defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+#endif
+
 namespace slimnn {
 namespace {
 
-const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx"};
+const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx",
+                                         "neon",     "dotprod", "i8mm"};
 
 struct Detection {
   uint32_t mask = kIsaPortable;
-  CpuIdInfo info{"", "", false, false};
+  CpuIdInfo info{"", "", false, false, ""};
 };
 
 #if defined(SLIMNN_X86)
@@ -46,6 +56,43 @@ bool request_amx_permission() {
 #else
   return false;
 #endif
+}
+#endif
+
+#if defined(SLIMNN_ARM64)
+// The kernel's hwcaps are the OS's word that the instructions work in user space (the ID registers alone do
+// not say whether the kernel enabled SVE state, for instance). Bits from Linux arch/arm64/include/uapi/
+// asm/hwcap.h, spelled out so that old libc headers still build.
+void detect_arm(Detection& d) {
+  bool asimd = false, dotprod = false, i8mm = false, bf16 = false, sve = false, sve2 = false;
+#if defined(__linux__)
+  const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  asimd = hw & (1ul << 1);     // HWCAP_ASIMD
+  dotprod = hw & (1ul << 20);  // HWCAP_ASIMDDP
+  sve = hw & (1ul << 22);      // HWCAP_SVE
+  sve2 = hw2 & (1ul << 1);     // HWCAP2_SVE2
+  i8mm = hw2 & (1ul << 13);    // HWCAP2_I8MM
+  bf16 = hw2 & (1ul << 14);    // HWCAP2_BF16
+#elif defined(__APPLE__)
+  auto has = [](const char* key) {
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname(key, &v, &n, nullptr, 0) == 0 && v != 0;
+  };
+  asimd = true;  // every arm64 Mac
+  dotprod = has("hw.optional.arm.FEAT_DotProd");
+  i8mm = has("hw.optional.arm.FEAT_I8MM");
+  bf16 = has("hw.optional.arm.FEAT_BF16");
+#else
+  asimd = true;  // Advanced SIMD is mandatory in AArch64 user space
+#endif
+  const char* words[6] = {"asimd", "asimddp", "i8mm", "bf16", "sve", "sve2"};
+  const bool on[6] = {asimd, dotprod, i8mm, bf16, sve, sve2};
+  for (int i = 0; i < 6; ++i)
+    if (on[i]) d.info.features += (d.info.features.empty() ? "" : " ") + std::string(words[i]);
+  if (asimd) d.mask |= kIsaNeon;
+  if ((d.mask & kIsaNeon) && dotprod) d.mask |= kIsaDotprod;
+  if ((d.mask & kIsaDotprod) && i8mm) d.mask |= kIsaI8mm;
 }
 #endif
 
@@ -112,6 +159,9 @@ Detection detect() {
     if (d.info.amx_permission_granted) d.mask |= kIsaAmx;
   }
 #endif
+#if defined(SLIMNN_ARM64)
+  detect_arm(d);
+#endif
   return d;
 }
 
@@ -163,6 +213,15 @@ uint32_t built_isa_mask() {
 #endif
 #if defined(SLIMNN_BUILT_AVX512VBMI2)
   m |= kIsaAvx512Vbmi2;
+#endif
+#if defined(SLIMNN_BUILT_NEON)
+  m |= kIsaNeon;
+#endif
+#if defined(SLIMNN_BUILT_DOTPROD)
+  m |= kIsaDotprod;
+#endif
+#if defined(SLIMNN_BUILT_I8MM)
+  m |= kIsaI8mm;
 #endif
   return m;
 }

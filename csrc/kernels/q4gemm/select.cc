@@ -9,6 +9,15 @@ bool quantize_row_u8__portable(const float*, int64_t, int64_t, uint8_t*, float*,
 #if defined(SLIMNN_BUILT_AVX2)
 bool quantize_row_u8__avx2(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
 #endif
+#if defined(SLIMNN_BUILT_NEON)
+bool quantize_row_u8__neon(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#endif
+#if defined(SLIMNN_BUILT_DOTPROD)
+bool quantize_row_u8__dotprod(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#endif
+#if defined(SLIMNN_BUILT_I8MM)
+bool quantize_row_u8__i8mm(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+#endif
 #if defined(SLIMNN_BUILT_AVX512VNNI)
 bool quantize_row_u8__avx512vnni(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
 #endif

@@ -32,6 +32,7 @@ def cpu_info() -> dict[str, Any]:
             "granted" if cid["amx_permission_granted"]
             else ("refused" if cid["amx_permission_requested"] else "not applicable")
         ),
+        "cpu_features": cid["features"].split(),  # Arm only: asimd asimddp i8mm bf16 sve sve2 found
         "threads": get_num_threads(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
