@@ -4,6 +4,8 @@ set(SLIMNN_FLAGS_avx2 -mavx2 -mfma -mf16c)
 set(SLIMNN_FLAGS_avx512 -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq)
 set(SLIMNN_FLAGS_avx512vnni ${SLIMNN_FLAGS_avx512} -mavx512vnni)
 set(SLIMNN_FLAGS_avx512vbmi2 ${SLIMNN_FLAGS_avx512vnni} -mavx512vbmi2 -mavx512vbmi -mbmi2 -mpopcnt)
+# AMX files also use AVX-512 (quantizer, epilogue): every AMX CPU has AVX-512 VNNI and AMX-BF16 beside INT8.
+set(SLIMNN_FLAGS_amx ${SLIMNN_FLAGS_avx512vnni} -mamx-tile -mamx-int8 -mamx-bf16)
 
 set(SLIMNN_IS_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
@@ -47,7 +49,8 @@ function(slimnn_add_family family)
   cmake_parse_arguments(ARG "FP_CONTRACT_OFF" "" "" ${ARGN})
   set(dir ${PROJECT_SOURCE_DIR}/csrc/kernels/${family})
   set(portable "")
-  foreach(f ref.cc select.cc ${family}.cc)
+  # amx_emu.cc: the portable emulation of the family's AMX kernel (tests force it on any CPU), no ISA flags.
+  foreach(f ref.cc select.cc ${family}.cc amx_emu.cc)
     if(EXISTS ${dir}/${f})
       list(APPEND portable ${dir}/${f})
     endif()

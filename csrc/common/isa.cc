@@ -164,6 +164,9 @@ uint32_t built_isa_mask() {
 #if defined(SLIMNN_BUILT_AVX512VBMI2)
   m |= kIsaAvx512Vbmi2;
 #endif
+#if defined(SLIMNN_BUILT_AMX)
+  m |= kIsaAmx;
+#endif
   return m;
 }
 
