@@ -28,9 +28,10 @@ def rank(isa: str) -> int:
 
 
 def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
-    """The selector's documented rule: among kernels of the best available ISA that has one for this kind,
-    the GEMV entry for M = 1 if it has one, else its first entry."""
-    cands = [e for e in entries(kind) if e["isa"] in available]
+    """The selector's documented rule: among kernels of the best available ISA that has one for this kind
+    and M (AMX kernels only from their min_m, the crossover), the GEMV entry for M = 1 if it has one, else
+    its first entry."""
+    cands = [e for e in entries(kind) if e["isa"] in available and m >= e["min_m"]]
     best = max(rank(e["isa"]) for e in cands)
     tier = [e for e in cands if rank(e["isa"]) == best]
     for e in tier:
@@ -175,7 +176,8 @@ def test_kernels_table():
     ks = [e for e in every if e["kind"] in MODES.values()]  # the q8 families' naming contract
     assert ks
     for e in ks:
-        assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available"}
+        assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available", "min_m"}
+        assert e["min_m"] == 0 or e["isa"] == "amx", e  # only AMX kernels wait for a crossover
         assert e["isa"] in ORDER
         assert e["available"] == (e["isa"] in det)
         # <family>_<wfmt>_<afmt>_<MR>x<NR>__<isa>
