@@ -23,7 +23,8 @@ from slimnn import _C, formats
 from slimnn.math import reference
 
 from helpers import SENTINEL_F32, SENTINEL_I32, kp_of, np_of, random_q, random_scales, reference_linear
-from test_qgemm import GROUP_SIZES, K_LIST, M_LIST, N_LIST, layer, make_input
+from test_qgemm import GROUP_SIZES, K_LIST, M_LIST, N_LIST, layer, make_input, run_dot
+from test_qgemm import test_dot_i32_largest_k_does_not_overflow as _largest_k_case
 from tolerances import assert_close, assert_exact
 
 EMU = "qgemm_q8_u8_32x64__amxemu"
@@ -151,14 +152,6 @@ def test_emulated_tile_op_rejects_bad_shapes():
 
 # --- (b) integer dot products ---------------------------------------------------------------------------
 
-def run_dot(name: str, a: torch.Tensor, blob: torch.Tensor, lda: int) -> torch.Tensor:
-    info = formats.q8_info(blob)
-    m = a.shape[0]
-    out = torch.full((m, info.np), SENTINEL_I32, dtype=torch.int32)
-    _C.q8_dot_i32(name, a.data_ptr(), m, lda, blob.data_ptr(), blob.numel(), out.data_ptr())
-    return out
-
-
 @pytest.mark.parametrize("name", kernels_under_test())
 def test_dot_i32_exact(name):
     skip_unless(name)
@@ -172,24 +165,14 @@ def test_dot_i32_exact(name):
         a = torch.randint(0, 256, (m, lda), generator=g, dtype=torch.int16).to(torch.uint8)
         if m:
             a[0, :k] = 255
-        out = run_dot(name, a, blob, lda)
+        out = run_dot({"name": name}, a, blob, lda)
         assert_exact(out[:, :n], reference.dot_u8_s8(a[:, :k], q).to(torch.int32), f"{name} dot M={m} K={k} N={n}")
         assert_exact(out[:, n:], torch.zeros(m, np_of(n) - n, dtype=torch.int32), "padding columns")
 
 
-@pytest.mark.parametrize("name", kernels_under_test())
-def test_dot_i32_largest_k(name):
-    """K at the format's limit with all-extreme operands: the int32 accumulators are exact."""
-    skip_unless(name)
-    k, n, m = 65536, 17, 18
-    q = torch.full((n, k), -128, dtype=torch.int8)
-    q[1] = 127
-    blob = formats.pack_q8(q, torch.ones(1, n))
-    a = torch.full((m, k), 255, dtype=torch.uint8)
-    out = run_dot(name, a, blob, k)
-    want = reference.dot_u8_s8(a, q)
-    assert want.min().item() == -65536 * 255 * 128
-    assert_exact(out[:, :n], want.to(torch.int32), "max-K dot")
+def test_dot_i32_largest_k_emulated():
+    """test_qgemm.py's K = 65536 all-extreme case on the emulated kernel (the real one runs it there)."""
+    _largest_k_case(by_name()[EMU])
 
 
 # --- (c) the op -------------------------------------------------------------------------------------------

@@ -21,15 +21,7 @@ namespace {
 }  // namespace
 }  // namespace amxemu
 
-void qgemm_q8_u8_32x64__amxemu(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  amxemu::amx_q8_dyn(mr, panels, a, lda, w, kp, e);
-}
-
-void qgemm_q8_u8_32x64__amxemu_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                   int32_t* out, int64_t ldo) {
-  amxemu::amx_q8_dot(mr, panels, a, lda, w, kp, out, ldo);
-}
+SLIMNN_AMX_Q8_EXPORTS(amxemu, qgemm_q8_u8_32x64__amxemu)
 
 bool amxemu_tile_op(int op, int rows, int colsb_a, int colsb_c, const void* a, int64_t lda, const void* b,
                     int64_t ldb, void* c, int64_t ldc) {

@@ -174,3 +174,15 @@ inline void amx_q8_dot(int mr, int panels, const uint8_t* a, int64_t lda, const 
   }
   t.release();
 }
+
+// The exported kernel pair of one compilation of this body (in namespace slimnn, after the file's own
+// namespace `ns` is closed): name (Q8DynUkernel) and name_dot (Q8DotUkernel).
+#define SLIMNN_AMX_Q8_EXPORTS(ns, name)                                                                    \
+  void name(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,               \
+            const Q8Epilogue& e) {                                                                         \
+    ns::amx_q8_dyn(mr, panels, a, lda, w, kp, e);                                                          \
+  }                                                                                                        \
+  void name##_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,         \
+                  int32_t* out, int64_t ldo) {                                                             \
+    ns::amx_q8_dot(mr, panels, a, lda, w, kp, out, ldo);                                                   \
+  }

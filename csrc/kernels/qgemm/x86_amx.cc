@@ -18,15 +18,7 @@ namespace {
 }  // namespace
 }  // namespace amx
 
-void qgemm_q8_u8_32x64__amx(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                            const Q8Epilogue& e) {
-  amx::amx_q8_dyn(mr, panels, a, lda, w, kp, e);
-}
-
-void qgemm_q8_u8_32x64__amx_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                int32_t* out, int64_t ldo) {
-  amx::amx_q8_dot(mr, panels, a, lda, w, kp, out, ldo);
-}
+SLIMNN_AMX_Q8_EXPORTS(amx, qgemm_q8_u8_32x64__amx)
 
 bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp);
 
