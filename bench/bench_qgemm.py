@@ -114,3 +114,42 @@ def bench_gemv_model_sized(benchmark, cold_set, dram_read_gbps, threads, impl_na
                 fp32_equivalent_bytes=cold_set.fp32_bytes, dram_read_gbps=dram)
     if t is not None:
         benchmark.extra_info["fraction_of_dram_bw"] = benchmark.extra_info["gbps"] / dram
+
+
+# The AMX crossover (csrc/kernels/qgemm/select.cc, kAmxMinRows): the AMX kernel against the avx512vnni one at
+# small and large M, both forced by name through the same driver (_C.q8_linear_forced), 1 thread. Runs only
+# where AMX is usable (a skip elsewhere: the emulated twin is a test vehicle, not something to time). The
+# ratio of the two medians per (shape, M) is what the crossover constant should be set from.
+AMX_KERNEL = "qgemm_q8_u8_32x64__amx"
+AMX_PEERS = {"amx": AMX_KERNEL, "avx512vnni": "qgemm_q8_u8_4x64__avx512vnni"}
+AMX_M = (1, 2, 3, 4, 8, 16, 32, 128)
+AMX_CASES = [(k, n, m, path) for (k, n) in sorted({(k, n) for k, n, _ in load_shapes()}) for m in AMX_M
+             for path in AMX_PEERS]
+
+
+@pytest.mark.parametrize("k,n,m,path", AMX_CASES, ids=[f"{k}x{n}-M{m}-{p}" for k, n, m, p in AMX_CASES])
+def bench_amx_crossover(benchmark, k, n, m, path):
+    from slimnn import _C, formats
+    from slimnn.math import quantize
+
+    if "amx" not in slimnn.isa.available():
+        pytest.skip(f"AMX not usable on this CPU ({slimnn.cpu_info()['brand']})")
+    name = AMX_PEERS[path] if m > 1 or path == "amx" else "qgemm_q8_u8_1x128__avx512vnni"
+    g = torch.Generator().manual_seed(k + n)
+    w = torch.randn(n, k, generator=g) / k**0.5
+    q, s = quantize.quantize_int8_symmetric(w, None)
+    blob = formats.pack_q8(q, s)
+    x = random_input(m, k)
+    y = torch.empty(m, n)
+
+    def run():
+        _C.q8_linear_forced(name, x.data_ptr(), False, m, k, blob.data_ptr(), blob.numel(), 0, y.data_ptr(), n, 1)
+        return y
+
+    want = slimnn.ops.q8.q8_linear(x, blob, None, "dynamic", n)  # whichever kernel the selector takes
+    torch.testing.assert_close(run(), want, rtol=1e-4, atol=1e-4 * float(want.abs().max()) + 1e-6)
+    benchmark.group = f"AMX crossover {k}x{n} M={m} threads=1"
+    benchmark(run)
+    benchmark.extra_info.update(kernel=name, m=m, k=k, n=n, threads=1, cpu_info=slimnn.cpu_info())
+    if benchmark.stats:
+        benchmark.extra_info["gflops"] = 2.0 * m * k * n / benchmark.stats.stats.median / 1e9

@@ -10,6 +10,8 @@ set(SLIMNN_FLAGS_neon -march=armv8-a)
 set(SLIMNN_FLAGS_dotprod -march=armv8.2-a+dotprod)
 set(SLIMNN_FLAGS_i8mm -march=armv8.2-a+dotprod+i8mm)
 set(SLIMNN_ARM_ISAS neon dotprod i8mm)
+# AMX files also use AVX-512 (quantizer, epilogue): every AMX CPU has AVX-512 VNNI and AMX-BF16 beside INT8.
+set(SLIMNN_FLAGS_amx ${SLIMNN_FLAGS_avx512vnni} -mamx-tile -mamx-int8 -mamx-bf16)
 
 set(SLIMNN_IS_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$")
@@ -63,7 +65,8 @@ function(slimnn_add_family family)
   cmake_parse_arguments(ARG "FP_CONTRACT_OFF" "" "" ${ARGN})
   set(dir ${PROJECT_SOURCE_DIR}/csrc/kernels/${family})
   set(portable "")
-  foreach(f ref.cc select.cc ${family}.cc)
+  # amx_emu.cc: the portable emulation of the family's AMX kernel (tests force it on any CPU), no ISA flags.
+  foreach(f ref.cc select.cc ${family}.cc amx_emu.cc)
     if(EXISTS ${dir}/${f})
       list(APPEND portable ${dir}/${f})
     endif()

@@ -28,9 +28,10 @@ def rank(isa: str) -> int:
 
 
 def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
-    """The selector's documented rule: among kernels of the best available ISA that has one for this kind,
-    the GEMV entry for M = 1 if it has one, else its first entry."""
-    cands = [e for e in entries(kind) if e["isa"] in available]
+    """The selector's documented rule: among kernels of the best available ISA that has one for this kind
+    and M (AMX kernels only from their min_m, the crossover), the GEMV entry for M = 1 if it has one, else
+    its first entry."""
+    cands = [e for e in entries(kind) if e["isa"] in available and m >= e["min_m"]]
     best = max(rank(e["isa"]) for e in cands)
     tier = [e for e in cands if rank(e["isa"]) == best]
     for e in tier:
@@ -176,7 +177,8 @@ def test_kernels_table():
     ks = [e for e in every if e["kind"] in MODES.values()]  # the q8 families' naming contract
     assert ks
     for e in ks:
-        assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available"}
+        assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available", "min_m"}
+        assert e["min_m"] == 0 or e["isa"] == "amx", e  # only AMX kernels wait for a crossover
         assert e["isa"] in ORDER
         assert e["available"] == (e["isa"] in det)
         # <family>_<wfmt>_<afmt>_<MR>x<NR>__<isa>
@@ -204,6 +206,15 @@ def test_cpu_info():
     assert isinstance(info["brand"], str) and isinstance(info["vendor"], str)
     for mode, kind in MODES.items():
         assert info["ops"][f"int8_{mode}"] == {m: _C.select_kernel(kind, m) for m in (1, 16)}
+    amx = info["amx"]
+    assert amx["built"] == ("amx" in slimnn.isa.built())
+    assert amx["detected"] == ("amx" in slimnn.isa.detected())
+    assert amx["used"] == ("amx" in slimnn.isa.available())
+    assert set(amx["kernels"]) == {e["name"] for e in entries() if e["isa"] == "amx"}
+    assert all(v["min_m"] >= 2 for v in amx["kernels"].values())
+    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu"]
+    if info["amx_permission"] == "refused":
+        assert not amx["detected"]
     slimnn.set_num_threads(1)
     assert slimnn.cpu_info()["threads"] == 1
     with slimnn.isa.forced("portable"):
@@ -226,6 +237,26 @@ def test_module_reports_its_kernel():
             with torch.no_grad():
                 mod(torch.randn(5, 24))
             assert mod.last_kernel.endswith("__portable")
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 16, 128])
+def test_amx_kernel_from_its_crossover(m):
+    """Where AMX is usable, the AMX kernel runs for M >= its crossover (min_m) and never below it; where it is
+    not, the check is a skip that says why (the emulated twin is tested in test_qgemm_amx.py either way)."""
+    amx = [e for e in entries("q8_dynamic") if e["isa"] == "amx"]
+    if not amx:
+        pytest.skip("no AMX kernel in this build (SLIMNN_ENABLE_AMX off or not x86-64)")
+    if "amx" not in slimnn.isa.available():
+        info = slimnn.cpu_info()
+        pytest.skip(f"AMX not usable here ({info['brand']}: permission {info['amx_permission']}, "
+                    f"detected {slimnn.isa.detected()[-1]}): the real AMX kernel cannot be required")
+    crossover = amx[0]["min_m"]
+    _, _, _, blob = make_layer(40, 24, None, torch.Generator().manual_seed(0))
+    _, name = q8_linear(torch.randn(m, 24), blob, None, "dynamic", 40)
+    if m >= crossover:
+        assert name == amx[0]["name"], f"M={m} >= crossover {crossover} ran {name}"
+    else:
+        assert name != amx[0]["name"], f"M={m} < crossover {crossover} ran the AMX kernel"
 
 
 def test_best_isa_paths_were_exercised(request):

@@ -53,10 +53,10 @@ def has_gemv_sibling(e: dict) -> bool:
 
 
 def m_values(e: dict) -> list[int]:
-    """The M values for which the selector, capped at e's ISA, picks e."""
+    """The M values for which the selector, capped at e's ISA, picks e (AMX: from its crossover min_m)."""
     if e["gemv"]:
         return [1]
-    return [m for m in M_LIST if not (m == 1 and has_gemv_sibling(e))]
+    return [m for m in M_LIST if not (m == 1 and has_gemv_sibling(e)) and m >= e["min_m"]]
 
 
 def make_input(m: int, k: int, seed: int, dtype=torch.float32) -> torch.Tensor:
@@ -432,6 +432,7 @@ def test_op_property(case):
         m = 1
     elif m == 1 and has_gemv_sibling(e):
         m = 2
+    m = max(m, e["min_m"])
     with slimnn.isa.forced(e["isa"]):
         check_op(e, m, k, n, gs, seed, with_bias, bf16, row_pad=pad)
 

@@ -10,6 +10,7 @@
 #include "common/threadpool.h"
 #include "formats/q8.h"
 #include "kernels/act/act.h"
+#include "kernels/qgemm/amx_emu.h"
 #include "kernels/qgemm/qgemm.h"
 #include "bindings/bindings.h"
 
@@ -20,10 +21,20 @@ namespace {
 
 const char* kind_name(KernelKind k) { return k == KernelKind::kQ8Dyn ? "q8_dynamic" : "q8_weight_only"; }
 
+// A kernel of the table or, for the test hooks, of the emulated (test-only) table.
 const KernelInfo* kernel_by_name(const std::string& name) {
   int n = 0;
+  const KernelInfo* e = emulated_kernel_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (name == e[i].name) return &e[i];
   const KernelInfo* t = kernel_table(&n);
   return named_kernel(t, n, name, "");
+}
+
+py::dict q8_kernel_row(const KernelInfo& k) {
+  py::dict d = kernel_row(k.name, k.isa, kind_name(k.kind), k.mr, k.np * 16, k.gemv);
+  d["min_m"] = kernel_min_rows(k);  // the selector picks it only from this many rows on (AMX: the crossover)
+  return d;
 }
 
 py::tuple q8_header(uintptr_t blob, size_t size, bool full_check) {
@@ -67,8 +78,15 @@ PYBIND11_MODULE(_C, m) {
   def_kernel_list(m, "kernels", [] {
     int n = 0;
     const KernelInfo* t = kernel_table(&n);
-    return kernel_rows(t, n, [](const KernelInfo& k) { return kernel_row(k.name, k.isa, kind_name(k.kind), k.mr, k.np * 16, k.gemv); });
+    return kernel_rows(t, n, q8_kernel_row);
   });
+  m.def("q8_emulated_kernels", [] {
+    int n = 0;
+    const KernelInfo* t = emulated_kernel_table(&n);
+    py::list out = kernel_rows(t, n, q8_kernel_row);
+    for (auto row : out) row.cast<py::dict>()["emulated"] = true;
+    return out;
+  }, "Test-only kernels (portable emulations of ISA kernels): forced by name, never selected.");
   // Each further kernel family binds itself from its own bind_<family>.cc (bindings.cc calls them).
   bind_families(m);
   m.def(
@@ -154,6 +172,33 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
       py::arg("out"), "out is rows x np int32; a is rows x kp uint8");
+  m.def(
+      "q8_linear_forced",
+      [](const std::string& kernel, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,
+         uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act, int split) {
+        const KernelInfo* ki = kernel_by_name(kernel);
+        if (act < 0 || act >= kNumActivations) throw py::value_error("q8_linear_forced: unknown activation code");
+        if (split < kSplitAuto || split > kSplitRows) throw py::value_error("q8_linear_forced: bad split");
+        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear_forced: bad row count or strides");
+        py::gil_scoped_release nogil;
+        q8_linear_with(ki, as_ptr<const void>(x), x_bf16, rows, ldx, v, as_ptr<const float>(bias), as_ptr<float>(y), ldy,
+                       nthreads, current_isa_mask(), act, split);
+      },
+      py::arg("kernel"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
+      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0,
+      py::arg("split") = 0, "Test hook: q8_linear with the named micro-kernel (emulated ones included).");
+  m.def(
+      "amxemu_tile_op",
+      [](int op, int rows, int colsb_a, int colsb_c, uintptr_t a, int64_t lda, uintptr_t b, int64_t ldb, uintptr_t c,
+         int64_t ldc) {
+        if (!amxemu_tile_op(op, rows, colsb_a, colsb_c, as_ptr<const void>(a), lda, as_ptr<const void>(b), ldb,
+                            as_ptr<void>(c), ldc))
+          throw py::value_error("amxemu_tile_op: op must be 0..2 and the shapes fit palette 1 (rows <= 16, colsb <= 64, multiples of 4)");
+      },
+      py::arg("op"), py::arg("rows"), py::arg("colsb_a"), py::arg("colsb_c"), py::arg("a"), py::arg("lda"), py::arg("b"),
+      py::arg("ldb"), py::arg("c"), py::arg("ldc"),
+      "Test hook: one emulated tile instruction (0 tdpbusd, 1 tdpbssd, 2 tdpbf16ps) on C += A . B.");
   m.def(
       "quantize_rows_u8",
       [](const std::string& kernel, uintptr_t x, int64_t rows, int64_t k, int64_t kp, uintptr_t q, uintptr_t scale,

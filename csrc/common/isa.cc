@@ -223,6 +223,9 @@ uint32_t built_isa_mask() {
 #if defined(SLIMNN_BUILT_I8MM)
   m |= kIsaI8mm;
 #endif
+#if defined(SLIMNN_BUILT_AMX)
+  m |= kIsaAmx;
+#endif
   return m;
 }
 

@@ -9,6 +9,8 @@ def act_apply(kernel: str, act: int, y: int, n: int) -> None:
 def act_kernels() -> list[dict[str, object]]: ...
 def all_kernels() -> list[dict[str, object]]:
     """Every kernel of the build (all families but the activations), best first per kind."""
+def amxemu_tile_op(op: int, rows: int, colsb_a: int, colsb_c: int, a: int, lda: int, b: int, ldb: int, c: int, ldc: int) -> None:
+    """Test hook: one emulated tile instruction (0 tdpbusd, 1 tdpbssd, 2 tdpbf16ps) on C += A . B."""
 def attention_exp(x: int, y: int, n: int, kernel: str = '') -> str:
     """y[i] = exp(x[i]) with the attention kernel's polynomial (fp32). Returns the kernel used."""
 def attention_f32(
@@ -66,12 +68,19 @@ def q4_unpack(blob: int, size: int, codes: int, scales: int, zeros: int) -> None
 def q8_blob_bytes(n: int, k: int, group_size: int) -> int: ...
 def q8_dot_i32(kernel: str, a: int, rows: int, lda: int, blob: int, size: int, out: int) -> None:
     """out is rows x np int32; a is rows x kp uint8"""
+def q8_emulated_kernels() -> list[dict[str, object]]:
+    """Test-only kernels (portable emulations of ISA kernels): forced by name, never selected."""
 def q8_header(blob: int, size: int, full_check: bool) -> tuple:
     """Validates a q8 blob and returns (n, k, group_size, n_groups, np, kp)."""
 def q8_linear(
     kind: str, x: int, x_bf16: bool, rows: int, ldx: int, blob: int, size: int, bias: int, y: int, ldy: int,
     nthreads: int, act: int = 0, split: int = 0,
 ) -> str: ...
+def q8_linear_forced(
+    kernel: str, x: int, x_bf16: bool, rows: int, ldx: int, blob: int, size: int, bias: int, y: int, ldy: int,
+    nthreads: int, act: int = 0, split: int = 0,
+) -> None:
+    """Test hook: q8_linear with the named micro-kernel (emulated ones included)."""
 def q8_pack(q: int, scales: int, n: int, k: int, group_size: int, out: int, out_size: int) -> None: ...
 def q8_unpack(blob: int, size: int, q: int, scales: int) -> None: ...
 def quantize_rows_u8(

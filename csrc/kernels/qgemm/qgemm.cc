@@ -59,8 +59,15 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
                             int split) {
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
+  q8_linear_with(ki, x, x_bf16, m, ldx, w, bias, y, ldy, nthreads, isa_mask, act, split);
+  return ki;
+}
+
+void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
+                    const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act, int split) {
+  const KernelKind kind = ki->kind;
   const ActInfo* ak = act != 0 ? select_act(isa_mask) : nullptr;  // nothing to select without an activation
-  if (m <= 0) return ki;
+  if (m <= 0) return;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp;
   const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
@@ -139,7 +146,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
         float_rows(r0, r1);
       };
       parallel_for(n_tasks, nthreads, task);
-      return ki;
+      return;
     }
     auto quantize = [&](int64_t t) {
       const int64_t r0 = t * chunk;
@@ -152,7 +159,7 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
     };
     parallel_for(b.n_nb * b.n_mb, nthreads, task);
     float_rows(0, m);
-    return ki;
+    return;
   }
 
   // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
@@ -189,7 +196,6 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
       apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
     }
   }
-  return ki;
 }
 
 void q8_dot_i32(const KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda, const Q8View& w, int32_t* out) {

@@ -62,8 +62,13 @@ struct KernelInfo {
 
 // All kernels of the build, best first, from kernels.inc.
 const KernelInfo* kernel_table(int* count);
-// First entry of `kind` whose ISA is in `isa_mask` (and that prefers GEMV when m == 1, if one does).
-// Never null: the portable kernel is always built.
+// Test-only kernels, run by name and never selected: the portable emulation of the AMX kernel
+// (qgemm_q8_u8_32x64__amxemu, amx_emu.cc). Their `isa` is the ISA they run on (portable).
+const KernelInfo* emulated_kernel_table(int* count);
+// The fewest rows for which select_kernel may choose entry k (AMX: the crossover, select.cc; others 0).
+int64_t kernel_min_rows(const KernelInfo& k);
+// First entry of `kind` whose ISA is in `isa_mask` and whose kernel_min_rows is <= m (and that prefers
+// GEMV when m == 1, if one does). Never null: the portable kernel is always built.
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask);
 
 // Ops (threaded drivers). x is M x K, row stride ldx elements, fp32 (x_bf16 = false) or bf16 bits.
@@ -76,6 +81,10 @@ enum : int { kSplitAuto = 0, kSplitColumns = 1, kSplitRows = 2 };
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act = 0,
                             int split = kSplitAuto);
+// The same with the micro-kernel given (tests force one by name, emulated ones included); `isa_mask` then
+// only selects the activation kernel. The caller checks that this CPU runs ki.
+void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
+                    const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act, int split);
 
 // Test hook: the quantized activations and the raw int32 dot products of one kernel.
 void q8_dot_i32(const KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q8View& w, int32_t* out);

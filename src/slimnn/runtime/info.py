@@ -17,6 +17,20 @@ def kernels() -> list[dict[str, Any]]:
     return list(_C.all_kernels())  # each family's kernels.inc, as the extension binds them
 
 
+def _amx_info() -> dict[str, Any]:
+    """Whether AMX kernels are built, usable here (CPU + OS + permission, under any forced ceiling), from
+    which M the selector takes them (their crossover, unmeasured: csrc/kernels/qgemm/select.cc), and the
+    test-only emulations of them that this build holds (never selected)."""
+    amx = [e for e in _C.kernels() if e["isa"] == "amx"]
+    return {
+        "built": "amx" in isa.built(),
+        "detected": "amx" in isa.detected(),
+        "used": "amx" in isa.available(),
+        "kernels": {e["name"]: {"min_m": e["min_m"]} for e in amx},
+        "emulated_kernels": [e["name"] for e in _C.q8_emulated_kernels()],
+    }
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU, detected and usable ISAs, threads, and which kernel each op takes now (M=1 and M=16)."""
     cid = _C.cpu_id()
@@ -33,6 +47,7 @@ def cpu_info() -> dict[str, Any]:
             else ("refused" if cid["amx_permission_requested"] else "not applicable")
         ),
         "cpu_features": cid["features"].split(),  # Arm only: asimd asimddp i8mm bf16 sve sve2 found
+        "amx": _amx_info(),
         "threads": get_num_threads(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
