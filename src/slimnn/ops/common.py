@@ -5,7 +5,7 @@ Each op validates what it is handed before a pointer reaches the kernels; the C+
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -15,12 +15,17 @@ _BF16 = torch.bfloat16
 INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
+def check_cpu_tensor(t: Tensor, op: str, what: str) -> None:
+    """Raises unless ``t`` (the argument ``what`` of ``op``) is a torch.Tensor (TypeError) on the CPU (ValueError)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{op}: {what} is on {t.device}; slimnn kernels run on the CPU")
+
+
 def check_input(x: Tensor, k: int, op: str) -> Tensor:
     """Raises unless ``x`` is a CPU float tensor whose last dimension is ``k``; returns it unchanged."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
-    if x.device.type != "cpu":
-        raise ValueError(f"{op}: input is on {x.device}; slimnn kernels run on the CPU")
+    check_cpu_tensor(x, op, "input")
     if x.dtype not in INPUT_DTYPES:
         raise TypeError(f"{op}: input dtype must be float32, bfloat16, float16 or float64, got {x.dtype}")
     if x.dim() == 0 or x.shape[-1] != k:
@@ -70,6 +75,33 @@ def as_rows(x: Tensor, k: int, to_float32: bool = False) -> tuple[Tensor, int, i
     if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
         x2 = x2.contiguous()
     return x2, m, (x2.stride(0) if m > 1 else k), lead
+
+
+class LinearRows(NamedTuple):
+    """The activation side of a q8 / q4 linear op (:func:`linear_rows`)."""
+
+    x: Tensor  # (M, K) rows with unit column stride, float32 or bfloat16
+    m: int
+    ldx: int  # row stride
+    lead: tuple  # the input's leading shape
+    dtype: torch.dtype  # the caller's
+    y: Tensor  # (M, N) float32, for the kernel to fill
+
+    def args(self) -> tuple[int, bool, int, int]:
+        """The rows as the q8 / q4 bindings take them: pointer, is-bf16, M, row stride."""
+        return self.x.data_ptr(), self.x.dtype is _BF16, self.m, self.ldx
+
+    def output(self) -> Tensor:
+        """The filled output, shaped (..., N) in the caller's dtype."""
+        y = self.y.view(*self.lead, self.y.shape[1])
+        return y if self.dtype is _F32 else y.to(self.dtype)
+
+
+def linear_rows(x: Tensor, k: int, n: int, op: str) -> LinearRows:
+    """``x`` checked and converted (:func:`prepare_input`), as rows (:func:`as_rows`), with its output."""
+    x, dt = prepare_input(x, k, op)
+    x2, m, ldx, lead = as_rows(x, k)
+    return LinearRows(x2, m, ldx, lead, dt, torch.empty((m, n), dtype=_F32))
 
 
 def untraceable(module: object) -> None:
