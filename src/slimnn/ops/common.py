@@ -1,14 +1,16 @@
-"""Checks shared by every op entry point: the activation input and the packed blob's header fields.
+"""Checks shared by every op entry point (the activation input, the packed blob's header fields), and the call of the q8 / q4 linear bindings.
 
 Each op validates what it is handed before a pointer reaches the kernels; the C++ side re-validates the blob.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
+
+from ..runtime.threads import get_num_threads
 
 _F32 = torch.float32
 _BF16 = torch.bfloat16
@@ -77,31 +79,32 @@ def as_rows(x: Tensor, k: int, to_float32: bool = False) -> tuple[Tensor, int, i
     return x2, m, (x2.stride(0) if m > 1 else k), lead
 
 
-class LinearRows(NamedTuple):
-    """The activation side of a q8 / q4 linear op (:func:`linear_rows`)."""
-
-    x: Tensor  # (M, K) rows with unit column stride, float32 or bfloat16
-    m: int
-    ldx: int  # row stride
-    lead: tuple  # the input's leading shape
-    dtype: torch.dtype  # the caller's
-    y: Tensor  # (M, N) float32, for the kernel to fill
-
-    def args(self) -> tuple[int, bool, int, int]:
-        """The rows as the q8 / q4 bindings take them: pointer, is-bf16, M, row stride."""
-        return self.x.data_ptr(), self.x.dtype is _BF16, self.m, self.ldx
-
-    def output(self) -> Tensor:
-        """The filled output, shaped (..., N) in the caller's dtype."""
-        y = self.y.view(*self.lead, self.y.shape[1])
-        return y if self.dtype is _F32 else y.to(self.dtype)
-
-
-def linear_rows(x: Tensor, k: int, n: int, op: str) -> LinearRows:
-    """``x`` checked and converted (:func:`prepare_input`), as rows (:func:`as_rows`), with its output."""
+def run_linear(binding, kind: str, x: Tensor, k: int, packed: Tensor, bias: Optional[Tensor], n: int, op: str,
+               before_packed: tuple = (), after: tuple = ()) -> tuple[Tensor, str]:
+    """One call of a q8 / q4 linear binding, which share a calling convention: (kind, x rows, is-bf16, M,
+    row stride, *before_packed, packed, its size, bias, y, N, threads, *after). ``x`` is checked and
+    converted (:func:`prepare_input`) and taken as rows (:func:`as_rows`); returns (y shaped (..., N) in
+    x's dtype, the kernel name)."""
     x, dt = prepare_input(x, k, op)
     x2, m, ldx, lead = as_rows(x, k)
-    return LinearRows(x2, m, ldx, lead, dt, torch.empty((m, n), dtype=_F32))
+    y = torch.empty((m, n), dtype=_F32)
+    name = binding(
+        kind,
+        x2.data_ptr(),
+        x2.dtype is _BF16,
+        m,
+        ldx,
+        *before_packed,
+        packed.data_ptr(),
+        packed.numel(),
+        0 if bias is None else bias.data_ptr(),
+        y.data_ptr(),
+        n,
+        get_num_threads(),
+        *after,
+    )
+    y = y.view(*lead, n)
+    return (y if dt is _F32 else y.to(dt)), name
 
 
 def untraceable(module: object) -> None:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import blob_shape, check_bias, linear_rows
+from .common import blob_shape, check_bias, run_linear
 from ..formats.packed import unpack_q8
 from ..math.quantize import dequantize_int8
 
@@ -90,19 +90,7 @@ def q8_linear_with_kernel(
     if out_features != n:
         raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
     check_bias(bias, out_features, "q8_linear")
-    rows = linear_rows(x, k, out_features, "q8_linear")
-    name = _C.q8_linear(
-        kind,
-        *rows.args(),
-        packed.data_ptr(),
-        packed.numel(),
-        0 if bias is None else bias.data_ptr(),
-        rows.y.data_ptr(),
-        out_features,
-        get_num_threads(),
-        act,
-    )
-    return rows.output(), name
+    return run_linear(_C.q8_linear, kind, x, k, packed, bias, out_features, "q8_linear", after=(act,))
 
 
 def q8_linear_module(
