@@ -26,7 +26,6 @@ kernel), and an Inductor lowering of that op to an extern kernel that the genera
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from typing import Any, Callable, Optional
 
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 import slimnn
+from harness import interleaved
 from slimnn import _C
 
 
@@ -81,16 +81,6 @@ def per_call(fn: Callable[[], Any], reps: int) -> Callable[[], float]:
             best = min(best, time.perf_counter() - t)
         return best
     return run
-
-
-def interleaved(fns: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    times: dict[str, list] = {k: [] for k in fns}
-    for f in fns.values():
-        f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            times[k].append(f())
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def reps_for(m: int) -> int:

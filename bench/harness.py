@@ -396,3 +396,15 @@ def interleaved_medians(
         if gc_was_enabled:
             gc.enable()
     return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def interleaved(fns: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """The median over ``rounds`` of what each timer ``fns[name]()`` returns (seconds, say), the timers
+    alternating within every round after one warm-up call each."""
+    times: dict[str, list] = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+    for _ in range(rounds):
+        for k, f in fns.items():
+            times[k].append(f())
+    return {k: statistics.median(v) for k, v in times.items()}

@@ -322,3 +322,25 @@ def _fail(target: Target, data: bytes, steps: list[str], what: str, crash_dir: O
         f"fuzz target {target.name}: {what}\n  mutations: {steps}\n  {len(data)} bytes, header: "
         f"{data[:128].hex()}{where}"
     )
+
+
+def load_blob_state_dict(mod: torch.nn.Module, data: bytes) -> torch.nn.Module:
+    """``mod.load_state_dict`` of the blob ``data`` as ``packed`` (and a zero bias): a state-dict target's parse.
+    torch's documented way to report bad state, a RuntimeError whose message lists each problem, is raised
+    as the ValueError of a rejected input."""
+    sd = {"packed": as_tensor(data), "bias": torch.zeros(mod.out_features)}
+    try:
+        mod.load_state_dict(sd)
+    except RuntimeError as e:
+        if str(e).startswith("Error(s) in loading state_dict"):
+            raise ValueError(str(e)) from None
+        raise
+    return mod
+
+
+def check_loaded_blob(mod: torch.nn.Module, data: bytes) -> None:
+    """A state-dict target's accepted blob: the module holds it byte for byte and runs on :func:`ramp` rows."""
+    assert mod.packed.numpy().tobytes() == data
+    with torch.inference_mode():
+        y = mod(ramp(mod.in_features))
+    assert y.shape == (3, mod.out_features)

@@ -9,6 +9,7 @@ from torch import Tensor
 
 import slimnn
 from slimnn import formats
+from slimnn.app.demo import MlpBlock
 from slimnn.math import quantize
 from slimnn.math import reference
 
@@ -145,17 +146,6 @@ def special_rows(k: int, g: torch.Generator) -> list[torch.Tensor]:
     return [r.to(torch.float32) for r in rows]
 
 
-class MlpBlock(torch.nn.Module):
-    """A transformer-style MLP block: x + down(gelu(up(norm(x))))."""
-
-    def __init__(self, d: int, h: int) -> None:
-        super().__init__()
-        self.norm = torch.nn.LayerNorm(d)
-        self.up = torch.nn.Linear(d, h)
-        self.down = torch.nn.Linear(h, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
 
 
 def make_mlp_model(d: int, h: int, blocks: int, seed: int = 0) -> torch.nn.Module:

@@ -92,18 +92,18 @@ def _outlier_model():
         m[0].weight[:, 0] /= 10.0
     x = torch.randn(128, 64)
     x[:, 0] *= 100.0
-    return m, x
-
-
-def test_mixed_per_layer_choice_follows_sensitivity():
-    m, x = _outlier_model()
     with torch.inference_mode():
         ref = m(x)
 
     @torch.inference_mode()
-    def cosine(model):
+    def cosine(model):  # the metric: mean cosine similarity to the float model's outputs on x
         return float(torch.nn.functional.cosine_similarity(model(x), ref, dim=1).mean())
 
+    return m, x, cosine
+
+
+def test_mixed_per_layer_choice_follows_sensitivity():
+    m, x, cosine = _outlier_model()
     out, report = slimnn.autocompress(m, cosine, x, max_drop=0.001, objective="size", threads=1, reps=3,
                                       progress=False, sensitivity="metric")
     assert cosine(out) >= 1 - 0.001
@@ -115,14 +115,7 @@ def test_mixed_per_layer_choice_follows_sensitivity():
 
 
 def test_layers_too_sensitive_stay_float_and_proxy_mode():
-    m, x = _outlier_model()
-    with torch.inference_mode():
-        ref = m(x)
-
-    @torch.inference_mode()
-    def cosine(model):
-        return float(torch.nn.functional.cosine_similarity(model(x), ref, dim=1).mean())
-
+    m, x, cosine = _outlier_model()
     steps = [pipeline.Step("int8-dyn", [slimnn.Int8Config(mode="dynamic")])]
     out, report = slimnn.autocompress(m, cosine, x, calib_data=[x], max_drop=0.001, objective="size", steps=steps,
                                       threads=1, reps=3, progress=False, sensitivity="proxy")

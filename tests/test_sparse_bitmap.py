@@ -54,6 +54,15 @@ def corrupt(blob: torch.Tensor, offset: int, value: int) -> torch.Tensor:
     return b
 
 
+def runs_on_every_kernel(blob: torch.Tensor, n: int, k: int) -> None:
+    """Every available kernel runs 9 rows through ``blob`` (N x K) and gives an output of the right shape."""
+    x = torch.randn(9, k)
+    for e in KERNELS:
+        if e["available"]:
+            y, _ = sparse_ops.sparse_linear_with_kernel(x, blob, None, n, kernel=e["name"])
+            assert y.shape == (9, n)
+
+
 def dots_ref(q: torch.Tensor, xq: torch.Tensor) -> torch.Tensor:
     """Exact int64 products of u8 activations with int8 weights."""
     return xq[:, : q.shape[1]].long() @ q.long().t()
@@ -162,11 +171,7 @@ def test_validation_rejects_corrupt_blobs():
     # Kernels clamp their value pointer: all-ones masks (far more bits than values) never read out of bounds.
     allbits = blob.clone()
     allbits[masks:values] = 0xFF
-    x = torch.randn(9, 200)
-    for e in KERNELS:
-        if e["available"]:
-            y, _ = sparse_ops.sparse_linear_with_kernel(x, allbits, None, 9, kernel=e["name"])
-            assert y.shape == (9, 9)
+    runs_on_every_kernel(allbits, 9, 200)
 
 
 def test_validation_rejects_corrupt_perm_blobs():
@@ -206,11 +211,7 @@ def test_validation_rejects_corrupt_perm_blobs():
     huge = blob.clone()
     huge[counts:values] = 0xFF
     sf.sparse_info(huge)
-    x = torch.randn(9, 300)
-    for e in KERNELS:
-        if e["available"]:
-            y, _ = sparse_ops.sparse_linear_with_kernel(x, huge, None, 11, kernel=e["name"])
-            assert y.shape == (9, 11)
+    runs_on_every_kernel(huge, 11, 300)
 
 
 def test_fuzzed_blobs_never_crash():

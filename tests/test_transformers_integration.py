@@ -87,32 +87,31 @@ def test_compress_then_save_pretrained_round_trips(tiny_llama, tmp_path):
         assert torch.equal(back(ids).logits, model(ids).logits)
 
 
-def test_checkpoint_missing_a_tensor_is_refused(tiny_llama, tmp_path):
+def _save_tampered(tiny_llama, tmp_path, config, suffix: str, tamper) -> None:
+    """tiny_llama quantized with ``config`` and saved to tmp_path, then ``tamper(sd, name)`` applied in the
+    file to the first tensor whose name ends with ``suffix``."""
     from safetensors.torch import load_file, save_file
 
     _, path = tiny_llama
-    q = AutoModelForCausalLM.from_pretrained(path, quantization_config=slimnn.SlimnnConfig(slimnn.Int8Config()))
+    q = AutoModelForCausalLM.from_pretrained(path, quantization_config=slimnn.SlimnnConfig(config))
     q.save_pretrained(tmp_path)
     f = tmp_path / "model.safetensors"
     sd = load_file(f)
-    victim = next(k for k in sd if k.endswith(".scales"))
-    del sd[victim]
+    tamper(sd, next(k for k in sd if k.endswith(suffix)))
     save_file(sd, f, metadata={"format": "pt"})
+
+
+def test_checkpoint_missing_a_tensor_is_refused(tiny_llama, tmp_path):
+    _save_tampered(tiny_llama, tmp_path, slimnn.Int8Config(), ".scales", lambda sd, victim: sd.pop(victim))
     with pytest.raises(ValueError, match="missing"):
         AutoModelForCausalLM.from_pretrained(tmp_path)
 
 
 def test_checkpoint_with_a_wrong_shape_is_refused(tiny_llama, tmp_path):
-    from safetensors.torch import load_file, save_file
+    def not_4bit(sd, victim):
+        sd[victim] = torch.full_like(sd[victim], 99)  # not a 4-bit code
 
-    _, path = tiny_llama
-    q = AutoModelForCausalLM.from_pretrained(path, quantization_config=slimnn.SlimnnConfig(slimnn.Int4Config()))
-    q.save_pretrained(tmp_path)
-    f = tmp_path / "model.safetensors"
-    sd = load_file(f)
-    victim = next(k for k in sd if k.endswith(".codes"))
-    sd[victim] = torch.full_like(sd[victim], 99)  # not a 4-bit code
-    save_file(sd, f, metadata={"format": "pt"})
+    _save_tampered(tiny_llama, tmp_path, slimnn.Int4Config(), ".codes", not_4bit)
     with pytest.raises(ValueError, match="0..15"):
         AutoModelForCausalLM.from_pretrained(tmp_path)
 

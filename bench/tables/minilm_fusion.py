@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
+import sys
 import time
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/harness.py
 
-import slimnn
-from slimnn.app.demo import SENTENCES, load_minilm
+import torch  # noqa: E402
+
+import slimnn  # noqa: E402
+from harness import interleaved  # noqa: E402
+from slimnn.app.demo import SENTENCES, load_minilm  # noqa: E402
 
 
 def _timer(fn, reps):  # noqa: ANN001
@@ -26,16 +30,6 @@ def _timer(fn, reps):  # noqa: ANN001
             fn()
         return (time.perf_counter() - t) / reps
     return run
-
-
-def interleaved(fns: dict, rounds: int) -> dict:
-    times: dict = {k: [] for k in fns}
-    for f in fns.values():
-        f()
-    for _ in range(rounds):
-        for k, f in fns.items():
-            times[k].append(f())
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:

@@ -30,11 +30,7 @@ void need3(const std::vector<int64_t>& s, const char* what) {
 }  // namespace
 
 void bind_attention(py::module_& m) {
-  def_kernel_list(m, "attention_kernels", [] {
-    int n = 0;
-    const AttnKernelInfo* t = attention_kernel_table(&n);
-    return kernel_rows(t, n, [](const AttnKernelInfo& k) { return kernel_row(k.name, k.isa, "attention_f32", 4, k.width, false); });
-  });
+  def_kernel_table(m, "attention_kernels", attention_kernel_table, [](const AttnKernelInfo& k) { return kernel_row(k.name, k.isa, "attention_f32", 4, k.width, false); });
   m.def("attention_select_kernel", [] { return std::string(select_attention_kernel(current_isa_mask())->name); });
   m.def(
       "attention_exp",

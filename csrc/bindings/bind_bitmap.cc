@@ -41,21 +41,12 @@ py::dict bitmap_info(uintptr_t blob, size_t size, bool full_check) {
   }
   BitmapHeader h;
   std::memcpy(&h, as_ptr<const uint8_t>(blob), sizeof h);
-  py::dict d;
-  d["format"] = "bitmap";
-  d["values"] = "int8";
-  d["n"] = v.n;
-  d["k"] = v.k;
-  d["nnz"] = v.nnz;
-  d["units"] = v.groups;
-  d["entries"] = v.kc;
+  py::dict d = sparse_info_dict("bitmap", "int8", v.n, v.k, v.nnz, v.groups, v.kc);
   d["group_rows"] = v.group_rows;
   d["stored"] = v.stored;
-  d["total_bytes"] = h.total_bytes;
-  d["value_bytes"] = h.off_scales - h.off_values;  // values, their pad and alignment
-  d["index_bytes"] = h.off_values - h.off_masks;
-  d["scale_bytes"] = h.total_bytes - h.off_scales;  // scales and row sums (and their alignment)
-  d["meta_bytes"] = h.off_masks;                    // header and row pointers
+  // values: with their pad and alignment; scales: and row sums (and their alignment); meta: header, row pointers
+  put_section_bytes(d, h.total_bytes, h.off_scales - h.off_values, h.off_values - h.off_masks,
+                    h.total_bytes - h.off_scales, h.off_masks);
   d["kind"] = "bitmap_i8";
   return d;
 }
@@ -85,11 +76,7 @@ std::string bitmap_linear_call(uintptr_t x, int64_t rows, int64_t k, int64_t ldx
 }
 
 void bind_bitmap(py::module_& m) {
-  def_kernel_list(m, "bitmap_kernels", [] {
-    int n = 0;
-    const BitmapKernelInfo* t = bitmap_kernel_table(&n);
-    return kernel_rows(t, n, [](const BitmapKernelInfo& k) { return kernel_row(k.name, k.isa, "sparse_bitmap_i8", k.mt, 1, k.gemv); });
-  });
+  def_kernel_table(m, "bitmap_kernels", bitmap_kernel_table, [](const BitmapKernelInfo& k) { return kernel_row(k.name, k.isa, "sparse_bitmap_i8", k.mt, 1, k.gemv); });
   m.def("bitmap_select", [](int64_t rows) { return std::string(select_bitmap(rows, current_isa_mask())->name); },
         py::arg("m"));
   m.def(

@@ -38,12 +38,8 @@ const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
 }  // namespace
 
 void bind_int4(py::module_& m) {
-  def_kernel_list(m, "q4_kernels", [] {
-    int n = 0;
-    const Q4KernelInfo* t = q4_kernel_table(&n);
-    return kernel_rows(t, n, [](const Q4KernelInfo& k) {
-      return kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
-    });
+  def_kernel_table(m, "q4_kernels", q4_kernel_table, [](const Q4KernelInfo& k) {
+    return kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
   });
   m.def(
       "q4_select_kernel",

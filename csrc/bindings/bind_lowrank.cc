@@ -34,11 +34,7 @@ bool make_residual(uintptr_t rowptr, uintptr_t col, uintptr_t val, int64_t nnz, 
 }  // namespace
 
 void bind_lowrank(py::module_& m) {
-  def_kernel_list(m, "lowrank_kernels", [] {
-    int n = 0;
-    const LrKernelInfo* t = lowrank_kernel_table(&n);
-    return kernel_rows(t, n, [](const LrKernelInfo& k) { return kernel_row(k.name, k.isa, "lowrank_f32", k.mr, k.nr, k.gemv); });
-  });
+  def_kernel_table(m, "lowrank_kernels", lowrank_kernel_table, [](const LrKernelInfo& k) { return kernel_row(k.name, k.isa, "lowrank_f32", k.mr, k.nr, k.gemv); });
   m.def(
       "lowrank_select_kernel",
       [](int64_t rows) { return std::string(select_lowrank_kernel(rows, current_isa_mask())->name); }, py::arg("m"));

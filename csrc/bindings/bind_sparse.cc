@@ -51,19 +51,11 @@ py::dict info(uintptr_t blob, size_t size, bool full_check) {
   const SparseView v = sparse_view(as_ptr<const uint8_t>(blob), size, full_check);
   SparseHeader h;
   std::memcpy(&h, as_ptr<const uint8_t>(blob), sizeof h);
-  py::dict d;
-  d["format"] = format_name(v.format);
-  d["values"] = values_name(v.values_type);
-  d["n"] = v.n;
-  d["k"] = v.k;
-  d["nnz"] = v.nnz;
-  d["units"] = v.n_units;
-  d["entries"] = v.n_entries;
-  d["total_bytes"] = h.total_bytes;
-  d["value_bytes"] = h.off_scales ? h.off_scales - h.off_values : h.total_bytes - h.off_values;
-  d["index_bytes"] = h.off_values - h.off_index;
-  d["scale_bytes"] = h.off_scales ? h.total_bytes - h.off_scales : 0;
-  d["meta_bytes"] = h.off_index;  // header, row pointers, permutation
+  py::dict d = sparse_info_dict(format_name(v.format), values_name(v.values_type), v.n, v.k, v.nnz, v.n_units,
+                                v.n_entries);
+  // meta: header, row pointers, permutation
+  put_section_bytes(d, h.total_bytes, h.off_scales ? h.off_scales - h.off_values : h.total_bytes - h.off_values,
+                    h.off_values - h.off_index, h.off_scales ? h.total_bytes - h.off_scales : 0, h.off_index);
   if (v.format == FormatId::kSparseCsr) {
     d["index_bits"] = v.index_bits;
   } else if (v.format == FormatId::kBsr) {
@@ -77,13 +69,30 @@ py::dict info(uintptr_t blob, size_t size, bool full_check) {
 
 }  // namespace
 
+py::dict sparse_info_dict(const char* format, const char* values, int64_t n, int64_t k, int64_t nnz, int64_t units,
+                          int64_t entries) {
+  py::dict d;
+  d["format"] = format;
+  d["values"] = values;
+  d["n"] = n;
+  d["k"] = k;
+  d["nnz"] = nnz;
+  d["units"] = units;
+  d["entries"] = entries;
+  return d;
+}
+
+void put_section_bytes(py::dict& d, uint64_t total, uint64_t values, uint64_t index, uint64_t scales, uint64_t meta) {
+  d["total_bytes"] = total;
+  d["value_bytes"] = values;
+  d["index_bytes"] = index;
+  d["scale_bytes"] = scales;
+  d["meta_bytes"] = meta;
+}
+
 void bind_sparse(py::module_& m) {
-  def_kernel_list(m, "spmm_kernels", [] {
-    int n = 0;
-    const SpmmKernelInfo* t = spmm_kernel_table(&n);
-    return kernel_rows(t, n, [](const SpmmKernelInfo& k) {
-      return kernel_row(k.name, k.isa, (std::string("sparse_") + spmm_kind_name(k.kind)).c_str(), k.mt, kSellLanes, k.gemv);
-    });
+  def_kernel_table(m, "spmm_kernels", spmm_kernel_table, [](const SpmmKernelInfo& k) {
+    return kernel_row(k.name, k.isa, (std::string("sparse_") + spmm_kind_name(k.kind)).c_str(), k.mt, kSellLanes, k.gemv);
   });
   m.def(
       "spmm_select",

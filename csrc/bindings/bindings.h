@@ -32,6 +32,19 @@ pybind11::list kernel_rows(const T* table, int n, Row row) {
 // with in_all, adds them to m.all_kernels() (slimnn.kernels()), in the order the families are bound.
 void def_kernel_list(pybind11::module_& m, const char* name, std::function<pybind11::list()> rows,
                      bool in_all = true);
+// def_kernel_list over a family's whole table (`table(&count)`, e.g. spmm_kernel_table), row(entry) making
+// each row.
+template <typename T, typename Row>
+void def_kernel_table(pybind11::module_& m, const char* name, const T* (*table)(int*), Row row, bool in_all = true) {
+  def_kernel_list(
+      m, name,
+      [table, row] {
+        int n = 0;
+        const T* t = table(&n);
+        return kernel_rows(t, n, row);
+      },
+      in_all);
+}
 // Defines m.all_kernels(): every list def_kernel_list registered with in_all, concatenated.
 void def_all_kernels(pybind11::module_& m);
 // ValueError "kernel <name> needs <isa>, which this CPU lacks" unless the CPU has the ISA bit `isa`.

@@ -75,11 +75,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("pool_worker_count", &pool_worker_count);
 
   // --- kernel table ---
-  def_kernel_list(m, "kernels", [] {
-    int n = 0;
-    const KernelInfo* t = kernel_table(&n);
-    return kernel_rows(t, n, q8_kernel_row);
-  });
+  def_kernel_table(m, "kernels", kernel_table, q8_kernel_row);
   m.def("q8_emulated_kernels", [] {
     int n = 0;
     const KernelInfo* t = emulated_kernel_table(&n);
@@ -138,11 +134,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
 
   // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
-  def_kernel_list(m, "act_kernels", [] {
-    int n = 0;
-    const ActInfo* t = act_table(&n);
-    return kernel_rows(t, n, [](const ActInfo& k) { return kernel_row(k.name, k.isa); });
-  }, false);
+  def_kernel_table(m, "act_kernels", act_table, [](const ActInfo& k) { return kernel_row(k.name, k.isa); }, false);
   def_all_kernels(m);
   m.def("select_act", [] { return std::string(select_act(current_isa_mask())->name); });
   m.def(

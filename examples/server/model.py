@@ -14,19 +14,8 @@ import torch
 from torch import nn
 
 import slimnn
+from slimnn.app.demo import MlpBlock
 
-
-class Block(nn.Module):
-    """A transformer-style MLP block: x + down(gelu(up(norm(x))))."""
-
-    def __init__(self, d: int, h: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(d)
-        self.up = nn.Linear(d, h)
-        self.down = nn.Linear(h, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.down(torch.nn.functional.gelu(self.up(self.norm(x))))
 
 SIZES = {
     # name: (vocab, d, hidden, blocks, classes)
@@ -39,7 +28,7 @@ class TokenClassifier(nn.Module):
     def __init__(self, vocab: int, d: int, hidden: int, blocks: int, classes: int) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
-        self.blocks = nn.Sequential(*[Block(d, hidden) for _ in range(blocks)])
+        self.blocks = nn.Sequential(*[MlpBlock(d, hidden) for _ in range(blocks)])
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, classes)
 

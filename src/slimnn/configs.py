@@ -13,6 +13,16 @@ KERNELS = ("auto", "reference")
 torch float emulation in :mod:`slimnn.reference` (slow; for debugging and accuracy checks)."""
 
 
+def _check_kernel(cfg: Any) -> None:
+    if cfg.kernel not in KERNELS:
+        raise ValueError(f"{type(cfg).__name__}.kernel must be one of {KERNELS}, got {cfg.kernel!r}")
+
+
+def _check_version(cfg: Any) -> None:
+    if cfg.version != 1:
+        raise ValueError(f"{type(cfg).__name__}.version {cfg.version} is not supported (this slimnn reads 1)")
+
+
 @dataclass(frozen=True)
 class Int8Config:
     """int8 weights, per output channel or per group of ``group_size`` inputs (symmetric, round to nearest).
@@ -36,10 +46,8 @@ class Int8Config:
         gs = self.group_size
         if gs is not None and (isinstance(gs, bool) or not isinstance(gs, int) or gs < 4 or gs % 4):
             raise ValueError(f"Int8Config.group_size must be None or a positive multiple of 4, got {gs!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"Int8Config.kernel must be one of {KERNELS}, got {self.kernel!r}")
-        if self.version != 1:
-            raise ValueError(f"Int8Config.version {self.version} is not supported (this slimnn reads 1)")
+        _check_kernel(self)
+        _check_version(self)
 
     def to_json(self) -> str:
         return json.dumps({"type": type(self).__name__, **dataclasses.asdict(self)}, sort_keys=True)
@@ -107,8 +115,7 @@ class Int4Config:
             )
         if self.mode not in ("dynamic", "weight_only"):
             raise ValueError(f"Int4Config.mode must be 'dynamic' or 'weight_only', got {self.mode!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"Int4Config.kernel must be one of {KERNELS}, got {self.kernel!r}")
+        _check_kernel(self)
         if isinstance(self.calib_data, (str, bytes)) or (
             self.calib_data is not None and not hasattr(self.calib_data, "__iter__")
         ):
@@ -122,8 +129,7 @@ class Int4Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Int4Config.{name} must be a positive int, got {v!r}")
-        if self.version != 1:
-            raise ValueError(f"Int4Config.version {self.version} is not supported (this slimnn reads 1)")
+        _check_version(self)
 
     def to_json(self) -> str:
         d = dataclasses.asdict(dataclasses.replace(self, calib_data=None))
@@ -223,10 +229,8 @@ class LowRankConfig:
                 raise ValueError(f"{name}.{f} must be a number in [0, {hi}], got {v!r}")
         if self.solver not in ("auto", "full", "randomized"):
             raise ValueError(f"{name}.solver must be 'auto', 'full' or 'randomized', got {self.solver!r}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"{name}.kernel must be one of {KERNELS}, got {self.kernel!r}")
-        if self.version != 1:
-            raise ValueError(f"{name}.version {self.version} is not supported (this slimnn reads 1)")
+        _check_kernel(self)
+        _check_version(self)
 
     def to_json(self) -> str:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "calib_data"}
@@ -370,10 +374,8 @@ class SparseConfig:
             raise ValueError("SparseConfig.index is for pattern 'unstructured' only")
         if self.index == "bitmap" and self.index_bits is not None:
             raise ValueError("SparseConfig.index_bits is for the csr index, not 'bitmap'")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"SparseConfig.kernel must be one of {KERNELS}, got {self.kernel!r}")
-        if self.version != 1:
-            raise ValueError(f"SparseConfig.version {self.version} is not supported (this slimnn reads 1)")
+        _check_kernel(self)
+        _check_version(self)
 
     def to_json(self) -> str:
         return json.dumps({"type": type(self).__name__, **dataclasses.asdict(self)}, sort_keys=True)

@@ -68,23 +68,12 @@ def _accepted_header(data, ctx, info):
 
 def _parse_state_dict(data, ctx):
     n, k = ctx
-    mod = SparseLinear(k, n, bias=True, config=SparseConfig(0.5, values="int8", index="bitmap", backend="sparse"))
-    sd = {"packed": fuzzing.as_tensor(data), "bias": torch.zeros(n)}
-    try:
-        mod.load_state_dict(sd)
-    except RuntimeError as e:
-        if str(e).startswith("Error(s) in loading state_dict"):
-            raise ValueError(str(e)) from None
-        raise
-    return mod
+    cfg = SparseConfig(0.5, values="int8", index="bitmap", backend="sparse")
+    return fuzzing.load_blob_state_dict(SparseLinear(k, n, bias=True, config=cfg), data)
 
 
 def _accepted_state_dict(data, ctx, mod):
-    n, k = ctx
-    assert mod.packed.numpy().tobytes() == data
-    with torch.inference_mode():
-        y = mod(fuzzing.ramp(k))
-    assert y.shape == (3, n)
+    fuzzing.check_loaded_blob(mod, data)
 
 
 fuzzing.register("bitmap_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=fuzzing.repair_total_bytes)

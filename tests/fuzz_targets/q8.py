@@ -79,24 +79,11 @@ def _accepted_op(data, ctx, y):
 
 def _parse_state_dict(data, ctx):
     n, k, gs = ctx
-    mod = Int8Linear(k, n, bias=True, config=slimnn.Int8Config(group_size=gs))
-    sd = {"packed": fuzzing.as_tensor(data), "bias": torch.zeros(n)}
-    try:
-        mod.load_state_dict(sd)
-    except RuntimeError as e:
-        # torch's documented way to report bad state: the message lists each problem.
-        if str(e).startswith("Error(s) in loading state_dict"):
-            raise ValueError(str(e)) from None
-        raise
-    return mod
+    return fuzzing.load_blob_state_dict(Int8Linear(k, n, bias=True, config=slimnn.Int8Config(group_size=gs)), data)
 
 
 def _accepted_state_dict(data, ctx, mod):
-    n, k, _ = ctx
-    assert mod.packed.numpy().tobytes() == data
-    with torch.inference_mode():
-        y = mod(fuzzing.ramp(k))
-    assert y.shape == (3, n)
+    fuzzing.check_loaded_blob(mod, data)
 
 
 fuzzing.register("q8_full_check", _valid, _parse_full, check_accepted=_accepted_full, repair=fuzzing.repair_total_bytes)

@@ -22,15 +22,11 @@ constexpr int kBsrRowsPerPass = 16;  // 32 registers: a 16x1 block's 16 accumula
 constexpr int kNmRowBlock = 4;       // eight independent accumulator chains hide the FMA latency
 #include "kernels/spmm/x86_batched.h"
 
-template <typename V>
-inline __m512 load16(const V* p);
-template <>
-inline __m512 load16<float>(const float* p) {
-  return _mm512_loadu_ps(p);
-}
-template <>
-inline __m512 load16<int8_t>(const int8_t* p) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+// 16 stored values (fp32, or int8 widened): the simd header's full-width loads.
+template <typename T>
+inline __m512 load16(const T* p) {
+  if constexpr (std::is_same<T, float>::value) return vload(p);
+  else return vload_i8(p);
 }
 
 template <typename V>
@@ -112,17 +108,6 @@ void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, floa
 }
 
 template <typename V>
-inline __m256 load8(const V* p);
-template <>
-inline __m256 load8<float>(const float* p) {
-  return _mm256_loadu_ps(p);
-}
-template <>
-inline __m256 load8<int8_t>(const int8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
-template <typename V>
 void bsr1x4_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   const V* vals = static_cast<const V*>(w.values);
   const int64_t kbmax = w.kb - 1;
@@ -168,7 +153,7 @@ void bsr1x8_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, floa
       a1 = _mm512_fmadd_ps(load16<V>(vals + i * 8 + 16), x1, a1);
     }
     for (; i < e; ++i)
-      t = _mm256_fmadd_ps(load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), t);
+      t = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), t);
     const float r = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_castps256_ps512(t)));
     if (b < w.n) y[b] = r * row_scale(w, b);
   }

@@ -406,7 +406,10 @@ def save_load_check(st: nn.Module, int8: nn.Module, feats: list, out_dir: str) -
 # Synthetic fallback (only when the MiniLM package is missing)
 # ----------------------------------------------------------------------------------------------------
 
-class _Block(nn.Module):
+class MlpBlock(nn.Module):
+    """A transformer-style MLP block: x + down(gelu(up(norm(x)))). Also the block of the served model in
+    examples/server and of the tests' synthetic models."""
+
     def __init__(self, d: int, h: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d)
@@ -425,7 +428,7 @@ def run_synthetic(args: argparse.Namespace) -> Report:
     print(cpu_lines(slimnn.cpu_info(), args.threads), flush=True)
     d, h, blocks = (128, 512, 2) if args.small else (384, 1536, 6)
     g = torch.Generator().manual_seed(0)
-    model = nn.Sequential(*[_Block(d, h) for _ in range(blocks)]).eval()
+    model = nn.Sequential(*[MlpBlock(d, h) for _ in range(blocks)]).eval()
     for m in model.modules():
         if isinstance(m, nn.Linear):
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features**0.5)

@@ -85,3 +85,14 @@ def config_field(meta: dict, cls: type, fmt: str) -> Any:
     if not isinstance(cfg, cls):
         raise ValueError(f"{fmt} module has a {type(cfg).__name__}, expected {cls.__name__}")
     return cfg
+
+
+def linear_meta(mod: nn.Module, config: Any) -> dict[str, Any]:
+    """The metadata every linear format stores alike: the layer's shape, whether it has a bias, and its
+    config (``config``, as JSON); a format adds its own fields to the dict."""
+    return {
+        "in_features": mod.in_features,
+        "out_features": mod.out_features,
+        "bias": mod.bias is not None,
+        "config": json.loads(config.to_json()),
+    }

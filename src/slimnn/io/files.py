@@ -441,6 +441,21 @@ def _fail(path: str, msg: str) -> LoadError:
     return LoadError(msg if msg.startswith(path) else f"{path}: {msg}")
 
 
+def _as_load_error(path: str, fn: Callable[..., Any], *args: Any, safety_net: tuple = ()) -> Any:
+    """``fn(*args)``, its ValueErrors and OS errors (and the ``safety_net`` exception types) raised again as a
+    :class:`LoadError` naming ``path``."""
+    try:
+        return fn(*args)
+    except LoadError:
+        raise
+    except ValueError as e:
+        raise _fail(path, str(e)) from None
+    except OSError as e:
+        raise _fail(path, f"cannot read: {e.strerror or e}") from None
+    except safety_net as e:
+        raise _fail(path, f"cannot load: {type(e).__name__}: {e}") from e
+
+
 def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
     """Reads and validates the safetensors header and the slimnn manifest; reads no tensor data.
 
@@ -448,14 +463,7 @@ def read_header(path: PathLike) -> tuple[dict[str, dict], dict]:
     Raises :class:`LoadError` for any problem, OS errors on the path included.
     """
     path = os.fspath(path)
-    try:
-        return _read_header(path)
-    except LoadError:
-        raise
-    except ValueError as e:
-        raise _fail(path, str(e)) from None
-    except OSError as e:
-        raise _fail(path, f"cannot read: {e.strerror or e}") from None
+    return _as_load_error(path, _read_header, path)
 
 
 def _read_header(path: str) -> tuple[dict[str, dict], dict]:
@@ -750,17 +758,9 @@ def load(path: PathLike, model: Optional[nn.Module] = None, strict: bool = True)
     path = os.fspath(path)
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"load: model must be an nn.Module or None, got {type(model).__name__}")
-    try:
-        return _load(path, model, strict)
-    except LoadError:
-        raise
-    except ValueError as e:
-        raise _fail(path, str(e)) from None
-    except OSError as e:
-        raise _fail(path, f"cannot read: {e.strerror or e}") from None
-    except (RuntimeError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as e:
-        # A safety net: every check above is meant to come first; what gets here is still a bad file.
-        raise _fail(path, f"cannot load: {type(e).__name__}: {e}") from e
+    # A safety net: every check in _load is meant to come first; what raises these is still a bad file.
+    net = (RuntimeError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError)
+    return _as_load_error(path, _load, path, model, strict, safety_net=net)
 
 
 def _same_kind(file_dtype: torch.dtype, model_dtype: torch.dtype) -> bool:

@@ -45,6 +45,25 @@ def dot_u8_s8(a: Tensor, q: Tensor) -> Tensor:
     return a.to(torch.int64) @ q.to(torch.int64).t()
 
 
+def _plus_bias_f32(y: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """The references' epilogue: y (float64) + bias in float64, rounded once to float32."""
+    if bias is not None:
+        y = y + bias.to(torch.float64)
+    return y.to(torch.float32)
+
+
+def _scale_groups(centered: Tensor, scales: Tensor, a_scale: Tensor) -> Tensor:
+    """The W8A8 / W4A8 dequantization in float64: a_scale[m] * sum_g scales[g, n] * centered[m, g, n]."""
+    y = (centered.to(torch.float64) * scales.to(torch.float64).unsqueeze(0)).sum(dim=1)
+    return y * a_scale.to(torch.float64).unsqueeze(1)
+
+
+def _times_in_mul(x: Tensor, in_mul: Optional[Tensor]) -> Tensor:
+    """x in float32, its columns multiplied by ``in_mul`` (K, AWQ's input scaling) in float32 as the kernels do."""
+    x = x.to(torch.float32)
+    return x if in_mul is None else x * in_mul.to(torch.float32)
+
+
 def q8_linear_dynamic(
     x: Tensor, q: Tensor, scales: Tensor, group_size: Optional[int], bias: Optional[Tensor] = None
 ) -> Tensor:
@@ -61,11 +80,8 @@ def q8_linear_dynamic(
     dots = torch.einsum("mgk,ngk->mgn", ag, qg)  # exact int64
     colsum = qg.sum(dim=2).t()  # (G, N)
     centered = dots - zp.to(torch.int64).view(m, 1, 1) * colsum.unsqueeze(0)
-    y = (centered.to(torch.float64) * scales.to(torch.float64).unsqueeze(0)).sum(dim=1)
-    y = y * a_scale.to(torch.float64).unsqueeze(1)
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    y = y.to(torch.float32)
+    y = _scale_groups(centered, scales, a_scale)
+    y = _plus_bias_f32(y, bias)
     kp = -(-k // 4) * 4
     bad = ~finite | (a_scale > _FLT_MAX / 65536.0 / kp / 255.0)
     if bool(bad.any()):
@@ -80,9 +96,7 @@ def q8_linear_weight_only(
     """y = x @ (q * scales)^T + bias in float64 math, float32 out."""
     w = dequantize_int8(q, scales, group_size).to(torch.float64)
     y = x.to(torch.float64) @ w.t()
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    return y.to(torch.float32)
+    return _plus_bias_f32(y, bias)
 
 
 def lowrank_linear(
@@ -97,9 +111,7 @@ def lowrank_linear(
     y = t @ u.to(torch.float64).t()
     if residual is not None:
         y = y + x.to(torch.float64) @ residual.to(torch.float64).t()
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    return y.to(torch.float32)
+    return _plus_bias_f32(y, bias)
 
 
 def lowrank_q8_linear(
@@ -151,19 +163,14 @@ def q4_linear_dynamic(
     x (M x K float32) is first multiplied by ``in_mul`` (K, float32, in float32 as the kernels do), then
     quantized per row exactly as :func:`quantize_rows_u8`; colsum_g[n] = sum_{k in g} (u - z).
     """
-    x = x.to(torch.float32)
-    if in_mul is not None:
-        x = x * in_mul.to(torch.float32)
+    x = _times_in_mul(x, in_mul)
     a, a_scale, zp, finite = quantize_rows_u8(x)
     e = q4_group_dots(a, codes, zeros, group_size)  # (M, G, N)
     ones = torch.ones(1, codes.shape[1], dtype=torch.uint8)
     colsum = q4_group_dots(ones, codes, zeros, group_size)[0]  # (G, N)
     centered = e - zp.to(torch.int64).view(-1, 1, 1) * colsum.unsqueeze(0)
-    y = (centered.to(torch.float64) * scales.to(torch.float64).unsqueeze(0)).sum(dim=1)
-    y = y * a_scale.to(torch.float64).unsqueeze(1)
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    y = y.to(torch.float32)
+    y = _scale_groups(centered, scales, a_scale)
+    y = _plus_bias_f32(y, bias)
     y[~finite] = float("nan")
     return y
 
@@ -180,14 +187,10 @@ def q4_linear_weight_only(
     """y = (x * in_mul) @ (scales * (codes - zeros))^T + bias in float64 math, float32 out."""
     from .quantize import dequantize_int4
 
-    x = x.to(torch.float32)
-    if in_mul is not None:
-        x = x * in_mul.to(torch.float32)
+    x = _times_in_mul(x, in_mul)
     w = dequantize_int4(codes, scales, zeros, group_size).to(torch.float64)
     y = x.to(torch.float64) @ w.t()
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    return y.to(torch.float32)
+    return _plus_bias_f32(y, bias)
 
 
 def sparse_linear(
@@ -203,9 +206,7 @@ def sparse_linear(
     x64 = x.to(torch.float64)
     finite = torch.isfinite(x64).all(dim=1) if x64.shape[1] else torch.ones(x64.shape[0], dtype=torch.bool)
     y = torch.where(finite.unsqueeze(1), x64, torch.zeros_like(x64)) @ w64.t()
-    if bias is not None:
-        y = y + bias.to(torch.float64)
-    y = y.to(torch.float32)
+    y = _plus_bias_f32(y, bias)
     y[~finite] = float("nan")
     return y
 

@@ -44,3 +44,14 @@ def check_packed_entry(mod: nn.Module, state_dict: dict, key: str, info_fn: Call
     # The blob's size depends on its group size (and, for q4, symmetry and scale dtype): resize ours.
     mod.packed = torch.empty_like(blob, device="cpu")
     return info
+
+
+def bare_linear(cls: type, config: Any, in_features: int, out_features: int) -> nn.Module:
+    """An instance of the linear module class ``cls`` built without its constructor (which would allocate
+    and pack a dense weight first): an initialized ``nn.Module`` with ``config`` and its in/out features
+    set; the caller registers the buffers."""
+    mod = cls.__new__(cls)
+    nn.Module.__init__(mod)
+    mod.config = config
+    mod.in_features, mod.out_features = in_features, out_features
+    return mod

@@ -14,7 +14,7 @@ from ..configs import Int8Config
 from ..formats.packed import pack_q8, q8_info, unpack_q8
 from ..math.quantize import quantize_int8_symmetric
 from ..ops.common import prepare_input, untraceable
-from .base import check_packed_entry, float_bias
+from .base import bare_linear, check_packed_entry, float_bias
 
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
 _is_exporting = torch.compiler.is_exporting
@@ -113,11 +113,8 @@ class Int8Linear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
         config = config or Int8Config()
-        mod = cls.__new__(cls)
-        nn.Module.__init__(mod)
+        mod = bare_linear(cls, config, linear.in_features, linear.out_features)
         mod.activation = activation
-        mod.config = config
-        mod.in_features, mod.out_features = linear.in_features, linear.out_features
         q, scales = quantize_int8_symmetric(linear.weight, config.group_size)
         mod.register_buffer("packed", pack_q8(q, scales, config.group_size))
         mod.register_buffer("bias", float_bias(linear.bias, linear.out_features))

@@ -17,6 +17,7 @@ from ..math import lowrank, reference
 from ..math.calibration import LinearInputStats
 from ..math.quantize import quantize_int8_symmetric
 from ..ops.common import prepare_input, untraceable
+from .base import bare_linear
 from ..ops.lowrank import FACTORS, check_residual, dense_factors, factors_of, lowrank_linear_with_kernel  # noqa: F401
 
 _F32 = torch.float32
@@ -101,10 +102,7 @@ class LowRankLinear(nn.Module):
         if u.shape[1] != v.shape[0]:
             raise ValueError(f"u is {tuple(u.shape)} and v is {tuple(v.shape)}: need N x r and r x K")
         config = config or LowRankConfig(rank=u.shape[1])
-        mod = cls.__new__(cls)
-        nn.Module.__init__(mod)
-        mod.config = config
-        mod.out_features, mod.in_features = u.shape[0], v.shape[1]
+        mod = bare_linear(cls, config, v.shape[1], u.shape[0])
         mod._set_factors(u, v)
         if bias is not None:
             bias = bias.detach().to(_F32).contiguous().clone()

@@ -18,7 +18,7 @@ from ..math.prune import input_norm_of, parse_pattern, prune_weight
 from ..math.quantize import check_weight, dequantize_int8, quantize_int8_symmetric
 from ..formats.sparse import dense_weight, is_sparse_blob, pack_sparse, sparse_info
 from ..ops.common import check_input, untraceable
-from .base import float_bias
+from .base import bare_linear, float_bias
 
 AUTO_M = (1, 16)
 """Activation rows at which ``backend="auto"`` times the sparse and the dense kernel."""
@@ -102,10 +102,7 @@ class SparseLinear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
         config = config or SparseConfig()
-        mod = cls.__new__(cls)
-        nn.Module.__init__(mod)
-        mod.config = config
-        mod.in_features, mod.out_features = linear.in_features, linear.out_features
+        mod = bare_linear(cls, config, linear.in_features, linear.out_features)
         pat = parse_pattern(config.pattern)
         fmt = mod._format()
         w = check_weight(linear.weight)

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
+from .common import check_cpu_tensor
 
 _F32 = torch.float32
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
@@ -34,10 +35,7 @@ _FLOATS = (torch.float32, torch.bfloat16, torch.float16)
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, Tensor):
-            raise TypeError(f"attention: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(f"attention: {name} is on {t.device}; slimnn kernels run on the CPU")
+        check_cpu_tensor(t, "attention", name)
         if t.dtype not in _FLOATS:
             raise ValueError(f"attention: {name} dtype must be float32, bfloat16 or float16, got {t.dtype}")
         if t.dim() != 4:

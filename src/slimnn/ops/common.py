@@ -1,4 +1,4 @@
-"""Checks shared by every op entry point: the activation input and the packed blob's header fields.
+"""Checks shared by every op entry point (the activation input, the packed blob's header fields), and the call of the q8 / q4 linear bindings.
 
 Each op validates what it is handed before a pointer reaches the kernels; the C++ side re-validates the blob.
 """
@@ -10,17 +10,24 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..runtime.threads import get_num_threads
+
 _F32 = torch.float32
 _BF16 = torch.bfloat16
 INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
+def check_cpu_tensor(t: Tensor, op: str, what: str) -> None:
+    """Raises unless ``t`` (the argument ``what`` of ``op``) is a torch.Tensor (TypeError) on the CPU (ValueError)."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: {what} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device.type != "cpu":
+        raise ValueError(f"{op}: {what} is on {t.device}; slimnn kernels run on the CPU")
+
+
 def check_input(x: Tensor, k: int, op: str) -> Tensor:
     """Raises unless ``x`` is a CPU float tensor whose last dimension is ``k``; returns it unchanged."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: input must be a torch.Tensor, got {type(x).__name__}")
-    if x.device.type != "cpu":
-        raise ValueError(f"{op}: input is on {x.device}; slimnn kernels run on the CPU")
+    check_cpu_tensor(x, op, "input")
     if x.dtype not in INPUT_DTYPES:
         raise TypeError(f"{op}: input dtype must be float32, bfloat16, float16 or float64, got {x.dtype}")
     if x.dim() == 0 or x.shape[-1] != k:
@@ -70,6 +77,34 @@ def as_rows(x: Tensor, k: int, to_float32: bool = False) -> tuple[Tensor, int, i
     if x2.stride(-1) != 1 or (m > 1 and x2.stride(0) < k):
         x2 = x2.contiguous()
     return x2, m, (x2.stride(0) if m > 1 else k), lead
+
+
+def run_linear(binding, kind: str, x: Tensor, k: int, packed: Tensor, bias: Optional[Tensor], n: int, op: str,
+               before_packed: tuple = (), after: tuple = ()) -> tuple[Tensor, str]:
+    """One call of a q8 / q4 linear binding, which share a calling convention: (kind, x rows, is-bf16, M,
+    row stride, *before_packed, packed, its size, bias, y, N, threads, *after). ``x`` is checked and
+    converted (:func:`prepare_input`) and taken as rows (:func:`as_rows`); returns (y shaped (..., N) in
+    x's dtype, the kernel name)."""
+    x, dt = prepare_input(x, k, op)
+    x2, m, ldx, lead = as_rows(x, k)
+    y = torch.empty((m, n), dtype=_F32)
+    name = binding(
+        kind,
+        x2.data_ptr(),
+        x2.dtype is _BF16,
+        m,
+        ldx,
+        *before_packed,
+        packed.data_ptr(),
+        packed.numel(),
+        0 if bias is None else bias.data_ptr(),
+        y.data_ptr(),
+        n,
+        get_num_threads(),
+        *after,
+    )
+    y = y.view(*lead, n)
+    return (y if dt is _F32 else y.to(dt)), name
 
 
 def untraceable(module: object) -> None:

@@ -83,6 +83,25 @@ def _prepare(x: Tensor, c: int, op: str) -> Tensor:
     return x.to(torch.float32).contiguous(memory_format=torch.channels_last)
 
 
+def _geometry(kernel_size, stride, padding, dilation) -> tuple[tuple, tuple, tuple, tuple]:
+    """The conv arguments as (kh, kw), (sh, sw), four pads (t, b, l, r), (dh, dw); ValueError if malformed."""
+    kernel, stride, dilation = (as_pair(v, nm) for v, nm in
+                                ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    return kernel, stride, pads4(padding), dilation
+
+
+def _conv_io(x: Tensor, c: int, oc: int, kernel, stride, padding, dilation, bias: Optional[Tensor],
+             op: str) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+    """What every conv op checks and allocates alike: x as channels-last fp32 (C = ``c``), the empty
+    channels-last output (N, ``oc``, OH, OW) (ValueError if the kernel does not fit), the checked bias."""
+    x = _prepare(x, c, op)
+    oh, ow = out_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"{op}: the kernel {kernel} (dilation {dilation}) does not fit the padded input {tuple(x.shape[2:])}")
+    y = torch.empty((x.shape[0], oc, oh, ow), dtype=torch.float32, memory_format=torch.channels_last)
+    return x, y, _check_bias(bias, oc, op)
+
+
 def conv2d_q8(
     x: Tensor, packed: Tensor, group_bytes: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
     groups: int = 1, bias: Optional[Tensor] = None, activation: Optional[str] = None, mode: str = "dynamic",
@@ -95,22 +114,13 @@ def conv2d_q8(
         raise ValueError(f"conv2d_q8: quant must be one of {tuple(QUANT)}, got {quant!r}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_q8: unknown activation {activation!r}")
-    kernel, stride, dilation = (as_pair(v, nm) for v, nm in
-                                         ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
-    padding = pads4(padding)
+    kernel, stride, padding, dilation = _geometry(kernel_size, stride, padding, dilation)
     if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
         raise ValueError("conv2d_q8: packed weights must be a contiguous 1-D uint8 tensor")
     if group_bytes <= 0 or packed.numel() != group_bytes * groups:
         raise ValueError(f"conv2d_q8: packed weights hold {packed.numel()} bytes, expected {groups} x {group_bytes}")
-    c = None
-    n_in = x.shape[1] if isinstance(x, Tensor) and x.dim() == 4 else -1
-    c = n_in
-    x = _prepare(x, c, "conv2d_q8")
-    oh, ow = out_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    if oh <= 0 or ow <= 0:
-        raise ValueError(f"conv2d_q8: the kernel {kernel} (dilation {dilation}) does not fit the padded input {tuple(x.shape[2:])}")
-    y = torch.empty((x.shape[0], out_channels, oh, ow), dtype=torch.float32, memory_format=torch.channels_last)
-    b = _check_bias(bias, out_channels, "conv2d_q8")
+    c = x.shape[1] if isinstance(x, Tensor) and x.dim() == 4 else -1
+    x, y, b = _conv_io(x, c, out_channels, kernel, stride, padding, dilation, bias, "conv2d_q8")
     name = _C.conv2d_q8(
         "q8_dyn" if mode == "dynamic" else "q8_wo", x.data_ptr(), x.numel(),
         _dims(x, out_channels, kernel, stride, padding, dilation, groups), packed.data_ptr(), group_bytes,
@@ -127,20 +137,13 @@ def conv2d_dw(
     """Depthwise conv with int8 weights q (C, kh*kw) and fp32 scales (C,). Returns (y channels-last, kernel)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_dw: unknown activation {activation!r}")
-    kernel, stride, dilation = (as_pair(v, nm) for v, nm in
-                                         ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
-    padding = pads4(padding)
+    kernel, stride, padding, dilation = _geometry(kernel_size, stride, padding, dilation)
     c = q.shape[0]
     if q.dtype != torch.int8 or q.shape != (c, kernel[0] * kernel[1]) or not q.is_contiguous():
         raise ValueError(f"conv2d_dw: weights must be contiguous int8 (C, kh*kw), got {q.dtype} {tuple(q.shape)}")
     if scales.dtype != torch.float32 or scales.shape != (c,) or not scales.is_contiguous():
         raise ValueError("conv2d_dw: scales must be contiguous float32 (C,)")
-    x = _prepare(x, c, "conv2d_dw")
-    oh, ow = out_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    if oh <= 0 or ow <= 0:
-        raise ValueError(f"conv2d_dw: the kernel {kernel} (dilation {dilation}) does not fit the padded input {tuple(x.shape[2:])}")
-    y = torch.empty((x.shape[0], c, oh, ow), dtype=torch.float32, memory_format=torch.channels_last)
-    b = _check_bias(bias, c, "conv2d_dw")
+    x, y, b = _conv_io(x, c, c, kernel, stride, padding, dilation, bias, "conv2d_dw")
     name = _C.conv2d_dw(
         x.data_ptr(), x.numel(), _dims(x, c, kernel, stride, padding, dilation, c), q.data_ptr(), q.numel(),
         scales.data_ptr(), 0 if b is None else b.data_ptr(), ACTIVATIONS[activation], y.data_ptr(), y.numel(),

@@ -13,8 +13,7 @@ from torch import Tensor
 from .. import _C
 from ..formats.packed import unpack_q4
 from ..math.quantize import dequantize_int4
-from ..runtime.threads import get_num_threads
-from .common import as_rows, check_bias, prepare_input
+from .common import check_bias, run_linear
 
 KINDS = {"dynamic": "q4_dynamic", "weight_only": "q4_weight_only"}
 _F32 = torch.float32
@@ -46,25 +45,8 @@ def q4_linear_with_kernel(
     check_bias(bias, out_features, "q4_linear")
     if in_mul is not None and (in_mul.dtype is not _F32 or in_mul.shape != (k,) or not in_mul.is_contiguous()):
         raise ValueError(f"q4_linear: in_mul must be None or a contiguous float32 tensor of shape ({k},)")
-    x, dt = prepare_input(x, k, "q4_linear")
-    x2, m, ldx, lead = as_rows(x, k)
-    y = torch.empty((m, out_features), dtype=_F32)
-    name = _C.q4_linear(
-        kind,
-        x2.data_ptr(),
-        x2.dtype is _BF16,
-        m,
-        ldx,
-        0 if in_mul is None else in_mul.data_ptr(),
-        packed.data_ptr(),
-        packed.numel(),
-        0 if bias is None else bias.data_ptr(),
-        y.data_ptr(),
-        out_features,
-        get_num_threads(),
-    )
-    y = y.view(*lead, out_features)
-    return (y if dt is _F32 else y.to(dt)), name
+    in_mul_ptr = 0 if in_mul is None else in_mul.data_ptr()
+    return run_linear(_C.q4_linear, kind, x, k, packed, bias, out_features, "q4_linear", before_packed=(in_mul_ptr,))
 
 
 def q4_linear(

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import as_rows, blob_shape, check_bias, prepare_input
+from .common import blob_shape, check_bias, run_linear
 from ..formats.packed import unpack_q8
 from ..math.quantize import dequantize_int8
 
@@ -90,25 +90,7 @@ def q8_linear_with_kernel(
     if out_features != n:
         raise ValueError(f"q8_linear: out_features={out_features} but the packed weights have N={n}")
     check_bias(bias, out_features, "q8_linear")
-    x, dt = prepare_input(x, k, "q8_linear")
-    x2, m, ldx, lead = as_rows(x, k)
-    y = torch.empty((m, out_features), dtype=_F32)
-    name = _C.q8_linear(
-        kind,
-        x2.data_ptr(),
-        x2.dtype is _BF16,
-        m,
-        ldx,
-        packed.data_ptr(),
-        packed.numel(),
-        0 if bias is None else bias.data_ptr(),
-        y.data_ptr(),
-        out_features,
-        get_num_threads(),
-        act,
-    )
-    y = y.view(*lead, out_features)
-    return (y if dt is _F32 else y.to(dt)), name
+    return run_linear(_C.q8_linear, kind, x, k, packed, bias, out_features, "q8_linear", after=(act,))
 
 
 def q8_linear_module(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..configs import Int4Config
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field, linear_meta
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.gptq import awq_quantize, gptq_quantize
 from ..math.quantize import INT4_SCALE_DTYPES
@@ -97,13 +97,8 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
     if mod.in_mul is not None:
         tensors["in_mul"] = mod.in_mul.detach().to(torch.float32).contiguous()
-    meta = {
-        "in_features": mod.in_features,
-        "out_features": mod.out_features,
-        "bias": mod.bias is not None,
-        "in_mul": mod.in_mul is not None,
-        "config": json.loads(mod.config.to_json()),
-    }
+    meta = linear_meta(mod, mod.config)
+    meta["in_mul"] = mod.in_mul is not None
     return tensors, meta
 
 

@@ -7,16 +7,16 @@ Trains in distillation through a float shadow with straight-through fake quantiz
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..configs import Int8Config
-from ..formats.manifest import config_field, FUSABLE, ModuleFormat, TensorSpec, bool_field, int_field
+from ..formats.manifest import config_field, FUSABLE, ModuleFormat, TensorSpec, bool_field, int_field, linear_meta
 from ..formats.packed import pack_q8, unpack_q8
 from ..math.quantize import dequantize_int8, quantize_int8_symmetric
+from ..nn.base import bare_linear
 from ..nn.int8 import Int8Linear
 from .registry import AutoStep, Technique, Trainable, register
 
@@ -32,12 +32,7 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
     tensors = {"q": q, "scales": scales}
     if mod.bias is not None:
         tensors["bias"] = mod.bias.detach().to(torch.float32).contiguous()
-    meta = {
-        "in_features": mod.in_features,
-        "out_features": mod.out_features,
-        "bias": mod.bias is not None,
-        "config": json.loads(dataclasses.replace(mod.config, group_size=gs).to_json()),
-    }
+    meta = linear_meta(mod, dataclasses.replace(mod.config, group_size=gs))
     if mod.activation is not None:  # int8_linear v2
         meta["activation"] = mod.activation
     return tensors, meta
@@ -81,11 +76,8 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     activation = meta.get("activation")  # absent in v1 files: no fused activation
     if activation is not None and activation not in FUSABLE:
         raise ValueError(f"int8_linear activation must be one of {sorted(FUSABLE)}, got {activation!r}")
-    mod = Int8Linear.__new__(Int8Linear)
-    nn.Module.__init__(mod)
+    mod = bare_linear(Int8Linear, cfg, meta["in_features"], meta["out_features"])
     mod.activation = activation
-    mod.config = cfg
-    mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
     mod.register_buffer("packed", pack_q8(q, scales, cfg.group_size))
     mod.register_buffer("bias", None if bias is None else bias.clone())
     mod.last_kernel = None

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from ..configs import LowRankConfig
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field
+from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field, linear_meta
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.lowrank import rank_for_ratio
+from ..nn.base import bare_linear
 from ..nn.lowrank import LowRankLinear
 from .registry import AutoStep, Technique, register
 
@@ -77,14 +78,8 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors["residual_col"] = mod.residual_col.detach().contiguous()
         tensors["residual_val"] = mod.residual_val.detach().contiguous()
         nnz = int(mod.residual_col.numel())
-    meta = {
-        "in_features": mod.in_features,
-        "out_features": mod.out_features,
-        "rank": int(mod.rank),
-        "bias": mod.bias is not None,
-        "residual_nnz": nnz,
-        "config": json.loads(mod.config.to_json()),
-    }
+    meta = linear_meta(mod, mod.config)
+    meta["rank"], meta["residual_nnz"] = int(mod.rank), nnz
     return tensors, meta
 
 
@@ -123,10 +118,7 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     from ..formats.packed import pack_q8
 
     cfg = _config(meta)
-    mod = LowRankLinear.__new__(LowRankLinear)
-    nn.Module.__init__(mod)
-    mod.config = cfg
-    mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
+    mod = bare_linear(LowRankLinear, cfg, meta["in_features"], meta["out_features"])
     if cfg.factor_dtype == "float32":
         u, v = tensors["u"], tensors["v"]
         if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):

@@ -11,28 +11,23 @@ size. Loading goes through ``SparseLinear.load_state_dict``, which runs the full
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..configs import SparseConfig
-from ..formats.manifest import config_field, ModuleFormat, TensorSpec, bool_field, int_field
+from ..formats.manifest import config_field, ModuleFormat, TensorSpec, bool_field, int_field, linear_meta
 from ..math import prune
+from ..nn.base import bare_linear
 from ..nn.sparse import SparseLinear
 from .registry import AutoStep, Done, Technique, register
 
 
 def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
     tensors: dict[str, Tensor] = {}
-    meta: dict[str, Any] = {
-        "in_features": mod.in_features,
-        "out_features": mod.out_features,
-        "bias": mod.bias is not None,
-        "config": json.loads(mod.config.to_json()),
-        "backend": mod.backend,
-    }
+    meta = linear_meta(mod, mod.config)
+    meta["backend"] = mod.backend
     if mod.weight is not None:
         tensors["weight"] = mod.weight.detach().to(torch.float32).contiguous()
     else:
@@ -75,10 +70,7 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     cfg = _config(meta)
     # Built without its constructor, which would allocate (and pack) a dense zeros(out, in) before the blob
     # is checked: the only memory taken before validation is the bias, O(out).
-    mod = SparseLinear.__new__(SparseLinear)
-    nn.Module.__init__(mod)
-    mod.config = cfg
-    mod.in_features, mod.out_features = meta["in_features"], meta["out_features"]
+    mod = bare_linear(SparseLinear, cfg, meta["in_features"], meta["out_features"])
     mod.register_buffer("packed", None)
     mod.register_buffer("weight", None)
     mod.register_buffer("bias", torch.empty(mod.out_features) if meta["bias"] else None)
