@@ -6,11 +6,13 @@
 
 #include <string>
 
+#include "common/cache.h"
 #include "common/isa.h"
 #include "common/threadpool.h"
 #include "formats/q8.h"
 #include "kernels/act/act.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/wogemm/wogemm.h"
 #include "bindings/bindings.h"
 
 namespace py = pybind11;
@@ -18,7 +20,9 @@ using namespace slimnn;
 
 namespace {
 
-const char* kind_name(KernelKind k) { return k == KernelKind::kQ8Dyn ? "q8_dynamic" : "q8_weight_only"; }
+const char* kind_name(KernelKind k) {
+  return k == KernelKind::kQ8Dyn ? "q8_dynamic" : k == KernelKind::kQ8Wo ? "q8_weight_only" : "q8_weight_only_panel";
+}
 
 const KernelInfo* kernel_by_name(const std::string& name) {
   int n = 0;
@@ -51,6 +55,24 @@ PYBIND11_MODULE(_C, m) {
     if (!name.empty() && bit == 0) throw py::value_error("unknown ISA '" + name + "'");
     force_isa(bit);
   }, py::arg("name"));
+  m.def("cache_sizes", [] {
+    const CacheSizes& c = cache_sizes();
+    py::dict d;
+    d["l1d"] = c.l1d;
+    d["l2"] = c.l2;
+    d["l3"] = c.l3;
+    d["source"] = c.source;
+    return d;
+  });
+  m.def(
+      "wo_panel_min_rows",
+      [](int64_t value) {
+        if (value >= 0) set_wo_panel_min_rows(value);
+        return wo_panel_min_rows();
+      },
+      py::arg("value") = -1,
+      "Rows from which the weight-only ops use the dequantized-panel GEMM (kernels/wogemm). value > 0 sets it "
+      "(tests, crossover benchmarks), 0 restores the measured one, < 0 only reads. Returns the value in effect.");
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;
