@@ -68,11 +68,11 @@ PYBIND11_MODULE(_C, m) {
       "wo_panel_min_rows",
       [](int64_t value) {
         if (value >= 0) set_wo_panel_min_rows(value);
-        return wo_panel_min_rows();
+        return py::make_tuple(wo_panel_min_rows(false), wo_panel_min_rows(true));
       },
       py::arg("value") = -1,
       "Rows from which the weight-only ops use the dequantized-panel GEMM (kernels/wogemm). value > 0 sets it "
-      "(tests, crossover benchmarks), 0 restores the measured one, < 0 only reads. Returns the value in effect.");
+      "(tests, crossover benchmarks), 0 restores the measured ones, < 0 only reads. Returns the (q8, q4) values in effect.");
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;

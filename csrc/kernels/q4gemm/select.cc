@@ -42,7 +42,7 @@ const Q4KernelInfo kTable[] = {
 const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
-  if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows()) kind = Q4KernelKind::kQ4WoPanel;
+  if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows(true)) kind = Q4KernelKind::kQ4WoPanel;
   return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });
 }
 

@@ -27,8 +27,10 @@ void run_task(const View& w, const WoPanelTask& t, Dequant dequant) {
     const int64_t kc_x = std::min(t.kc, w.k - k0);   // activations read (real K only)
     const bool first = k0 == 0, last = k0 + t.kc >= w.k;
     dequant(w, t.p0, t.panels, k0, kc_w, t.panel);
-    for (int64_t r = 0; r < t.m; r += kMR) {
-      const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - r));
+    // Row blocks of balanced height (16 rows: 8 + 8, not 14 + 2: a short tile is load-bound).
+    const int64_t n_rb = (t.m + kMR - 1) / kMR, rb = (t.m + n_rb - 1) / n_rb;
+    for (int64_t r = 0; r < t.m; r += rb) {
+      const int mr = static_cast<int>(std::min<int64_t>(rb, t.m - r));
       pack_rows(t.x + r * t.ldx + k0, t.ldx, mr, kc_x, t.apack);
       float* yr = t.y + r * t.ldy;
       for (int64_t j = 0; j < n_micro; ++j) {

@@ -14,14 +14,19 @@
 namespace slimnn {
 namespace {
 
-// The crossover in M, measured on AMD EPYC Zen 4 (AVX-512, 1 MiB L2, 32 KiB L1d), 1 thread, with
-// bench/tables/wo_crossover.py (both paths forced through set_wo_panel_min_rows, timed interleaved on the
-// standard shapes, M in 1..32): the panel path is within noise of the register-widening 4x16 kernel at
-// M = 4 (0.9-1.1x across shapes) and ahead from M = 8 on every shape (1.2-1.9x at M = 8; the dequantization
-// costs about one pass of the 4x16 kernel over the weights, which that kernel repeats every 4 rows). The
-// AVX2 and portable pairs were not timed separately (the AVX2 6x16 tile has the same 4x16 kernel beside it,
-// so the same argument applies); untested on Intel.
-constexpr int64_t kMeasuredMinRows = 8;
+// The crossovers in M, measured on AMD EPYC Zen 4 (AVX-512, 32 KiB L1d, 1 MiB L2), 1 thread, with
+// bench/tables/wo_crossover.py (both paths forced through set_wo_panel_min_rows and timed interleaved,
+// shapes 384x1536 and 4096x4096, M in {8, 16, 32, 64, 128}; the machine was shared, so single figures
+// wobble by 20%):
+//  - q4: the panel path ties the register-widening 4x16 kernel at M = 8-16 and wins from M = 16-32 on
+//    (1.25x at M = 32, 1.35x at M = 128): widening nibbles (and, and shift, subtract the zero point) costs
+//    more than the tile saves, once per 4 rows, while the panel pays it once per call. Crossover 16.
+//  - q8: on Zen 4 the 4x16 kernel's int8 -> fp32 widening runs on other ports than the FMAs, so it stays
+//    near the FMA peak (95-100 GFLOP/s) and the panel path only ties it from M = 64 (0.97-1.02x at
+//    64-128). Crossover 64; on CPUs whose conversions share the FMA ports (Intel's AVX-512 cores) the panel
+//    path should win earlier, untested here.
+// The AVX2 and portable pairs were not timed separately and take the same values.
+constexpr int64_t kMeasuredMinRowsQ8 = 64, kMeasuredMinRowsQ4 = 16;
 std::atomic<int64_t> g_min_rows{0};
 
 // Per-thread scratch, grown on demand and kept (the drivers' OpenMP / pool threads live for the process):
@@ -113,9 +118,9 @@ void drive(Fn fn, int mr, int nr, const View& w, const float* x, int64_t m, int6
 
 }  // namespace
 
-int64_t wo_panel_min_rows() {
+int64_t wo_panel_min_rows(bool q4) {
   const int64_t v = g_min_rows.load(std::memory_order_relaxed);
-  return v > 0 ? v : kMeasuredMinRows;
+  return v > 0 ? v : (q4 ? kMeasuredMinRowsQ4 : kMeasuredMinRowsQ8);
 }
 
 void set_wo_panel_min_rows(int64_t v) { g_min_rows.store(std::max<int64_t>(0, v), std::memory_order_relaxed); }

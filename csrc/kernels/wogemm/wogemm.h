@@ -45,10 +45,10 @@ struct WoPanelTask {
 using Q8WoPanelFn = void (*)(const Q8View& w, const WoPanelTask& t);
 using Q4WoPanelFn = void (*)(const Q4View& w, const WoPanelTask& t);
 
-// Rows from which the weight-only ops take this path (see wogemm.cc for how it was measured).
-// set_wo_panel_min_rows(v): v > 0 overrides it (tests and the crossover benchmark force either path),
-// 0 restores the measured value. Process-wide, atomic.
-int64_t wo_panel_min_rows();
+// Rows from which the weight-only ops take this path, per format (q4 = false: q8; see wogemm.cc for how
+// they were measured). set_wo_panel_min_rows(v): v > 0 overrides both (tests and the crossover benchmark
+// force either path), 0 restores the measured values. Process-wide, atomic.
+int64_t wo_panel_min_rows(bool q4);
 void set_wo_panel_min_rows(int64_t v);
 
 // The threaded drivers: x is M x K fp32 with row stride ldx (the callers stage bf16 / column factors).
