@@ -90,3 +90,14 @@ def untraceable(module: object) -> None:
                          "keep this layer float or int8 in the model you export")
     raise ValueError(f"torch.jit.trace cannot record slimnn.nn.{kind} (its kernel reads the packed weights through "
                      "raw pointers, so the trace would hold a constant); use torch.compile or torch.export instead")
+
+
+def rows_uniform(x: Tensor, ldx: int) -> bool:
+    """Whether the rows of a (..., K) tensor sit at one constant stride ``ldx`` (then they are one (M, K)
+    matrix for the kernels): each leading stride must be the next one times its size."""
+    step = ldx
+    for d in range(x.dim() - 2, -1, -1):
+        if x.size(d) > 1 and x.stride(d) != step:
+            return False
+        step *= x.size(d)
+    return True

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import as_rows, blob_shape, check_bias, prepare_input
+from .common import as_rows, blob_shape, check_bias, prepare_input, rows_uniform
 from ..formats.packed import unpack_q8
 from ..math.quantize import dequantize_int8
 
@@ -124,7 +124,7 @@ def q8_linear_module(
         # (M, K) matrix: no reshape, no view object, one binding call.
         m = x.numel() // k if k else 0
         ldx = x.stride(-2) if x.size(-2) > 1 else k
-        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or _rows_uniform(x, ldx)):
+        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or rows_uniform(x, ldx)):
             y = torch.empty((*x.shape[:-1], n), dtype=_F32)
             name = _C.q8_linear(
                 kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
@@ -132,16 +132,6 @@ def q8_linear_module(
             )
             return (y if dt is _F32 else y.to(dt)), name
     return q8_linear_with_kernel(x, packed, bias, _MODES[kind], n, activation)
-
-
-def _rows_uniform(x: Tensor, ldx: int) -> bool:
-    # Rows of a (..., K) tensor are evenly spaced iff each leading stride is the next one times its size.
-    step = ldx
-    for d in range(x.dim() - 2, -1, -1):
-        if x.size(d) > 1 and x.stride(d) != step:
-            return False
-        step *= x.size(d)
-    return True
 
 
 _MODES = {v: k for k, v in _KINDS.items()}
