@@ -15,18 +15,20 @@ namespace slimnn {
 namespace {
 
 // The crossovers in M, measured on AMD EPYC Zen 4 (AVX-512, 32 KiB L1d, 1 MiB L2), 1 thread, with
-// bench/tables/wo_crossover.py (both paths forced through set_wo_panel_min_rows and timed interleaved,
-// shapes 384x1536 and 4096x4096, M in {8, 16, 32, 64, 128}; the machine was shared, so single figures
-// wobble by 20%):
-//  - q4: the panel path ties the register-widening 4x16 kernel at M = 8-16 and wins from M = 16-32 on
-//    (1.25x at M = 32, 1.35x at M = 128): widening nibbles (and, and shift, subtract the zero point) costs
-//    more than the tile saves, once per 4 rows, while the panel pays it once per call. Crossover 16.
+// bench/tables/wo_crossover.py (both paths forced through set_wo_panel_min_rows and timed interleaved on the
+// standard shapes at M = 128, and on 384x1536 and 4096x4096 at M in {8, 16, 32, 64}; the machine was
+// shared, so single figures wobble by 20%):
+//  - q4: the panel path is 0.94-0.98x the register-widening 4x16 kernel at M = 8, 1.09-1.17x at 16,
+//    1.04-1.26x at 32 and 1.19-1.36x at M = 64-128 on every shape: widening nibbles (and, shift, subtract the
+//    zero point) once per 4 rows costs more than converting once per call. Crossover 16.
 //  - q8: on Zen 4 the 4x16 kernel's int8 -> fp32 widening runs on other ports than the FMAs, so it stays
-//    near the FMA peak (95-100 GFLOP/s) and the panel path only ties it from M = 64 (0.97-1.02x at
-//    64-128). Crossover 64; on CPUs whose conversions share the FMA ports (Intel's AVX-512 cores) the panel
-//    path should win earlier, untested here.
+//    near the FMA peak; the panel path ties it on the 384/1536-wide shapes (0.97-1.0x at M = 32-128) and is
+//    0.85-0.92x on the 4096-wide ones at M = 32-128 (L2-resident panel, but K blocks of 280 re-read C).
+//    No crossover up to M = 128, so 256 keeps the 4x16 kernel at every measured M here. On CPUs whose
+//    conversions share the FMA ports (Intel's AVX-512 cores) the panel path should win at far fewer rows:
+//    to be measured there (bench/tables/wo_crossover.py), not assumed.
 // The AVX2 and portable pairs were not timed separately and take the same values.
-constexpr int64_t kMeasuredMinRowsQ8 = 64, kMeasuredMinRowsQ4 = 16;
+constexpr int64_t kMeasuredMinRowsQ8 = 256, kMeasuredMinRowsQ4 = 16;
 std::atomic<int64_t> g_min_rows{0};
 
 // Per-thread scratch, grown on demand and kept (the drivers' OpenMP / pool threads live for the process):
