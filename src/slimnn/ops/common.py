@@ -101,3 +101,16 @@ def rows_uniform(x: Tensor, ldx: int) -> bool:
             return False
         step *= x.size(d)
     return True
+
+
+def module_rows(x: Tensor, k: int) -> Optional[tuple[int, int]]:
+    """(M, row stride) when x is the modules' fast case (CPU, float32/bf16, last dim k and unit stride, rows
+    at one constant stride: any leading dims form one (M, K) matrix, no reshape); None otherwise."""
+    dt = x.dtype
+    if x.is_cpu and (dt is torch.float32 or dt is torch.bfloat16) and x.dim() >= 2 and x.size(-1) == k \
+            and x.stride(-1) == 1:
+        m = x.numel() // k if k else 0
+        ldx = x.stride(-2) if x.size(-2) > 1 else k
+        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or rows_uniform(x, ldx)):
+            return m, ldx
+    return None

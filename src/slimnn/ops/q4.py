@@ -14,7 +14,7 @@ from .. import _C
 from ..formats.packed import unpack_q4
 from ..math.quantize import dequantize_int4
 from ..runtime.threads import get_num_threads
-from .common import as_rows, check_bias, prepare_input, rows_uniform
+from .common import as_rows, check_bias, module_rows, prepare_input
 
 KINDS = {"dynamic": "q4_dynamic", "weight_only": "q4_weight_only"}
 _F32 = torch.float32
@@ -75,18 +75,17 @@ def q4_linear_module(
     checked inline and goes straight to the binding; anything else takes :func:`q4_linear_with_kernel`.
     ``kind`` is the binding's word ("q4_dynamic" / "q4_weight_only"). Same contract as q8's
     ``q8_linear_module``: no header read (the module knows k and n), no reshape, one binding call."""
-    dt = x.dtype
-    if x.is_cpu and (dt is _F32 or dt is _BF16) and x.dim() >= 2 and x.size(-1) == k and x.stride(-1) == 1:
-        m = x.numel() // k if k else 0
-        ldx = x.stride(-2) if x.size(-2) > 1 else k
-        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or rows_uniform(x, ldx)):
-            y = torch.empty((*x.shape[:-1], n), dtype=_F32)
-            name = _C.q4_linear(
-                kind, x.data_ptr(), dt is _BF16, m, ldx, 0 if in_mul is None else in_mul.data_ptr(),
-                packed.data_ptr(), packed.numel(), 0 if bias is None else bias.data_ptr(), y.data_ptr(), n,
-                get_num_threads(),
-            )
-            return (y if dt is _F32 else y.to(dt)), name
+    rows = module_rows(x, k)
+    if rows is not None:
+        m, ldx = rows
+        dt = x.dtype
+        y = torch.empty((*x.shape[:-1], n), dtype=_F32)
+        name = _C.q4_linear(
+            kind, x.data_ptr(), dt is _BF16, m, ldx, 0 if in_mul is None else in_mul.data_ptr(),
+            packed.data_ptr(), packed.numel(), 0 if bias is None else bias.data_ptr(), y.data_ptr(), n,
+            get_num_threads(),
+        )
+        return (y if dt is _F32 else y.to(dt)), name
     return q4_linear_with_kernel(x, packed, bias, in_mul, _MODES[kind], n)
 
 
