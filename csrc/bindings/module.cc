@@ -94,7 +94,7 @@ PYBIND11_MODULE(_C, m) {
   bind_families(m);
   m.def(
       "select_kernel",
-      [](const std::string& kind, int64_t m) { return std::string(select_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
+      [](const std::string& kind, int64_t m) { return std::string(select_linear_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
       py::arg("kind"), py::arg("m"));
 
   // --- q8 format ---

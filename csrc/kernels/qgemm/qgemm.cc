@@ -59,7 +59,7 @@ void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
                             int split) {
-  const KernelInfo* ki = select_kernel(kind, m, isa_mask);
+  const KernelInfo* ki = select_linear_kernel(kind, m, isa_mask);
   const ActInfo* ak = act != 0 ? select_act(isa_mask) : nullptr;  // nothing to select without an activation
   if (m <= 0) return ki;
   nthreads = std::max(1, nthreads);

@@ -32,8 +32,12 @@ const KernelInfo kTable[] = {
 const KernelInfo* kernel_table(int* count) { return table_out(kTable, count); }
 
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
-  if (kind == KernelKind::kQ8Wo && m >= wo_panel_min_rows(false)) kind = KernelKind::kQ8WoPanel;
   return select_for_rows(kTable, m, isa_mask, [kind](const KernelInfo& k) { return k.kind == kind; });
+}
+
+const KernelInfo* select_linear_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
+  if (kind == KernelKind::kQ8Wo && m >= wo_panel_min_rows(false)) kind = KernelKind::kQ8WoPanel;
+  return select_kernel(kind, m, isa_mask);
 }
 
 }  // namespace slimnn
