@@ -33,6 +33,8 @@ from torch import Tensor, nn
 
 import slimnn
 from slimnn.math import reference
+
+import ort_peers  # bench/ (the scripts put it on sys.path)
 from slimnn.formats import unpack_q8
 
 SHAPES_CSV = Path(__file__).resolve().parent / "shapes" / "llm_linear.csv"
@@ -44,7 +46,9 @@ INT8_ENGINES = tuple(e for e in _X86_ENGINES if e in torch.backends.quantized.su
 SLIMNN_IMPLS = ("slimnn_dynamic", "slimnn_weight_only")
 FLOAT_IMPLS = ("torch_fp32", "torch_bf16")
 TORCH_INT8_IMPLS = tuple(f"torch_int8_{e}" for e in INT8_ENGINES)
-ALL_IMPLS = SLIMNN_IMPLS + FLOAT_IMPLS + TORCH_INT8_IMPLS
+# ONNX Runtime's DynamicQuantizeMatMul (bench/ort_peers.py), when onnxruntime is installed.
+ORT_IMPLS = ("ort_int8",) if ort_peers.available() else ()
+ALL_IMPLS = SLIMNN_IMPLS + FLOAT_IMPLS + TORCH_INT8_IMPLS + ORT_IMPLS
 
 # Output checks: relative Frobenius error against float64 math on the same float weights. Set at 2.5-7x
 # what correct implementations show on these random layers (measured: slimnn int8 0.4-1.0%, torch's
@@ -133,6 +137,25 @@ class Impl:
         return f"aten::linear {self.kind} ({torch_isa()})"
 
 
+class OrtImpl(Impl):
+    """ONNX Runtime DynamicQuantizeMatMul: one session per thread count, input and output bound once."""
+
+    def __init__(self, name: str, linear: nn.Linear) -> None:
+        super().__init__(name, None, torch.float32, "int8")
+        self.linear = linear
+        self.sessions: dict[int, object] = {}
+
+    def bind(self, x: Tensor) -> Callable[[], Tensor]:
+        t = slimnn.get_num_threads()
+        if t not in self.sessions:
+            self.sessions[t] = ort_peers.int8_session(self.linear.weight, self.linear.bias, t)
+        call, _ = ort_peers.bind(self.sessions[t], x, self.linear.out_features)
+        return call
+
+    def kernel(self) -> str:
+        return f"ORT {ort_peers.version()} DynamicQuantizeMatMul"
+
+
 def make_impls(linear: nn.Linear, names: tuple[str, ...] = ALL_IMPLS) -> dict[str, Impl]:
     """Every implementation in ``names`` for the layer ``linear`` (fp32)."""
     w = linear.weight.detach()
@@ -153,6 +176,8 @@ def make_impls(linear: nn.Linear, names: tuple[str, ...] = ALL_IMPLS) -> dict[st
         elif name == "torch_bf16":
             wb, bb = w.to(torch.bfloat16), None if b is None else b.to(torch.bfloat16)
             out[name] = Impl(name, lambda x, w=wb, b=bb: F.linear(x, w, b), torch.bfloat16, "bf16")
+        elif name in ORT_IMPLS:
+            out[name] = OrtImpl(name, linear)
         elif name in TORCH_INT8_IMPLS:
             engine = name[len("torch_int8_"):]
             out[name] = Impl(name, _quantize_dynamic(linear, engine), torch.float32, "int8", engine=engine)

@@ -30,6 +30,8 @@ TABLES = {
     "minilm-fusion": ("minilm_fusion.py", "all-MiniLM-L6-v2: fp32 vs int8 unfused vs fused activations"),
     "digits": ("digits_pipeline.py", "autocompress + distillation on scikit-learn's digits"),
     "qgemm-split": ("qgemm_split.py", "the dynamic int8 driver's column vs row split"),
+    "minilm-ort": ("minilm_ort.py", "all-MiniLM-L6-v2 batch 32: slimnn int8 vs ONNX Runtime quantize_dynamic int8"),
+    "wo-crossover": ("wo_crossover.py", "weight-only int8/int4 panel GEMM vs the old kernels and torch fp32"),
 }
 
 

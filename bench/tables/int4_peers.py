@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ort_peers.py
+import ort_peers  # noqa: E402
 
 import slimnn
 from slimnn import _C
@@ -37,6 +42,31 @@ def _q8(kind, x, blob, n, y):
 def _q4(kind, x, blob, n, y):
     return _C.q4_linear(kind, x.data_ptr(), False, x.shape[0], x.shape[1], 0, blob.data_ptr(), blob.numel(), 0,
                         y.data_ptr(), n, slimnn.get_num_threads())
+
+
+_BF16_X: dict[int, torch.Tensor] = {}
+
+
+def _bf16_call(x, wb, y):
+    xb = _BF16_X.get(id(x))
+    if xb is None:  # converted once per input, outside the timed calls
+        xb = _BF16_X[id(x)] = x.to(torch.bfloat16)
+    return torch.nn.functional.linear(xb, wb)
+
+
+def _ort_prep(w, level, threads):
+    sess = ort_peers.int4_session(w, level, threads)
+    sess.slimnn_n = w.shape[0]
+    return sess
+
+
+def _ort_call(x, sess, y):
+    bound = getattr(sess, "slimnn_bound", None)
+    if bound is None or bound[0] is not x:  # bound once per (session, input)
+        call, out = ort_peers.bind(sess, x, sess.slimnn_n)
+        bound = sess.slimnn_bound = (x, call, out)
+    bound[1]()
+    return bound[2]
 
 
 def dram_read_gbs(reps: int = 5) -> float:
@@ -78,12 +108,21 @@ def bench_shape(k: int, n: int, m: int, groups: list[int], reps: int, model_size
         lambda x, b, y: _q4("q4_weight_only", x, b, n, y),
         ("q4", gsz0),
     )
+    impls["torch_bf16"] = (lambda w: w.to(torch.bfloat16), _bf16_call, "bf16")
+    if ort_peers.available():
+        for level in ort_peers.ACCURACY_LEVELS:
+            impls[f"ort_int4_acc{level}"] = (lambda w, lv=level: _ort_prep(w, lv, slimnn.get_num_threads()), _ort_call,
+                                             "ort4")
     packed = {name: [prep(w) for w in ws] for name, (prep, _, _) in impls.items()}
     # correctness, once per implementation: against the float matmul of its own dequantized weights
     for name, (_, call, kindinfo) in impls.items():
         out = call(x, packed[name][0], y)
-        got = out if name == "torch_fp32" else y.clone()
-        if kindinfo == "q8":
+        got = out.float() if name.startswith(("torch", "ort")) else y.clone()
+        if kindinfo == "ort4":
+            wd, tol = ort_peers.int4_weights(ws[0])[2], 0.02
+        elif kindinfo == "bf16":
+            wd, tol = ws[0], 0.02
+        elif kindinfo == "q8":
             wd = ws[0]
             tol = 0.05
         elif kindinfo is None:
@@ -96,7 +135,11 @@ def bench_shape(k: int, n: int, m: int, groups: list[int], reps: int, model_size
         if not rel < tol:
             raise AssertionError(f"{name} {m}x{k}x{n}: relative error {rel:.3g} >= {tol}")
     kernel = {
-        name: (_q4("q4_dynamic" if "dyn" in name else "q4_weight_only", x, packed[name][0], n, y) if "int4" in name
+        name: (_q4("q4_dynamic" if "dyn" in name else "q4_weight_only", x, packed[name][0], n, y)
+               if name.startswith("int4")
+               else f"ORT {ort_peers.version()} MatMulNBits bits=4 block 32 accuracy_level={name[-1]}"
+               if name.startswith("ort")
+               else "aten::linear bf16" if name == "torch_bf16"
                else ("fbgemm/mkl" if name == "torch_fp32" else _C.select_kernel("q8_dynamic", m)))
         for name in impls
     }
@@ -116,7 +159,8 @@ def bench_shape(k: int, n: int, m: int, groups: list[int], reps: int, model_size
         rows.append({
             "name": name, "k": k, "n": n, "m": m, "time_us": med * 1e6, "kernel": kernel[name],
             "gops": 2 * m * k * n / med / 1e9, "int4_gbs": k * n / 2 / med / 1e9,
-            "bytes": packed[name][0].numel() * packed[name][0].element_size(),
+            "bytes": (packed[name][0].numel() * packed[name][0].element_size()
+                      if isinstance(packed[name][0], torch.Tensor) else k * n // 2),
         })
     return rows
 
@@ -134,7 +178,8 @@ def main() -> None:
     slimnn.set_num_threads(args.threads)
     shapes = SHAPES if not args.shapes else [tuple(int(v) for v in s.split("x")) for s in args.shapes]
     info = slimnn.cpu_info()
-    print(f"cpu: {info['brand']}  isa: {info['isa_best']}  threads: {args.threads}  torch {torch.__version__}")
+    print(f"cpu: {info['brand']}  isa: {info['isa_best']}  AMX used: {'amx' in info['isa_available']}  "
+          f"threads: {args.threads}  torch {torch.__version__}  onnxruntime {ort_peers.version()}")
     bw = dram_read_gbs()
     print(f"DRAM read bandwidth (torch sum over 1 GiB, {args.threads} thread(s)): {bw:.1f} GB/s")
     print("% DRAM: int4 bytes/s over the best read rate seen in the row's run (torch sum or the int8 kernel's blob")

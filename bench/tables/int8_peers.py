@@ -33,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/harness
 import torch  # noqa: E402
 
 import slimnn  # noqa: E402
+import ort_peers  # noqa: E402
 from harness import (  # noqa: E402
     COLD_IMPLS,
     INT8_ENGINES,
+    ORT_IMPLS,
     TORCH_INT8_IMPLS,
     ColdSet,
     ForeignLoad,
@@ -65,6 +67,7 @@ LABEL = {
     "slimnn_dynamic": "slimnn dynamic", "slimnn_weight_only": "slimnn weight_only",
     "torch_fp32": "torch fp32 F.linear", "torch_bf16": "torch bf16 F.linear",
     **{f"torch_int8_{e}": f"torch dynamic int8 [{e}]" for e in INT8_ENGINES},
+    "ort_int8": "ONNX Runtime DynamicQuantizeMatMul",
 }
 
 
@@ -130,6 +133,8 @@ def run_cases(shapes, ms_filter, threads, cfg) -> list[dict]:
                     ratio_vs_best_int8=(med[best] / dyn) if best else None,
                     ratio_vs_fp32=med["torch_fp32"] / dyn,
                     ratio_vs_bf16=med["torch_bf16"] / dyn,
+                    ratio_vs_ort=(med["ort_int8"] / dyn) if ORT_IMPLS else None,
+                    ratio_wo_vs_fp32=med["torch_fp32"] / med["slimnn_weight_only"],
                     gops=2.0 * m * k * n / dyn / 1e9,
                     gbps=(k * n / dyn / 1e9) if m == 1 else None,
                 )
@@ -249,7 +254,8 @@ def markdown(env: dict, rows: list[dict], overhead: list[dict], cold: list[dict]
     L.append(f"Run {env['date']}: `{env['command']}`  ")
     L.append(f"CPU: {info['brand']} ({info['vendor']}, {env['cores']} cores), slimnn ISAs available: "
              f"{', '.join(info['isa_available'])}; torch {env['torch_version']} (ATen ISA {env['torch_isa']}), "
-             f"int8 engines: {', '.join(env['torch_int8_engines'])}; Python {env['python']}.  ")
+             f"int8 engines: {', '.join(env['torch_int8_engines'])}; onnxruntime {ort_peers.version()}; "
+             f"AMX used: {'yes' if 'amx' in info['isa_available'] else 'no'}; Python {env['python']}.  ")
     L.append(f"Load average at start / end: {', '.join(f'{v:.2f}' for v in env['loadavg_start'])} / "
              f"{', '.join(f'{v:.2f}' for v in env['loadavg_end'])}.")
     L.append("")
@@ -275,6 +281,16 @@ def markdown(env: dict, rows: list[dict], overhead: list[dict], cold: list[dict]
                 f"{load(r['foreign_load_cores'])} |"
             )
         L.append("")
+        if ORT_IMPLS:
+            L.append("ONNX Runtime int8 (DynamicQuantizeMatMul, one-node graph, intra_op threads = thr, bound "
+                     "once) and slimnn weight-only against torch fp32, same rounds:")
+            L.append("")
+            L.append("| K x N | M | thr | ORT int8 us | slimnn dynamic vs ORT | slimnn weight_only vs fp32 |")
+            L.append("|---|--:|--:|--:|--:|--:|")
+            for r in rows:
+                L.append(f"| {r['k']}x{r['n']} | {r['m']} | {r['threads']} | {us(r['seconds']['ort_int8'])} | "
+                         f"{r['ratio_vs_ort']:.2f}x | {r['ratio_wo_vs_fp32']:.2f}x |")
+            L.append("")
         L.append("torch dynamic int8 per engine (us per call):")
         L.append("")
         L.append("| K x N | M | thr | " + " | ".join(INT8_ENGINES) + " |")

@@ -16,7 +16,9 @@ namespace py = pybind11;
 namespace slimnn {
 namespace {
 
-const char* q4_kind_name(Q4KernelKind k) { return k == Q4KernelKind::kQ4Dyn ? "q4_dynamic" : "q4_weight_only"; }
+const char* q4_kind_name(Q4KernelKind k) {
+  return k == Q4KernelKind::kQ4Dyn ? "q4_dynamic" : k == Q4KernelKind::kQ4Wo ? "q4_weight_only" : "q4_weight_only_panel";
+}
 
 Q4KernelKind q4_kind_from(const std::string& s) {
   if (s == "q4_dynamic") return Q4KernelKind::kQ4Dyn;

@@ -6,12 +6,14 @@
 
 #include <string>
 
+#include "common/cache.h"
 #include "common/isa.h"
 #include "common/threadpool.h"
 #include "formats/q8.h"
 #include "kernels/act/act.h"
 #include "kernels/qgemm/amx_emu.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/wogemm/wogemm.h"
 #include "bindings/bindings.h"
 
 namespace py = pybind11;
@@ -19,7 +21,9 @@ using namespace slimnn;
 
 namespace {
 
-const char* kind_name(KernelKind k) { return k == KernelKind::kQ8Dyn ? "q8_dynamic" : "q8_weight_only"; }
+const char* kind_name(KernelKind k) {
+  return k == KernelKind::kQ8Dyn ? "q8_dynamic" : k == KernelKind::kQ8Wo ? "q8_weight_only" : "q8_weight_only_panel";
+}
 
 // A kernel of the table or, for the test hooks, of the emulated (test-only) table.
 const KernelInfo* kernel_by_name(const std::string& name) {
@@ -62,6 +66,24 @@ PYBIND11_MODULE(_C, m) {
     if (!name.empty() && bit == 0) throw py::value_error("unknown ISA '" + name + "'");
     force_isa(bit);
   }, py::arg("name"));
+  m.def("cache_sizes", [] {
+    const CacheSizes& c = cache_sizes();
+    py::dict d;
+    d["l1d"] = c.l1d;
+    d["l2"] = c.l2;
+    d["l3"] = c.l3;
+    d["source"] = c.source;
+    return d;
+  });
+  m.def(
+      "wo_panel_min_rows",
+      [](int64_t value) {
+        if (value >= 0) set_wo_panel_min_rows(value);
+        return py::make_tuple(wo_panel_min_rows(false), wo_panel_min_rows(true));
+      },
+      py::arg("value") = -1,
+      "Rows from which the weight-only ops use the dequantized-panel GEMM (kernels/wogemm). value > 0 sets it "
+      "(tests, crossover benchmarks), 0 restores the measured ones, < 0 only reads. Returns the (q8, q4) values in effect.");
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;
@@ -87,7 +109,7 @@ PYBIND11_MODULE(_C, m) {
   bind_families(m);
   m.def(
       "select_kernel",
-      [](const std::string& kind, int64_t m) { return std::string(select_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
+      [](const std::string& kind, int64_t m) { return std::string(select_linear_kernel(q8_kind_from(kind), m, current_isa_mask())->name); },
       py::arg("kind"), py::arg("m"));
 
   // --- q8 format ---

@@ -12,6 +12,7 @@
 #include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/q4gemm/q4gemm.h"
+#include "kernels/wogemm/wogemm.h"
 #include "kernels/qgemm/driver.h"
 
 namespace slimnn {
@@ -107,9 +108,17 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   }
 
   // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
+  // The panel path (kernels/wogemm) reads only the k real values of each row: plain fp32 x is used in place.
+  const bool panel = ki->kind == Q4KernelKind::kQ4WoPanel;
   std::unique_ptr<float[], FreeDeleter> xbuf;
-  int64_t lda;
-  const float* xf = qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, in_mul, nthreads, &xbuf, &lda);
+  int64_t lda = ldx;
+  const float* xf = panel && !x_bf16 && in_mul == nullptr
+                        ? static_cast<const float*>(x)
+                        : qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, in_mul, nthreads, &xbuf, &lda);
+  if (panel) {
+    wo_panel_q4(reinterpret_cast<Q4WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads);
+    return ki;
+  }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
   auto task = [&](int64_t t) {
     const int64_t nb = t / b.n_mb, mb = t % b.n_mb;

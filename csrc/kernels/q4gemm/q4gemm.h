@@ -57,6 +57,7 @@ using Q4QuantizeRowU8 = bool (*)(const float* x, int64_t k, int64_t kp, uint8_t*
 enum class Q4KernelKind : int {
   kQ4Dyn = 0,  // W4A8: u8 activations x 4-bit codes, integer dot products
   kQ4Wo = 1,   // W4 weight-only: fp32 activations
+  kQ4WoPanel = 2,  // W4 weight-only from wo_panel_min_rows() rows on (kernels/wogemm; fn is a Q4WoPanelFn)
 };
 
 struct Q4KernelInfo {

@@ -1,6 +1,7 @@
 #include "common/isa.h"
 #include "common/kernel_table.h"
 #include "kernels/q4gemm/q4gemm.h"
+#include "kernels/wogemm/wogemm.h"
 
 namespace slimnn {
 
@@ -28,12 +29,14 @@ bool quantize_row_u8__avx512vnni(const float*, int64_t, int64_t, uint8_t*, float
                   int32_t*, int64_t);
 #define SLIMNN_DECL_kQ4Wo(isa_word, name) \
   void name(int, int, const float*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&);
+#define SLIMNN_DECL_kQ4WoPanel(isa_word, name) void name(const Q4View&, const WoPanelTask&);
 #define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv) SLIMNN_DECL_##kind(isa_word, name)
 #include "kernels/q4gemm/kernels.inc"
 #undef SLIMNN_KERNEL
 
 #define SLIMNN_DOT_kQ4Dyn(isa_word, name) &name##_dot, &quantize_row_u8__##isa_word
 #define SLIMNN_DOT_kQ4Wo(isa_word, name) nullptr, nullptr
+#define SLIMNN_DOT_kQ4WoPanel(isa_word, name) nullptr, nullptr
 
 namespace {
 const Q4KernelInfo kTable[] = {
@@ -48,6 +51,7 @@ const Q4KernelInfo kTable[] = {
 const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
+  if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows(true)) kind = Q4KernelKind::kQ4WoPanel;
   return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });
 }
 

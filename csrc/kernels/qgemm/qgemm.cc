@@ -14,6 +14,7 @@
 #include "kernels/act/act.h"
 #include "kernels/qgemm/driver.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/wogemm/wogemm.h"
 
 namespace slimnn {
 namespace {
@@ -58,7 +59,7 @@ void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
                             const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act,
                             int split) {
-  const KernelInfo* ki = select_kernel(kind, m, isa_mask);
+  const KernelInfo* ki = select_linear_kernel(kind, m, isa_mask);
   q8_linear_with(ki, x, x_bf16, m, ldx, w, bias, y, ldy, nthreads, isa_mask, act, split);
   return ki;
 }
@@ -163,9 +164,15 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
   }
 
   // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
+  // The panel path (kernels/wogemm) reads only the k real values of each row: fp32 x is used in place.
+  const bool panel = ki->kind == KernelKind::kQ8WoPanel;
   std::unique_ptr<float[], FreeDeleter> xbuf;
-  int64_t lda;
-  const float* xf = qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, nullptr, nthreads, &xbuf, &lda);
+  int64_t lda = ldx;
+  const float* xf = panel && !x_bf16 ? static_cast<const float*>(x)
+                                     : qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, nullptr, nthreads, &xbuf, &lda);
+  if (panel)
+    wo_panel_q8(reinterpret_cast<Q8WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads,
+                ak, act);
   const auto uk = reinterpret_cast<Q8WoUkernel>(ki->fn);
   auto task = [&](int64_t t) {
     const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
@@ -187,7 +194,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
       apply_activation(ak, act, e.y, mr, e.ncols, ldy);
     }
   };
-  parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  if (!panel) parallel_for(b.n_nb * b.n_mb, nthreads, task);
   // Rows with NaN/inf or overflow-sized values: float32 from the dequantized weights (see q8_row_float).
   for (int64_t r = 0; r < m; ++r) {
     const float* row = xf + r * lda;

@@ -47,7 +47,9 @@ using Q8DotUkernel = void (*)(int mr, int panels, const uint8_t* a, int64_t lda,
 // Rounding: nearest, ties to even (the default MXCSR/fenv mode). See reference.py for the exact formula.
 using QuantizeRowU8 = bool (*)(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp);
 
-enum class KernelKind : int { kQ8Dyn = 0, kQ8Wo = 1 };
+// kQ8WoPanel: the weight-only op at M >= wo_panel_min_rows() (kernels/wogemm: dequantized fp32 panels and an
+// fp32 GEMM tile; fn is a Q8WoPanelFn). select_linear_kernel(kQ8Wo, m, ...) returns one of these from that M on.
+enum class KernelKind : int { kQ8Dyn = 0, kQ8Wo = 1, kQ8WoPanel = 2 };
 
 struct KernelInfo {
   KernelKind kind;
@@ -55,7 +57,7 @@ struct KernelInfo {
   const char* name;
   int mr, np;       // rows and 16-column panels per call
   bool gemv;        // preferred for M == 1
-  void* fn;         // Q8DynUkernel or Q8WoUkernel
+  void* fn;         // Q8DynUkernel, Q8WoUkernel or (kQ8WoPanel) Q8WoPanelFn
   Q8DotUkernel dot; // dyn only
   QuantizeRowU8 quantize;  // dyn only
 };
@@ -70,6 +72,10 @@ int64_t kernel_min_rows(const KernelInfo& k);
 // First entry of `kind` whose ISA is in `isa_mask` and whose kernel_min_rows is <= m (and that prefers
 // GEMV when m == 1, if one does). Never null: the portable kernel is always built.
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask);
+// What q8_linear runs: select_kernel, except that kQ8Wo at m >= wo_panel_min_rows(false) gives the best
+// kQ8WoPanel entry (kernels/wogemm). Callers that run a kQ8Wo micro-kernel themselves (conv, lowrank) keep
+// select_kernel: a panel entry's fn has another signature.
+const KernelInfo* select_linear_kernel(KernelKind kind, int64_t m, uint32_t isa_mask);
 
 // Ops (threaded drivers). x is M x K, row stride ldx elements, fp32 (x_bf16 = false) or bf16 bits.
 // y is M x N fp32, row stride ldy. bias may be null. `act` (an Activation, kernels/act/act.h) is applied to

@@ -16,8 +16,11 @@ from ..formats.packed import pack_q4, q4_info, unpack_q4
 from ..math import reference
 from ..math.quantize import INT4_SCALE_DTYPES, dequantize_int4, quantize_int4
 from ..ops.common import prepare_input, untraceable
-from ..ops.q4 import KINDS, q4_linear_with_kernel
+from ..ops.q4 import KINDS, q4_linear_module
 from .base import check_packed_entry, float_bias
+
+_is_exporting = torch.compiler.is_exporting
+_is_tracing = torch._C._is_tracing  # torch.jit.is_tracing without its Python wrapper
 
 _F32 = torch.float32
 _BF16 = torch.bfloat16
@@ -117,18 +120,20 @@ class Int4Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.config.kernel == "reference":
             return self._forward_reference(x)
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or (
-            x.requires_grad and torch.is_grad_enabled()
-        ):
-            if torch.compiler.is_exporting() and torch.onnx.is_in_onnx_export():
+        if (x.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling() or _is_exporting():
+            if _is_exporting() and torch.onnx.is_in_onnx_export():
                 untraceable(self)
             return torch.ops.slimnn.q4_linear(x, self.packed, self.bias, self.in_mul, self.config.mode,
                                               self.out_features)
-        if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
+        if _is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
             untraceable(self)
-        y, self.last_kernel = q4_linear_with_kernel(
-            x, self.packed, self.bias, self.in_mul, self.config.mode, self.out_features
+        d = self.__dict__
+        buffers = d["_buffers"]  # direct dict access: nn.Module.__getattr__ is slow on a hot path
+        y, name = q4_linear_module(
+            x, buffers["packed"], buffers["bias"], buffers["in_mul"], KINDS[d["config"].mode], d["in_features"],
+            d["out_features"],
         )
+        d["last_kernel"] = name  # plain attribute; skips nn.Module.__setattr__'s bookkeeping
         return y
 
     def _forward_reference(self, x: Tensor) -> Tensor:

@@ -125,3 +125,27 @@ def untraceable(module: object) -> None:
                          "slimnn.export_onnx); keep this layer float or int8 in the model you export")
     raise ValueError(f"torch.jit.trace cannot record slimnn.nn.{kind} (its kernel reads the packed weights through "
                      "raw pointers, so the trace would hold a constant); use torch.compile or torch.export instead")
+
+
+def rows_uniform(x: Tensor, ldx: int) -> bool:
+    """Whether the rows of a (..., K) tensor sit at one constant stride ``ldx`` (then they are one (M, K)
+    matrix for the kernels): each leading stride must be the next one times its size."""
+    step = ldx
+    for d in range(x.dim() - 2, -1, -1):
+        if x.size(d) > 1 and x.stride(d) != step:
+            return False
+        step *= x.size(d)
+    return True
+
+
+def module_rows(x: Tensor, k: int) -> Optional[tuple[int, int]]:
+    """(M, row stride) when x is the modules' fast case (CPU, float32/bf16, last dim k and unit stride, rows
+    at one constant stride: any leading dims form one (M, K) matrix, no reshape); None otherwise."""
+    dt = x.dtype
+    if x.is_cpu and (dt is torch.float32 or dt is torch.bfloat16) and x.dim() >= 2 and x.size(-1) == k \
+            and x.stride(-1) == 1:
+        m = x.numel() // k if k else 0
+        ldx = x.stride(-2) if x.size(-2) > 1 else k
+        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or rows_uniform(x, ldx)):
+            return m, ldx
+    return None

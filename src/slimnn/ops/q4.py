@@ -13,7 +13,8 @@ from torch import Tensor
 from .. import _C
 from ..formats.packed import unpack_q4
 from ..math.quantize import dequantize_int4
-from .common import check_bias, run_linear
+from ..runtime.threads import get_num_threads
+from .common import check_bias, module_rows, run_linear
 
 KINDS = {"dynamic": "q4_dynamic", "weight_only": "q4_weight_only"}
 _F32 = torch.float32
@@ -47,6 +48,31 @@ def q4_linear_with_kernel(
         raise ValueError(f"q4_linear: in_mul must be None or a contiguous float32 tensor of shape ({k},)")
     in_mul_ptr = 0 if in_mul is None else in_mul.data_ptr()
     return run_linear(_C.q4_linear, kind, x, k, packed, bias, out_features, "q4_linear", before_packed=(in_mul_ptr,))
+
+
+def q4_linear_module(
+    x: Tensor, packed: Tensor, bias: Optional[Tensor], in_mul: Optional[Tensor], kind: str, k: int, n: int
+) -> tuple[Tensor, str]:
+    """Eager fast path for modules, whose packed / bias / in_mul buffers are known valid (the module checked
+    them when it took them): the common case (CPU, float32/bf16, last dim k, rows at one constant stride) is
+    checked inline and goes straight to the binding; anything else takes :func:`q4_linear_with_kernel`.
+    ``kind`` is the binding's word ("q4_dynamic" / "q4_weight_only"). Same contract as q8's
+    ``q8_linear_module``: no header read (the module knows k and n), no reshape, one binding call."""
+    rows = module_rows(x, k)
+    if rows is not None:
+        m, ldx = rows
+        dt = x.dtype
+        y = torch.empty((*x.shape[:-1], n), dtype=_F32)
+        name = _C.q4_linear(
+            kind, x.data_ptr(), dt is _BF16, m, ldx, 0 if in_mul is None else in_mul.data_ptr(),
+            packed.data_ptr(), packed.numel(), 0 if bias is None else bias.data_ptr(), y.data_ptr(), n,
+            get_num_threads(),
+        )
+        return (y if dt is _F32 else y.to(dt)), name
+    return q4_linear_with_kernel(x, packed, bias, in_mul, _MODES[kind], n)
+
+
+_MODES = {v: k for k, v in KINDS.items()}
 
 
 def q4_linear(

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import _C
 from ..runtime.threads import get_num_threads
-from .common import blob_shape, check_bias, run_linear
+from .common import blob_shape, check_bias, module_rows, run_linear
 from ..formats.packed import unpack_q8
 from ..math.quantize import dequantize_int8
 
@@ -100,30 +100,17 @@ def q8_linear_module(
     """Eager fast path for modules, whose packed/bias buffers are known valid: the common case (CPU,
     float32/bf16, last dim k, rows at a constant stride) is checked inline; anything else takes the full
     path. ``act`` is ``activation``'s code (the module keeps both, so the hot path does no lookup)."""
-    dt = x.dtype
-    if x.is_cpu and (dt is _F32 or dt is _BF16) and x.dim() >= 2 and x.size(-1) == k and x.stride(-1) == 1:
-        # Any leading dims whose rows sit at one constant stride (contiguous (B, T, K) included) are one
-        # (M, K) matrix: no reshape, no view object, one binding call.
-        m = x.numel() // k if k else 0
-        ldx = x.stride(-2) if x.size(-2) > 1 else k
-        if ldx >= k and (x.dim() == 2 or x.is_contiguous() or _rows_uniform(x, ldx)):
-            y = torch.empty((*x.shape[:-1], n), dtype=_F32)
-            name = _C.q8_linear(
-                kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
-                0 if bias is None else bias.data_ptr(), y.data_ptr(), n, get_num_threads(), act,
-            )
-            return (y if dt is _F32 else y.to(dt)), name
+    rows = module_rows(x, k)  # any leading dims at one row stride: one (M, K) matrix, one binding call
+    if rows is not None:
+        m, ldx = rows
+        dt = x.dtype
+        y = torch.empty((*x.shape[:-1], n), dtype=_F32)
+        name = _C.q8_linear(
+            kind, x.data_ptr(), dt is _BF16, m, ldx, packed.data_ptr(), packed.numel(),
+            0 if bias is None else bias.data_ptr(), y.data_ptr(), n, get_num_threads(), act,
+        )
+        return (y if dt is _F32 else y.to(dt)), name
     return q8_linear_with_kernel(x, packed, bias, _MODES[kind], n, activation)
-
-
-def _rows_uniform(x: Tensor, ldx: int) -> bool:
-    # Rows of a (..., K) tensor are evenly spaced iff each leading stride is the next one times its size.
-    step = ldx
-    for d in range(x.dim() - 2, -1, -1):
-        if x.size(d) > 1 and x.stride(d) != step:
-            return False
-        step *= x.size(d)
-    return True
 
 
 _MODES = {v: k for k, v in _KINDS.items()}
