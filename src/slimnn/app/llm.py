@@ -245,7 +245,7 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
         "slimnn int4 g32 sym RTN": comp(I4(group_size=32, symmetric=True, scale_search=False, progress=False)),
         "slimnn int4 g64 asym scale search": comp(I4(group_size=64, symmetric=False, scale_search=True, progress=False)),
         "slimnn int4 g32 asym scale search": comp(I4(group_size=32, symmetric=False, scale_search=True, progress=False)),
-        "slimnn int4 g32 asym scale search, lm_head int8": head8(I4(group_size=32, symmetric=False,
+        "slimnn int4 g32 asym search + lm_head int8": head8(I4(group_size=32, symmetric=False,
                                                                      scale_search=True, progress=False)),
     }
     if calib:  # one partial forward pass over the data per layer (210 layers): minutes on 2 cores
