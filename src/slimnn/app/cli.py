@@ -509,6 +509,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args=args)
 
 
+def cmd_llm(args: argparse.Namespace) -> int:
+    from . import llm
+
+    return llm.main(args)
+
+
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -580,6 +586,13 @@ def build_parser(format_help: Optional[dict[str, str]] = None) -> argparse.Argum
                         description=demo_options.DESCRIPTION, formatter_class=raw)
     demo_options.add_arguments(pd)
     pd.set_defaults(fn=cmd_demo)
+
+    from . import llm  # stdlib only at import: --help stays fast
+
+    pl = sub.add_parser("llm", help="SmolLM2-135M: size, prefill/decode tok/s, perplexity, float vs compressed",
+                        description=llm.__doc__, formatter_class=raw)
+    llm.add_arguments(pl)
+    pl.set_defaults(fn=cmd_llm)
     return p
 
 
