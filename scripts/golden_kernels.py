@@ -87,6 +87,23 @@ def run_q8() -> None:
                                     name = _C.q8_linear(kind, xx.data_ptr(), xbf, m, k, blob.data_ptr(), blob.numel(),
                                                         bias.data_ptr() if act != 1 else 0, y.data_ptr(), n, nt, act, split)
                                 put(f"q8/{kind}/{n}x{k}/g{gs}/m{m}/{isa}/bf{int(xbf)}/a{act}s{split}t{nt}", y, name)
+    # the weight-only panel path (kernels/wogemm) from its crossover on: forced from 2 rows for these cases
+    try:
+        _C.wo_panel_min_rows(2)
+        for si, (n, k) in enumerate(shapes):
+            blob = q8_blob(n, k, 32 if k >= 32 else 0, gen(700 + si))
+            for m in (2, 9, 17, 33):
+                x = fvals((m, k), gen(800 + m + si))
+                bias = torch.randn(n, generator=gen(900 + si))
+                for isa in ISAS:
+                    for act, nt in ((0, 1), (2, 2)):
+                        y = torch.full((m, n), -7.0)
+                        with forced(isa):
+                            name = _C.q8_linear("q8_weight_only", x.data_ptr(), False, m, k, blob.data_ptr(),
+                                                blob.numel(), bias.data_ptr(), y.data_ptr(), n, nt, act, 0)
+                        put(f"q8panel/{n}x{k}/m{m}/{isa}/a{act}t{nt}", y, name)
+    finally:
+        _C.wo_panel_min_rows(0)  # back to the measured crossovers
     # hooks: integer dots and the row quantizer, per kernel
     for e in _C.kernels():
         if not e["available"]:
