@@ -28,6 +28,7 @@
 #include "formats/q8.h"
 #include "kernels/q4gemm/q4gemm.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/wogemm/wogemm.h"
 
 namespace slimnn {
 namespace {
@@ -224,15 +225,22 @@ void test_q8() {
           if (!bias)
             for (int64_t i = 0; i < m; ++i)
               for (int64_t j = 0; j < c.n; ++j) mag[i * c.n + j] -= std::fabs(c.bias[j]);
-          for (uint32_t level : levels()) {
-            force_isa(level);
-            const KernelInfo* used = nullptr;
-            const std::vector<float> y = run_q8(kind, c, x, m, bias, current_isa_mask(), &used);
-            force_isa(0);
-            if (used->isa > level) fail(std::string(used->name) + " chosen under forced " + isa_name(level));
-            check_close(y, ref, mag, c.k,
-                        std::string(used->name) + (dyn ? " dyn " : " wo ") + (bias ? "bias " : "") +
-                            shape_str("q8", m, c.n, c.k, c.gs) + " forced " + isa_name(level));
+          // Weight-only runs twice from 2 rows on: below and above the panel path's crossover (kernels/wogemm,
+          // forced from 2 rows), both against the same portable (non-panel) op.
+          for (int panel : {0, 1}) {
+            if (panel && (dyn || m < 2)) continue;
+            set_wo_panel_min_rows(panel ? 2 : 0);
+            for (uint32_t level : levels()) {
+              force_isa(level);
+              const KernelInfo* used = nullptr;
+              const std::vector<float> y = run_q8(kind, c, x, m, bias, current_isa_mask(), &used);
+              force_isa(0);
+              if (used->isa > level) fail(std::string(used->name) + " chosen under forced " + isa_name(level));
+              check_close(y, ref, mag, c.k,
+                          std::string(used->name) + (dyn ? " dyn " : " wo ") + (bias ? "bias " : "") +
+                              shape_str("q8", m, c.n, c.k, c.gs) + " forced " + isa_name(level));
+            }
+            set_wo_panel_min_rows(0);
           }
         }
       }
