@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import statistics
-import time
 import warnings
 from typing import Any, Optional
 
@@ -21,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import slimnn
+
+from ..recipes.pipeline import measure_latency
 
 # Photographs of natural scenes among those below (the others are diagrams, micrographs, a logo).
 NATURAL = ("china.jpg", "flower.jpg", "astronaut", "chelsea", "coffee", "rocket", "cat")
@@ -105,15 +105,6 @@ def conv_bytes(model: nn.Module) -> tuple[int, int]:
     return q, f
 
 
-def _median_ms(fn: Any, reps: int) -> float:
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(ts)
-
-
 def run_vision(threads: int, n_per: int = 4, reps: int = 5, say: Any = None) -> Optional[dict]:
     """EfficientNet-Lite0 float32 (channels-last) vs slimnn int8 (``compress_(model, Int8Config())``):
     top-1 agreement and logit cosine on crops of the shipped photographs, model bytes, median latency at
@@ -137,15 +128,11 @@ def run_vision(threads: int, n_per: int = 4, reps: int = 5, say: Any = None) -> 
         agree = y.argmax(1) == ref.argmax(1)
         sure = natural & (ref.softmax(1).max(1).values >= 0.5)
         cos = F.cosine_similarity(y, ref, dim=1)
-        lat = {}
-        for bs in (1, 8):
-            xb = x[:bs].contiguous(memory_format=torch.channels_last)
-            fp(xb), q(xb)  # warm-up
-            t_fp, t_q = [], []
-            for _ in range(reps):  # interleaved rounds: both see the same machine state
-                t_fp.append(_median_ms(lambda: fp(xb), 1))
-                t_q.append(_median_ms(lambda: q(xb), 1))
-            lat[bs] = (statistics.median(t_fp), statistics.median(t_q))
+    lat = {}
+    for bs in (1, 8):  # interleaved rounds (recipes.pipeline.measure_latency): both see the same machine state
+        xb = x[:bs].contiguous(memory_format=torch.channels_last)
+        t_fp, t_q = measure_latency([fp, q], xb, threads, reps)
+        lat[bs] = (1e3 * t_fp, 1e3 * t_q)
     qb, fb = conv_bytes(q)
     return {
         "images": int(x.shape[0]), "photos": len(photos), "threads": threads,
