@@ -29,84 +29,17 @@
 #include "kernels/q4gemm/q4gemm.h"
 #include "kernels/qgemm/qgemm.h"
 #include "kernels/wogemm/wogemm.h"
+#include "driver.h"
 
 namespace slimnn {
 namespace {
-
-constexpr double kMaxFactor = 4.0;  // tests/tolerances.py MAX_FACTOR
-constexpr double kEps = 1.1920928955078125e-07;
-
-int g_failures = 0, g_checks = 0;
-std::set<std::string> g_used;  // kernels a q8_linear / q4_linear call returned
-
-void fail(const std::string& what) {
-  ++g_failures;
-  if (g_failures <= 40) std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-}
-
-// Deterministic across compilers and CPUs (std distributions are not).
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  uint32_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return uint32_t(s >> 16);
-  }
-  int range(int lo, int hi) { return lo + int(next() % uint32_t(hi - lo + 1)); }
-  float uniform(float lo, float hi) { return lo + (hi - lo) * float(next() & 0xFFFFFF) / float(0xFFFFFF); }
-};
-
-struct AlignedBytes {
-  std::vector<uint8_t> buf;
-  uint8_t* p = nullptr;
-  size_t size = 0;
-  explicit AlignedBytes(size_t n) : buf(n + 64), size(n) {
-    p = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
-  }
-};
+using namespace native_test;
 
 std::string shape_str(const char* fam, int64_t m, int64_t n, int64_t k, int64_t gs) {
   char b[160];
   std::snprintf(b, sizeof b, "%s M=%lld N=%lld K=%lld group=%lld", fam, (long long)m, (long long)n, (long long)k,
                 (long long)gs);
   return b;
-}
-
-// ISA levels to force, lowest first: the bits this CPU and this build both have.
-std::vector<uint32_t> levels() {
-  std::vector<uint32_t> v;
-  const uint32_t have = detected_isa_mask() & built_isa_mask();
-  for (int i = 0; i < kNumIsas; ++i)
-    if (have & (1u << i)) v.push_back(1u << i);
-  return v;
-}
-
-void check_close(const std::vector<float>& y, const std::vector<float>& ref, const std::vector<double>& mag,
-                 int64_t k, const std::string& what) {
-  ++g_checks;
-  const double unit = kEps * std::sqrt(double(k < 1 ? 1 : k));
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double err = std::fabs(double(y[i]) - double(ref[i]));
-    if (!(err <= kMaxFactor * unit * mag[i] + 1e-30)) {
-      char b[200];
-      std::snprintf(b, sizeof b, " at %zu: %.9g vs reference %.9g (bound %.3g)", i, y[i], ref[i],
-                    kMaxFactor * unit * mag[i]);
-      fail(what + b);
-      return;
-    }
-  }
-}
-
-template <typename T>
-void check_exact(const std::vector<T>& a, const std::vector<T>& b, const std::string& what) {
-  ++g_checks;
-  if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) != 0) {
-    size_t i = 0;
-    while (i < a.size() && i < b.size() && std::memcmp(&a[i], &b[i], sizeof(T)) == 0) ++i;
-    fail(what + " differs at element " + std::to_string(i));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------- q8
@@ -553,6 +486,7 @@ void check_coverage() {
   std::vector<std::pair<std::string, uint32_t>> all;
   for (int i = 0; i < n8; ++i) all.push_back({t8[i].name, t8[i].isa});
   for (int i = 0; i < n4; ++i) all.push_back({t4[i].name, t4[i].isa});
+  family_kernels(&all);
   for (const auto& k : all) {
     if ((k.second & detected_isa_mask()) == 0) {
       std::printf("skipped (CPU lacks %s): %s\n", isa_name(k.second), k.first.c_str());
@@ -591,9 +525,10 @@ int main(int argc, char** argv) {
   test_isa();
   test_q8();
   test_q4();
+  native_test::test_families();
   if (!write_path.empty()) write_blobs(write_path);
   if (!read_path.empty()) read_blobs(read_path);
   check_coverage();
-  std::printf("%d checks, %d failures\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  std::printf("%d checks, %d failures\n", native_test::g_checks, native_test::g_failures);
+  return native_test::g_failures == 0 ? 0 : 1;
 }
