@@ -1,5 +1,5 @@
 // The fp32 dot-product micro-kernels of the lowrank family, written once over the vector helpers of
-// common/simd/x86_<isa>.h (V, W, vload, vload_n, vfma, hsum4) and included by each ISA file inside its own
+// common/simd/x86_<isa>.h or arm_neon.h (V, W, vload, vload_n, vfma, hsum4) and included by each ISA file inside its own
 // namespace. (not a header guard: included once per ISA translation unit, inside a namespace)
 //
 // Each accumulator holds W partial sums of one (row of x, row of w) pair; per step of W along k, MR loads of
@@ -35,9 +35,9 @@ void dot(int64_t k, const float* x, int64_t ldx, const float* w, int64_t ldw, co
   for (int i = 0; i < MR; ++i) {
     alignas(16) float s[NR4];
     for (int j = 0; j < NR4; j += 4) {
-      const __m128 v = hsum4(acc[i][j], j + 1 < NR ? acc[i][j + 1] : zero, j + 2 < NR ? acc[i][j + 2] : zero,
-                             j + 3 < NR ? acc[i][j + 3] : zero);
-      _mm_store_ps(s + j, v);
+      const auto v = hsum4(acc[i][j], j + 1 < NR ? acc[i][j + 1] : zero, j + 2 < NR ? acc[i][j + 2] : zero,
+                           j + 3 < NR ? acc[i][j + 3] : zero);
+      __builtin_memcpy(s + j, &v, sizeof v);  // four totals (an __m128 on x86, a float32x4_t on NEON)
     }
     float* yi = y + i * ldy;
     for (int j = 0; j < NR; ++j) yi[j] = bias ? s[j] + bias[j] : s[j];
