@@ -40,9 +40,7 @@ inline void udot_step(const uint8_t* w, const uint8x16_t (&a16)[MR], uint32x4_t 
 template <int MR>
 inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k8_0, int64_t k8_1,
                       int32x4_t (&d)[MR][4]) {
-  uint32x4_t acc[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) acc[m][q] = vdupq_n_u32(0);
+  uint32x4_t acc[MR][4] = {};
   int64_t k8 = k8_0;
   for (; k8 + 2 <= k8_1; k8 += 2) {
     uint8x16_t a16[MR];
@@ -62,23 +60,7 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
 }  // namespace
 }  // namespace q4_dotprod
 
-void qgemm_q4_u8_4x16__dotprod(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                               const Q4Epilogue& e) {
-  (void)panels;  // NP == 1
-  q4_dotprod::by_rows(mr, [&](auto r) {
-    constexpr int R = decltype(r)::value;
-    q4_dotprod::q4_dyn<R>(e, mr, kp,
-                          [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { q4_dotprod::dot_block<R>(a, lda, w, s0, s1, d); });
-  });
-}
-
-void qgemm_q4_u8_4x16__dotprod_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                   const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  (void)panels;
-  q4_dotprod::q4_dot_hook<1>(mr, a, lda, kp, e, out, ldo,
-                             [&](const uint8_t* ar, int, int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) {
-                               q4_dotprod::dot_block<1>(ar, lda, w, s0, s1, d);
-                             });
-}
+SLIMNN_ARM_DYN_ENTRY(qgemm_q4_u8_4x16__dotprod, q4_dotprod, uint8_t, Q4Epilogue, q4_dyn<R>)
+SLIMNN_ARM_Q4_DOT_ENTRY(qgemm_q4_u8_4x16__dotprod_dot, q4_dotprod)
 
 }  // namespace slimnn

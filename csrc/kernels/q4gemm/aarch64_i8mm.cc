@@ -46,25 +46,17 @@ inline void mmla_block(const uint8_t* const (&rows)[4], const uint8_t* w, int64_
   }
 }
 
-inline void unscramble(const uint32x4_t (&acc)[2][8], int32x4_t (&d)[4][4]) {
-  for (int p = 0; p < 2; ++p)
-    for (int q = 0; q < 4; ++q) {
-      const uint64x2_t x = vreinterpretq_u64_u32(acc[p][2 * q]), y = vreinterpretq_u64_u32(acc[p][2 * q + 1]);
-      d[2 * p][q] = vreinterpretq_s32_u64(vzip1q_u64(x, y));
-      d[2 * p + 1][q] = vreinterpretq_s32_u64(vzip2q_u64(x, y));
-    }
-}
-
 // Raw dot products of rows 0..3 (rows past mr repeat the last real one) over [k8_0, k8_1).
 inline void dot4(const uint8_t* a, int mr, int64_t lda, const uint8_t* w, int64_t k8_0, int64_t k8_1,
                  int32x4_t (&d)[4][4]) {
   const uint8_t* rows[4];
-  for (int m = 0; m < 4; ++m) rows[m] = a + (m < mr ? m : mr - 1) * lda;
-  uint32x4_t acc[2][8];
-  for (int p = 0; p < 2; ++p)
-    for (int j = 0; j < 8; ++j) acc[p][j] = vdupq_n_u32(0);
+  rows4(a, mr, lda, rows);
+  uint32x4_t acc[2][8] = {};
   mmla_block(rows, w, k8_0, k8_1, acc);
-  unscramble(acc, d);
+  int32x4_t sacc[2][8];  // UMMLA's u32 sums, bits unchanged, as the s32 lanes the shared unscramble moves
+  for (int p = 0; p < 2; ++p)
+    for (int j = 0; j < 8; ++j) sacc[p][j] = vreinterpretq_s32_u32(acc[p][j]);
+  unscramble<2>(sacc, d);
 }
 
 }  // namespace

@@ -20,21 +20,11 @@ namespace {
 #include "kernels/qgemm/aarch64_common.h"
 #include "kernels/q4gemm/aarch64_q4_common.h"
 
-template <int J>
-inline void mlal_k(uint32x4_t (&acc)[4], const uint16x8_t (&c16)[8][2], uint16x8_t a8) {
-  acc[0] = vmlal_laneq_u16(acc[0], vget_low_u16(c16[J][0]), a8, J);
-  acc[1] = vmlal_laneq_u16(acc[1], vget_high_u16(c16[J][0]), a8, J);
-  acc[2] = vmlal_laneq_u16(acc[2], vget_low_u16(c16[J][1]), a8, J);
-  acc[3] = vmlal_laneq_u16(acc[3], vget_high_u16(c16[J][1]), a8, J);
-}
-
 // Raw u8 x u4 dot products of rows 0..MR-1 over 8-k steps [k8_0, k8_1).
 template <int MR>
 inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k8_0, int64_t k8_1,
                       int32x4_t (&d)[MR][4]) {
-  uint32x4_t acc[MR][4];
-  for (int m = 0; m < MR; ++m)
-    for (int q = 0; q < 4; ++q) acc[m][q] = vdupq_n_u32(0);
+  uint32x4_t acc[MR][4] = {};
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
   for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
     const uint8x16x4_t b = vld4q_u8(w + k8 * 64);
@@ -91,22 +81,8 @@ void wo(int mr, const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const
 }  // namespace
 }  // namespace q4_neon
 
-void qgemm_q4_u8_4x16__neon(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                            const Q4Epilogue& e) {
-  (void)panels;  // NP == 1
-  q4_neon::by_rows(mr, [&](auto r) {
-    constexpr int R = decltype(r)::value;
-    q4_neon::q4_dyn<R>(e, mr, kp, [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { q4_neon::dot_block<R>(a, lda, w, s0, s1, d); });
-  });
-}
-
-void qgemm_q4_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  (void)panels;
-  q4_neon::q4_dot_hook<1>(mr, a, lda, kp, e, out, ldo, [&](const uint8_t* ar, int, int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) {
-    q4_neon::dot_block<1>(ar, lda, w, s0, s1, d);
-  });
-}
+SLIMNN_ARM_DYN_ENTRY(qgemm_q4_u8_4x16__neon, q4_neon, uint8_t, Q4Epilogue, q4_dyn<R>)
+SLIMNN_ARM_Q4_DOT_ENTRY(qgemm_q4_u8_4x16__neon_dot, q4_neon)
 
 void qgemm_q4_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
                              const Q4Epilogue& e) {

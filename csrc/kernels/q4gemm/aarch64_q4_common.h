@@ -94,3 +94,15 @@ inline void q4_dot_hook(int mr, const uint8_t* a, int64_t lda, int64_t kp, const
     });
   }
 }
+
+// The exported dot hook of a q4 aarch64 ISA file (at namespace slimnn scope), one row at a time over
+// NS::dot_block<1> (see SLIMNN_ARM_DYN_ENTRY in kernels/qgemm/aarch64_common.h).
+#define SLIMNN_ARM_Q4_DOT_ENTRY(name, NS)                                                                 \
+  void name(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,              \
+            const Q4Epilogue& e, int32_t* out, int64_t ldo) {                                             \
+    (void)panels;                                                                                         \
+    NS::q4_dot_hook<1>(mr, a, lda, kp, e, out, ldo,                                                       \
+                       [&](const uint8_t* ar, int, int64_t s0, int64_t s1, int32x4_t(&d)[1][4]) {         \
+                         NS::dot_block<1>(ar, lda, w, s0, s1, d);                                         \
+                       });                                                                                \
+  }

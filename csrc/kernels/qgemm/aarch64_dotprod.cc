@@ -60,15 +60,7 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
 }  // namespace
 }  // namespace dotprod
 
-void qgemm_q8_u8_4x16__dotprod(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  (void)panels;  // NP == 1
-  dotprod::by_rows(mr, [&](auto r) {
-    constexpr int R = decltype(r)::value;
-    dotprod::q8_dyn<R>(e, mr, kp, 128,
-                       [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { dotprod::dot_block<R>(a, lda, w, s0, s1, d); });
-  });
-}
+SLIMNN_ARM_DYN_ENTRY(qgemm_q8_u8_4x16__dotprod, dotprod, int8_t, Q8Epilogue, q8_dyn_off<R, 128>)
 
 // The hook has no column sums: it takes them from the weights (SDOT with ones) to undo the - 128.
 void qgemm_q8_u8_4x16__dotprod_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,

@@ -77,22 +77,11 @@ inline void mmla_block(const uint8_t* const (&rows)[2 * MP], const int8_t* w, in
   }
 }
 
-// The 2 x 2 blocks back to rows: d[2p][q] = columns 4q..4q+3 of row 2p, d[2p+1][q] of row 2p+1.
-template <int MP>
-inline void unscramble(const int32x4_t (&acc)[MP][8], int32x4_t (&d)[2 * MP][4]) {
-  for (int p = 0; p < MP; ++p)
-    for (int q = 0; q < 4; ++q) {
-      const int64x2_t x = vreinterpretq_s64_s32(acc[p][2 * q]), y = vreinterpretq_s64_s32(acc[p][2 * q + 1]);
-      d[2 * p][q] = vreinterpretq_s32_s64(vzip1q_s64(x, y));
-      d[2 * p + 1][q] = vreinterpretq_s32_s64(vzip2q_s64(x, y));
-    }
-}
-
 // The raw dot products of rows 0..3 (rows past mr repeat the last real one) over steps [k4_0, k4_1), added to d.
 inline void dot4(const uint8_t* a, int mr, int64_t lda, const int8_t* w, int64_t k4_0, int64_t k4_1,
                  int32x4_t (&d)[4][4]) {
   const uint8_t* rows[4];
-  for (int m = 0; m < 4; ++m) rows[m] = a + (m < mr ? m : mr - 1) * lda;
+  rows4(a, mr, lda, rows);
   int32x4_t acc[2][8];
   for (int p = 0; p < 2; ++p)
     for (int j = 0; j < 8; ++j) acc[p][j] = vdupq_n_s32(0);

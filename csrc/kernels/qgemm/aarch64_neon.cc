@@ -20,15 +20,6 @@ namespace {
 
 #include "kernels/qgemm/aarch64_common.h"
 
-// One k (lane J of a4) of one 16-column step for row m: acc[q] += w[cols 4q..4q+3][k] * a[k].
-template <int J>
-inline void mlal_k(int32x4_t (&acc)[4], const int16x8_t (&w16)[4][2], int16x4_t a4) {
-  acc[0] = vmlal_lane_s16(acc[0], vget_low_s16(w16[J][0]), a4, J);
-  acc[1] = vmlal_lane_s16(acc[1], vget_high_s16(w16[J][0]), a4, J);
-  acc[2] = vmlal_lane_s16(acc[2], vget_low_s16(w16[J][1]), a4, J);
-  acc[3] = vmlal_lane_s16(acc[3], vget_high_s16(w16[J][1]), a4, J);
-}
-
 // Raw u8 x s8 dot products of rows 0..MR-1 over steps [k4_0, k4_1).
 template <int MR>
 inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4_0, int64_t k4_1,
@@ -89,14 +80,7 @@ void wo(int mr, const float* x, int64_t ldx, const int8_t* w, int64_t kp, const 
 }  // namespace
 }  // namespace neon
 
-void qgemm_q8_u8_4x16__neon(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                            const Q8Epilogue& e) {
-  (void)panels;  // NP == 1
-  neon::by_rows(mr, [&](auto r) {
-    constexpr int R = decltype(r)::value;
-    neon::q8_dyn<R>(e, mr, kp, 0, [&](int64_t s0, int64_t s1, int32x4_t(&d)[R][4]) { neon::dot_block<R>(a, lda, w, s0, s1, d); });
-  });
-}
+SLIMNN_ARM_DYN_ENTRY(qgemm_q8_u8_4x16__neon, neon, int8_t, Q8Epilogue, q8_dyn_off<R, 0>)
 
 void qgemm_q8_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                 int32_t* out, int64_t ldo) {
@@ -115,27 +99,22 @@ void qgemm_q8_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, co
   neon::by_rows(mr, [&](auto r) { neon::wo<decltype(r)::value>(mr, x, ldx, w, kp, e); });
 }
 
-// Same formula as quantize_row_u8__portable (ref.cc), 4 lanes at a time, with a scalar tail. vcvtnq_s32_f32
-// rounds to nearest, ties to even, as nearbyint does in the default rounding mode.
+// Same formula as quantize_row_u8__portable (ref.cc), 4 lanes at a time. The range's tail vector is
+// zero-padded (vload_n), which changes nothing: the range always holds 0. vcvtnq_s32_f32 rounds to nearest,
+// ties to even, as nearbyint does in the default rounding mode.
 bool quantize_row_u8__neon(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
   float32x4_t vmn = vdupq_n_f32(0.0f), vmx = vdupq_n_f32(0.0f);
   uint32x4_t bad = vdupq_n_u32(0);
   const float32x4_t fmax = vdupq_n_f32(FLT_MAX);
-  int64_t i = 0;
-  for (; i + 4 <= k; i += 4) {
-    const float32x4_t v = vld1q_f32(x + i);
+  for (int64_t j = 0; j < k; j += 4) {
+    const float32x4_t v = neon::vload_n(x + j, k - j >= 4 ? 4 : int(k - j));
     bad = vorrq_u32(bad, vmvnq_u32(vcleq_f32(vabsq_f32(v), fmax)));  // NaN compares false: bad
     vmn = vminq_f32(vmn, v);
     vmx = vmaxq_f32(vmx, v);
   }
-  float mn = vminvq_f32(vmn), mx = vmaxvq_f32(vmx);
-  bool bad_any = vmaxvq_u32(bad) != 0;
-  for (; i < k; ++i) {
-    if (!(__builtin_fabsf(x[i]) <= FLT_MAX)) bad_any = true;
-    mn = x[i] < mn ? x[i] : mn;
-    mx = x[i] > mx ? x[i] : mx;
-  }
-  if (bad_any) return false;
+  if (vmaxvq_u32(bad) != 0) return false;
+  const float mn = vminvq_f32(vmn), mx = vmaxvq_f32(vmx);
+  int64_t i = 0;
   float s = mx / 255.0f - mn / 255.0f;
   if (!(s >= FLT_MIN)) s = 1.0f;
   const float inv = 1.0f / s;

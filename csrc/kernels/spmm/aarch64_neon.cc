@@ -23,16 +23,9 @@ constexpr int kBsrRowsPerPass = 16;  // 32 registers: a 16-row block runs in one
 constexpr int kNmRowBlock = 4;
 #include "kernels/spmm/x86_batched.h"
 
-template <typename T>
-inline V load4(const T* p);
-template <>
-inline V load4<float>(const float* p) {
-  return vld1q_f32(p);
-}
-template <>
-inline V load4<int8_t>(const int8_t* p) {
-  return vload_i8(p);
-}
+// Four stored values as fp32 (int8 widened exactly).
+inline V load4(const float* p) { return vld1q_f32(p); }
+inline V load4(const int8_t* p) { return vload_i8(p); }
 
 // ---------------------------------------------------------------- csr, GEMV
 
@@ -58,8 +51,8 @@ void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* 
         const int d = w.index_bits == 8 ? w.deltas[j * 8 + l] : (w.deltas[j * 4 + l / 2] >> (4 * (l % 2))) & 15;
         col[l] = clampi(col[l] + d, kmax);
       }
-      a0 = vfma(load4<T>(vals + j * 8), gather4(x, col), a0);
-      a1 = vfma(load4<T>(vals + j * 8 + 4), gather4(x, col + 4), a1);
+      a0 = vfma(load4(vals + j * 8), gather4(x, col), a0);
+      a1 = vfma(load4(vals + j * 8 + 4), gather4(x, col + 4), a1);
     }
     float out[8];
     vst1q_f32(out, a0);
@@ -84,7 +77,7 @@ void bsr_rows_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, fl
     for (int v = 0; v < NV; ++v) acc[v] = vzero();
     for (int64_t i = w.ptr[b]; i < w.ptr[b + 1]; ++i) {
       const V xb = vset1(x[clampi(w.bcol[i], kbmax)]);
-      for (int v = 0; v < NV; ++v) acc[v] = vfma(load4<T>(vals + i * R + 4 * v), xb, acc[v]);
+      for (int v = 0; v < NV; ++v) acc[v] = vfma(load4(vals + i * R + 4 * v), xb, acc[v]);
     }
     float out[R];
     for (int v = 0; v < NV; ++v) vst1q_f32(out + 4 * v, acc[v]);
@@ -107,7 +100,7 @@ void bsr_cols_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, fl
     for (int v = 0; v < NV; ++v) acc[v] = vzero();
     for (int64_t i = w.ptr[b]; i < w.ptr[b + 1]; ++i) {
       const float* xb = x + clampi(w.bcol[i], kbmax) * C;
-      for (int v = 0; v < NV; ++v) acc[v] = vfma(load4<T>(vals + i * C + 4 * v), vld1q_f32(xb + 4 * v), acc[v]);
+      for (int v = 0; v < NV; ++v) acc[v] = vfma(load4(vals + i * C + 4 * v), vld1q_f32(xb + 4 * v), acc[v]);
     }
     for (int v = 1; v < NV; ++v) acc[0] = vadd(acc[0], acc[v]);
     y[b] = hsum(acc[0]) * row_scale(w, b);
@@ -143,7 +136,7 @@ void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y
           bits &= bits - 1;
         }
         V& a = (i & 4) ? a1 : a0;
-        a = vfma(load4<T>(vp + i), gather4(xc, e), a);
+        a = vfma(load4(vp + i), gather4(xc, e), a);
       }
       float s = 0.0f;
       for (; i < vpc; ++i) {
