@@ -87,6 +87,21 @@ void check_exact(const std::vector<T>& a, const std::vector<T>& b, const std::st
   }
 }
 
+// run(mask, &used) under each forced ISA level in turn: the kernel it reports must not be above the level,
+// and its output must be within the tolerance of ref (check_close). Info: a kernel table entry (isa, name).
+template <typename Info, typename Run>
+void check_forced(const std::vector<float>& ref, const std::vector<double>& mag, int64_t k, const std::string& what,
+                  Run run) {
+  for (uint32_t level : levels()) {
+    force_isa(level);
+    const Info* used = nullptr;
+    const std::vector<float> y = run(current_isa_mask(), &used);
+    force_isa(0);
+    if (used->isa > level) fail(std::string(used->name) + " chosen under forced " + isa_name(level));
+    check_close(y, ref, mag, k, std::string(used->name) + what + " forced " + isa_name(level));
+  }
+}
+
 // The kernels of the families test_families.cc covers, as (name, ISA bit), for the coverage check.
 void family_kernels(std::vector<std::pair<std::string, uint32_t>>* all);
 void test_families();

@@ -111,6 +111,31 @@ std::vector<float> run_q8(KernelKind kind, const Q8Case& c, const std::vector<fl
   return y;
 }
 
+// m rows of x (k floats each) quantized by kernel ki's quantizer: kp bytes per row, scale and zero point.
+struct QRows {
+  std::vector<uint8_t> a;
+  std::vector<float> sc;
+  std::vector<int32_t> zp;
+};
+template <typename Info>
+QRows quantize_rows(const Info* ki, const std::vector<float>& x, int64_t m, int64_t k, int64_t kp) {
+  QRows r{std::vector<uint8_t>(m * kp, 0xAB), std::vector<float>(m), std::vector<int32_t>(m)};
+  for (int64_t i = 0; i < m; ++i) ki->quantize(x.data() + i * k, k, kp, &r.a[i * kp], &r.sc[i], &r.zp[i]);
+  return r;
+}
+
+// Calls f(m, x, kind, bias) for every row count of ms (x: random_x(m, k, seed_mul * m + idx)), both kinds
+// (dyn first) and both biases (none, then `bias`).
+template <typename Kind, size_t NM, typename F>
+void for_ops(const int64_t (&ms)[NM], int64_t k, uint64_t seed_mul, int idx, Kind dyn, Kind wo, const float* bias,
+             F f) {
+  for (int64_t m : ms) {
+    const std::vector<float> x = random_x(m, k, seed_mul * m + idx);
+    for (Kind kind : {dyn, wo})
+      for (const float* b : {static_cast<const float*>(nullptr), bias}) f(m, x, kind, b);
+  }
+}
+
 void test_q8() {
   struct Shape { int64_t n, k, gs; };
   const Shape shapes[] = {{1, 1, 0},   {16, 4, 0},    {17, 5, 0},    {33, 75, 0},  {5, 300, 0},   {64, 1028, 0},
@@ -124,60 +149,47 @@ void test_q8() {
     const KernelInfo* table = kernel_table(&count);
     const KernelInfo* ref_k = select_kernel(KernelKind::kQ8Dyn, 2, kIsaPortable);
     for (int64_t m : {int64_t(1), int64_t(3), int64_t(5)}) {
-      std::vector<float> x = random_x(m, c.k, 77 + m);
-      std::vector<uint8_t> a_ref(m * c.view.kp);
-      std::vector<float> sc(m);
-      std::vector<int32_t> zp(m);
-      for (int64_t i = 0; i < m; ++i) ref_k->quantize(x.data() + i * c.k, c.k, c.view.kp, &a_ref[i * c.view.kp], &sc[i], &zp[i]);
+      const std::vector<float> x = random_x(m, c.k, 77 + m);
+      const QRows qr = quantize_rows(ref_k, x, m, c.k, c.view.kp);
+      const std::vector<uint8_t>& a_ref = qr.a;
       std::vector<int32_t> d_ref(m * c.view.np);
       q8_dot_i32(ref_k, a_ref.data(), m, c.view.kp, c.view, d_ref.data());
       for (int t = 0; t < count; ++t) {
         const KernelInfo& ki = table[t];
         if (ki.kind != KernelKind::kQ8Dyn || (ki.isa & detected_isa_mask()) == 0) continue;
-        std::vector<uint8_t> a(m * c.view.kp, 0xAB);
-        std::vector<float> sc2(m);
-        std::vector<int32_t> zp2(m);
-        for (int64_t i = 0; i < m; ++i) ki.quantize(x.data() + i * c.k, c.k, c.view.kp, &a[i * c.view.kp], &sc2[i], &zp2[i]);
+        const QRows q = quantize_rows(&ki, x, m, c.k, c.view.kp);
         const std::string what = std::string(ki.name) + " " + shape_str("q8", m, c.n, c.k, c.gs);
-        check_exact(a, a_ref, what + ": quantized activations");
-        check_exact(sc2, sc, what + ": activation scales");
-        check_exact(zp2, zp, what + ": activation zero points");
+        check_exact(q.a, a_ref, what + ": quantized activations");
+        check_exact(q.sc, qr.sc, what + ": activation scales");
+        check_exact(q.zp, qr.zp, what + ": activation zero points");
         std::vector<int32_t> d(m * c.view.np, 0x5A5A5A5A);
         q8_dot_i32(&ki, a_ref.data(), m, c.view.kp, c.view, d.data());
         check_exact(d, d_ref, what + ": int32 dot products");
       }
     }
     // The ops, each ISA level forced in turn, against the portable op.
-    for (int64_t m : ms) {
-      std::vector<float> x = random_x(m, c.k, 5 * m + idx);
-      for (KernelKind kind : {KernelKind::kQ8Dyn, KernelKind::kQ8Wo}) {
-        const bool dyn = kind == KernelKind::kQ8Dyn;
-        for (const float* bias : {static_cast<const float*>(nullptr), static_cast<const float*>(c.bias.data())}) {
-          const std::vector<float> ref = run_q8(kind, c, x, m, bias, kIsaPortable, nullptr);
-          std::vector<double> mag = c.magnitude(x, m, dyn);
-          if (!bias)
-            for (int64_t i = 0; i < m; ++i)
-              for (int64_t j = 0; j < c.n; ++j) mag[i * c.n + j] -= std::fabs(c.bias[j]);
-          // Weight-only runs twice from 2 rows on: below and above the panel path's crossover (kernels/wogemm,
-          // forced from 2 rows), both against the same portable (non-panel) op.
-          for (int panel : {0, 1}) {
-            if (panel && (dyn || m < 2)) continue;
-            set_wo_panel_min_rows(panel ? 2 : 0);
-            for (uint32_t level : levels()) {
-              force_isa(level);
-              const KernelInfo* used = nullptr;
-              const std::vector<float> y = run_q8(kind, c, x, m, bias, current_isa_mask(), &used);
-              force_isa(0);
-              if (used->isa > level) fail(std::string(used->name) + " chosen under forced " + isa_name(level));
-              check_close(y, ref, mag, c.k,
-                          std::string(used->name) + (dyn ? " dyn " : " wo ") + (bias ? "bias " : "") +
-                              shape_str("q8", m, c.n, c.k, c.gs) + " forced " + isa_name(level));
-            }
-            set_wo_panel_min_rows(0);
-          }
-        }
-      }
-    }
+    for_ops(ms, c.k, 5, idx, KernelKind::kQ8Dyn, KernelKind::kQ8Wo, c.bias.data(),
+            [&](int64_t m, const std::vector<float>& x, KernelKind kind, const float* bias) {
+              const bool dyn = kind == KernelKind::kQ8Dyn;
+              const std::vector<float> ref = run_q8(kind, c, x, m, bias, kIsaPortable, nullptr);
+              std::vector<double> mag = c.magnitude(x, m, dyn);
+              if (!bias)
+                for (int64_t i = 0; i < m; ++i)
+                  for (int64_t j = 0; j < c.n; ++j) mag[i * c.n + j] -= std::fabs(c.bias[j]);
+              // Weight-only runs twice from 2 rows on: below and above the panel path's crossover
+              // (kernels/wogemm, forced from 2 rows), both against the same portable (non-panel) op.
+              for (int panel : {0, 1}) {
+                if (panel && (dyn || m < 2)) continue;
+                set_wo_panel_min_rows(panel ? 2 : 0);
+                check_forced<KernelInfo>(ref, mag, c.k,
+                                         (dyn ? " dyn " : " wo ") + std::string(bias ? "bias " : "") +
+                                             shape_str("q8", m, c.n, c.k, c.gs),
+                                         [&](uint32_t mask, const KernelInfo** used) {
+                                           return run_q8(kind, c, x, m, bias, mask, used);
+                                         });
+                set_wo_panel_min_rows(0);
+              }
+            });
   }
 }
 
@@ -271,11 +283,8 @@ void test_q4() {
     const Q4KernelInfo* table = q4_kernel_table(&count);
     const Q4KernelInfo* ref_k = q4_select_kernel(Q4KernelKind::kQ4Dyn, 2, kIsaPortable);
     for (int64_t m : {int64_t(1), int64_t(3), int64_t(5)}) {
-      std::vector<float> x = random_x(m, c.k, 99 + m);
-      std::vector<uint8_t> a(m * kp);
-      std::vector<float> sc(m);
-      std::vector<int32_t> zp(m);
-      for (int64_t i = 0; i < m; ++i) ref_k->quantize(x.data() + i * c.k, c.k, kp, &a[i * kp], &sc[i], &zp[i]);
+      const std::vector<float> x = random_x(m, c.k, 99 + m);
+      const std::vector<uint8_t> a = quantize_rows(ref_k, x, m, c.k, kp).a;
       std::vector<int32_t> d_ref(m * ng * c.view.np);
       q4_dot_i32(ref_k, a.data(), m, kp, c.view, d_ref.data());
       for (int t = 0; t < count; ++t) {
@@ -286,26 +295,18 @@ void test_q4() {
         check_exact(d, d_ref, std::string(ki.name) + " " + shape_str("q4", m, c.n, c.k, c.gs) + ": int32 E_g");
       }
     }
-    for (int64_t m : ms) {
-      std::vector<float> x = random_x(m, c.k, 7 * m + idx);
-      for (Q4KernelKind kind : {Q4KernelKind::kQ4Dyn, Q4KernelKind::kQ4Wo}) {
-        const bool dyn = kind == Q4KernelKind::kQ4Dyn;
-        for (const float* bias : {static_cast<const float*>(nullptr), static_cast<const float*>(c.bias.data())}) {
-          const std::vector<float> ref = run_q4(kind, c, x, m, bias, kIsaPortable, nullptr);
-          const std::vector<double> mag = c.magnitude(x, m, dyn, bias != nullptr);
-          for (uint32_t level : levels()) {
-            force_isa(level);
-            const Q4KernelInfo* used = nullptr;
-            const std::vector<float> y = run_q4(kind, c, x, m, bias, current_isa_mask(), &used);
-            force_isa(0);
-            if (used->isa > level) fail(std::string(used->name) + " chosen under forced " + isa_name(level));
-            check_close(y, ref, mag, c.k,
-                        std::string(used->name) + (dyn ? " dyn " : " wo ") + (bias ? "bias " : "") +
-                            shape_str("q4", m, c.n, c.k, c.gs) + " forced " + isa_name(level));
-          }
-        }
-      }
-    }
+    for_ops(ms, c.k, 7, idx, Q4KernelKind::kQ4Dyn, Q4KernelKind::kQ4Wo, c.bias.data(),
+            [&](int64_t m, const std::vector<float>& x, Q4KernelKind kind, const float* bias) {
+              const bool dyn = kind == Q4KernelKind::kQ4Dyn;
+              const std::vector<float> ref = run_q4(kind, c, x, m, bias, kIsaPortable, nullptr);
+              const std::vector<double> mag = c.magnitude(x, m, dyn, bias != nullptr);
+              check_forced<Q4KernelInfo>(ref, mag, c.k,
+                                         (dyn ? " dyn " : " wo ") + std::string(bias ? "bias " : "") +
+                                             shape_str("q4", m, c.n, c.k, c.gs),
+                                         [&](uint32_t mask, const Q4KernelInfo** used) {
+                                           return run_q4(kind, c, x, m, bias, mask, used);
+                                         });
+            });
   }
 }
 
@@ -410,6 +411,23 @@ void write_blobs(const std::string& path) {
 
 // Loads blobs another build wrote: the blob bytes equal this build's packing of the same canonical weights,
 // the portable outputs are bit-identical, and every ISA level agrees within the tolerance.
+// A blob record written by another build: the same bytes as this build's packing (mine), copied into the
+// aligned `bytes` and fully validated by view(p, size, true) into *v; false (one failure) when refused.
+template <typename View, typename ViewFn>
+bool load_blob(const std::string& blob, const AlignedBytes& mine, const std::string& what, AlignedBytes* bytes, View* v,
+               ViewFn view) {
+  check_exact(std::vector<uint8_t>(blob.begin(), blob.end()), std::vector<uint8_t>(mine.p, mine.p + mine.size),
+              what + " blob bytes vs this build's packing");
+  std::memcpy(bytes->p, blob.data(), blob.size());
+  try {
+    *v = view(bytes->p, bytes->size, true);
+  } catch (const std::exception& e) {
+    fail(what + " blob refused: " + e.what());
+    return false;
+  }
+  return true;
+}
+
 void read_blobs(const std::string& path) {
   std::map<std::string, std::string> r = read_records(path);
   if (r.empty()) return;
@@ -417,17 +435,9 @@ void read_blobs(const std::string& path) {
   for (auto* c : {&b.q8, &b.q8g}) {
     const std::string tag = c == &b.q8 ? "q8" : "q8g";
     const std::string& blob = r[tag + ".blob"];
-    check_exact(std::vector<uint8_t>(blob.begin(), blob.end()), std::vector<uint8_t>(c->blob.p, c->blob.p + c->blob.size),
-                path + ": " + tag + " blob bytes vs this build's packing");
     AlignedBytes bytes(blob.size());
-    std::memcpy(bytes.p, blob.data(), blob.size());
     Q8View v;
-    try {
-      v = q8_view(bytes.p, bytes.size, true);
-    } catch (const std::exception& e) {
-      fail(path + ": " + tag + " blob refused: " + e.what());
-      continue;
-    }
+    if (!load_blob(blob, c->blob, path + ": " + tag, &bytes, &v, q8_view)) continue;
     const std::vector<float> x = as_vec<float>(r[tag + ".x"]), bias = as_vec<float>(r[tag + ".bias"]);
     for (KernelKind kind : {KernelKind::kQ8Dyn, KernelKind::kQ8Wo}) {
       const bool dyn = kind == KernelKind::kQ8Dyn;
@@ -447,17 +457,9 @@ void read_blobs(const std::string& path) {
     }
   }
   const std::string& blob = r["q4.blob"];
-  check_exact(std::vector<uint8_t>(blob.begin(), blob.end()), std::vector<uint8_t>(b.q4.blob.p, b.q4.blob.p + b.q4.blob.size),
-              path + ": q4 blob bytes vs this build's packing");
   AlignedBytes bytes(blob.size());
-  std::memcpy(bytes.p, blob.data(), blob.size());
   Q4View v;
-  try {
-    v = q4_view(bytes.p, bytes.size, true);
-  } catch (const std::exception& e) {
-    fail(path + ": q4 blob refused: " + e.what());
-    return;
-  }
+  if (!load_blob(blob, b.q4.blob, path + ": q4", &bytes, &v, q4_view)) return;
   const std::vector<float> x = as_vec<float>(r["q4.x"]), bias = as_vec<float>(r["q4.bias"]);
   for (Q4KernelKind kind : {Q4KernelKind::kQ4Dyn, Q4KernelKind::kQ4Wo}) {
     const bool dyn = kind == Q4KernelKind::kQ4Dyn;
