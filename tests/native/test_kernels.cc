@@ -6,6 +6,7 @@
 //   test_kernels --write-blobs FILE   also writes packed blobs, inputs and portable outputs to FILE
 //   test_kernels --read-blobs FILE    also loads FILE (written by another build, e.g. x86-64) and checks
 //                                     that the portable path gives the same bits and every ISA agrees
+//   test_kernels --only-blobs ...     the blob files only (no kernel tests, no coverage check)
 //
 // What is checked (STYLE.md 6): integer results (the dot hooks, the quantized activations) exactly against
 // the portable kernels; float outputs within MAX_FACTOR * eps * sqrt(K) * magnitude (tests/tolerances.py:
@@ -505,14 +506,17 @@ void check_coverage() {
 int main(int argc, char** argv) {
   using namespace slimnn;
   std::string write_path, read_path;
+  bool only_blobs = false;  // skip the kernel tests: only write / read the blob files
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--write-blobs" && i + 1 < argc) {
       write_path = argv[++i];
     } else if (a == "--read-blobs" && i + 1 < argc) {
       read_path = argv[++i];
+    } else if (a == "--only-blobs") {
+      only_blobs = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--write-blobs FILE] [--read-blobs FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--write-blobs FILE] [--read-blobs FILE] [--only-blobs]\n", argv[0]);
       return 2;
     }
   }
@@ -524,13 +528,15 @@ int main(int argc, char** argv) {
     if (built_isa_mask() & (1u << i)) std::printf(" %s", isa_name(1u << i));
   const CpuIdInfo info = cpu_id_info();
   std::printf("; cpu features: %s\n", info.features.empty() ? "(x86: see ISAs)" : info.features.c_str());
-  test_isa();
-  test_q8();
-  test_q4();
-  native_test::test_families();
+  if (!only_blobs) {
+    test_isa();
+    test_q8();
+    test_q4();
+    native_test::test_families();
+  }
   if (!write_path.empty()) write_blobs(write_path);
   if (!read_path.empty()) read_blobs(read_path);
-  check_coverage();
+  if (!only_blobs) check_coverage();
   std::printf("%d checks, %d failures\n", native_test::g_checks, native_test::g_failures);
   return native_test::g_failures == 0 ? 0 : 1;
 }
