@@ -20,6 +20,16 @@ namespace {
 
 #include "kernels/qgemm/aarch64_common.h"
 
+// Weight-only step: lane J of xv (k = J) times the 16 int8 weights of that k, widened to fp32.
+template <int J>
+inline void fma_k(float32x4_t (&acc)[4], const int8x16_t wj, float32x4_t xv) {
+  const int16x8_t lo = vmovl_s8(vget_low_s8(wj)), hi = vmovl_high_s8(wj);
+  acc[0] = vfmaq_laneq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), xv, J);
+  acc[1] = vfmaq_laneq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lo)), xv, J);
+  acc[2] = vfmaq_laneq_f32(acc[2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), xv, J);
+  acc[3] = vfmaq_laneq_f32(acc[3], vcvtq_f32_s32(vmovl_high_s16(hi)), xv, J);
+}
+
 // Raw u8 x s8 dot products of rows 0..MR-1 over steps [k4_0, k4_1).
 template <int MR>
 inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4_0, int64_t k4_1,
@@ -40,15 +50,6 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
       mlal_k<3>(acc[m], w16, a4);
     }
   }
-}
-
-template <int J>
-inline void fma_k(float32x4_t (&acc)[4], const int8x16_t wj, float32x4_t xv) {
-  const int16x8_t lo = vmovl_s8(vget_low_s8(wj)), hi = vmovl_high_s8(wj);
-  acc[0] = vfmaq_laneq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), xv, J);
-  acc[1] = vfmaq_laneq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lo)), xv, J);
-  acc[2] = vfmaq_laneq_f32(acc[2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), xv, J);
-  acc[3] = vfmaq_laneq_f32(acc[3], vcvtq_f32_s32(vmovl_high_s16(hi)), xv, J);
 }
 
 // Weight-only, MR rows: per group the float dot products, then y += scale_g * dot_g.
@@ -80,8 +81,6 @@ void wo(int mr, const float* x, int64_t ldx, const int8_t* w, int64_t kp, const 
 }  // namespace
 }  // namespace neon
 
-SLIMNN_ARM_DYN_ENTRY(qgemm_q8_u8_4x16__neon, neon, int8_t, Q8Epilogue, q8_dyn_off<R, 0>)
-
 void qgemm_q8_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                 int32_t* out, int64_t ldo) {
   (void)panels;
@@ -92,6 +91,8 @@ void qgemm_q8_u8_4x16__neon_dot(int mr, int panels, const uint8_t* a, int64_t ld
     for (int q = 0; q < 4; ++q) vst1q_s32(out + m * ldo + 4 * q, d[0][q]);
   }
 }
+
+SLIMNN_ARM_DYN_ENTRY(qgemm_q8_u8_4x16__neon, neon, int8_t, Q8Epilogue, q8_dyn_off<R, 0>)
 
 void qgemm_q8_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
                              const Q8Epilogue& e) {
