@@ -13,6 +13,11 @@
 // nonzeros/ns, vgatherdps zmm 2.6, ymm 2.8); not measured on Intel cores, where gathers are cheaper.
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
+// Helpers of every x86 spmm kernel (this header comes first in both ISA files).
+inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
+inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
+inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
+
 template <typename V>
 inline __m128 load4(const V* p);
 template <>
@@ -212,4 +217,43 @@ template <typename V>
 void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
   return csr_gemv<8, V>(w, u0, u1, x, y);
+}
+
+// ---------------------------------------------------------------- bsr: shapes, the GEMVs' common walk
+// The block shapes of formats/sparse.h as types: a kernel per shape is an overload on BsrShape<R, C>, and
+// with_bsr_shape(w, f) calls f(BsrShape<R, C>()) for the view's shape (the one branch on it).
+template <int R, int C>
+struct BsrShape {};
+template <typename F>
+inline void with_bsr_shape(const SparseView& w, F&& f) {
+  if (w.br == 16) return f(BsrShape<16, 1>());
+  if (w.br == 4) return f(BsrShape<4, 1>());
+  if (w.bc == 4) return f(BsrShape<1, 4>());
+  return f(BsrShape<1, 8>());
+}
+
+// The bsr GEMVs of both ISA files walk the block rows alike; their blocks' inner loops differ by design.
+// blk.vals: the stored values, block after block; blk.col(i): block i's column in blocks, clamped to the
+// last (a corrupt index reads the zero padding after x, never past it).
+template <typename V>
+struct BsrBlocks {
+  const V* vals;
+  const uint16_t* bcol;
+  int64_t kbmax;
+  int64_t col(int64_t i) const { return clampi(bcol[i], kbmax); }
+};
+
+// body(b, i, e, blk) for every block row b of [u0, u1); its blocks are [i, e).
+template <typename V, typename Body>
+inline void bsr_gemv_rows(const SparseView& w, int64_t u0, int64_t u1, Body&& body) {
+  const BsrBlocks<V> blk{static_cast<const V*>(w.values), w.bcol, w.kb - 1};
+  for (int64_t b = u0; b < u1; ++b) body(b, int64_t{w.ptr[b]}, int64_t{w.ptr[b + 1]}, blk);
+}
+
+// 1x4 blocks [i, e) one at a time (what the 1x4 GEMVs leave after their wide steps): a 4-lane sum.
+template <typename V>
+inline __m128 bsr1x4_rest(const BsrBlocks<V>& blk, int64_t i, int64_t e, const float* x) {
+  __m128 t = _mm_setzero_ps();
+  for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(blk.vals + i * 4), _mm_loadu_ps(x + blk.col(i) * 4), t);
+  return t;
 }
