@@ -9,10 +9,9 @@ namespace SLIMNN_SPMM_ISA {
 namespace {
 template <SpmmKind K, bool kGemv>
 void entry(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  constexpr bool kI8 = K == SpmmKind::kCsrI8 || K == SpmmKind::kBsrI8 || K == SpmmKind::kNmI8;
-  using T = typename std::conditional<kI8, int8_t, float>::type;
-  if (K == SpmmKind::kCsrF32 || K == SpmmKind::kCsrI8) return kGemv ? csr_m1<T>(w, u0, u1, xt, yt) : csr_batched<T>(w, u0, u1, xt, yt);
-  if (K == SpmmKind::kBsrF32 || K == SpmmKind::kBsrI8) {
+  using T = typename std::conditional<spmm_kind_i8(K), int8_t, float>::type;
+  if (spmm_kind_csr(K)) return kGemv ? csr_m1<T>(w, u0, u1, xt, yt) : csr_batched<T>(w, u0, u1, xt, yt);
+  if (spmm_kind_bsr(K)) {
     return with_bsr_shape(w, [&](auto shape) {
       return kGemv ? bsr_m1<T>(w, u0, u1, xt, yt, shape) : bsr_batched<T>(w, u0, u1, xt, yt, shape);
     });

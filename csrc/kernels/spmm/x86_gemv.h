@@ -69,6 +69,17 @@ inline __m256 csr_load8<int8_t>(const int8_t* p) {
   } while (0)
 
 #define SLIMNN_CLAMP(c) c = c < kmax ? c : kmax
+// Slot u of a block of 8, then lane u's clamp (every lane once per block: kClampSlots).
+#define SLIMNN_CSR_SLOT_CLAMP(u)                   \
+  do {                                             \
+    SLIMNN_CSR_SLOT(dp + 8 * (u), vp + 8 * (u));   \
+    SLIMNN_CLAMP(c##u);                            \
+  } while (0)
+#define SLIMNN_CLAMP_ALL()                                                   \
+  do {                                                                       \
+    SLIMNN_CLAMP(c0); SLIMNN_CLAMP(c1); SLIMNN_CLAMP(c2); SLIMNN_CLAMP(c3);  \
+    SLIMNN_CLAMP(c4); SLIMNN_CLAMP(c5); SLIMNN_CLAMP(c6); SLIMNN_CLAMP(c7);  \
+  } while (0)
 
 // 4-bit deltas to bytes, 8 per slot (lane 2i: low nibble of byte i, lane 2i + 1: high nibble). Scalar
 // decoding of nibbles needed more integer registers than x86-64 has and ran 1.5x slower than bytes.
@@ -119,33 +130,18 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
         for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
         _mm_prefetch(pd, _MM_HINT_T0);  // the deltas kPrefetchSlots ahead in the blob (d4: of the next chunks)
         pd += 8 * BITS;
-        SLIMNN_CSR_SLOT(dp, vp);
-        SLIMNN_CLAMP(c0);
-        SLIMNN_CSR_SLOT(dp + 8, vp + 8);
-        SLIMNN_CLAMP(c1);
-        SLIMNN_CSR_SLOT(dp + 16, vp + 16);
-        SLIMNN_CLAMP(c2);
-        SLIMNN_CSR_SLOT(dp + 24, vp + 24);
-        SLIMNN_CLAMP(c3);
-        SLIMNN_CSR_SLOT(dp + 32, vp + 32);
-        SLIMNN_CLAMP(c4);
-        SLIMNN_CSR_SLOT(dp + 40, vp + 40);
-        SLIMNN_CLAMP(c5);
-        SLIMNN_CSR_SLOT(dp + 48, vp + 48);
-        SLIMNN_CLAMP(c6);
-        SLIMNN_CSR_SLOT(dp + 56, vp + 56);
-        SLIMNN_CLAMP(c7);
+        SLIMNN_CSR_SLOT_CLAMP(0);
+        SLIMNN_CSR_SLOT_CLAMP(1);
+        SLIMNN_CSR_SLOT_CLAMP(2);
+        SLIMNN_CSR_SLOT_CLAMP(3);
+        SLIMNN_CSR_SLOT_CLAMP(4);
+        SLIMNN_CSR_SLOT_CLAMP(5);
+        SLIMNN_CSR_SLOT_CLAMP(6);
+        SLIMNN_CSR_SLOT_CLAMP(7);
       }
       for (; dp != dend; dp += 8, vp += kSellLanes) {
         SLIMNN_CSR_SLOT(dp, vp);
-        SLIMNN_CLAMP(c0);
-        SLIMNN_CLAMP(c1);
-        SLIMNN_CLAMP(c2);
-        SLIMNN_CLAMP(c3);
-        SLIMNN_CLAMP(c4);
-        SLIMNN_CLAMP(c5);
-        SLIMNN_CLAMP(c6);
-        SLIMNN_CLAMP(c7);
+        SLIMNN_CLAMP_ALL();
       }
       if (BITS == 8) break;
     }
@@ -158,6 +154,8 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     }
   }
 }
+#undef SLIMNN_CLAMP_ALL
+#undef SLIMNN_CSR_SLOT_CLAMP
 #undef SLIMNN_CLAMP
 #undef SLIMNN_CSR_SLOT
 
