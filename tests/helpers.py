@@ -21,6 +21,15 @@ SENTINEL_I32 = 0x5EADBEEF  # fills int32 outputs before a kernel writes them
 SENTINEL_U8 = 0xA5
 SENTINEL_F32 = float("-1.2345e+29")
 
+# Configs that every whole-model test (torch.compile, transformers) runs, by test id; each test adds its own.
+COMMON_FORMATS = {
+    "int8_weight_only_g32": slimnn.Int8Config(mode="weight_only", group_size=32),
+    "sparse_bitmap_int8": [slimnn.SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()],
+    "lowrank_fp32": slimnn.LowRankConfig(rank_ratio=0.5, progress=False),
+    "lowrank_int8_residual": slimnn.LowRankConfig(rank_ratio=0.5, factor_dtype="int8", sparse_residual=0.02,
+                                                  progress=False),
+}
+
 F32_MAX = torch.finfo(torch.float32).max
 F32_TINY = torch.finfo(torch.float32).tiny  # smallest normal
 F32_DENORM = 1.401298464324817e-45  # smallest subnormal
@@ -62,6 +71,16 @@ def random_q(n: int, k: int, g: torch.Generator, extremes: bool = True) -> Tenso
 
 def random_scales(n_groups: int, n: int, g: torch.Generator) -> Tensor:
     return (torch.rand(n_groups, n, generator=g) * 0.05 + 1e-3).to(torch.float32)
+
+
+def q8_layer(n: int, k: int, group_size: Optional[int], seed: int, with_bias: bool):
+    """(q, scales, bias, blob) of a q8 layer with extreme int8 values (random_q), from ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    q = random_q(n, k, g)
+    ng = 1 if group_size is None else -(-k // group_size)
+    scales = random_scales(ng, n, g)
+    bias = torch.randn(n, generator=g) if with_bias else None
+    return q, scales, bias, formats.pack_q8(q, scales, group_size)
 
 
 def make_layer(n: int, k: int, group_size: Optional[int], g: torch.Generator, realistic: bool = True):

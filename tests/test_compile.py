@@ -12,6 +12,8 @@ from torch._inductor.utils import run_and_get_code
 
 import slimnn
 
+from helpers import COMMON_FORMATS
+
 EXTERN = {
     "Int8Linear": "extern_kernels.slimnn_q8_linear_v1",
     "Int4Linear": "extern_kernels.slimnn_q4_linear_v1",
@@ -21,15 +23,11 @@ EXTERN = {
 
 FORMATS = {
     "int8_dynamic_fused_gelu": slimnn.Int8Config(),
-    "int8_weight_only_g32": slimnn.Int8Config(mode="weight_only", group_size=32),
     "int4_g32_asym": slimnn.Int4Config(group_size=32, symmetric=False),
     "int4_per_channel_weight_only": slimnn.Int4Config(group_size=None, mode="weight_only"),
     "sparse_csr_fp32": slimnn.SparseConfig(0.8, backend="sparse"),
     "sparse_2:4_int8": [slimnn.SparseConfig(0.5, pattern="2:4", backend="sparse"), slimnn.Int8Config()],
-    "sparse_bitmap_int8": [slimnn.SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()],
-    "lowrank_fp32": slimnn.LowRankConfig(rank_ratio=0.5, progress=False),
-    "lowrank_int8_residual": slimnn.LowRankConfig(rank_ratio=0.5, factor_dtype="int8", sparse_residual=0.02,
-                                                  progress=False),
+    **COMMON_FORMATS,
 }
 
 

@@ -30,6 +30,7 @@ from helpers import (
     kp_of,
     np_of,
     q8_linear,
+    q8_layer,
     random_q,
     random_scales,
     reference_linear,
@@ -70,15 +71,8 @@ def make_input(m: int, k: int, seed: int, dtype=torch.float32) -> torch.Tensor:
     return x.to(dtype)
 
 
-@functools.lru_cache(maxsize=None)
-def layer(n: int, k: int, group_size, seed: int, with_bias: bool):
-    """(q, scales, bias, blob) with extreme int8 values; cached across kernels (same case, same data)."""
-    g = torch.Generator().manual_seed(seed)
-    q = random_q(n, k, g)
-    ng = 1 if group_size is None else -(-k // group_size)
-    scales = random_scales(ng, n, g)
-    bias = torch.randn(n, generator=g) if with_bias else None
-    return q, scales, bias, formats.pack_q8(q, scales, group_size)
+# helpers.q8_layer, cached across kernels (same case, same data)
+layer = functools.lru_cache(maxsize=None)(q8_layer)
 
 
 @functools.lru_cache(maxsize=4096)

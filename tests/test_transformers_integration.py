@@ -12,6 +12,8 @@ from torch import nn
 
 import slimnn
 
+from helpers import COMMON_FORMATS
+
 transformers = pytest.importorskip("transformers")
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.quantizers.quantizers_utils import should_convert_module  # noqa: E402
@@ -21,16 +23,12 @@ transformers.utils.logging.disable_progress_bar()
 
 FORMATS = {
     "int8_dynamic": slimnn.Int8Config(),
-    "int8_weight_only_g32": slimnn.Int8Config(mode="weight_only", group_size=32),
     "int4_g32_sym": slimnn.Int4Config(group_size=32),
     "int4_g64_asym_weight_only": slimnn.Int4Config(group_size=64, symmetric=False, mode="weight_only"),
     "int4_per_channel_bf16_scales": slimnn.Int4Config(group_size=None, scale_dtype="bfloat16"),
     "sparse_csr_fp32": slimnn.SparseConfig(0.7, backend="sparse"),
     "sparse_1x4_int8": [slimnn.SparseConfig(0.5, pattern="1x4", backend="sparse"), slimnn.Int8Config()],
-    "sparse_bitmap_int8": [slimnn.SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()],
-    "lowrank_fp32": slimnn.LowRankConfig(rank_ratio=0.5, progress=False),
-    "lowrank_int8_residual": slimnn.LowRankConfig(rank_ratio=0.5, factor_dtype="int8", sparse_residual=0.02,
-                                                  progress=False),
+    **COMMON_FORMATS,
 }
 
 

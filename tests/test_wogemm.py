@@ -20,7 +20,7 @@ from slimnn.math.quantize import dequantize_int4, quantize_int4
 from slimnn.ops.q4 import q4_linear_with_kernel
 from slimnn.ops.q8 import apply_activation, q8_linear_with_kernel
 
-from helpers import random_q, random_scales, reference_linear
+from helpers import q8_layer, reference_linear
 from tolerances import assert_close
 
 PANEL = [e for e in slimnn.kernels() if e["kind"] in ("q8_weight_only_panel", "q4_weight_only_panel")]
@@ -58,15 +58,6 @@ def _x(m, k, seed, dtype=torch.float32, row_pad=0):
     return x
 
 
-def _q8_case(n, k, gs, seed, with_bias):
-    g = torch.Generator().manual_seed(seed)
-    q = random_q(n, k, g)
-    ng = 1 if gs is None else -(-k // gs)
-    scales = random_scales(ng, n, g)
-    bias = torch.randn(n, generator=g) if with_bias else None
-    return q, scales, bias, formats.pack_q8(q, scales, gs)
-
-
 @pytest.mark.parametrize("e", [e for e in PANEL if e["kind"] == "q8_weight_only_panel"], ids=lambda e: e["name"])
 def test_q8_panel_matches_reference(e, panel_always):
     _skip_unless(e)
@@ -76,7 +67,7 @@ def test_q8_panel_matches_reference(e, panel_always):
         gs = gs if gs is None or gs <= k else None
         for m in M_LIST:
             with_bias, bf16, pad = (m + k) % 2 == 0, m % 3 == 1, 3 if m % 4 == 2 else 0
-            q, scales, bias, blob = _q8_case(n, k, gs, seed, with_bias)
+            q, scales, bias, blob = q8_layer(n, k, gs, seed, with_bias)
             x = _x(m, k, seed, torch.bfloat16 if bf16 else torch.float32, pad)
             with slimnn.isa.forced(e["isa"]):
                 y, name = q8_linear_with_kernel(x, blob, bias, "weight_only", n)
@@ -91,7 +82,7 @@ def test_q8_panel_matches_reference(e, panel_always):
 def test_q8_panel_fused_activation(e, act, panel_always):
     _skip_unless(e)
     for m, k, n in [(1, 5, 17), (16, 300, 65), (29, 600, 33)]:
-        q, scales, bias, blob = _q8_case(n, k, 32, 7, True)
+        q, scales, bias, blob = q8_layer(n, k, 32, 7, True)
         x = _x(m, k, 3)
         with slimnn.isa.forced(e["isa"]):
             y, name = q8_linear_with_kernel(x, blob, bias, "weight_only", n, act)
@@ -139,7 +130,7 @@ def test_panel_no_write_past_n_and_threads_bit_identical(fmt, panel_always):
     changes blocks, never the order of any element's sum)."""
     m, k, n = 37, 700, 200
     if fmt == "q8":
-        _, _, bias, blob = _q8_case(n, k, 64, 11, True)
+        _, _, bias, blob = q8_layer(n, k, 64, 11, True)
     else:
         _, _, _, blob = _q4_case(n, k, 64, False, torch.float16, 11)
         bias = torch.randn(n)

@@ -11,6 +11,7 @@
 // After fork() the child runs kernels single-threaded (the parent's threads do not exist there).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace slimnn {
 
@@ -24,6 +25,22 @@ template <typename F>
 void parallel_for(int64_t n_tasks, int nthreads, F& f) {
   parallel_for(
       n_tasks, nthreads, [](void* c, int64_t t) { (*static_cast<F*>(c))(t); }, &f);
+}
+
+// The sparse drivers' task grid, tiles of activation rows x chunks of weight units: split(want) returns the
+// unit bounds of about `want` chunks (want: some 4 tasks per thread over all tiles; 1 when single-threaded);
+// run(tile, u0, u1) then runs once per tile and non-empty chunk, on at most `nthreads` threads.
+template <typename Split, typename Run>
+void parallel_tile_chunks(int64_t tiles, int nthreads, Split&& split, Run&& run) {
+  const int64_t want = nthreads == 1 ? 1 : (4 * int64_t(nthreads) + tiles - 1) / tiles;
+  const std::vector<int64_t> bounds = split(want);
+  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
+  auto task = [&](int64_t t) {
+    const int64_t tile = t / chunks, c = t % chunks;
+    if (bounds[c] == bounds[c + 1]) return;
+    run(tile, bounds[c], bounds[c + 1]);
+  };
+  parallel_for(tiles * chunks, nthreads, task);
 }
 
 // Number of worker threads alive now (for tests: the pool never grows past the largest request - 1).

@@ -63,6 +63,68 @@ SparseHeader base_header(FormatId f, SparseValues vt, int64_t n, int64_t k) {
   return h;
 }
 
+// ---------------------------------------------------------------- what the three formats share
+// The header's value sections (values, int8 scales, total size) as a layout places them.
+void set_value_offsets(SparseHeader& h, SparseValues vt, uint64_t off_values, uint64_t off_scales, uint64_t total) {
+  h.off_values = off_values;
+  h.off_scales = vt == SparseValues::kI8 ? off_scales : 0;
+  h.total_bytes = total;
+}
+bool value_offsets_match(const SparseHeader& h, SparseValues vt, uint64_t off_values, uint64_t off_scales,
+                         uint64_t total) {
+  return h.off_values == off_values && h.off_scales == (vt == SparseValues::kI8 ? off_scales : 0) &&
+         h.total_bytes == total && h.p2 == 0;
+}
+
+// A packer's output buffer: exactly the blob's size, zeroed (padding and unused slots stay zero).
+void start_blob(uint8_t* out, uint64_t out_size, uint64_t total) {
+  if (out_size != total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(total)));
+  std::memset(out, 0, total);
+}
+// The per-row int8 scales, in row order (bsr, nm; csr stores them per lane).
+void put_row_scales(uint8_t* out, uint64_t off_scales, SparseValues vt, const float* scales, int64_t n) {
+  if (vt != SparseValues::kI8) return;
+  float* sc = reinterpret_cast<float*>(out + off_scales);
+  for (int64_t row = 0; row < n; ++row) sc[row] = scales[row];
+}
+
+// The view's fields every format fills alike.
+SparseView view_of(FormatId f, const SparseHeader& h, const uint8_t* blob, int64_t units, int64_t entries) {
+  const SparseValues vt = static_cast<SparseValues>(h.value_type);
+  SparseView v{};
+  v.format = f;
+  v.values_type = vt;
+  v.n = h.n, v.k = h.k, v.nnz = h.nnz, v.n_units = units, v.n_entries = entries;
+  v.values = blob + h.off_values;
+  v.scales = vt == SparseValues::kI8 ? reinterpret_cast<const float*>(blob + h.off_scales) : nullptr;
+  return v;
+}
+
+// Unit pointers (csr slices, bsr block rows) are what the kernels index memory with: always checked.
+void check_unit_ptr(const uint32_t* ptr, int64_t units, int64_t entries, const char* what, const char* entry_word,
+                    const char* unit_word) {
+  if (ptr[0] != 0 || int64_t(ptr[units]) != entries)
+    fail(std::string(what) + " pointers do not span the " + entry_word);
+  for (int64_t u = 0; u < units; ++u)
+    if (ptr[u + 1] < ptr[u]) fail(std::string(what) + " pointers decrease at " + unit_word + " " + s(u));
+}
+
+// Full check of stored value vi: fp32 values must be finite (where() names the place); true if nonzero.
+template <typename Where>
+bool checked_nonzero(const SparseView& v, int64_t vi, Where where) {
+  if (v.values_type == SparseValues::kF32 && !std::isfinite(static_cast<const float*>(v.values)[vi]))
+    fail("non-finite value " + where());
+  return value_nonzero(v.values, v.values_type, vi);
+}
+
+// Full check, last steps: the nonzeros counted match the header, the scales are finite.
+void check_nnz_and_scales(const SparseHeader& h, const SparseView& v, int64_t nnz, const char* scale_where) {
+  if (nnz != h.nnz) fail("nnz field " + s(h.nnz) + " does not match the " + s(nnz) + " nonzero values");
+  if (v.scales)
+    for (int64_t i = 0; i < h.n; ++i)
+      if (!std::isfinite(v.scales[i])) fail(std::string("non-finite scale ") + scale_where + s(i));
+}
+
 // ---------------------------------------------------------------- csr (SELL-8, delta-coded indices)
 
 struct CsrLayout {
@@ -145,23 +207,14 @@ SparseView csr_view(const SparseHeader& h, const uint8_t* blob, bool full_check)
   if (h.n_entries < 0 || h.n_entries > 0xFFFFFFFFll) fail("bad slot count " + s(h.n_entries));
   const CsrLayout l = csr_layout(h.n, vt, bits, h.n_entries);
   if (h.n_units != l.groups || h.off_ptr != l.off_ptr || h.off_perm != l.off_perm || h.off_index != l.off_index ||
-      h.off_values != l.off_values || h.off_scales != (vt == SparseValues::kI8 ? l.off_scales : 0) ||
-      h.total_bytes != l.total || h.p2 != 0)
+      !value_offsets_match(h, vt, l.off_values, l.off_scales, l.total))
     fail("csr header fields are inconsistent with N=" + s(h.n) + ", K=" + s(h.k) + ", slots=" + s(h.n_entries));
-  SparseView v{};
-  v.format = FormatId::kSparseCsr;
-  v.values_type = vt;
-  v.n = h.n, v.k = h.k, v.nnz = h.nnz, v.n_units = l.groups, v.n_entries = l.slots;
+  SparseView v = view_of(FormatId::kSparseCsr, h, blob, l.groups, l.slots);
   v.index_bits = bits;
   v.ptr = reinterpret_cast<const uint32_t*>(blob + h.off_ptr);
   v.perm = reinterpret_cast<const int32_t*>(blob + h.off_perm);
   v.deltas = blob + h.off_index;
-  v.values = blob + h.off_values;
-  v.scales = vt == SparseValues::kI8 ? reinterpret_cast<const float*>(blob + h.off_scales) : nullptr;
-  // Row pointers are what the kernels index memory with: always checked (O(N/8)).
-  if (v.ptr[0] != 0 || int64_t(v.ptr[l.groups]) != l.slots) fail("csr slice pointers do not span the slots");
-  for (int64_t g = 0; g < l.groups; ++g)
-    if (v.ptr[g + 1] < v.ptr[g]) fail("csr slice pointers decrease at slice " + s(g));
+  check_unit_ptr(v.ptr, l.groups, l.slots, "csr slice", "slots", "slice");  // O(N/8)
   if (!full_check) return v;
 
   const int64_t lanes = l.groups * kSellLanes;
@@ -183,10 +236,7 @@ SparseView csr_view(const SparseHeader& h, const uint8_t* blob, bool full_check)
       for (int64_t j = v.ptr[g]; j < v.ptr[g + 1]; ++j) {
         col += get_delta(v.deltas, bits, j, lane);
         if (col >= h.k) fail("csr column index out of range in slice " + s(g) + ", lane " + s(lane));
-        const int64_t vi = j * kSellLanes + lane;
-        if (vt == SparseValues::kF32 && !std::isfinite(static_cast<const float*>(v.values)[vi]))
-          fail("non-finite value in slice " + s(g));
-        if (!value_nonzero(v.values, vt, vi)) continue;
+        if (!checked_nonzero(v, j * kSellLanes + lane, [&] { return "in slice " + s(g); })) continue;
         if (pad) fail("nonzero value in a padding lane of slice " + s(g));
         if (col <= last) fail("csr columns of a row are not increasing (slice " + s(g) + ")");
         last = col;
@@ -194,10 +244,7 @@ SparseView csr_view(const SparseHeader& h, const uint8_t* blob, bool full_check)
       }
     }
   }
-  if (nnz != h.nnz) fail("nnz field " + s(h.nnz) + " does not match the " + s(nnz) + " nonzero values");
-  if (v.scales)
-    for (int64_t i = 0; i < h.n; ++i)
-      if (!std::isfinite(v.scales[i])) fail("non-finite scale in lane " + s(i));
+  check_nnz_and_scales(h, v, nnz, "in lane ");
   return v;
 }
 
@@ -258,21 +305,13 @@ SparseView bsr_view(const SparseHeader& h, const uint8_t* blob, bool full_check)
   if (h.n_entries < 0 || h.n_entries > 0xFFFFFFFFll) fail("bad block count " + s(h.n_entries));
   const BsrLayout l = bsr_layout(h.n, h.k, vt, r, c, h.n_entries);
   if (h.n_units != l.brows || h.off_ptr != l.off_ptr || h.off_perm != 0 || h.off_index != l.off_index ||
-      h.off_values != l.off_values || h.off_scales != (vt == SparseValues::kI8 ? l.off_scales : 0) ||
-      h.total_bytes != l.total || h.p2 != 0)
+      !value_offsets_match(h, vt, l.off_values, l.off_scales, l.total))
     fail("bsr header fields are inconsistent with N=" + s(h.n) + ", K=" + s(h.k) + ", blocks=" + s(h.n_entries));
-  SparseView v{};
-  v.format = FormatId::kBsr;
-  v.values_type = vt;
-  v.n = h.n, v.k = h.k, v.nnz = h.nnz, v.n_units = l.brows, v.n_entries = l.blocks;
+  SparseView v = view_of(FormatId::kBsr, h, blob, l.brows, l.blocks);
   v.br = r, v.bc = c, v.kb = l.kb;
   v.ptr = reinterpret_cast<const uint32_t*>(blob + h.off_ptr);
   v.bcol = reinterpret_cast<const uint16_t*>(blob + h.off_index);
-  v.values = blob + h.off_values;
-  v.scales = vt == SparseValues::kI8 ? reinterpret_cast<const float*>(blob + h.off_scales) : nullptr;
-  if (v.ptr[0] != 0 || int64_t(v.ptr[l.brows]) != l.blocks) fail("bsr block-row pointers do not span the blocks");
-  for (int64_t b = 0; b < l.brows; ++b)
-    if (v.ptr[b + 1] < v.ptr[b]) fail("bsr block-row pointers decrease at block row " + s(b));
+  check_unit_ptr(v.ptr, l.brows, l.blocks, "bsr block-row", "blocks", "block row");
   if (!full_check) return v;
 
   int64_t nnz = 0;
@@ -284,19 +323,13 @@ SparseView bsr_view(const SparseHeader& h, const uint8_t* blob, bool full_check)
       last = col;
       for (int a = 0; a < r; ++a)
         for (int e = 0; e < c; ++e) {
-          const int64_t vi = i * r * c + a * c + e;
-          if (vt == SparseValues::kF32 && !std::isfinite(static_cast<const float*>(v.values)[vi]))
-            fail("non-finite value in block row " + s(b));
-          if (!value_nonzero(v.values, vt, vi)) continue;
+          if (!checked_nonzero(v, i * r * c + a * c + e, [&] { return "in block row " + s(b); })) continue;
           if (b * r + a >= h.n || col * c + e >= h.k) fail("nonzero value in block padding (block row " + s(b) + ")");
           ++nnz;
         }
     }
   }
-  if (nnz != h.nnz) fail("nnz field " + s(h.nnz) + " does not match the " + s(nnz) + " nonzero values");
-  if (v.scales)
-    for (int64_t i = 0; i < h.n; ++i)
-      if (!std::isfinite(v.scales[i])) fail("non-finite scale at row " + s(i));
+  check_nnz_and_scales(h, v, nnz, "at row ");
   return v;
 }
 
@@ -330,17 +363,11 @@ SparseView nm_view(const SparseHeader& h, const uint8_t* blob, bool full_check) 
   check_nm(nm_n, nm_m);
   const NmLayout l = nm_layout(h.n, h.k, vt, nm_n, nm_m);
   if (h.n_units != h.n || h.n_entries != l.kc || h.off_ptr != 0 || h.off_perm != 0 || h.off_index != l.off_index ||
-      h.off_values != l.off_values || h.off_scales != (vt == SparseValues::kI8 ? l.off_scales : 0) ||
-      h.total_bytes != l.total || h.p2 != 0)
+      !value_offsets_match(h, vt, l.off_values, l.off_scales, l.total))
     fail("nm header fields are inconsistent with N=" + s(h.n) + ", K=" + s(h.k));
-  SparseView v{};
-  v.format = FormatId::kNm;
-  v.values_type = vt;
-  v.n = h.n, v.k = h.k, v.nnz = h.nnz, v.n_units = h.n, v.n_entries = l.kc;
+  SparseView v = view_of(FormatId::kNm, h, blob, h.n, l.kc);
   v.nm_n = nm_n, v.nm_m = nm_m, v.vpc = l.vpc, v.kc = l.kc;
   v.masks = reinterpret_cast<const uint16_t*>(blob + h.off_index);
-  v.values = blob + h.off_values;
-  v.scales = vt == SparseValues::kI8 ? reinterpret_cast<const float*>(blob + h.off_scales) : nullptr;
   if (!full_check) return v;
 
   int64_t nnz = 0;
@@ -356,18 +383,12 @@ SparseView nm_view(const SparseHeader& h, const uint8_t* blob, bool full_check) 
       for (int i = 0; i < l.vpc; ++i) {
         const int col = __builtin_ctz(bits);
         bits &= bits - 1;
-        const int64_t vi = (row * l.kc + ch) * l.vpc + i;
-        if (vt == SparseValues::kF32 && !std::isfinite(static_cast<const float*>(v.values)[vi]))
-          fail("non-finite value at row " + s(row));
-        if (!value_nonzero(v.values, vt, vi)) continue;
+        if (!checked_nonzero(v, (row * l.kc + ch) * l.vpc + i, [&] { return "at row " + s(row); })) continue;
         if (ch * kNmChunk + col >= h.k) fail("nonzero value in nm column padding at row " + s(row));
         ++nnz;
       }
     }
-  if (nnz != h.nnz) fail("nnz field " + s(h.nnz) + " does not match the " + s(nnz) + " nonzero values");
-  if (v.scales)
-    for (int64_t i = 0; i < h.n; ++i)
-      if (!std::isfinite(v.scales[i])) fail("non-finite scale at row " + s(i));
+  check_nnz_and_scales(h, v, nnz, "at row ");
   return v;
 }
 
@@ -425,15 +446,13 @@ void csr_pack(const void* w, const float* scales, SparseValues vt, int64_t n, in
   check_input(w, scales, vt, n, k);
   const CsrPlan p = csr_plan(w, vt, n, k, index_bits);
   const CsrLayout l = csr_layout(n, vt, index_bits, p.gptr.back());
-  if (out_size != l.total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(l.total)));
-  std::memset(out, 0, l.total);
+  start_blob(out, out_size, l.total);
   SparseHeader h = base_header(FormatId::kSparseCsr, vt, n, k);
   h.p0 = static_cast<uint32_t>(index_bits);
   h.p1 = kSellLanes;
   h.n_units = l.groups, h.n_entries = l.slots;
-  h.off_ptr = l.off_ptr, h.off_perm = l.off_perm, h.off_index = l.off_index, h.off_values = l.off_values;
-  h.off_scales = vt == SparseValues::kI8 ? l.off_scales : 0;
-  h.total_bytes = l.total;
+  h.off_ptr = l.off_ptr, h.off_perm = l.off_perm, h.off_index = l.off_index;
+  set_value_offsets(h, vt, l.off_values, l.off_scales, l.total);
   std::memcpy(out + l.off_ptr, p.gptr.data(), 4 * p.gptr.size());
   int32_t* perm = reinterpret_cast<int32_t*>(out + l.off_perm);
   uint8_t* deltas = out + l.off_index;
@@ -487,14 +506,12 @@ void bsr_pack(const void* w, const float* scales, SparseValues vt, int64_t n, in
   std::vector<uint32_t> ptr;
   const int64_t blocks = bsr_count(w, vt, n, k, r, c, &ptr);
   const BsrLayout l = bsr_layout(n, k, vt, r, c, blocks);
-  if (out_size != l.total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(l.total)));
-  std::memset(out, 0, l.total);
+  start_blob(out, out_size, l.total);
   SparseHeader h = base_header(FormatId::kBsr, vt, n, k);
   h.p0 = static_cast<uint32_t>(r), h.p1 = static_cast<uint32_t>(c);
   h.n_units = l.brows, h.n_entries = blocks;
-  h.off_ptr = l.off_ptr, h.off_index = l.off_index, h.off_values = l.off_values;
-  h.off_scales = vt == SparseValues::kI8 ? l.off_scales : 0;
-  h.total_bytes = l.total;
+  h.off_ptr = l.off_ptr, h.off_index = l.off_index;
+  set_value_offsets(h, vt, l.off_values, l.off_scales, l.total);
   std::memcpy(out + l.off_ptr, ptr.data(), 4 * ptr.size());
   uint16_t* bcol = reinterpret_cast<uint16_t*>(out + l.off_index);
   void* vals = out + l.off_values;
@@ -512,10 +529,7 @@ void bsr_pack(const void* w, const float* scales, SparseValues vt, int64_t n, in
         }
       ++i;
     }
-  if (vt == SparseValues::kI8) {
-    float* sc = reinterpret_cast<float*>(out + l.off_scales);
-    for (int64_t row = 0; row < n; ++row) sc[row] = scales[row];
-  }
+  put_row_scales(out, l.off_scales, vt, scales, n);
   h.nnz = nnz;
   std::memcpy(out, &h, sizeof h);
 }
@@ -532,14 +546,12 @@ void nm_pack(const void* w, const float* scales, SparseValues vt, int64_t n, int
   check_nm(nm_n, nm_m);
   check_input(w, scales, vt, n, k);
   const NmLayout l = nm_layout(n, k, vt, nm_n, nm_m);
-  if (out_size != l.total) fail("output buffer has " + s(int64_t(out_size)) + " bytes, the blob needs " + s(int64_t(l.total)));
-  std::memset(out, 0, l.total);
+  start_blob(out, out_size, l.total);
   SparseHeader h = base_header(FormatId::kNm, vt, n, k);
   h.p0 = static_cast<uint32_t>(nm_n), h.p1 = static_cast<uint32_t>(nm_m);
   h.n_units = n, h.n_entries = l.kc;
-  h.off_index = l.off_index, h.off_values = l.off_values;
-  h.off_scales = vt == SparseValues::kI8 ? l.off_scales : 0;
-  h.total_bytes = l.total;
+  h.off_index = l.off_index;
+  set_value_offsets(h, vt, l.off_values, l.off_scales, l.total);
   uint16_t* masks = reinterpret_cast<uint16_t*>(out + l.off_index);
   void* vals = out + l.off_values;
   int64_t nnz = 0;
@@ -570,10 +582,7 @@ void nm_pack(const void* w, const float* scales, SparseValues vt, int64_t n, int
         }
       }
     }
-  if (vt == SparseValues::kI8) {
-    float* sc = reinterpret_cast<float*>(out + l.off_scales);
-    for (int64_t row = 0; row < n; ++row) sc[row] = scales[row];
-  }
+  put_row_scales(out, l.off_scales, vt, scales, n);
   h.nnz = nnz;
   std::memcpy(out, &h, sizeof h);
 }

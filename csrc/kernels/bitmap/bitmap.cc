@@ -90,16 +90,12 @@ const BitmapKernelInfo* bitmap_linear(const BitmapView& w, const float* x, int64
   // 2. Integer dot products over (tile, row chunk) tasks.
   auto dots = scratch<int32_t>(m * n);
   const int compute_threads = threads_for(tiles * w.groups * w.kc, nthreads);
-  const int64_t want = compute_threads == 1 ? 1 : (4 * int64_t(compute_threads) + tiles - 1) / tiles;
-  const std::vector<int64_t> bounds = split_groups(w, want);
-  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
-  auto compute = [&](int64_t t) {
-    const int64_t tile = t / chunks, c = t % chunks;
-    if (bounds[c] == bounds[c + 1]) return;
-    const int rows = static_cast<int>(std::min(MT, m - tile * MT));
-    ki->fn(w, bounds[c], bounds[c + 1], xq.get() + tile * MT * kx, kx, rows, dots.get() + tile * MT * n, n);
-  };
-  parallel_for(tiles * chunks, compute_threads, compute);
+  parallel_tile_chunks(
+      tiles, compute_threads, [&](int64_t want) { return split_groups(w, want); },
+      [&](int64_t tile, int64_t g0, int64_t g1) {
+        const int rows = static_cast<int>(std::min(MT, m - tile * MT));
+        ki->fn(w, g0, g1, xq.get() + tile * MT * kx, kx, rows, dots.get() + tile * MT * n, n);
+      });
 
   // 3. y = float(dot - zp * rowsum) * scale * a_scale + bias (wrapping int32, as the dense int8 kernels).
   constexpr int64_t kNBlock = 4096;

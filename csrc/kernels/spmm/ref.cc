@@ -2,6 +2,7 @@
 // the ISA kernels are tested against. Each entry is read in storage order and accumulated in fp32 with a
 // separate multiply and add; column indices are clamped at every entry.
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/spmm/spmm.h"
 
@@ -89,25 +90,29 @@ void nm(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt)
   }
 }
 
+template <SpmmKind K, int MT>
+void entry(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+  using T = typename std::conditional<spmm_kind_i8(K), int8_t, float>::type;
+  if (spmm_kind_csr(K)) return csr<T, MT>(w, u0, u1, xt, yt);
+  if (spmm_kind_bsr(K)) return bsr<T, MT>(w, u0, u1, xt, yt);
+  return nm<T, MT>(w, u0, u1, xt, yt);
+}
+
 }  // namespace
 }  // namespace portable
 
-#define SLIMNN_PORTABLE(name, fn, V, MT)                                                    \
+// The exported portable kernels, expanded from kernels.inc (lines of the other ISAs expand to nothing).
+#define SLIMNN_SPMM_PORTABLE_portable(kind, name, mt)                                     \
   void name(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) { \
-    portable::fn<V, MT>(w, u0, u1, xt, yt);                                               \
+    portable::entry<SpmmKind::kind, mt>(w, u0, u1, xt, yt);                             \
   }
-SLIMNN_PORTABLE(spmm_csr_f32_f32_m1__portable, csr, float, 1)
-SLIMNN_PORTABLE(spmm_csr_f32_f32_m8__portable, csr, float, 8)
-SLIMNN_PORTABLE(spmm_csr_i8_f32_m1__portable, csr, int8_t, 1)
-SLIMNN_PORTABLE(spmm_csr_i8_f32_m8__portable, csr, int8_t, 8)
-SLIMNN_PORTABLE(spmm_bsr_f32_f32_m1__portable, bsr, float, 1)
-SLIMNN_PORTABLE(spmm_bsr_f32_f32_m8__portable, bsr, float, 8)
-SLIMNN_PORTABLE(spmm_bsr_i8_f32_m1__portable, bsr, int8_t, 1)
-SLIMNN_PORTABLE(spmm_bsr_i8_f32_m8__portable, bsr, int8_t, 8)
-SLIMNN_PORTABLE(spmm_nm_f32_f32_m1__portable, nm, float, 1)
-SLIMNN_PORTABLE(spmm_nm_f32_f32_m8__portable, nm, float, 8)
-SLIMNN_PORTABLE(spmm_nm_i8_f32_m1__portable, nm, int8_t, 1)
-SLIMNN_PORTABLE(spmm_nm_i8_f32_m8__portable, nm, int8_t, 8)
-#undef SLIMNN_PORTABLE
+#define SLIMNN_SPMM_PORTABLE_avx2(kind, name, mt)
+#define SLIMNN_SPMM_PORTABLE_avx512(kind, name, mt)
+#define SLIMNN_SPMM_KERNEL(kind, isa_bit, isa_word, name, mt, gemv, xpad) SLIMNN_SPMM_PORTABLE_##isa_word(kind, name, mt)
+#include "kernels/spmm/kernels.inc"
+#undef SLIMNN_SPMM_KERNEL
+#undef SLIMNN_SPMM_PORTABLE_avx512
+#undef SLIMNN_SPMM_PORTABLE_avx2
+#undef SLIMNN_SPMM_PORTABLE_portable
 
 }  // namespace slimnn

@@ -138,15 +138,9 @@ const SpmmKernelInfo* sparse_linear(const SparseView& w, const float* x, int64_t
   if (!direct) ytbuf = scratch<float>(tiles * n * MT);
   float* yt = direct ? y : ytbuf.get();
   const int compute_threads = threads_for(stored_entries(w) * MT * tiles, nthreads);
-  const int64_t want = compute_threads == 1 ? 1 : (4 * int64_t(compute_threads) + tiles - 1) / tiles;
-  const std::vector<int64_t> bounds = split_units(w, want);
-  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
-  auto compute = [&](int64_t t) {
-    const int64_t tile = t / chunks, c = t % chunks;
-    if (bounds[c] == bounds[c + 1]) return;
-    ki->fn(w, bounds[c], bounds[c + 1], xt.get() + tile * kx * MT, yt + tile * n * MT);
-  };
-  parallel_for(tiles * chunks, compute_threads, compute);
+  parallel_tile_chunks(
+      tiles, compute_threads, [&](int64_t want) { return split_units(w, want); },
+      [&](int64_t tile, int64_t u0, int64_t u1) { ki->fn(w, u0, u1, xt.get() + tile * kx * MT, yt + tile * n * MT); });
 
   // 3. Back to y[m][n], plus bias; NaN rows for non-finite inputs.
   constexpr int64_t kNBlock = 1024;

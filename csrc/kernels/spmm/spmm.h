@@ -21,6 +21,10 @@
 namespace slimnn {
 
 enum class SpmmKind : int { kCsrF32 = 0, kCsrI8 = 1, kBsrF32 = 2, kBsrI8 = 3, kNmF32 = 4, kNmI8 = 5 };
+// The kind's storage: int8 values (odd kinds) or fp32, and its format.
+constexpr bool spmm_kind_i8(SpmmKind k) { return static_cast<int>(k) % 2 == 1; }
+constexpr bool spmm_kind_csr(SpmmKind k) { return k == SpmmKind::kCsrF32 || k == SpmmKind::kCsrI8; }
+constexpr bool spmm_kind_bsr(SpmmKind k) { return k == SpmmKind::kBsrF32 || k == SpmmKind::kBsrI8; }
 
 using SpmmUkernel = void (*)(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt);
 

@@ -49,27 +49,23 @@ inline void load16_halves<int8_t>(const int8_t* p, __m256* lo, __m256* hi) {
 }
 
 template <typename V>
-void bsr16x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  const V* vals = static_cast<const V*>(w.values);
-  const int64_t kbmax = w.kb - 1;
-  for (int64_t b = u0; b < u1; ++b) {
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<16, 1>) {
+  bsr_gemv_rows<V>(w, u0, u1, [&](int64_t b, int64_t i, int64_t e, const BsrBlocks<V>& blk) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = w.ptr[b];
-    const int64_t e = w.ptr[b + 1];
     __m256 lo, hi;
     for (; i + 2 <= e; i += 2) {
-      const __m256 x0 = _mm256_set1_ps(x[clampi(w.bcol[i], kbmax)]);
-      const __m256 x1 = _mm256_set1_ps(x[clampi(w.bcol[i + 1], kbmax)]);
-      load16_halves<V>(vals + i * 16, &lo, &hi);
+      const __m256 x0 = _mm256_set1_ps(x[blk.col(i)]);
+      const __m256 x1 = _mm256_set1_ps(x[blk.col(i + 1)]);
+      load16_halves<V>(blk.vals + i * 16, &lo, &hi);
       a0 = _mm256_fmadd_ps(lo, x0, a0);
       a1 = _mm256_fmadd_ps(hi, x0, a1);
-      load16_halves<V>(vals + (i + 1) * 16, &lo, &hi);
+      load16_halves<V>(blk.vals + (i + 1) * 16, &lo, &hi);
       a2 = _mm256_fmadd_ps(lo, x1, a2);
       a3 = _mm256_fmadd_ps(hi, x1, a3);
     }
     if (i < e) {
-      const __m256 x0 = _mm256_set1_ps(x[clampi(w.bcol[i], kbmax)]);
-      load16_halves<V>(vals + i * 16, &lo, &hi);
+      const __m256 x0 = _mm256_set1_ps(x[blk.col(i)]);
+      load16_halves<V>(blk.vals + i * 16, &lo, &hi);
       a0 = _mm256_fmadd_ps(lo, x0, a0);
       a1 = _mm256_fmadd_ps(hi, x0, a1);
     }
@@ -82,27 +78,21 @@ void bsr16x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, flo
     const int64_t rows = w.n - b * 16;
     store_first(y + b * 16, a0, rows);
     if (rows > 8) store_first(y + b * 16 + 8, a1, rows - 8);
-  }
+  });
 }
 
 template <typename V>
-void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  const V* vals = static_cast<const V*>(w.values);
-  const int64_t kbmax = w.kb - 1;
-  for (int64_t b = u0; b < u1; ++b) {
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<4, 1>) {
+  bsr_gemv_rows<V>(w, u0, u1, [&](int64_t b, int64_t i, int64_t e, const BsrBlocks<V>& blk) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
     __m128 t = _mm_setzero_ps();
-    int64_t i = w.ptr[b];
-    const int64_t e = w.ptr[b + 1];
     for (; i + 4 <= e; i += 4) {
-      const __m256 x0 = _mm256_set_m128(_mm_set1_ps(x[clampi(w.bcol[i + 1], kbmax)]),
-                                        _mm_set1_ps(x[clampi(w.bcol[i], kbmax)]));
-      const __m256 x1 = _mm256_set_m128(_mm_set1_ps(x[clampi(w.bcol[i + 3], kbmax)]),
-                                        _mm_set1_ps(x[clampi(w.bcol[i + 2], kbmax)]));
-      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4), x0, a0);
-      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4 + 8), x1, a1);
+      const __m256 x0 = _mm256_set_m128(_mm_set1_ps(x[blk.col(i + 1)]), _mm_set1_ps(x[blk.col(i)]));
+      const __m256 x1 = _mm256_set_m128(_mm_set1_ps(x[blk.col(i + 3)]), _mm_set1_ps(x[blk.col(i + 2)]));
+      a0 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 4), x0, a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 4 + 8), x1, a1);
     }
-    for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(vals + i * 4), _mm_set1_ps(x[clampi(w.bcol[i], kbmax)]), t);
+    for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(blk.vals + i * 4), _mm_set1_ps(x[blk.col(i)]), t);
     const __m256 a = _mm256_add_ps(a0, a1);
     __m128 r = _mm_add_ps(_mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)), t);
     if (w.scales) r = _mm_mul_ps(r, _mm_loadu_ps(w.scales + b * 4));
@@ -110,66 +100,44 @@ void bsr4x1_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, floa
     _mm_store_ps(o, r);
     for (int a2 = 0; a2 < 4; ++a2)
       if (b * 4 + a2 < w.n) y[b * 4 + a2] = o[a2];
-  }
+  });
 }
 
 template <typename V>
-void bsr1x4_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  const V* vals = static_cast<const V*>(w.values);
-  const int64_t kbmax = w.kb - 1;
-  for (int64_t b = u0; b < u1; ++b) {
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<1, 4>) {
+  bsr_gemv_rows<V>(w, u0, u1, [&](int64_t b, int64_t i, int64_t e, const BsrBlocks<V>& blk) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    __m128 t = _mm_setzero_ps();
-    int64_t i = w.ptr[b];
-    const int64_t e = w.ptr[b + 1];
     for (; i + 4 <= e; i += 4) {
-      const __m256 x0 = _mm256_loadu2_m128(x + clampi(w.bcol[i + 1], kbmax) * 4, x + clampi(w.bcol[i], kbmax) * 4);
-      const __m256 x1 = _mm256_loadu2_m128(x + clampi(w.bcol[i + 3], kbmax) * 4, x + clampi(w.bcol[i + 2], kbmax) * 4);
-      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4), x0, a0);
-      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 4 + 8), x1, a1);
+      const __m256 x0 = _mm256_loadu2_m128(x + blk.col(i + 1) * 4, x + blk.col(i) * 4);
+      const __m256 x1 = _mm256_loadu2_m128(x + blk.col(i + 3) * 4, x + blk.col(i + 2) * 4);
+      a0 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 4), x0, a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 4 + 8), x1, a1);
     }
-    for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(vals + i * 4), _mm_loadu_ps(x + clampi(w.bcol[i], kbmax) * 4), t);
+    const __m128 t = bsr1x4_rest(blk, i, e, x);
     const float r = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_castps128_ps256(t)));
     if (b < w.n) y[b] = r * row_scale(w, b);
-  }
+  });
 }
 
 template <typename V>
-void bsr1x8_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  const V* vals = static_cast<const V*>(w.values);
-  const int64_t kbmax = w.kb - 1;
-  for (int64_t b = u0; b < u1; ++b) {
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<1, 8>) {
+  bsr_gemv_rows<V>(w, u0, u1, [&](int64_t b, int64_t i, int64_t e, const BsrBlocks<V>& blk) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t i = w.ptr[b];
-    const int64_t e = w.ptr[b + 1];
     for (; i + 2 <= e; i += 2) {
-      a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), a0);
-      a1 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8 + 8), _mm256_loadu_ps(x + clampi(w.bcol[i + 1], kbmax) * 8), a1);
+      a0 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 8), _mm256_loadu_ps(x + blk.col(i) * 8), a0);
+      a1 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 8 + 8), _mm256_loadu_ps(x + blk.col(i + 1) * 8), a1);
     }
-    if (i < e) a0 = _mm256_fmadd_ps(csr_load8<V>(vals + i * 8), _mm256_loadu_ps(x + clampi(w.bcol[i], kbmax) * 8), a0);
+    if (i < e) a0 = _mm256_fmadd_ps(csr_load8<V>(blk.vals + i * 8), _mm256_loadu_ps(x + blk.col(i) * 8), a0);
     if (b < w.n) y[b] = hsum(_mm256_add_ps(a0, a1)) * row_scale(w, b);
-  }
-}
-
-template <typename V>
-void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  if (w.br == 16) return bsr16x1_m1<V>(w, u0, u1, x, y);
-  if (w.br == 4) return bsr4x1_m1<V>(w, u0, u1, x, y);
-  if (w.bc == 4) return bsr1x4_m1<V>(w, u0, u1, x, y);
-  return bsr1x8_m1<V>(w, u0, u1, x, y);
+  });
 }
 
 // ---------------------------------------------------------------- nm
 
-inline __m256 first_lanes(int count) {  // all-ones in lanes [0, count)
-  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-}
-
 // Other N:M: the row's values are copied (or widened) into a buffer with slack, so full 8-lane loads stay
 // in bounds; lanes past each half's count are zeroed with a lane mask.
 template <typename V>
-void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  if (w.vpc == 8 && w.nm_m <= 8) return nm8_gemv<V>(w, u0, u1, x, y);
+void nm_other_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   const int64_t kc = w.kc, vpc = w.vpc;
   const int64_t kChunks = (kBuf - 16) / vpc;
   alignas(32) float buf[kBuf];
@@ -189,8 +157,8 @@ void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y
         const __m256i r1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kRank.v[m >> 8])));
         const __m256 x0 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk), r0);
         const __m256 x1 = _mm256_permutevar8x32_ps(_mm256_loadu_ps(x + ch * kNmChunk + 8), r1);
-        a0 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf), first_lanes(lo)), x0, a0);
-        a1 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf + lo), first_lanes(static_cast<int>(vpc) - lo)), x1, a1);
+        a0 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf), mask_n(lo)), x0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_and_ps(_mm256_loadu_ps(vf + lo), mask_n(static_cast<int>(vpc) - lo)), x1, a1);
       }
     }
     y[row] = hsum(_mm256_add_ps(a0, a1)) * row_scale(w, row);

@@ -1,14 +1,9 @@
-// The batched spmm kernels (MT = W activation rows in one vector) and the helpers every x86 spmm kernel
-// uses, written once over common/simd/x86_<isa>.h (V, W, vfma, vloada, vload_i8) and included by each ISA
+// The batched spmm kernels (MT = W activation rows in one vector) and their helpers, written once over common/simd/x86_<isa>.h (V, W, vfma, vloada, vload_i8) and included by each ISA
 // file inside its own namespace. Every stored value is broadcast and multiplied with the W-float row
 // xt[col] (the driver's transposed, zero-padded activations); int8 values are first widened into a small
 // fp32 buffer. Per ISA, before including: kBsrRowsPerPass (rows of an R x C block accumulated in one pass;
 // R > kBsrRowsPerPass takes several passes) and kNmRowBlock (rows of an N:M weight run together).
 // (not a header guard: included once per ISA translation unit, inside a namespace)
-
-inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
-inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
-inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
 
 // Widens count int8 values to fp32 (reads exactly count bytes).
 inline void widen(const int8_t* src, int64_t count, float* dst) {
@@ -131,20 +126,12 @@ void bsr_mt_pass(const SparseView& w, int64_t b, int p0, const float* xt, float*
 }
 
 template <typename T, int R, int C>
-void bsr_mt_rc(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
+void bsr_batched(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt, BsrShape<R, C>) {
   constexpr int RP = R > kBsrRowsPerPass ? kBsrRowsPerPass : R;
   alignas(64) float buf[kBuf];
   Values<T> vals{static_cast<const T*>(w.values), buf};
   for (int64_t b = u0; b < u1; ++b)
     for (int p0 = 0; p0 < R; p0 += RP) bsr_mt_pass<T, R, C, RP>(w, b, p0, xt, yt, vals);
-}
-
-template <typename T>
-void bsr_batched(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* yt) {
-  if (w.br == 16) return bsr_mt_rc<T, 16, 1>(w, u0, u1, xt, yt);
-  if (w.br == 4) return bsr_mt_rc<T, 4, 1>(w, u0, u1, xt, yt);
-  if (w.bc == 4) return bsr_mt_rc<T, 1, 4>(w, u0, u1, xt, yt);
-  return bsr_mt_rc<T, 1, 8>(w, u0, u1, xt, yt);
 }
 
 // ---------------------------------------------------------------- nm, batched

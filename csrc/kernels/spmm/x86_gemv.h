@@ -13,6 +13,11 @@
 // nonzeros/ns, vgatherdps zmm 2.6, ymm 2.8); not measured on Intel cores, where gathers are cheaper.
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
+// Helpers of every x86 spmm kernel (this header comes first in both ISA files).
+inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
+inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
+inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
+
 template <typename V>
 inline __m128 load4(const V* p);
 template <>
@@ -64,6 +69,17 @@ inline __m256 csr_load8<int8_t>(const int8_t* p) {
   } while (0)
 
 #define SLIMNN_CLAMP(c) c = c < kmax ? c : kmax
+// Slot u of a block of 8, then lane u's clamp (every lane once per block: kClampSlots).
+#define SLIMNN_CSR_SLOT_CLAMP(u)                   \
+  do {                                             \
+    SLIMNN_CSR_SLOT(dp + 8 * (u), vp + 8 * (u));   \
+    SLIMNN_CLAMP(c##u);                            \
+  } while (0)
+#define SLIMNN_CLAMP_ALL()                                                   \
+  do {                                                                       \
+    SLIMNN_CLAMP(c0); SLIMNN_CLAMP(c1); SLIMNN_CLAMP(c2); SLIMNN_CLAMP(c3);  \
+    SLIMNN_CLAMP(c4); SLIMNN_CLAMP(c5); SLIMNN_CLAMP(c6); SLIMNN_CLAMP(c7);  \
+  } while (0)
 
 // 4-bit deltas to bytes, 8 per slot (lane 2i: low nibble of byte i, lane 2i + 1: high nibble). Scalar
 // decoding of nibbles needed more integer registers than x86-64 has and ran 1.5x slower than bytes.
@@ -114,33 +130,18 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
         for (int b = 0; b < int(8 * kSellLanes * sizeof(V)); b += 64) _mm_prefetch(pv + b, _MM_HINT_T0);
         _mm_prefetch(pd, _MM_HINT_T0);  // the deltas kPrefetchSlots ahead in the blob (d4: of the next chunks)
         pd += 8 * BITS;
-        SLIMNN_CSR_SLOT(dp, vp);
-        SLIMNN_CLAMP(c0);
-        SLIMNN_CSR_SLOT(dp + 8, vp + 8);
-        SLIMNN_CLAMP(c1);
-        SLIMNN_CSR_SLOT(dp + 16, vp + 16);
-        SLIMNN_CLAMP(c2);
-        SLIMNN_CSR_SLOT(dp + 24, vp + 24);
-        SLIMNN_CLAMP(c3);
-        SLIMNN_CSR_SLOT(dp + 32, vp + 32);
-        SLIMNN_CLAMP(c4);
-        SLIMNN_CSR_SLOT(dp + 40, vp + 40);
-        SLIMNN_CLAMP(c5);
-        SLIMNN_CSR_SLOT(dp + 48, vp + 48);
-        SLIMNN_CLAMP(c6);
-        SLIMNN_CSR_SLOT(dp + 56, vp + 56);
-        SLIMNN_CLAMP(c7);
+        SLIMNN_CSR_SLOT_CLAMP(0);
+        SLIMNN_CSR_SLOT_CLAMP(1);
+        SLIMNN_CSR_SLOT_CLAMP(2);
+        SLIMNN_CSR_SLOT_CLAMP(3);
+        SLIMNN_CSR_SLOT_CLAMP(4);
+        SLIMNN_CSR_SLOT_CLAMP(5);
+        SLIMNN_CSR_SLOT_CLAMP(6);
+        SLIMNN_CSR_SLOT_CLAMP(7);
       }
       for (; dp != dend; dp += 8, vp += kSellLanes) {
         SLIMNN_CSR_SLOT(dp, vp);
-        SLIMNN_CLAMP(c0);
-        SLIMNN_CLAMP(c1);
-        SLIMNN_CLAMP(c2);
-        SLIMNN_CLAMP(c3);
-        SLIMNN_CLAMP(c4);
-        SLIMNN_CLAMP(c5);
-        SLIMNN_CLAMP(c6);
-        SLIMNN_CLAMP(c7);
+        SLIMNN_CLAMP_ALL();
       }
       if (BITS == 8) break;
     }
@@ -153,6 +154,8 @@ void csr_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float
     }
   }
 }
+#undef SLIMNN_CLAMP_ALL
+#undef SLIMNN_CSR_SLOT_CLAMP
 #undef SLIMNN_CLAMP
 #undef SLIMNN_CSR_SLOT
 
@@ -212,4 +215,43 @@ template <typename V>
 void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   if (w.index_bits == 4) return csr_gemv<4, V>(w, u0, u1, x, y);
   return csr_gemv<8, V>(w, u0, u1, x, y);
+}
+
+// ---------------------------------------------------------------- bsr: shapes, the GEMVs' common walk
+// The block shapes of formats/sparse.h as types: a kernel per shape is an overload on BsrShape<R, C>, and
+// with_bsr_shape(w, f) calls f(BsrShape<R, C>()) for the view's shape (the one branch on it).
+template <int R, int C>
+struct BsrShape {};
+template <typename F>
+inline void with_bsr_shape(const SparseView& w, F&& f) {
+  if (w.br == 16) return f(BsrShape<16, 1>());
+  if (w.br == 4) return f(BsrShape<4, 1>());
+  if (w.bc == 4) return f(BsrShape<1, 4>());
+  return f(BsrShape<1, 8>());
+}
+
+// The bsr GEMVs of both ISA files walk the block rows alike; their blocks' inner loops differ by design.
+// blk.vals: the stored values, block after block; blk.col(i): block i's column in blocks, clamped to the
+// last (a corrupt index reads the zero padding after x, never past it).
+template <typename V>
+struct BsrBlocks {
+  const V* vals;
+  const uint16_t* bcol;
+  int64_t kbmax;
+  int64_t col(int64_t i) const { return clampi(bcol[i], kbmax); }
+};
+
+// body(b, i, e, blk) for every block row b of [u0, u1); its blocks are [i, e).
+template <typename V, typename Body>
+inline void bsr_gemv_rows(const SparseView& w, int64_t u0, int64_t u1, Body&& body) {
+  const BsrBlocks<V> blk{static_cast<const V*>(w.values), w.bcol, w.kb - 1};
+  for (int64_t b = u0; b < u1; ++b) body(b, int64_t{w.ptr[b]}, int64_t{w.ptr[b + 1]}, blk);
+}
+
+// 1x4 blocks [i, e) one at a time (what the 1x4 GEMVs leave after their wide steps): a 4-lane sum.
+template <typename V>
+inline __m128 bsr1x4_rest(const BsrBlocks<V>& blk, int64_t i, int64_t e, const float* x) {
+  __m128 t = _mm_setzero_ps();
+  for (; i < e; ++i) t = _mm_fmadd_ps(load4<V>(blk.vals + i * 4), _mm_loadu_ps(x + blk.col(i) * 4), t);
+  return t;
 }

@@ -81,7 +81,10 @@ def config_field(meta: dict, cls: type, fmt: str) -> Any:
     """``meta["config"]`` parsed as a config of type ``cls`` (allow-listed JSON, never code)."""
     from ..configs import config_from_json  # configs is a leaf; imported here to keep this module's import light
 
-    cfg = config_from_json(json.dumps(dict_field(meta.get("config"), f"{fmt} config")))
+    try:
+        cfg = config_from_json(json.dumps(dict_field(meta.get("config"), f"{fmt} config")))
+    except TypeError as e:  # a field of the wrong type reaches the dataclass
+        raise ValueError(f"{fmt} config: {e}") from None
     if not isinstance(cfg, cls):
         raise ValueError(f"{fmt} module has a {type(cfg).__name__}, expected {cls.__name__}")
     return cfg

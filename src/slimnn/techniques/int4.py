@@ -13,18 +13,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import json
 
 import torch
 from torch import Tensor, nn
 
 from ..configs import Int4Config
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field, linear_meta
+from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.gptq import awq_quantize, gptq_quantize
 from ..math.quantize import INT4_SCALE_DTYPES
 from ..nn.int4 import Int4Linear
-from .registry import AutoStep, Technique, register
+from .registry import register, single_module_technique
 
 
 def convert(linear: nn.Module, config: Int4Config) -> nn.Module:
@@ -103,15 +102,7 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    from ..configs import Int4Config, config_from_json
-
-    try:
-        cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "int4 config")))
-    except TypeError as e:  # a field of the wrong type reaches the dataclass
-        raise ValueError(f"int4 config: {e}") from None
-    if not isinstance(cfg, Int4Config):
-        raise ValueError(f"int4_linear module has a {type(cfg).__name__}, expected Int4Config")
-    return cfg
+    return config_field(meta, Int4Config, "int4_linear")
 
 
 def _spec(meta: dict) -> TensorSpec:
@@ -150,14 +141,9 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     return mod
 
 
-TECHNIQUE = register(Technique(
-    name="int4",
-    config=Int4Config,
-    modules=(Int4Linear,),
-    convert=convert,
-    convert_model=convert_model,
-    save_formats=(ModuleFormat("int4_linear", 1, Int4Linear, _to_canonical, _spec, _from_canonical),),
+TECHNIQUE = register(single_module_technique(
+    "int4", Int4Config, Int4Linear, convert, ("int4_linear", _to_canonical, _spec, _from_canonical),
     summary="4-bit group-wise weights (W4A8 or weight-only), RTN or calibrated with GPTQ / AWQ",
-    cli_config=lambda args: Int4Config(),
-    autocompress=AutoStep(lambda: [Int4Config()], order=10),
+    order=10,
+    convert_model=convert_model,
 ))

@@ -4,19 +4,18 @@ int8 factors, optional sparse residual), factorized with one calibration pass ov
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..configs import LowRankConfig
-from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, dict_field, int_field, linear_meta
+from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.lowrank import rank_for_ratio
 from ..nn.base import bare_linear
 from ..nn.lowrank import LowRankLinear
-from .registry import AutoStep, Technique, register
+from .registry import register, single_module_technique
 
 
 def convert(linear: nn.Module, config: LowRankConfig) -> nn.Module:
@@ -84,15 +83,7 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
 
 def _config(meta: dict) -> Any:
-    from ..configs import LowRankConfig, config_from_json
-
-    try:
-        cfg = config_from_json(json.dumps(dict_field(meta.get("config"), "low-rank config")))
-    except TypeError as e:
-        raise ValueError(f"low-rank config: {e}") from None
-    if not isinstance(cfg, LowRankConfig):
-        raise ValueError(f"lowrank_linear module has a {type(cfg).__name__}, expected LowRankConfig")
-    return cfg
+    return config_field(meta, LowRankConfig, "lowrank_linear")
 
 
 def _spec(meta: dict) -> TensorSpec:
@@ -150,14 +141,9 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     return mod
 
 
-TECHNIQUE = register(Technique(
-    name="lowrank",
-    config=LowRankConfig,
-    modules=(LowRankLinear,),
-    convert=convert,
-    convert_batch=convert_batch,
-    save_formats=(ModuleFormat("lowrank_linear", 1, LowRankLinear, _to_canonical, _spec, _from_canonical),),
+TECHNIQUE = register(single_module_technique(
+    "lowrank", LowRankConfig, LowRankLinear, convert, ("lowrank_linear", _to_canonical, _spec, _from_canonical),
     summary="low-rank factors U V (SVD or activation-aware), run as one fused kernel",
-    cli_config=lambda args: LowRankConfig(),
-    autocompress=AutoStep(lambda: [LowRankConfig()], order=30),
+    order=30,
+    convert_batch=convert_batch,
 ))

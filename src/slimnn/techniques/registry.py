@@ -131,6 +131,35 @@ def register(t: Technique) -> Technique:
     return t
 
 
+def single_module_technique(
+    name: str,
+    config: type,
+    module: type,
+    convert: Convert,
+    save_format: tuple,
+    *,
+    summary: str,
+    order: int,
+    **fields: Any,
+) -> Technique:
+    """The usual shape of a technique: layers become one module class, saved under one format (version 1);
+    the CLI and autocompress use the config's defaults. save_format: ``(name, to_canonical, spec,
+    from_canonical)`` (see :class:`~slimnn.formats.manifest.ModuleFormat`); ``fields``: the other
+    :class:`Technique` fields (convert_model, plan, ...). Register the result with :func:`register`."""
+    fmt_name, to_canonical, spec, from_canonical = save_format
+    return Technique(
+        name=name,
+        config=config,
+        modules=(module,),
+        convert=convert,
+        summary=summary,
+        save_formats=(ModuleFormat(fmt_name, 1, module, to_canonical, spec, from_canonical),),
+        cli_config=lambda args: config(),
+        autocompress=AutoStep(lambda: [config()], order=order),
+        **fields,
+    )
+
+
 def add_save_format(fmt: ModuleFormat) -> ModuleFormat:
     """Registers a save format for a module class outside any technique (e.g. fused modules, plug-ins)."""
     if not isinstance(fmt, ModuleFormat):

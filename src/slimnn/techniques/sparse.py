@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from ..configs import SparseConfig
-from ..formats.manifest import config_field, ModuleFormat, TensorSpec, bool_field, int_field, linear_meta
+from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
 from ..math import prune
 from ..nn.base import bare_linear
 from ..nn.sparse import SparseLinear
-from .registry import AutoStep, Done, Technique, register
+from .registry import Done, register, single_module_technique
 
 
 def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -114,14 +114,9 @@ def plan(model: nn.Module, targets: list, config: SparseConfig) -> dict:
     return out
 
 
-TECHNIQUE = register(Technique(
-    name="sparse",
-    config=SparseConfig,
-    modules=(SparseLinear,),
-    convert=convert,
-    plan=plan,
+TECHNIQUE = register(single_module_technique(
+    "sparse", SparseConfig, SparseLinear, convert, ("sparse_linear", _to_canonical, _spec, _from_canonical),
     summary="pruning (magnitude, Wanda, N:M, blocks, neurons) into sparse storage with sparse kernels",
-    save_formats=(ModuleFormat("sparse_linear", 1, SparseLinear, _to_canonical, _spec, _from_canonical),),
-    cli_config=lambda args: SparseConfig(),
-    autocompress=AutoStep(lambda: [SparseConfig()], order=20),
+    order=20,
+    plan=plan,
 ))
