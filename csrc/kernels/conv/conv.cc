@@ -228,8 +228,8 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
     }
     for (int64_t nb = nb0; nb < nb1; ++nb) {
       const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
-      Q8Epilogue e = base;
-      qdriver::q8_epilogue_columns(e, wv, bias ? bias + g * og : nullptr, c);  // wv.n == og (checked at load)
+      // wv.n == og (checked at load)
+      Q8Epilogue e = qdriver::q8_block_epilogue(base, wv, bias ? bias + g * og : nullptr, c);
       qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.y = y + r * s.oc + g * og + c.n0;
         if (dyn) {

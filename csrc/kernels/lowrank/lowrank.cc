@@ -188,8 +188,7 @@ void q8_task(const KernelInfo* ki, const Q8View& w, const Q8Plan& b, int64_t t, 
   const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
   const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, w.np / 16);
   const int64_t r0 = mb * b.mb_rows, r1 = std::min(m, r0 + b.mb_rows);
-  Q8Epilogue e = qdriver::q8_epilogue(w, ldy);
-  qdriver::q8_epilogue_columns(e, w, bias, c);
+  Q8Epilogue e = qdriver::q8_block_epilogue(qdriver::q8_epilogue(w, ldy), w, bias, c);
   qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
     e.y = y + r * ldy + c.n0;
     if (ki->kind == KernelKind::kQ8Dyn) {

@@ -79,13 +79,15 @@ inline Q8Epilogue q8_epilogue(const Q8View& w, int64_t ldy) {
   e.ldy = ldy;
   return e;
 }
-// e's weight columns moved to column block c; bias already offset to w's first column (or null).
-inline void q8_epilogue_columns(Q8Epilogue& e, const Q8View& w, const float* bias, const ColBlock& c) {
+// base with its weight columns moved to column block c; bias already offset to w's first column (or null).
+inline Q8Epilogue q8_block_epilogue(const Q8Epilogue& base, const Q8View& w, const float* bias, const ColBlock& c) {
+  Q8Epilogue e = base;
   e.scales = w.scales + c.n0;
   e.colsum = w.colsum + c.n0;
   e.comp = w.comp + c.n0;
   e.bias = bias ? bias + c.n0 : nullptr;
   e.ncols = std::min<int64_t>(c.panels * 16, w.n - c.n0);
+  return e;
 }
 
 // Row r of x as fp32 with the column factors applied (in_mul may be null); returns x's own row when

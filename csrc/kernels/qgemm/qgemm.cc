@@ -99,8 +99,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
     // Runs the micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot).
     auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
       const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
-      Q8Epilogue e = base;
-      qdriver::q8_epilogue_columns(e, w, bias, c);
+      Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
       qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.a_scale = a_scale.get() + r;
         e.a_zp = a_zp.get() + r;
@@ -162,8 +161,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
   const auto uk = reinterpret_cast<Q8WoUkernel>(ki->fn);
   auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
     const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
-    Q8Epilogue e = base;
-    qdriver::q8_epilogue_columns(e, w, bias, c);
+    Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
     qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
       e.y = y + r * ldy + c.n0;
       uk(mr, static_cast<int>(c.panels), xf + r * lda, lda, w.w + c.p0 * 16 * kp, kp, e);

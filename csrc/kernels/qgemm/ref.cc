@@ -10,6 +10,16 @@
 namespace slimnn {
 namespace {
 #include "kernels/qgemm/u8_params.h"
+
+// sum over k in [k0, k1) of x[k] * w[k] for column c of panel p, in Acc: int32 (exact) for u8 activations,
+// float (in order) for fp32 ones.
+template <typename Acc, typename T>
+inline Acc group_dot(const T* x, const int8_t* w, int p, int64_t kp, int c, int64_t k0, int64_t k1) {
+  const int8_t* wp = w + int64_t(p) * 16 * kp;
+  Acc d = 0;
+  for (int64_t k = k0; k < k1; ++k) d += Acc(x[k]) * Acc(wp[(k / 4) * 64 + c * 4 + k % 4]);
+  return d;
+}
 }  // namespace
 
 bool quantize_row_u8__portable(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
@@ -48,13 +58,7 @@ void qgemm_q8_u8_1x16__portable_dot(int mr, int panels, const uint8_t* a, int64_
 void qgemm_q8_u8_1x16__portable(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                 const Q8Epilogue& e) {
   qref::for_each_output(mr, panels, e, [&](int m, int p, int c, int64_t col) {
-    const uint8_t* am = a + m * lda;
-    const int8_t* wp = w + int64_t(p) * 16 * kp;
-    auto dot = [&](int64_t, int64_t k0, int64_t k1) {
-      int32_t d = 0;
-      for (int64_t k = k0; k < k1; ++k) d += int32_t(am[k]) * int32_t(wp[(k / 4) * 64 + c * 4 + k % 4]);
-      return d;
-    };
+    auto dot = [&](int64_t, int64_t k0, int64_t k1) { return group_dot<int32_t>(a + m * lda, w, p, kp, c, k0, k1); };
     return qref::dyn_out(e, m, col, e.group_k4 * 4, kp, dot, [&](int64_t g) { return e.scales[g * e.np + col]; });
   });
 }
@@ -62,13 +66,7 @@ void qgemm_q8_u8_1x16__portable(int mr, int panels, const uint8_t* a, int64_t ld
 void qgemm_q8_f32_1x16__portable(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
                                  const Q8Epilogue& e) {
   qref::for_each_output(mr, panels, e, [&](int m, int p, int c, int64_t col) {
-    const float* xm = x + m * ldx;
-    const int8_t* wp = w + int64_t(p) * 16 * kp;
-    auto dot = [&](int64_t, int64_t k0, int64_t k1) {
-      float d = 0.0f;
-      for (int64_t k = k0; k < k1; ++k) d += xm[k] * float(wp[(k / 4) * 64 + c * 4 + k % 4]);
-      return d;
-    };
+    auto dot = [&](int64_t, int64_t k0, int64_t k1) { return group_dot<float>(x + m * ldx, w, p, kp, c, k0, k1); };
     return qref::wo_out(e, col, e.group_k4 * 4, kp, dot, [&](int64_t g) { return e.scales[g * e.np + col]; });
   });
 }
