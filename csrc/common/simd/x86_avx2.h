@@ -25,6 +25,9 @@ inline void vstore_n(float* p, V x, int n) {
   else
     _mm256_maskstore_ps(p, first_n(n), x);
 }
+// Lanes of mask m only (the others read as 0 / left untouched; masked lanes neither load nor fault).
+inline V vload_m(const float* p, M m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m)); }
+inline void vstore_m(float* p, M m, V x) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), x); }
 // W int8 values widened to fp32 (reads exactly W bytes).
 inline V vload_i8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));

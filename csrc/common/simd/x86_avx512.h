@@ -19,6 +19,9 @@ inline V vloada(const float* p) { return _mm512_load_ps(p); }
 inline void vstore(float* p, V x) { _mm512_storeu_ps(p, x); }
 inline V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask_n(n), p); }
 inline void vstore_n(float* p, V x, int n) { _mm512_mask_storeu_ps(p, mask_n(n), x); }
+// Lanes of mask m only (the others read as 0 / left untouched).
+inline V vload_m(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+inline void vstore_m(float* p, M m, V x) { _mm512_mask_storeu_ps(p, m, x); }
 // W int8 values widened to fp32 (reads exactly W bytes).
 inline V vload_i8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
