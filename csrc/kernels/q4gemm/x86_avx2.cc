@@ -63,8 +63,9 @@ inline __m256i group_exact(const __m256i (&acc)[MR][4], int m, int h, const Q4Ep
   return _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(asum)));
 }
 
-template <int MR>
+template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  static_assert(NP == 1, "16 columns");
   __m256 facc[MR][2];
   zero(facc);
   auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[MR][4]) { dot_block<MR>(a, lda, w, k8_0, k8_1, acc); };
@@ -133,20 +134,10 @@ void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
   store_wo(out, e);
 }
 
-}  // namespace
-}  // namespace q4_avx2
-
-void qgemm_q4_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                            const Q4Epilogue& e) {
-  (void)panels;  // NP == 1
-  with_count<2>(mr, [&](auto MR) { q4_avx2::dyn<MR()>(a, lda, w, kp, e); });
-}
-
-void qgemm_q4_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  using namespace q4_avx2;
-  (void)panels;
-  for (int m = 0; m < mr; ++m) {
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  static_assert(NP == 1, "16 columns");
+  for (int m = 0; m < MR; ++m) {
     Q4Epilogue em = e;
     em.a_sum = e.a_sum + m * e.n_groups;
     auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[1][4]) { dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc); };
@@ -157,10 +148,22 @@ void qgemm_q4_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t ld
   }
 }
 
-void qgemm_q4_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                             const Q4Epilogue& e) {
-  (void)panels;
-  q4_avx2::wo_rows(mr, x, ldx, e, [&](const float* xm, const Q4Epilogue& em) { q4_avx2::wo1(xm, w, em, kp); });
+template <int MR, int NP>
+void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
+  (void)ldx;
+  wo1(x, w, e, kp);
 }
+
+}  // namespace
+}  // namespace q4_avx2
+
+#define SLIMNN_X86_ISA q4_avx2
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx2(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx2
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

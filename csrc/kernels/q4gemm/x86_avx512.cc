@@ -68,17 +68,12 @@ void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilo
 }  // namespace
 }  // namespace q4_avx512
 
-void qgemm_q4_f32_1x64__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                               const Q4Epilogue& e) {
-  q4_avx512::rows_one_by_one(mr, x, ldx, e, false, [&](int, const float* xm, const Q4Epilogue& em) {
-    with_count<4>(panels, [&](auto NP) { q4_avx512::wo<1, NP()>(xm, ldx, w, kp, em); });
-  });
-}
-
-void qgemm_q4_f32_4x16__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                               const Q4Epilogue& e) {
-  (void)panels;  // NP == 1
-  with_count<4>(mr, [&](auto MR) { q4_avx512::wo<MR(), 1>(x, ldx, w, kp, e); });
-}
+#define SLIMNN_X86_ISA q4_avx512
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

@@ -112,31 +112,12 @@ void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
 }  // namespace
 }  // namespace q4_avx512vnni
 
-void qgemm_q4_u8_1x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                  const Q4Epilogue& e) {
-  q4_avx512vnni::rows_one_by_one(mr, a, lda, e, true, [&](int m, const uint8_t* am, Q4Epilogue& em) {
-    em.a_sum = e.a_sum + m * e.n_groups;
-    with_count<4>(panels, [&](auto NP) { q4_avx512vnni::dyn<1, NP()>(am, lda, w, kp, em); });
-  });
-}
-
-void qgemm_q4_u8_1x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
-                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.a_sum = e.a_sum + m * e.n_groups;
-    with_count<4>(panels, [&](auto NP) { q4_avx512vnni::dot<1, NP()>(a + m * lda, lda, w, kp, em, out + m * ldo, ldo); });
-  }
-}
-
-void qgemm_q4_u8_8x32__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                  const Q4Epilogue& e) {
-  with_counts<8, 2>(mr, panels, [&](auto MR, auto NP) { q4_avx512vnni::dyn<MR(), NP()>(a, lda, w, kp, e); });
-}
-
-void qgemm_q4_u8_8x32__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
-                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  with_counts<8, 2>(mr, panels, [&](auto MR, auto NP) { q4_avx512vnni::dot<MR(), NP()>(a, lda, w, kp, e, out, ldo); });
-}
+#define SLIMNN_X86_ISA q4_avx512vnni
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512vnni(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512vnni
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

@@ -42,8 +42,9 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
   }
 }
 
-template <int MR>
+template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  static_assert(NP == 1, "16 columns");
   __m256 facc[MR][2];
   zero(facc);
   auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m256i (&acc)[MR][4]) { dot_block<MR>(a, lda, w, k4_0, k4_1, acc); };
@@ -92,32 +93,35 @@ void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
   store_wo(out, e);
 }
 
-}  // namespace
-}  // namespace avx2
-
-void qgemm_q8_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                            const Q8Epilogue& e) {
-  (void)panels;  // NP == 1
-  with_count<2>(mr, [&](auto MR) { avx2::dyn<MR()>(a, lda, w, kp, e); });
-}
-
-void qgemm_q8_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                int32_t* out, int64_t ldo) {
-  (void)panels;
-  for (int m = 0; m < mr; ++m) {
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  static_assert(NP == 1, "16 columns");
+  for (int m = 0; m < MR; ++m) {
     __m256i acc[1][4];
-    for (int j = 0; j < 4; ++j) acc[0][j] = _mm256_setzero_si256();
-    avx2::dot_block<1>(a + m * lda, lda, w, 0, kp / 4, acc);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), avx2::fold_pairs(acc[0][0], acc[0][1]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), avx2::fold_pairs(acc[0][2], acc[0][3]));
+    zero(acc);
+    dot_block<1>(a + m * lda, lda, w, 0, kp / 4, acc);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), fold_pairs(acc[0][0], acc[0][1]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), fold_pairs(acc[0][2], acc[0][3]));
   }
 }
 
-void qgemm_q8_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                             const Q8Epilogue& e) {
-  (void)panels;
-  avx2::wo_rows(mr, x, ldx, e, [&](const float* xm, const Q8Epilogue& em) { avx2::wo1(xm, w, kp, em); });
+template <int MR, int NP>
+void wo(const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
+  (void)ldx;
+  wo1(x, w, kp, e);
 }
+
+}  // namespace
+}  // namespace avx2
+
+#define SLIMNN_X86_ISA avx2
+#define SLIMNN_X86_KERNELS "kernels/qgemm/kernels.inc"
+#define SLIMNN_X86_IF_avx2(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx2
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 // Same formula as quantize_row_u8__portable (ref.cc), 8 lanes at a time, with a scalar tail.
 bool quantize_row_u8__avx2(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {

@@ -63,13 +63,3 @@ inline void store_wo(const __m256 (&out)[2], const Epilogue& e) {
     store_cols(e.y + h * 8, _mm256_add_ps(out[h], bias), nc);
   }
 }
-
-// The weight-only kernels' rows one at a time: kernel(x row m, epilogue of row m).
-template <typename Epilogue, typename Kernel>
-inline void wo_rows(int mr, const float* x, int64_t ldx, const Epilogue& e, Kernel&& kernel) {
-  for (int m = 0; m < mr; ++m) {
-    Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    kernel(x + m * ldx, em);
-  }
-}

@@ -106,24 +106,27 @@ void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epi
   });
 }
 
-}  // namespace
-}  // namespace avx512
-
-void qgemm_q8_u8_4x32__avx512(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                              const Q8Epilogue& e) {
-  with_counts<4, 2>(mr, panels, [&](auto MR, auto NP) { avx512::dyn<MR(), NP()>(a, lda, w, kp, e); });
-}
-
-void qgemm_q8_u8_4x32__avx512_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                  int32_t* out, int64_t ldo) {
-  using namespace avx512;
-  for (int m = 0; m < mr; ++m)
-    for (int p = 0; p < panels; ++p) {
-      __m512i acc[1][1][2] = {{{_mm512_setzero_si512(), _mm512_setzero_si512()}}};
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) {
+      __m512i acc[1][1][2];
+      zero(acc);
       dot_block<1, 1>(a + m * lda, lda, w + int64_t(p) * 16 * kp, kp, 0, kp / 4, acc);
       _mm512_storeu_si512(out + m * ldo + p * 16, fold_pairs(acc[0][0][0], acc[0][0][1]));
     }
 }
+
+}  // namespace
+}  // namespace avx512
+
+#define SLIMNN_X86_ISA avx512
+#define SLIMNN_X86_KERNELS "kernels/qgemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 // Same formula as quantize_row_u8__portable (ref.cc), lane by lane.
 bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
@@ -158,19 +161,6 @@ bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, 
   *scale = s;
   *zp = z;
   return true;
-}
-
-void qgemm_q8_f32_1x64__avx512(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  avx512::rows_one_by_one(mr, x, ldx, e, false, [&](int, const float* xm, const Q8Epilogue& em) {
-    with_count<4>(panels, [&](auto NP) { avx512::wo<1, NP()>(xm, ldx, w, kp, em); });
-  });
-}
-
-void qgemm_q8_f32_4x16__avx512(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  (void)panels;  // NP == 1
-  with_count<4>(mr, [&](auto MR) { avx512::wo<MR(), 1>(x, ldx, w, kp, e); });
 }
 
 }  // namespace slimnn

@@ -94,18 +94,3 @@ inline void store_comp(const __m512 (&facc)[MR][NP], const Epilogue& e) {
     };
   });
 }
-
-// The GEMV entries: rows one at a time, each with its own epilogue row (dyn: the activation row's scale and
-// zero point too); kernel(m, row m of x, epilogue of row m), which may add to that epilogue.
-template <typename Epilogue, typename Input, typename Kernel>
-inline void rows_one_by_one(int mr, const Input* x, int64_t ldx, const Epilogue& e, bool dyn, Kernel&& kernel) {
-  for (int m = 0; m < mr; ++m) {
-    Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    if (dyn) {
-      em.a_scale = e.a_scale + m;
-      em.a_zp = e.a_zp + m;
-    }
-    kernel(m, x + m * ldx, em);
-  }
-}

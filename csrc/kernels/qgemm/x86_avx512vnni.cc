@@ -67,32 +67,15 @@ void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* ou
 }  // namespace
 }  // namespace avx512vnni
 
-void qgemm_q8_u8_4x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                  const Q8Epilogue& e) {
-  with_counts<4, 4>(mr, panels, [&](auto MR, auto NP) { avx512vnni::dyn<MR(), NP()>(a, lda, w, kp, e); });
-}
-
-// GEMV: one row, up to 8 panels (128 columns): eight independent accumulators hide vpdpbusd's latency.
-void qgemm_q8_u8_1x128__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                   const Q8Epilogue& e) {
-  avx512vnni::rows_one_by_one(mr, a, lda, e, true, [&](int, const uint8_t* am, const Q8Epilogue& em) {
-    with_count<8>(panels, [&](auto NP) { avx512vnni::dyn<1, NP()>(am, lda, w, kp, em); });
-  });
-}
-
-void qgemm_q8_u8_1x128__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w,
-                                       int64_t kp, int32_t* out, int64_t ldo) {
-  for (int m = 0; m < mr; ++m)
-    for (int p0 = 0; p0 < panels; p0 += 4)
-      with_count<4>(panels - p0 < 4 ? panels - p0 : 4, [&](auto NP) {
-        avx512vnni::dot<1, NP()>(a + m * lda, lda, w + int64_t(p0) * 16 * kp, kp, out + m * ldo + p0 * 16, ldo);
-      });
-}
-
-void qgemm_q8_u8_4x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                      int32_t* out, int64_t ldo) {
-  with_counts<4, 4>(mr, panels, [&](auto MR, auto NP) { avx512vnni::dot<MR(), NP()>(a, lda, w, kp, out, ldo); });
-}
+// The GEMV entry (1x128: one row, up to 8 panels) keeps eight independent accumulators, which hides
+// vpdpbusd's latency.
+#define SLIMNN_X86_ISA avx512vnni
+#define SLIMNN_X86_KERNELS "kernels/qgemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512vnni(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512vnni
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp);
 
