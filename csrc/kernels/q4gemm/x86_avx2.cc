@@ -97,7 +97,9 @@ inline __m128i spread_zeros(__m128i z16, int j) {
   return _mm_shuffle_epi8(z16, idx);
 }
 
-void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
+template <int MR, int NP>
+void wo(const float* x, int64_t, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
   const __m128i m4 = _mm_set1_epi8(0x0F);
   __m256 out[2];
   zero(out);
@@ -146,13 +148,6 @@ void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + g * e.np + h * 8), group_exact<1>(acc, 0, h, em, g));
     });
   }
-}
-
-template <int MR, int NP>
-void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
-  (void)ldx;
-  wo1(x, w, e, kp);
 }
 
 }  // namespace

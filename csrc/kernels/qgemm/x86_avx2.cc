@@ -72,7 +72,9 @@ void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epi
   store_dyn<MR>(facc, e);
 }
 
-void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+template <int MR, int NP>
+void wo(const float* x, int64_t, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
   __m256 out[2];
   zero(out);
   auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m256 (&acc)[8]) {
@@ -103,13 +105,6 @@ void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* ou
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), fold_pairs(acc[0][0], acc[0][1]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), fold_pairs(acc[0][2], acc[0][3]));
   }
-}
-
-template <int MR, int NP>
-void wo(const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
-  (void)ldx;
-  wo1(x, w, kp, e);
 }
 
 }  // namespace

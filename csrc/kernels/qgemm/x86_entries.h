@@ -12,34 +12,28 @@
   void name params {                                                                         \
     with_counts<mrx, npx>(mr, panels, [&](auto MR, auto NP) { SLIMNN_X86_ISA::fn<MR(), NP()> args; }); \
   }
+// dyn and its dot hook, wo: over weights of type Wt and epilogue Ep (q8: int8_t, Q8Epilogue; q4: uint8_t, Q4Epilogue).
+#define SLIMNN_X86_DYN(name, mrx, npx, Wt, Ep, dot_params, dot_args)                                          \
+  SLIMNN_X86_ENTRY(name, mrx, npx, dyn,                                                                         \
+                   (int mr, int panels, const uint8_t* a, int64_t lda, const Wt* w, int64_t kp, const Ep& e),    \
+                   (a, lda, w, kp, e))                                                                          \
+  SLIMNN_X86_ENTRY(name##_dot, mrx, npx, dot, dot_params, dot_args)
+#define SLIMNN_X86_WO(name, mrx, npx, Wt, Ep)                                                                   \
+  SLIMNN_X86_ENTRY(name, mrx, npx, wo,                                                                          \
+                   (int mr, int panels, const float* x, int64_t ldx, const Wt* w, int64_t kp, const Ep& e),      \
+                   (x, ldx, w, kp, e))
 #define SLIMNN_X86_kQ8Dyn(name, mrx, npx)                                                                      \
-  SLIMNN_X86_ENTRY(name, mrx, npx, dyn,                                                                        \
-                   (int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,           \
-                    const Q8Epilogue& e),                                                                      \
-                   (a, lda, w, kp, e))                                                                         \
-  SLIMNN_X86_ENTRY(name##_dot, mrx, npx, dot,                                                                  \
-                   (int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, \
-                    int64_t ldo),                                                                              \
-                   (a, lda, w, kp, out, ldo))
-#define SLIMNN_X86_kQ8Wo(name, mrx, npx)                                                                  \
-  SLIMNN_X86_ENTRY(name, mrx, npx, wo,                                                                    \
-                   (int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,         \
-                    const Q8Epilogue& e),                                                                 \
-                   (x, ldx, w, kp, e))
+  SLIMNN_X86_DYN(name, mrx, npx, int8_t, Q8Epilogue,                                                           \
+                 (int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, \
+                  int64_t ldo),                                                                                 \
+                 (a, lda, w, kp, out, ldo))
 #define SLIMNN_X86_kQ4Dyn(name, mrx, npx)                                                                 \
-  SLIMNN_X86_ENTRY(name, mrx, npx, dyn,                                                                   \
-                   (int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,      \
-                    const Q4Epilogue& e),                                                                 \
-                   (a, lda, w, kp, e))                                                                    \
-  SLIMNN_X86_ENTRY(name##_dot, mrx, npx, dot,                                                             \
-                   (int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,      \
-                    const Q4Epilogue& e, int32_t* out, int64_t ldo),                                      \
-                   (a, lda, w, kp, e, out, ldo))
-#define SLIMNN_X86_kQ4Wo(name, mrx, npx)                                                                  \
-  SLIMNN_X86_ENTRY(name, mrx, npx, wo,                                                                    \
-                   (int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,        \
-                    const Q4Epilogue& e),                                                                 \
-                   (x, ldx, w, kp, e))
+  SLIMNN_X86_DYN(name, mrx, npx, uint8_t, Q4Epilogue,                                                     \
+                 (int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,        \
+                  const Q4Epilogue& e, int32_t* out, int64_t ldo),                                        \
+                 (a, lda, w, kp, e, out, ldo))
+#define SLIMNN_X86_kQ8Wo(name, mrx, npx) SLIMNN_X86_WO(name, mrx, npx, int8_t, Q8Epilogue)
+#define SLIMNN_X86_kQ4Wo(name, mrx, npx) SLIMNN_X86_WO(name, mrx, npx, uint8_t, Q4Epilogue)
 #define SLIMNN_X86_kQ8WoPanel(name, mrx, npx)
 #define SLIMNN_X86_kQ4WoPanel(name, mrx, npx)
 #define SLIMNN_X86_IF_portable(kind, name, mrx, npx)
@@ -53,4 +47,6 @@
 #undef SLIMNN_X86_kQ4Dyn
 #undef SLIMNN_X86_kQ8Wo
 #undef SLIMNN_X86_kQ8Dyn
+#undef SLIMNN_X86_WO
+#undef SLIMNN_X86_DYN
 #undef SLIMNN_X86_ENTRY

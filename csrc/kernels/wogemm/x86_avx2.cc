@@ -102,7 +102,9 @@ void dequant_q4(const Q4View& w, int64_t p0, int64_t panels, int64_t k0, int64_t
 }  // namespace
 }  // namespace avx2_wo
 
-void qgemm_q8_f32_6x16__avx2(const Q8View& w, const WoPanelTask& t) { avx2_wo::run_task(w, t, avx2_wo::dequant_q8); }
-void qgemm_q4_f32_6x16__avx2(const Q4View& w, const WoPanelTask& t) { avx2_wo::run_task(w, t, avx2_wo::dequant_q4); }
+#define SLIMNN_WO_ISA avx2_wo
+#define SLIMNN_WO_IF_avx2(kind, name) SLIMNN_WO_##kind(name)
+#include "kernels/wogemm/entries.h"
+#undef SLIMNN_WO_ISA
 
 }  // namespace slimnn

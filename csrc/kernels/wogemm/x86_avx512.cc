@@ -109,11 +109,9 @@ void dequant_q4(const Q4View& w, int64_t p0, int64_t panels, int64_t k0, int64_t
 }  // namespace
 }  // namespace avx512_wo
 
-void qgemm_q8_f32_14x32__avx512(const Q8View& w, const WoPanelTask& t) {
-  avx512_wo::run_task(w, t, avx512_wo::dequant_q8);
-}
-void qgemm_q4_f32_14x32__avx512(const Q4View& w, const WoPanelTask& t) {
-  avx512_wo::run_task(w, t, avx512_wo::dequant_q4);
-}
+#define SLIMNN_WO_ISA avx512_wo
+#define SLIMNN_WO_IF_avx512(kind, name) SLIMNN_WO_##kind(name)
+#include "kernels/wogemm/entries.h"
+#undef SLIMNN_WO_ISA
 
 }  // namespace slimnn
