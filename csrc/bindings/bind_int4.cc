@@ -109,19 +109,8 @@ void bind_int4(py::module_& m) {
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
       py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
 
-  m.def(
-      "q4_dot_i32",
-      [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size,
-         uintptr_t out) {
-        const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
-        if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
-        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
-        if (lda < v.kp) throw py::value_error("lda < kp");
-        py::gil_scoped_release nogil;
-        q4_dot_i32(ki, as_ptr<const uint8_t>(a), rows, lda, v, as_ptr<int32_t>(out));
-      },
-      py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
-      py::arg("out"), "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
+  def_dot_hook(m, "q4_dot_i32", q4_kernel_by_name, q4_view, q4_dot_i32,
+               "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
 }
 
 }  // namespace slimnn

@@ -62,4 +62,23 @@ const T* named_kernel(const T* table, int n, const std::string& name, const char
 // "q8_dynamic" / "q8_weight_only" -> the q8 kernel kind; ValueError otherwise.
 KernelKind q8_kind_from(const std::string& s);
 
+// The integer-dot test hook of a q8-style family (q8_dot_i32, q4_dot_i32): the kernel by name, the blob's
+// view (header check only), lda >= kp, then the family's dot driver without the GIL.
+template <typename ByName, typename ViewOf, typename Dot>
+void def_dot_hook(pybind11::module_& m, const char* name, ByName by_name, ViewOf view_of, Dot dot, const char* doc) {
+  m.def(
+      name,
+      [by_name, view_of, dot](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob,
+                              size_t size, uintptr_t out) {
+        const auto* ki = by_name(kernel);
+        if (ki->dot == nullptr) throw pybind11::value_error("kernel has no integer dot hook");
+        const auto v = view_of(as_ptr<const uint8_t>(blob), size, false);
+        if (lda < v.kp) throw pybind11::value_error("lda < kp");
+        pybind11::gil_scoped_release nogil;
+        dot(ki, as_ptr<const uint8_t>(a), rows, lda, v, as_ptr<int32_t>(out));
+      },
+      pybind11::arg("kernel"), pybind11::arg("a"), pybind11::arg("rows"), pybind11::arg("lda"),
+      pybind11::arg("blob"), pybind11::arg("size"), pybind11::arg("out"), doc);
+}
+
 }  // namespace slimnn

@@ -174,18 +174,7 @@ PYBIND11_MODULE(_C, m) {
       "Test hook: applies activation code `act` in place to n floats at y with the named kernel.");
 
   // --- test hooks: one named kernel, forced ---
-  m.def(
-      "q8_dot_i32",
-      [](const std::string& kernel, uintptr_t a, int64_t rows, int64_t lda, uintptr_t blob, size_t size, uintptr_t out) {
-        const KernelInfo* ki = kernel_by_name(kernel);
-        if (ki->dot == nullptr) throw py::value_error("kernel has no integer dot hook");
-        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
-        if (lda < v.kp) throw py::value_error("lda < kp");
-        py::gil_scoped_release nogil;
-        q8_dot_i32(ki, as_ptr<const uint8_t>(a), rows, lda, v, as_ptr<int32_t>(out));
-      },
-      py::arg("kernel"), py::arg("a"), py::arg("rows"), py::arg("lda"), py::arg("blob"), py::arg("size"),
-      py::arg("out"), "out is rows x np int32; a is rows x kp uint8");
+  def_dot_hook(m, "q8_dot_i32", kernel_by_name, q8_view, q8_dot_i32, "out is rows x np int32; a is rows x kp uint8");
   m.def(
       "q8_linear_forced",
       [](const std::string& kernel, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t blob, size_t size,

@@ -9,7 +9,10 @@
 namespace slimnn {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw FormatError("slimnn packed weights: " + what); }
+constexpr char kPrefix[] = "slimnn packed weights";
+
+[[noreturn]] void fail(const char* prefix, const std::string& what) { throw FormatError(std::string(prefix) + ": " + what); }
+[[noreturn]] void fail(const std::string& what) { fail(kPrefix, what); }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -22,18 +25,11 @@ struct Q8Layout {
 constexpr int64_t kMaxDim = int64_t{1} << 24;
 
 Q8Layout q8_layout(int64_t n, int64_t k, int64_t group_size) {
-  if (n <= 0 || k <= 0) fail("N and K must be positive, got N=" + std::to_string(n) + ", K=" + std::to_string(k));
-  if (n > kMaxDim || k > kQ8MaxK)
-    fail("shape too large: N=" + std::to_string(n) + " (max " + std::to_string(kMaxDim) + "), K=" +
-         std::to_string(k) + " (max " + std::to_string(kQ8MaxK) + ")");
+  check_dims(kPrefix, n, k, kQ8MaxK);
+  const PaddedDims d = padded_dims(kPrefix, n, k, 4, group_size, 4);
   Q8Layout l;
-  l.np = round_up(n, 16);
-  l.kp = round_up(k, 4);
-  if (group_size == 0) {
-    l.gs = l.kp;
-  } else {
-    if (group_size < 4 || group_size % 4 != 0)
-      fail("group_size must be a positive multiple of 4 (or 0 for per-channel), got " + std::to_string(group_size));
+  l.np = d.np, l.kp = d.kp, l.gs = d.gs;
+  if (group_size != 0) {
     // Bounded like K (a larger group is one group anyway) so that kp + gs cannot overflow below.
     if (group_size > kQ8MaxK)
       fail("group_size " + std::to_string(group_size) + " is larger than the largest K (" + std::to_string(kQ8MaxK) + ")");
@@ -61,6 +57,26 @@ float q8_comp(const float* scales, const int32_t* colsum, int64_t stride, int64_
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 }  // namespace
+
+void check_dims(const char* prefix, int64_t n, int64_t k, int64_t max_k) {
+  if (n <= 0 || k <= 0)
+    fail(prefix, "N and K must be positive, got N=" + std::to_string(n) + ", K=" + std::to_string(k));
+  if (n > kMaxDim || k > max_k)
+    fail(prefix, "shape too large: N=" + std::to_string(n) + " (max " + std::to_string(kMaxDim) + "), K=" +
+                     std::to_string(k) + " (max " + std::to_string(max_k) + ")");
+}
+
+PaddedDims padded_dims(const char* prefix, int64_t n, int64_t k, int64_t k_multiple, int64_t group_size,
+                       int64_t group_multiple) {
+  PaddedDims d;
+  d.np = round_up(n, 16);
+  d.kp = round_up(k, k_multiple);
+  if (group_size != 0 && (group_size < group_multiple || group_size % group_multiple != 0))
+    fail(prefix, "group_size must be a positive multiple of " + std::to_string(group_multiple) +
+                     " (or 0 for per-channel), got " + std::to_string(group_size));
+  d.gs = group_size == 0 ? d.kp : group_size;
+  return d;
+}
 
 PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected) {
   if (size < sizeof(PackedHeader))

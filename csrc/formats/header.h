@@ -58,6 +58,17 @@ PackedHeader parse_header(const uint8_t* data, size_t size, FormatId expected);
 
 inline uint64_t align64(uint64_t x) { return (x + 63) & ~uint64_t{63}; }
 
+// What the q8 and q4 layouts (header.cc, q4.cc) check and pad alike; errors are FormatError("<prefix>: ...").
+// check_dims: N and K positive, N <= 2^24 and K <= max_k. padded_dims: np = N rounded up to 16, kp = K rounded
+// up to k_multiple, gs = kp for group_size 0 (per channel), else group_size itself, which must then be a
+// positive multiple of group_multiple.
+struct PaddedDims {
+  int64_t np, kp, gs;
+};
+void check_dims(const char* prefix, int64_t n, int64_t k, int64_t max_k);
+PaddedDims padded_dims(const char* prefix, int64_t n, int64_t k, int64_t k_multiple, int64_t group_size,
+                       int64_t group_multiple);
+
 // A zeroed header of type H (PackedHeader or another format's header: each starts with magic, version,
 // format and header_bytes) with those leading fields set for format f. The one header writer of every format.
 template <typename H>

@@ -9,11 +9,11 @@
 namespace slimnn {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw FormatError("slimnn packed q4 weights: " + what); }
+constexpr char kPrefix[] = "slimnn packed q4 weights";
+
+[[noreturn]] void fail(const std::string& what) { throw FormatError(std::string(kPrefix) + ": " + what); }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-constexpr int64_t kMaxDim = int64_t{1} << 24;
 
 int scale_bytes(ScaleDtype d) { return d == ScaleDtype::kF32 ? 4 : 2; }
 
@@ -23,22 +23,12 @@ struct Q4Layout {
 };
 
 Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, bool asym) {
-  if (n <= 0 || k <= 0) fail("N and K must be positive, got N=" + std::to_string(n) + ", K=" + std::to_string(k));
-  if (n > kMaxDim || k > kQ4MaxK)
-    fail("shape too large: N=" + std::to_string(n) + " (max " + std::to_string(kMaxDim) + "), K=" +
-         std::to_string(k) + " (max " + std::to_string(kQ4MaxK) + ")");
+  check_dims(kPrefix, n, k, kQ4MaxK);
   if (sd != ScaleDtype::kF32 && sd != ScaleDtype::kF16 && sd != ScaleDtype::kBF16)
     fail("unknown scale dtype code " + std::to_string(int(sd)));
+  const PaddedDims d = padded_dims(kPrefix, n, k, 8, group_size, 32);
   Q4Layout l;
-  l.np = round_up(n, 16);
-  l.kp = round_up(k, 8);
-  if (group_size == 0) {
-    l.gs = l.kp;
-  } else {
-    if (group_size < 32 || group_size % 32 != 0)
-      fail("group_size must be a positive multiple of 32 (or 0 for per-channel), got " + std::to_string(group_size));
-    l.gs = group_size;
-  }
+  l.np = d.np, l.kp = d.kp, l.gs = d.gs;
   l.ng = (l.kp + l.gs - 1) / l.gs;
   const uint64_t ng = uint64_t(l.ng), np = uint64_t(l.np);
   l.off_w = align64(sizeof(PackedHeader));

@@ -25,19 +25,13 @@ inline void vstore_n(float* p, V x, int n) {
   else
     _mm256_maskstore_ps(p, first_n(n), x);
 }
+// Lanes of mask m only (the others read as 0 / left untouched; masked lanes neither load nor fault).
+inline V vload_m(const float* p, M m) { return _mm256_maskload_ps(p, _mm256_castps_si256(m)); }
+inline void vstore_m(float* p, M m, V x) { _mm256_maskstore_ps(p, _mm256_castps_si256(m), x); }
 // W int8 values widened to fp32 (reads exactly W bytes).
 inline V vload_i8(const int8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
-inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-inline V vfms(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }     // a * b - c
-inline V vfnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }   // c - a * b
-inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
-inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
-inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
-inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
-inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }  // a > b ? a : b per lane (maxps: b when either is NaN)
-inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
 inline V vabs(V x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
 inline V vround(V x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 inline M vgt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
@@ -45,7 +39,7 @@ inline M vge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
 inline V vselect(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }  // a where m is set, else b
 inline V vfill_from(V x, int n, float f) { return _mm256_blendv_ps(_mm256_set1_ps(f), x, mask_n(n)); }
 
-// Reductions: hsum = (x0 + x4 + x2 + x6) + (x1 + x5 + x3 + x7), fixed order.
+// Reductions (hsum, hsum4: x86_shared.h, over half4).
 inline float hmax(V x) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -53,16 +47,6 @@ inline float hmax(V x) {
   return _mm_cvtss_f32(m);
 }
 inline __m128 half4(V a) { return _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); }
-inline float hsum(V x) {
-  __m128 s = half4(x);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-// Four vectors -> their four totals (lanes folded pairwise to 4, then two hadds).
-inline __m128 hsum4(V a, V b, V c, V d) {
-  return _mm_hadd_ps(_mm_hadd_ps(half4(a), half4(b)), _mm_hadd_ps(half4(c), half4(d)));
-}
 
 // x * 2^n for integral n (as floats) with 2^n normal (-126 <= n <= 127): one exact power-of-two product.
 inline V vscale_pow2_normal(V x, V n) {
@@ -78,3 +62,8 @@ inline V vscale_pow2(V x, V n) {
   const __m256i n2 = _mm256_sub_epi32(ni, n1);
   return _mm256_mul_ps(_mm256_mul_ps(x, pow2i(n1)), pow2i(n2));
 }
+
+// The arithmetic and sums both widths share, spelled with this width's intrinsics.
+#define SLIMNN_MM(op) _mm256_##op
+#include "common/simd/x86_shared.h"
+#undef SLIMNN_MM

@@ -19,19 +19,13 @@ inline V vloada(const float* p) { return _mm512_load_ps(p); }
 inline void vstore(float* p, V x) { _mm512_storeu_ps(p, x); }
 inline V vload_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask_n(n), p); }
 inline void vstore_n(float* p, V x, int n) { _mm512_mask_storeu_ps(p, mask_n(n), x); }
+// Lanes of mask m only (the others read as 0 / left untouched).
+inline V vload_m(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+inline void vstore_m(float* p, M m, V x) { _mm512_mask_storeu_ps(p, m, x); }
 // W int8 values widened to fp32 (reads exactly W bytes).
 inline V vload_i8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
-inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-inline V vfms(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }     // a * b - c
-inline V vfnma(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }   // c - a * b
-inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
-inline V vdiv(V a, V b) { return _mm512_div_ps(a, b); }
-inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
-inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
-inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }  // a > b ? a : b per lane (maxps: b when either is NaN)
-inline V vmin(V a, V b) { return _mm512_min_ps(a, b); }
 inline V vabs(V x) {
   return _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(_mm512_set1_ps(-0.0f)), _mm512_castps_si512(x)));
 }
@@ -54,18 +48,13 @@ inline __m128 half4(V a) {
   const __m256 a8 = half8(a);
   return _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
 }
-inline float hsum(V x) {
-  __m128 s = half4(x);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
-// Four vectors -> their four totals (lanes folded pairwise to 4, then two hadds).
-inline __m128 hsum4(V a, V b, V c, V d) {
-  return _mm_hadd_ps(_mm_hadd_ps(half4(a), half4(b)), _mm_hadd_ps(half4(c), half4(d)));
-}
 
 // x * 2^n for integral n (as floats): scalef rounds once, into the subnormal range when it must, and gives
 // 0 / inf at the ends. The same instruction serves both contracts of x86_avx2.h.
 inline V vscale_pow2_normal(V x, V n) { return _mm512_scalef_ps(x, n); }
 inline V vscale_pow2(V x, V n) { return _mm512_scalef_ps(x, n); }
+
+// The arithmetic and sums both widths share, spelled with this width's intrinsics.
+#define SLIMNN_MM(op) _mm512_##op
+#include "common/simd/x86_shared.h"
+#undef SLIMNN_MM

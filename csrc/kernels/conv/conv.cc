@@ -11,6 +11,7 @@
 #include "common/threadpool.h"
 #include "kernels/act/act.h"
 #include "kernels/conv/conv.h"
+#include "kernels/qgemm/driver.h"
 
 namespace slimnn {
 
@@ -37,15 +38,8 @@ void conv_apply_act(int act, float* y, int64_t rows, int64_t cols, int64_t ld, u
 
 namespace {
 
-// Scale and zero point of a range [mn, mx] holding 0, the formula of quantize_row_u8 (qgemm/ref.cc).
-void quant_params(float mn, float mx, float* scale, int32_t* zp) {
-  float s = mx / 255.0f - mn / 255.0f;
-  if (!(s >= std::numeric_limits<float>::min())) s = 1.0f;
-  float zf = std::nearbyint(-mn * (1.0f / s));
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  *scale = s;
-  *zp = static_cast<int32_t>(zf);
-}
+// Scale and zero point of a range [mn, mx] holding 0: the formula of quantize_row_u8.
+#include "kernels/qgemm/u8_params.h"
 
 constexpr int64_t kChunk = int64_t{1} << 16;  // elements per quantization task
 
@@ -55,7 +49,7 @@ bool conv_quant_params(const float* x, int64_t count, float* scale, int32_t* zp)
   const ConvQuantInfo* qk = select_conv_quant(current_isa_mask());
   float mn = 0.0f, mx = 0.0f;
   if (!qk->minmax(x, count, &mn, &mx)) return false;
-  quant_params(mn, mx, scale, zp);
+  u8_range_params(mn, mx, scale, zp);
   return true;
 }
 
@@ -169,12 +163,12 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
       img_ok[i] = ok;
       tok = tok && ok;
       tmn = std::min(tmn, mn), tmx = std::max(tmx, mx);
-      quant_params(mn, mx, &img_scale[i], &img_zp[i]);
+      u8_range_params(mn, mx, &img_scale[i], &img_zp[i]);
     }
     if (quant == kConvQuantPerTensor) {
       float sc;
       int32_t z;
-      quant_params(tmn, tmx, &sc, &z);
+      u8_range_params(tmn, tmx, &sc, &z);
       for (int64_t i = 0; i < s.n; ++i) img_ok[i] = tok, img_scale[i] = sc, img_zp[i] = z;
     }
     q = scratch<uint8_t>(s.n * in_img);
@@ -213,11 +207,7 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
     const int64_t nb0 = cs * nb_per, nb1 = std::min(n_nb, nb0 + nb_per);
     if (nb0 >= nb1 || r0 >= r1) return;
     const Q8View& wv = w[g];
-    Q8Epilogue base;
-    base.np = wv.np;
-    base.group_k4 = wv.group_size / 4;
-    base.n_groups = wv.n_groups;
-    base.ldy = s.oc;
+    const Q8Epilogue base = qdriver::q8_epilogue(wv, s.oc);
     std::unique_ptr<uint8_t[], FreeDeleter> abuf;
     const void* a;
     int64_t lda = kp;
@@ -237,32 +227,24 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
       a = abuf.get();
     }
     for (int64_t nb = nb0; nb < nb1; ++nb) {
-      const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-      const int64_t n0 = p0 * 16;
-      Q8Epilogue e = base;
-      e.scales = wv.scales + n0;
-      e.colsum = wv.colsum + n0;
-      e.comp = wv.comp + n0;
-      e.bias = bias ? bias + g * og + n0 : nullptr;
-      e.ncols = std::min<int64_t>(panels * 16, og - n0);
-      for (int64_t r = r0; r < r1; r += ki->mr) {
-        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r1 - r));
-        e.y = y + r * s.oc + g * og + n0;
+      const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+      // wv.n == og (checked at load)
+      Q8Epilogue e = qdriver::q8_block_epilogue(base, wv, bias ? bias + g * og : nullptr, c);
+      qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
+        e.y = y + r * s.oc + g * og + c.n0;
         if (dyn) {
           e.a_scale = row_scale.get() + r;
           e.a_zp = row_zp.get() + r;
-          reinterpret_cast<Q8DynUkernel>(ki->fn)(mr, static_cast<int>(panels),
+          reinterpret_cast<Q8DynUkernel>(ki->fn)(mr, static_cast<int>(c.panels),
                                                  static_cast<const uint8_t*>(a) + (r - r0) * lda, lda,
-                                                 wv.w + p0 * 16 * kp, kp, e);
+                                                 wv.w + c.p0 * 16 * kp, kp, e);
         } else {
-          e.a_scale = nullptr;
-          e.a_zp = nullptr;
-          reinterpret_cast<Q8WoUkernel>(ki->fn)(mr, static_cast<int>(panels),
+          reinterpret_cast<Q8WoUkernel>(ki->fn)(mr, static_cast<int>(c.panels),
                                                 static_cast<const float*>(a) + (r - r0) * lda, lda,
-                                                wv.w + p0 * 16 * kp, kp, e);
+                                                wv.w + c.p0 * 16 * kp, kp, e);
         }
         conv_apply_act(act, e.y, mr, e.ncols, s.oc, isa_mask);
-      }
+      });
     }
   };
   parallel_for(s.groups * row_tasks * col_splits, nthreads, task);

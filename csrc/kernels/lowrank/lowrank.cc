@@ -17,6 +17,7 @@
 #include "common/scratch.h"
 #include "common/threadpool.h"
 #include "formats/header.h"
+#include "kernels/qgemm/driver.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -172,20 +173,11 @@ const LrKernelInfo* lowrank_f32_linear(const float* x, int64_t m, int64_t ldx, c
 
 namespace {
 
-// Tasks of one q8 product, as in qgemm.cc: column blocks of the kernel's panels x row blocks.
-struct Q8Plan {
-  int64_t n_nb, n_mb, mb_rows;
-};
+// Tasks of one q8 product: qgemm's plan (column blocks of the kernel's panels x row blocks).
+using Q8Plan = qdriver::Blocking;
 
 Q8Plan plan_q8(const KernelInfo* ki, int64_t m, const Q8View& w, int nthreads) {
-  Q8Plan b;
-  b.n_nb = cdiv(w.np / 16, ki->np);
-  const int64_t row_blocks = cdiv(m, ki->mr);
-  int64_t n_mb = cdiv(2 * int64_t(nthreads), b.n_nb);
-  n_mb = std::max<int64_t>(1, std::min(n_mb, row_blocks));
-  b.mb_rows = cdiv(row_blocks, n_mb) * ki->mr;
-  b.n_mb = cdiv(m, b.mb_rows);
-  return b;
+  return qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
 }
 
 // One task of a q8 product: rows [r0, r1) x panel block nb. `a` is u8 (dyn) or fp32 (wo) with row stride lda.
@@ -194,38 +186,24 @@ void q8_task(const KernelInfo* ki, const Q8View& w, const Q8Plan& b, int64_t t, 
              int64_t lda, const float* a_scale, const int32_t* a_zp, const float* bias, float* y, int64_t ldy,
              int64_t* n0_out, int64_t* n1_out, int64_t* r0_out, int64_t* r1_out) {
   const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
-  const int64_t panels_total = w.np / 16;
-  const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-  const int64_t n0 = p0 * 16;
+  const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, w.np / 16);
   const int64_t r0 = mb * b.mb_rows, r1 = std::min(m, r0 + b.mb_rows);
-  Q8Epilogue e;
-  e.np = w.np;
-  e.group_k4 = w.group_size / 4;
-  e.n_groups = w.n_groups;
-  e.ldy = ldy;
-  e.scales = w.scales + n0;
-  e.colsum = w.colsum + n0;
-  e.comp = w.comp + n0;
-  e.bias = bias ? bias + n0 : nullptr;
-  e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-  for (int64_t r = r0; r < r1; r += ki->mr) {
-    const int mr = int(std::min<int64_t>(ki->mr, r1 - r));
-    e.y = y + r * ldy + n0;
+  Q8Epilogue e = qdriver::q8_block_epilogue(qdriver::q8_epilogue(w, ldy), w, bias, c);
+  qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
+    e.y = y + r * ldy + c.n0;
     if (ki->kind == KernelKind::kQ8Dyn) {
       e.a_scale = a_scale + r;
       e.a_zp = a_zp + r;
-      reinterpret_cast<Q8DynUkernel>(ki->fn)(mr, int(panels), static_cast<const uint8_t*>(a) + r * lda, lda,
-                                              w.w + p0 * 16 * w.kp, w.kp, e);
+      reinterpret_cast<Q8DynUkernel>(ki->fn)(mr, int(c.panels), static_cast<const uint8_t*>(a) + r * lda, lda,
+                                              w.w + c.p0 * 16 * w.kp, w.kp, e);
     } else {
-      e.a_scale = nullptr;
-      e.a_zp = nullptr;
-      reinterpret_cast<Q8WoUkernel>(ki->fn)(mr, int(panels), static_cast<const float*>(a) + r * lda, lda,
-                                             w.w + p0 * 16 * w.kp, w.kp, e);
+      reinterpret_cast<Q8WoUkernel>(ki->fn)(mr, int(c.panels), static_cast<const float*>(a) + r * lda, lda,
+                                             w.w + c.p0 * 16 * w.kp, w.kp, e);
     }
-  }
+  });
   if (n0_out) {
-    *n0_out = n0;
-    *n1_out = n0 + e.ncols;
+    *n0_out = c.n0;
+    *n1_out = c.n0 + e.ncols;
     *r0_out = r0;
     *r1_out = r1;
   }

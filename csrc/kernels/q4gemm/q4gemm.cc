@@ -32,13 +32,18 @@ Q4Epilogue base_epilogue(const Q4View& w) {
   return e;
 }
 
-void offset_columns(Q4Epilogue& e, const Q4View& w, const float* bias, int64_t n0) {
+// base with its weight columns moved to column block c (bias: w's first column, or null).
+Q4Epilogue block_epilogue(const Q4Epilogue& base, const Q4View& w, const float* bias, const qdriver::ColBlock& c) {
+  Q4Epilogue e = base;
+  const int64_t n0 = c.n0;
   const int sb = w.scale_dtype == ScaleDtype::kF32 ? 4 : 2;
   e.scales = static_cast<const uint8_t*>(w.scales) + n0 * w.n_groups * sb;  // panel n0/16, group 0
   e.zeros = w.zeros ? w.zeros + n0 * w.n_groups : nullptr;
   e.colsum = w.colsum ? w.colsum + n0 : nullptr;
   e.comp = w.comp + n0;
   e.bias = bias ? bias + n0 : nullptr;
+  e.ncols = std::min<int64_t>(c.panels * 16, w.n - n0);
+  return e;
 }
 
 // Sums of each group's quantized activations (k in [g*gs, min((g+1)*gs, kp)); zeros past k add nothing).
@@ -85,24 +90,18 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
     const auto uk = reinterpret_cast<Q4DynUkernel>(ki->fn);
-    auto task = [&](int64_t t) {
-      const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
-      const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-      const int64_t n0 = p0 * 16;
-      const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
-      Q4Epilogue e = base;
-      offset_columns(e, w, bias, n0);
-      e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-      for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
-        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
+    auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
+      const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+      Q4Epilogue e = block_epilogue(base, w, bias, c);
+      qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.a_scale = a_scale.get() + r;
         e.a_zp = a_zp.get() + r;
         e.a_sum = a_sum.get() + r * ng;
-        e.y = y + r * ldy + n0;
-        uk(mr, static_cast<int>(panels), a.get() + r * kp, kp, w.w + p0 * 8 * kp, kp, e);
-      }
+        e.y = y + r * ldy + c.n0;
+        uk(mr, static_cast<int>(c.panels), a.get() + r * kp, kp, w.w + c.p0 * 8 * kp, kp, e);
+      });
     };
-    parallel_for(b.n_nb * b.n_mb, nthreads, task);
+    qdriver::parallel_blocks(b, m, nthreads, run_block);
     qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
     return ki;
   }
@@ -120,21 +119,15 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
     return ki;
   }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
-  auto task = [&](int64_t t) {
-    const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
-    const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-    const int64_t n0 = p0 * 16;
-    const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
-    Q4Epilogue e = base;
-    offset_columns(e, w, bias, n0);
-    e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-    for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
-      const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
-      e.y = y + r * ldy + n0;
-      uk(mr, static_cast<int>(panels), xf + r * lda, lda, w.w + p0 * 8 * kp, kp, e);
-    }
+  auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
+    const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+    Q4Epilogue e = block_epilogue(base, w, bias, c);
+    qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
+      e.y = y + r * ldy + c.n0;
+      uk(mr, static_cast<int>(c.panels), xf + r * lda, lda, w.w + c.p0 * 8 * kp, kp, e);
+    });
   };
-  parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  qdriver::parallel_blocks(b, m, nthreads, run_block);
   return ki;
 }
 
@@ -147,10 +140,8 @@ void q4_dot_i32(const Q4KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda
     const int mr = static_cast<int>(std::min<int64_t>(ki->mr, m - r));
     for (int64_t p0 = 0; p0 < panels_total; p0 += ki->np) {
       const int panels = static_cast<int>(std::min<int64_t>(ki->np, panels_total - p0));
-      Q4Epilogue e = base;
-      offset_columns(e, w, nullptr, p0 * 16);
+      Q4Epilogue e = block_epilogue(base, w, nullptr, qdriver::col_block(p0 / ki->np, ki->np, panels_total));
       e.a_sum = a_sum.get() + r * ng;
-      e.ncols = std::min<int64_t>(panels * 16, w.n - p0 * 16);
       ki->dot(mr, panels, a + r * lda, lda, w.w + p0 * 8 * w.kp, w.kp, e, out + r * ng * w.np + p0 * 16,
               ng * w.np);
     }

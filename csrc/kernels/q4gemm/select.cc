@@ -1,27 +1,10 @@
 #include "common/isa.h"
 #include "common/kernel_table.h"
 #include "kernels/q4gemm/q4gemm.h"
+#include "kernels/qgemm/quantizers.h"  // the q8 row quantizers, reused by the dyn kernels of the same ISA
 #include "kernels/wogemm/wogemm.h"
 
 namespace slimnn {
-
-// The q8 path's row quantizers (kernels/qgemm), reused by the dyn kernels of the same ISA.
-bool quantize_row_u8__portable(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#if defined(SLIMNN_BUILT_AVX2)
-bool quantize_row_u8__avx2(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#endif
-#if defined(SLIMNN_BUILT_NEON)
-bool quantize_row_u8__neon(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#endif
-#if defined(SLIMNN_BUILT_DOTPROD)
-bool quantize_row_u8__dotprod(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#endif
-#if defined(SLIMNN_BUILT_I8MM)
-bool quantize_row_u8__i8mm(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#endif
-#if defined(SLIMNN_BUILT_AVX512VNNI)
-bool quantize_row_u8__avx512vnni(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
-#endif
 
 #define SLIMNN_DECL_kQ4Dyn(isa_word, name)                                                         \
   void name(int, int, const uint8_t*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&);       \

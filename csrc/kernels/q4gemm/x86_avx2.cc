@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "common/count_dispatch.h"
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
@@ -62,17 +63,13 @@ inline __m256i group_exact(const __m256i (&acc)[MR][4], int m, int h, const Q4Ep
   return _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(asum)));
 }
 
-template <int MR>
+template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
+  static_assert(NP == 1, "16 columns");
   __m256 facc[MR][2];
-  for (int m = 0; m < MR; ++m) facc[m][0] = facc[m][1] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    __m256i acc[MR][4];
-    for (int m = 0; m < MR; ++m)
-      for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
-    dot_block<MR>(a, lda, w, k8_0, k8_1, acc);
+  zero(facc);
+  auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[MR][4]) { dot_block<MR>(a, lda, w, k8_0, k8_1, acc); };
+  for_each_group<__m256i[MR][4]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[MR][4]) {
     for (int h = 0; h < 2; ++h) {
       if (e.n_groups == 1) {
         // Per channel: subtract the activations' zero-point term in int32, exactly.
@@ -89,18 +86,8 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
           facc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(group_exact<MR>(acc, m, h, e, g)), sg, facc[m][h]);
       }
     }
-  }
-  for (int h = 0; h < 2; ++h) {
-    const int64_t nc = e.ncols - h * 8;
-    if (nc <= 0) continue;
-    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
-    const __m256 comp = _mm256_loadu_ps(e.comp + h * 8);
-    for (int m = 0; m < MR; ++m) {
-      __m256 r = facc[m][h];
-      if (e.n_groups != 1) r = _mm256_fnmadd_ps(_mm256_set1_ps(float(e.a_zp[m])), comp, r);
-      store_cols(e.y + m * e.ldy + h * 8, _mm256_fmadd_ps(r, _mm256_set1_ps(e.a_scale[m]), bias), nc);
-    }
-  }
+  });
+  store_dyn<MR>(facc, e);
 }
 
 // The zero points of columns 4j..4j+3, each repeated in its 4 bytes.
@@ -110,12 +97,13 @@ inline __m128i spread_zeros(__m128i z16, int j) {
   return _mm_shuffle_epi8(z16, idx);
 }
 
-void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
-  const int64_t k8n = kp / 8;
+template <int MR, int NP>
+void wo(const float* x, int64_t, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
   const __m128i m4 = _mm_set1_epi8(0x0F);
-  __m256 out[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+  __m256 out[2];
+  zero(out);
+  auto block = [&](int64_t g, int64_t k8_0, int64_t k8_1, __m256 (&acc)[8]) {
     __m128i zb[4];
     if (e.zeros) {
       const __m128i z16 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(e.zeros + g * 16));
@@ -123,8 +111,6 @@ void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
     } else {
       for (int j = 0; j < 4; ++j) zb[j] = _mm_set1_epi8(8);
     }
-    __m256 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
     for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
       const __m256 xl = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k8 * 8));
       const __m256 xh = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k8 * 8 + 4));
@@ -140,58 +126,39 @@ void wo1(const float* x, const uint8_t* w, const Q4Epilogue& e, int64_t kp) {
         acc[2 * j + 1] = _mm256_fmadd_ps(h1, xh, _mm256_fmadd_ps(l1, xl, acc[2 * j + 1]));
       }
     }
+  };
+  for_each_group<__m256[8]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256 (&acc)[8]) {
     for (int h = 0; h < 2; ++h) {
       const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
       out[h] = _mm256_fmadd_ps(reduce8(acc + 4 * h), sg, out[h]);
     }
-  }
-  for (int h = 0; h < 2; ++h) {
-    const int64_t nc = e.ncols - h * 8;
-    if (nc <= 0) continue;
-    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
-    store_cols(e.y + h * 8, _mm256_add_ps(out[h], bias), nc);
+  });
+  store_wo(out, e);
+}
+
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
+  static_assert(NP == 1, "16 columns");
+  for (int m = 0; m < MR; ++m) {
+    Q4Epilogue em = e;
+    em.a_sum = e.a_sum + m * e.n_groups;
+    auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[1][4]) { dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc); };
+    for_each_group<__m256i[1][4]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[1][4]) {
+      for (int h = 0; h < 2; ++h)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + g * e.np + h * 8), group_exact<1>(acc, 0, h, em, g));
+    });
   }
 }
 
 }  // namespace
 }  // namespace q4_avx2
 
-void qgemm_q4_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                            const Q4Epilogue& e) {
-  (void)panels;  // NP == 1
-  if (mr >= 2)
-    q4_avx2::dyn<2>(a, lda, w, kp, e);
-  else
-    q4_avx2::dyn<1>(a, lda, w, kp, e);
-}
-
-void qgemm_q4_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  using namespace q4_avx2;
-  (void)panels;
-  const int64_t k8n = kp / 8;
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.a_sum = e.a_sum + m * e.n_groups;
-    for (int64_t g = 0; g < e.n_groups; ++g) {
-      const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-      __m256i acc[1][4];
-      for (int j = 0; j < 4; ++j) acc[0][j] = _mm256_setzero_si256();
-      dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc);
-      for (int h = 0; h < 2; ++h)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + g * e.np + h * 8), group_exact<1>(acc, 0, h, em, g));
-    }
-  }
-}
-
-void qgemm_q4_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                             const Q4Epilogue& e) {
-  (void)panels;
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    q4_avx2::wo1(x + m * ldx, w, em, kp);
-  }
-}
+#define SLIMNN_X86_ISA q4_avx2
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx2(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx2
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

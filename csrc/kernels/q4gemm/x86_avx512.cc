@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "common/count_dispatch.h"
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
@@ -35,19 +36,12 @@ inline void widen(__m512i v, __m512 (&out)[4]) {
 
 template <int MR, int NP>
 void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 out[MR][NP];
-  for (int m = 0; m < MR; ++m)
-    for (int p = 0; p < NP; ++p) out[m][p] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
+  zero(out);
+  auto block = [&](int64_t g, int64_t k8_0, int64_t k8_1, __m512 (&acc)[MR][NP][4]) {
     __m512i zb[NP];
     for (int p = 0; p < NP; ++p) zb[p] = e.zeros ? spread_zeros(e.zeros + (p * e.n_groups + g) * 16) : _mm512_set1_epi8(8);
-    __m512 acc[MR][NP][4];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p)
-        for (int j = 0; j < 4; ++j) acc[m][p][j] = _mm512_setzero_ps();
     for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
       for (int p = 0; p < NP; ++p) {
         const __m512i v = _mm512_loadu_si512(w + p * 8 * kp + k8 * 64);
@@ -64,47 +58,22 @@ void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilo
         }
       }
     }
-    for (int p = 0; p < NP; ++p) {
-      const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
-      for (int m = 0; m < MR; ++m) out[m][p] = _mm512_fmadd_ps(reduce4x4(acc[m][p]), sg, out[m][p]);
-    }
-  }
-  for (int p = 0; p < NP; ++p) {
-    const __mmask16 mask = col_mask(e.ncols, p);
-    if (!mask) continue;
-    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
-    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_add_ps(out[m][p], bias));
-  }
+  };
+  for_each_group<__m512[MR][NP][4]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, const __m512 (&acc)[MR][NP][4]) {
+    add_group_wo<MR, NP>(out, acc, [&](int p) { return load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16); });
+  });
+  store_wo<MR, NP>(out, e);
 }
 
 }  // namespace
 }  // namespace q4_avx512
 
-void qgemm_q4_f32_1x64__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                               const Q4Epilogue& e) {
-  using namespace q4_avx512;
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    switch (panels) {
-      case 1: wo<1, 1>(x + m * ldx, ldx, w, kp, em); break;
-      case 2: wo<1, 2>(x + m * ldx, ldx, w, kp, em); break;
-      case 3: wo<1, 3>(x + m * ldx, ldx, w, kp, em); break;
-      default: wo<1, 4>(x + m * ldx, ldx, w, kp, em); break;
-    }
-  }
-}
-
-void qgemm_q4_f32_4x16__avx512(int mr, int panels, const float* x, int64_t ldx, const uint8_t* w, int64_t kp,
-                               const Q4Epilogue& e) {
-  using namespace q4_avx512;
-  (void)panels;  // NP == 1
-  switch (mr) {
-    case 1: return wo<1, 1>(x, ldx, w, kp, e);
-    case 2: return wo<2, 1>(x, ldx, w, kp, e);
-    case 3: return wo<3, 1>(x, ldx, w, kp, e);
-    default: return wo<4, 1>(x, ldx, w, kp, e);
-  }
-}
+#define SLIMNN_X86_ISA q4_avx512
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

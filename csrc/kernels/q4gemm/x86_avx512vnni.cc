@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "common/count_dispatch.h"
 #include "kernels/q4gemm/q4gemm.h"
 
 namespace slimnn {
@@ -71,155 +72,52 @@ inline void sub_zero_term(__m512i (&acc)[MR][NP], const Q4Epilogue& e, int64_t g
   }
 }
 
+// E_g of each group (raw dot products, then the weights' zero-point term), then fn(g, acc).
+template <int MR, int NP, typename Fn>
+inline void group_ints(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e, Fn&& fn) {
+  auto block = [&](int64_t g, int64_t k8_0, int64_t k8_1, __m512i (&acc)[MR][NP]) {
+    dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
+    sub_zero_term<MR, NP>(acc, e, g);
+  };
+  for_each_group<__m512i[MR][NP]>(e.n_groups, e.group_k8, kp / 8, block, fn);
+}
+
 template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  const int64_t k8n = kp / 8;
   if (e.n_groups == 1) {
-    __m512i acc[MR][NP];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
-    dot_block<MR, NP>(a, lda, w, kp, 0, k8n, acc);
-    sub_zero_term<MR, NP>(acc, e, 0);
-    for (int p = 0; p < NP; ++p) {
-      const __mmask16 mask = col_mask(e.ncols, p);
-      if (!mask) continue;
-      const __m512i cs = _mm512_loadu_si512(e.colsum + p * 16);
-      const __m512 sw = load_scales(e.scales, e.scale_dtype, p * 16);
-      const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
-      for (int m = 0; m < MR; ++m) {
-        const __m512i exact = _mm512_sub_epi32(acc[m][p], _mm512_mullo_epi32(_mm512_set1_epi32(e.a_zp[m]), cs));
-        const __m512 s = _mm512_mul_ps(sw, _mm512_set1_ps(e.a_scale[m]));
-        _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), s, bias));
-      }
-    }
+    group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t, const __m512i (&acc)[MR][NP]) {
+      store_exact<MR, NP>(acc, e, [&](int p, __mmask16) { return load_scales(e.scales, e.scale_dtype, p * 16); });
+    });
     return;
   }
   __m512 facc[MR][NP];
-  for (int m = 0; m < MR; ++m)
-    for (int p = 0; p < NP; ++p) facc[m][p] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    __m512i acc[MR][NP];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
-    sub_zero_term<MR, NP>(acc, e, g);
+  zero(facc);
+  group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t g, const __m512i (&acc)[MR][NP]) {
     for (int p = 0; p < NP; ++p) {
       const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
       for (int m = 0; m < MR; ++m) facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][p]), sg, facc[m][p]);
     }
-  }
-  for (int p = 0; p < NP; ++p) {
-    const __mmask16 mask = col_mask(e.ncols, p);
-    if (!mask) continue;
-    const __m512 comp = _mm512_loadu_ps(e.comp + p * 16);
-    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
-    for (int m = 0; m < MR; ++m) {
-      const __m512 r = _mm512_fnmadd_ps(_mm512_set1_ps(float(e.a_zp[m])), comp, facc[m][p]);
-      _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(r, _mm512_set1_ps(e.a_scale[m]), bias));
-    }
-  }
+  });
+  store_comp<MR, NP>(facc, e);
 }
 
 template <int MR, int NP>
 void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  const int64_t k8n = kp / 8;
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    __m512i acc[MR][NP];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_si512();
-    const int64_t k8_0 = g * e.group_k8, k8_1 = k8_0 + e.group_k8 < k8n ? k8_0 + e.group_k8 : k8n;
-    dot_block<MR, NP>(a, lda, w, kp, k8_0, k8_1, acc);
-    sub_zero_term<MR, NP>(acc, e, g);
+  group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t g, const __m512i (&acc)[MR][NP]) {
     for (int m = 0; m < MR; ++m)
       for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + m * ldo + g * e.np + p * 16, acc[m][p]);
-  }
-}
-
-template <int MR>
-void dyn_np(int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
-  switch (panels) {
-    case 1: return dyn<MR, 1>(a, lda, w, kp, e);
-    default: return dyn<MR, 2>(a, lda, w, kp, e);
-  }
-}
-
-template <int MR>
-void dot_np(int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Epilogue& e,
-            int32_t* out, int64_t ldo) {
-  switch (panels) {
-    case 1: return dot<MR, 1>(a, lda, w, kp, e, out, ldo);
-    default: return dot<MR, 2>(a, lda, w, kp, e, out, ldo);
-  }
+  });
 }
 
 }  // namespace
 }  // namespace q4_avx512vnni
 
-void qgemm_q4_u8_1x64__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                  const Q4Epilogue& e) {
-  using namespace q4_avx512vnni;
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    em.a_scale = e.a_scale + m;
-    em.a_zp = e.a_zp + m;
-    em.a_sum = e.a_sum + m * e.n_groups;
-    const uint8_t* am = a + m * lda;
-    switch (panels) {
-      case 1: dyn<1, 1>(am, lda, w, kp, em); break;
-      case 2: dyn<1, 2>(am, lda, w, kp, em); break;
-      case 3: dyn<1, 3>(am, lda, w, kp, em); break;
-      default: dyn<1, 4>(am, lda, w, kp, em); break;
-    }
-  }
-}
-
-void qgemm_q4_u8_1x64__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
-                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  using namespace q4_avx512vnni;
-  for (int m = 0; m < mr; ++m) {
-    Q4Epilogue em = e;
-    em.a_sum = e.a_sum + m * e.n_groups;
-    const uint8_t* am = a + m * lda;
-    int32_t* om = out + m * ldo;
-    switch (panels) {
-      case 1: dot<1, 1>(am, lda, w, kp, em, om, ldo); break;
-      case 2: dot<1, 2>(am, lda, w, kp, em, om, ldo); break;
-      case 3: dot<1, 3>(am, lda, w, kp, em, om, ldo); break;
-      default: dot<1, 4>(am, lda, w, kp, em, om, ldo); break;
-    }
-  }
-}
-
-void qgemm_q4_u8_8x32__avx512vnni(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,
-                                  const Q4Epilogue& e) {
-  using namespace q4_avx512vnni;
-  switch (mr) {
-    case 1: return dyn_np<1>(panels, a, lda, w, kp, e);
-    case 2: return dyn_np<2>(panels, a, lda, w, kp, e);
-    case 3: return dyn_np<3>(panels, a, lda, w, kp, e);
-    case 4: return dyn_np<4>(panels, a, lda, w, kp, e);
-    case 5: return dyn_np<5>(panels, a, lda, w, kp, e);
-    case 6: return dyn_np<6>(panels, a, lda, w, kp, e);
-    case 7: return dyn_np<7>(panels, a, lda, w, kp, e);
-    default: return dyn_np<8>(panels, a, lda, w, kp, e);
-  }
-}
-
-void qgemm_q4_u8_8x32__avx512vnni_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w,
-                                      int64_t kp, const Q4Epilogue& e, int32_t* out, int64_t ldo) {
-  using namespace q4_avx512vnni;
-  switch (mr) {
-    case 1: return dot_np<1>(panels, a, lda, w, kp, e, out, ldo);
-    case 2: return dot_np<2>(panels, a, lda, w, kp, e, out, ldo);
-    case 3: return dot_np<3>(panels, a, lda, w, kp, e, out, ldo);
-    case 4: return dot_np<4>(panels, a, lda, w, kp, e, out, ldo);
-    case 5: return dot_np<5>(panels, a, lda, w, kp, e, out, ldo);
-    case 6: return dot_np<6>(panels, a, lda, w, kp, e, out, ldo);
-    case 7: return dot_np<7>(panels, a, lda, w, kp, e, out, ldo);
-    default: return dot_np<8>(panels, a, lda, w, kp, e, out, ldo);
-  }
-}
+#define SLIMNN_X86_ISA q4_avx512vnni
+#define SLIMNN_X86_KERNELS "kernels/q4gemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512vnni(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512vnni
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 }  // namespace slimnn

@@ -1,5 +1,7 @@
-// What the q8 (qgemm.cc) and q4 (q4gemm.cc) drivers share: the task plan, the activation staging (bf16,
-// AWQ column factors, zero padding) and the checked row quantization. Portable code (no ISA flags).
+// What the q8 (qgemm.cc) and q4 (q4gemm.cc) drivers share: the task plan and its column blocks, the
+// activation staging (bf16, AWQ column factors, zero padding), the checked row quantization and the q8
+// epilogue's column setup (also used by the conv and lowrank drivers). Portable code (no ISA flags): include
+// it only from driver files, never from an ISA file.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -9,6 +11,7 @@
 
 #include "common/scratch.h"
 #include "common/threadpool.h"
+#include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
 namespace qdriver {
@@ -35,6 +38,56 @@ inline Blocking plan(int mr, int kernel_np, int64_t m, int64_t w_np, int nthread
   b.mb_rows = ((row_blocks + n_mb - 1) / n_mb) * mr;
   b.n_mb = (m + b.mb_rows - 1) / b.mb_rows;
   return b;
+}
+
+// Column block nb of kernel_np panels out of panels_total: its first panel p0, first column n0 = p0 * 16 and
+// its panel count (the last block may be short).
+struct ColBlock {
+  int64_t p0, n0, panels;
+};
+inline ColBlock col_block(int64_t nb, int kernel_np, int64_t panels_total) {
+  ColBlock c;
+  c.p0 = nb * kernel_np;
+  c.panels = std::min<int64_t>(kernel_np, panels_total - c.p0);
+  c.n0 = c.p0 * 16;
+  return c;
+}
+
+// Runs body(nb, r0, r1) for every task of plan b (column block nb x row block [r0, r1)), on nthreads.
+template <typename Body>
+inline void parallel_blocks(const Blocking& b, int64_t m, int nthreads, Body&& body) {
+  auto task = [&](int64_t t) {
+    const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
+    body(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
+  };
+  parallel_for(b.n_nb * b.n_mb, nthreads, task);
+}
+
+// Rows [r0, r1) in micro-kernel steps: body(r, rows) with rows = min(mr, r1 - r).
+template <typename Body>
+inline void for_row_steps(int64_t r0, int64_t r1, int mr, Body&& body) {
+  for (int64_t r = r0; r < r1; r += mr) body(r, static_cast<int>(std::min<int64_t>(mr, r1 - r)));
+}
+
+// The q8 epilogue fields that depend on the weights only (a_scale, a_zp, y: the caller's, per row step).
+inline Q8Epilogue q8_epilogue(const Q8View& w, int64_t ldy) {
+  Q8Epilogue e;
+  std::memset(&e, 0, sizeof e);
+  e.np = w.np;
+  e.group_k4 = w.group_size / 4;
+  e.n_groups = w.n_groups;
+  e.ldy = ldy;
+  return e;
+}
+// base with its weight columns moved to column block c; bias already offset to w's first column (or null).
+inline Q8Epilogue q8_block_epilogue(const Q8Epilogue& base, const Q8View& w, const float* bias, const ColBlock& c) {
+  Q8Epilogue e = base;
+  e.scales = w.scales + c.n0;
+  e.colsum = w.colsum + c.n0;
+  e.comp = w.comp + c.n0;
+  e.bias = bias ? bias + c.n0 : nullptr;
+  e.ncols = std::min<int64_t>(c.panels * 16, w.n - c.n0);
+  return e;
 }
 
 // Row r of x as fp32 with the column factors applied (in_mul may be null); returns x's own row when

@@ -74,11 +74,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
   const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
   const int64_t panels_total = w.np / 16;
 
-  Q8Epilogue base;
-  base.np = w.np;
-  base.group_k4 = w.group_size / 4;
-  base.n_groups = w.n_groups;
-  base.ldy = ldy;
+  const Q8Epilogue base = qdriver::q8_epilogue(w, ldy);
 
   if (kind == KernelKind::kQ8Dyn) {
     auto a = scratch<uint8_t>(m * kp);
@@ -102,22 +98,15 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
     const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
     // Runs the micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot).
     auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
-      const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-      const int64_t n0 = p0 * 16;
-      Q8Epilogue e = base;
-      e.scales = w.scales + n0;
-      e.colsum = w.colsum + n0;
-      e.comp = w.comp + n0;
-      e.bias = bias ? bias + n0 : nullptr;
-      e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-      for (int64_t r = r0; r < r1; r += ki->mr) {
-        const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r1 - r));
+      const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+      Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
+      qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.a_scale = a_scale.get() + r;
         e.a_zp = a_zp.get() + r;
-        e.y = y + r * ldy + n0;
-        uk(mr, static_cast<int>(panels), a.get() + r * kp, kp, w.w + p0 * 16 * kp, kp, e);
+        e.y = y + r * ldy + c.n0;
+        uk(mr, static_cast<int>(c.panels), a.get() + r * kp, kp, w.w + c.p0 * 16 * kp, kp, e);
         apply_activation(ak, act, e.y, mr, e.ncols, ldy);
-      }
+      });
     };
     auto float_rows = [&](int64_t r0, int64_t r1) {
       std::unique_ptr<float[], FreeDeleter> tmp;
@@ -154,11 +143,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
       quantize_rows(r0, std::min(m, r0 + chunk));
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
-    auto task = [&](int64_t t) {
-      const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
-      run_block(nb, mb * b.mb_rows, std::min(m, (mb + 1) * b.mb_rows));
-    };
-    parallel_for(b.n_nb * b.n_mb, nthreads, task);
+    qdriver::parallel_blocks(b, m, nthreads, run_block);
     float_rows(0, m);
     return;
   }
@@ -174,27 +159,16 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
     wo_panel_q8(reinterpret_cast<Q8WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads,
                 ak, act);
   const auto uk = reinterpret_cast<Q8WoUkernel>(ki->fn);
-  auto task = [&](int64_t t) {
-    const int64_t nb = t / b.n_mb, mb = t % b.n_mb;
-    const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
-    const int64_t n0 = p0 * 16;
-    const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
-    Q8Epilogue e = base;
-    e.scales = w.scales + n0;
-    e.colsum = w.colsum + n0;
-    e.comp = w.comp + n0;
-    e.bias = bias ? bias + n0 : nullptr;
-    e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
-    e.a_scale = nullptr;
-    e.a_zp = nullptr;
-    for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {
-      const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r_end - r));
-      e.y = y + r * ldy + n0;
-      uk(mr, static_cast<int>(panels), xf + r * lda, lda, w.w + p0 * 16 * kp, kp, e);
+  auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
+    const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+    Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
+    qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
+      e.y = y + r * ldy + c.n0;
+      uk(mr, static_cast<int>(c.panels), xf + r * lda, lda, w.w + c.p0 * 16 * kp, kp, e);
       apply_activation(ak, act, e.y, mr, e.ncols, ldy);
-    }
+    });
   };
-  if (!panel) parallel_for(b.n_nb * b.n_mb, nthreads, task);
+  if (!panel) qdriver::parallel_blocks(b, m, nthreads, run_block);
   // Rows with NaN/inf or overflow-sized values: float32 from the dequantized weights (see q8_row_float).
   for (int64_t r = 0; r < m; ++r) {
     const float* row = xf + r * lda;

@@ -5,8 +5,22 @@
 #include <limits>
 
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/qgemm/ref_common.h"
 
 namespace slimnn {
+namespace {
+#include "kernels/qgemm/u8_params.h"
+
+// sum over k in [k0, k1) of x[k] * w[k] for column c of panel p, in Acc: int32 (exact) for u8 activations,
+// float (in order) for fp32 ones.
+template <typename Acc, typename T>
+inline Acc group_dot(const T* x, const int8_t* w, int p, int64_t kp, int c, int64_t k0, int64_t k1) {
+  const int8_t* wp = w + int64_t(p) * 16 * kp;
+  Acc d = 0;
+  for (int64_t k = k0; k < k1; ++k) d += Acc(x[k]) * Acc(wp[(k / 4) * 64 + c * 4 + k % 4]);
+  return d;
+}
+}  // namespace
 
 bool quantize_row_u8__portable(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
   float mn = 0.0f, mx = 0.0f;
@@ -15,14 +29,10 @@ bool quantize_row_u8__portable(const float* x, int64_t k, int64_t kp, uint8_t* q
     mn = x[i] < mn ? x[i] : mn;
     mx = x[i] > mx ? x[i] : mx;
   }
-  // Written as two quotients so that a row spanning [-FLT_MAX, FLT_MAX] does not overflow; a (near-)zero
-  // row gets scale 1 (its values all quantize to the zero point).
-  float s = mx / 255.0f - mn / 255.0f;
-  if (!(s >= std::numeric_limits<float>::min())) s = 1.0f;
+  float s;
+  int32_t z;
+  u8_range_params(mn, mx, &s, &z);
   const float inv = 1.0f / s;
-  float zf = std::nearbyint(-mn * inv);
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = static_cast<int32_t>(zf);
   for (int64_t i = 0; i < k; ++i) {
     int32_t v = static_cast<int32_t>(std::nearbyint(x[i] * inv)) + z;
     q[i] = static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
@@ -47,58 +57,18 @@ void qgemm_q8_u8_1x16__portable_dot(int mr, int panels, const uint8_t* a, int64_
 
 void qgemm_q8_u8_1x16__portable(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
                                 const Q8Epilogue& e) {
-  const int64_t gk = e.group_k4 * 4;
-  for (int m = 0; m < mr; ++m) {
-    const uint8_t* am = a + m * lda;
-    for (int p = 0; p < panels; ++p) {
-      const int8_t* wp = w + int64_t(p) * 16 * kp;
-      for (int c = 0; c < 16; ++c) {
-        const int64_t col = p * 16 + c;
-        if (col >= e.ncols) break;
-        float acc = 0.0f;
-        int32_t exact = 0;
-        for (int64_t g = 0; g < e.n_groups; ++g) {
-          int32_t d = 0;
-          const int64_t k1 = (g + 1) * gk < kp ? (g + 1) * gk : kp;
-          for (int64_t k = g * gk; k < k1; ++k) d += int32_t(am[k]) * int32_t(wp[(k / 4) * 64 + c * 4 + k % 4]);
-          // Wrapping arithmetic, like the SIMD kernels' vpmulld/vpsubd: exact for any valid blob (the bound
-          // on K keeps it in range) and defined for a corrupt column sum that only the full check catches.
-          if (e.n_groups == 1)
-            exact = int32_t(uint32_t(d) - uint32_t(e.a_zp[m]) * uint32_t(e.colsum[col]));
-          else
-            acc += static_cast<float>(d) * e.scales[g * e.np + col];
-        }
-        float r = e.n_groups == 1 ? static_cast<float>(exact) * e.scales[col] : acc - float(e.a_zp[m]) * e.comp[col];
-        r *= e.a_scale[m];
-        if (e.bias) r += e.bias[col];
-        e.y[m * e.ldy + col] = r;
-      }
-    }
-  }
+  qref::for_each_output(mr, panels, e, [&](int m, int p, int c, int64_t col) {
+    auto dot = [&](int64_t, int64_t k0, int64_t k1) { return group_dot<int32_t>(a + m * lda, w, p, kp, c, k0, k1); };
+    return qref::dyn_out(e, m, col, e.group_k4 * 4, kp, dot, [&](int64_t g) { return e.scales[g * e.np + col]; });
+  });
 }
 
 void qgemm_q8_f32_1x16__portable(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
                                  const Q8Epilogue& e) {
-  const int64_t gk = e.group_k4 * 4;
-  for (int m = 0; m < mr; ++m) {
-    const float* xm = x + m * ldx;
-    for (int p = 0; p < panels; ++p) {
-      const int8_t* wp = w + int64_t(p) * 16 * kp;
-      for (int c = 0; c < 16; ++c) {
-        const int64_t col = p * 16 + c;
-        if (col >= e.ncols) break;
-        float acc = 0.0f;
-        for (int64_t g = 0; g < e.n_groups; ++g) {
-          float d = 0.0f;
-          const int64_t k1 = (g + 1) * gk < kp ? (g + 1) * gk : kp;
-          for (int64_t k = g * gk; k < k1; ++k) d += xm[k] * float(wp[(k / 4) * 64 + c * 4 + k % 4]);
-          acc += d * e.scales[g * e.np + col];
-        }
-        if (e.bias) acc += e.bias[col];
-        e.y[m * e.ldy + col] = acc;
-      }
-    }
-  }
+  qref::for_each_output(mr, panels, e, [&](int m, int p, int c, int64_t col) {
+    auto dot = [&](int64_t, int64_t k0, int64_t k1) { return group_dot<float>(x + m * ldx, w, p, kp, c, k0, k1); };
+    return qref::wo_out(e, col, e.group_k4 * 4, kp, dot, [&](int64_t g) { return e.scales[g * e.np + col]; });
+  });
 }
 
 }  // namespace slimnn

@@ -1,14 +1,14 @@
 #include "common/isa.h"
 #include "common/kernel_table.h"
 #include "kernels/qgemm/qgemm.h"
+#include "kernels/qgemm/quantizers.h"
 #include "kernels/wogemm/wogemm.h"
 
 namespace slimnn {
 
 #define SLIMNN_DECL_kQ8Dyn(isa_word, name)                                                                  \
   void name(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, const Q8Epilogue&);                 \
-  void name##_dot(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t);           \
-  bool quantize_row_u8__##isa_word(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
+  void name##_dot(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t);
 #define SLIMNN_DECL_kQ8Wo(isa_word, name) \
   void name(int, int, const float*, int64_t, const int8_t*, int64_t, const Q8Epilogue&);
 #define SLIMNN_DECL_kQ8WoPanel(isa_word, name) void name(const Q8View&, const WoPanelTask&);
@@ -22,7 +22,6 @@ namespace slimnn {
 
 void qgemm_q8_u8_32x64__amxemu(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, const Q8Epilogue&);
 void qgemm_q8_u8_32x64__amxemu_dot(int, int, const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t);
-bool quantize_row_u8__portable(const float*, int64_t, int64_t, uint8_t*, float*, int32_t*);
 
 namespace {
 const KernelInfo kTable[] = {

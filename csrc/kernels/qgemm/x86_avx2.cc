@@ -5,8 +5,11 @@
 #include <immintrin.h>
 
 #include <cfloat>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "common/count_dispatch.h"
 #include "kernels/qgemm/qgemm.h"
 
 namespace slimnn {
@@ -14,6 +17,7 @@ namespace avx2 {
 namespace {
 
 #include "kernels/qgemm/x86_avx2_common.h"
+#include "kernels/qgemm/u8_params.h"
 
 inline __m256i loadu_cols_i32(const int32_t* p, int64_t ncols) {
   if (ncols >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -38,17 +42,13 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4
   }
 }
 
-template <int MR>
+template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
+  static_assert(NP == 1, "16 columns");
   __m256 facc[MR][2];
-  for (int m = 0; m < MR; ++m) facc[m][0] = facc[m][1] = _mm256_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    __m256i acc[MR][4];
-    for (int m = 0; m < MR; ++m)
-      for (int j = 0; j < 4; ++j) acc[m][j] = _mm256_setzero_si256();
-    dot_block<MR>(a, lda, w, k4_0, k4_1, acc);
+  zero(facc);
+  auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m256i (&acc)[MR][4]) { dot_block<MR>(a, lda, w, k4_0, k4_1, acc); };
+  for_each_group<__m256i[MR][4]>(e.n_groups, e.group_k4, kp / 4, block, [&](int64_t g, __m256i (&acc)[MR][4]) {
     for (int h = 0; h < 2; ++h) {
       const int64_t nc = e.ncols - h * 8;
       if (e.n_groups == 1) {
@@ -68,27 +68,16 @@ void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epi
         }
       }
     }
-  }
-  for (int h = 0; h < 2; ++h) {
-    const int64_t nc = e.ncols - h * 8;
-    if (nc <= 0) continue;
-    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
-    const __m256 comp = loadu_cols(e.comp + h * 8, nc);
-    for (int m = 0; m < MR; ++m) {
-      __m256 r = facc[m][h];
-      if (e.n_groups != 1) r = _mm256_fnmadd_ps(_mm256_set1_ps(float(e.a_zp[m])), comp, r);
-      store_cols(e.y + m * e.ldy + h * 8, _mm256_fmadd_ps(r, _mm256_set1_ps(e.a_scale[m]), bias), nc);
-    }
-  }
+  });
+  store_dyn<MR>(facc, e);
 }
 
-void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
-  __m256 out[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    __m256 acc[8];
-    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+template <int MR, int NP>
+void wo(const float* x, int64_t, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
+  static_assert(MR == 1 && NP == 1, "one row, 16 columns");
+  __m256 out[2];
+  zero(out);
+  auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m256 (&acc)[8]) {
     for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
       const __m256 xv = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(x + k4 * 4));
       for (int i = 0; i < 8; ++i) {
@@ -96,52 +85,38 @@ void wo1(const float* x, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
         acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(wi), xv, acc[i]);
       }
     }
+  };
+  for_each_group<__m256[8]>(e.n_groups, e.group_k4, kp / 4, block, [&](int64_t g, __m256 (&acc)[8]) {
     for (int h = 0; h < 2; ++h) {
       const __m256 sg = loadu_cols(e.scales + g * e.np + h * 8, e.ncols - h * 8);
       out[h] = _mm256_fmadd_ps(reduce8(acc + 4 * h), sg, out[h]);
     }
-  }
-  for (int h = 0; h < 2; ++h) {
-    const int64_t nc = e.ncols - h * 8;
-    if (nc <= 0) continue;
-    const __m256 bias = e.bias ? loadu_cols(e.bias + h * 8, nc) : _mm256_setzero_ps();
-    store_cols(e.y + h * 8, _mm256_add_ps(out[h], bias), nc);
+  });
+  store_wo(out, e);
+}
+
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  static_assert(NP == 1, "16 columns");
+  for (int m = 0; m < MR; ++m) {
+    __m256i acc[1][4];
+    zero(acc);
+    dot_block<1>(a + m * lda, lda, w, 0, kp / 4, acc);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), fold_pairs(acc[0][0], acc[0][1]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), fold_pairs(acc[0][2], acc[0][3]));
   }
 }
 
 }  // namespace
 }  // namespace avx2
 
-void qgemm_q8_u8_2x16__avx2(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                            const Q8Epilogue& e) {
-  (void)panels;  // NP == 1
-  if (mr >= 2)
-    avx2::dyn<2>(a, lda, w, kp, e);
-  else
-    avx2::dyn<1>(a, lda, w, kp, e);
-}
-
-void qgemm_q8_u8_2x16__avx2_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                int32_t* out, int64_t ldo) {
-  (void)panels;
-  for (int m = 0; m < mr; ++m) {
-    __m256i acc[1][4];
-    for (int j = 0; j < 4; ++j) acc[0][j] = _mm256_setzero_si256();
-    avx2::dot_block<1>(a + m * lda, lda, w, 0, kp / 4, acc);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo), avx2::fold_pairs(acc[0][0], acc[0][1]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + 8), avx2::fold_pairs(acc[0][2], acc[0][3]));
-  }
-}
-
-void qgemm_q8_f32_1x16__avx2(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                             const Q8Epilogue& e) {
-  (void)panels;
-  for (int m = 0; m < mr; ++m) {
-    Q8Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    avx2::wo1(x + m * ldx, w, kp, em);
-  }
-}
+#define SLIMNN_X86_ISA avx2
+#define SLIMNN_X86_KERNELS "kernels/qgemm/kernels.inc"
+#define SLIMNN_X86_IF_avx2(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx2
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 // Same formula as quantize_row_u8__portable (ref.cc), 8 lanes at a time, with a scalar tail.
 bool quantize_row_u8__avx2(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
@@ -169,12 +144,10 @@ bool quantize_row_u8__avx2(const float* x, int64_t k, int64_t kp, uint8_t* q, fl
     mx = x[i] > mx ? x[i] : mx;
   }
   if (bad) return false;
-  float s = mx / 255.0f - mn / 255.0f;
-  if (!(s >= FLT_MIN)) s = 1.0f;
+  float s;
+  int32_t z;
+  avx2::u8_range_params(mn, mx, &s, &z);
   const float inv = 1.0f / s;
-  float zf = float(_mm_cvtss_si32(_mm_set_ss(-mn * inv)));
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = int32_t(zf);
   const __m256 vinv = _mm256_set1_ps(inv);
   const __m256i vz = _mm256_set1_epi32(z);
   for (i = 0; i + 8 <= k; i += 8) {

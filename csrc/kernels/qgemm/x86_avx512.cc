@@ -8,8 +8,11 @@
 #include <immintrin.h>
 
 #include <cfloat>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
+#include "common/count_dispatch.h"
 #include "formats/q4.h"
 #include "kernels/qgemm/qgemm.h"
 
@@ -18,19 +21,13 @@ namespace avx512 {
 namespace {
 
 #include "kernels/qgemm/x86_avx512_common.h"
+#include "kernels/qgemm/u8_params.h"
 
 template <int MR, int NP>
 void wo(const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
   __m512 out[MR][NP];
-  for (int m = 0; m < MR; ++m)
-    for (int p = 0; p < NP; ++p) out[m][p] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    __m512 acc[MR][NP][4];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p)
-        for (int j = 0; j < 4; ++j) acc[m][p][j] = _mm512_setzero_ps();
+  zero(out);
+  auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m512 (&acc)[MR][NP][4]) {
     for (int64_t k4 = k4_0; k4 < k4_1; ++k4) {
       __m512 wf[NP][4];
       for (int p = 0; p < NP; ++p)
@@ -43,17 +40,11 @@ void wo(const float* x, int64_t ldx, const int8_t* w, int64_t kp, const Q8Epilog
           for (int j = 0; j < 4; ++j) acc[m][p][j] = _mm512_fmadd_ps(wf[p][j], xv, acc[m][p][j]);
       }
     }
-    for (int p = 0; p < NP; ++p) {
-      const __m512 sg = _mm512_loadu_ps(e.scales + g * e.np + p * 16);
-      for (int m = 0; m < MR; ++m) out[m][p] = _mm512_fmadd_ps(reduce4x4(acc[m][p]), sg, out[m][p]);
-    }
-  }
-  for (int p = 0; p < NP; ++p) {
-    const __mmask16 mask = col_mask(e.ncols, p);
-    if (!mask) continue;
-    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
-    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_add_ps(out[m][p], bias));
-  }
+  };
+  for_each_group<__m512[MR][NP][4]>(e.n_groups, e.group_k4, kp / 4, block, [&](int64_t g, const __m512 (&acc)[MR][NP][4]) {
+    add_group_wo<MR, NP>(out, acc, [&](int p) { return _mm512_loadu_ps(e.scales + g * e.np + p * 16); });
+  });
+  store_wo<MR, NP>(out, e);
 }
 
 // acc holds columns 0-7 and 8-15 as (k01, k23) int32 pairs; returns the 16 column totals in order.
@@ -85,17 +76,13 @@ inline void dot_block(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp
 
 template <int MR, int NP>
 void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  const int64_t k4n = kp / 4;
   __m512 facc[MR][NP];
   __m512i exact[MR][NP];
-  for (int m = 0; m < MR; ++m)
-    for (int p = 0; p < NP; ++p) facc[m][p] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < e.n_groups; ++g) {
-    const int64_t k4_0 = g * e.group_k4, k4_1 = k4_0 + e.group_k4 < k4n ? k4_0 + e.group_k4 : k4n;
-    __m512i acc[MR][NP][2];
-    for (int m = 0; m < MR; ++m)
-      for (int p = 0; p < NP; ++p) acc[m][p][0] = acc[m][p][1] = _mm512_setzero_si512();
+  zero(facc);
+  auto block = [&](int64_t, int64_t k4_0, int64_t k4_1, __m512i (&acc)[MR][NP][2]) {
     dot_block<MR, NP>(a, lda, w, kp, k4_0, k4_1, acc);
+  };
+  for_each_group<__m512i[MR][NP][2]>(e.n_groups, e.group_k4, kp / 4, block, [&](int64_t g, const __m512i (&acc)[MR][NP][2]) {
     for (int p = 0; p < NP; ++p) {
       const __m512 sg = _mm512_loadu_ps(e.scales + g * e.np + p * 16);
       for (int m = 0; m < MR; ++m) {
@@ -106,58 +93,40 @@ void dyn(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epi
           facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sg, facc[m][p]);
       }
     }
-  }
-  for (int p = 0; p < NP; ++p) {
-    const __mmask16 mask = col_mask(e.ncols, p);
-    if (!mask) continue;
-    const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask, e.bias + p * 16) : _mm512_setzero_ps();
-    for (int m = 0; m < MR; ++m) {
-      __m512 r;
-      if (e.n_groups == 1) {  // per-channel: the zero-point term in int32, exactly
-        const __m512i cs = _mm512_maskz_loadu_epi32(mask, e.colsum + p * 16);
-        const __m512i x = _mm512_sub_epi32(exact[m][p], _mm512_mullo_epi32(_mm512_set1_epi32(e.a_zp[m]), cs));
-        r = _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_maskz_loadu_ps(mask, e.scales + p * 16));
-      } else {
-        r = _mm512_fnmadd_ps(_mm512_set1_ps(float(e.a_zp[m])), _mm512_maskz_loadu_ps(mask, e.comp + p * 16),
-                             facc[m][p]);
-      }
-      _mm512_mask_storeu_ps(e.y + m * e.ldy + p * 16, mask, _mm512_fmadd_ps(r, _mm512_set1_ps(e.a_scale[m]), bias));
-    }
-  }
+  });
+  if (e.n_groups != 1) return store_comp<MR, NP>(facc, e);
+  // Per channel: the zero-point term in int32, exactly; then scaled by the weights', then the row's scale.
+  store_panels<MR, NP>(e, [&](int p, __mmask16 mask) {
+    const __m512i cs = _mm512_maskz_loadu_epi32(mask, e.colsum + p * 16);
+    const __m512 sw = _mm512_maskz_loadu_ps(mask, e.scales + p * 16);
+    return [&, p, cs, sw](int m, __m512 bias) {
+      const __m512i x = _mm512_sub_epi32(exact[m][p], _mm512_mullo_epi32(_mm512_set1_epi32(e.a_zp[m]), cs));
+      return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(x), sw), _mm512_set1_ps(e.a_scale[m]), bias);
+    };
+  });
 }
 
-template <int MR>
-void dyn_np(int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, const Q8Epilogue& e) {
-  if (panels >= 2)
-    dyn<MR, 2>(a, lda, w, kp, e);
-  else
-    dyn<MR, 1>(a, lda, w, kp, e);
+template <int MR, int NP>
+void dot(const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, int32_t* out, int64_t ldo) {
+  for (int m = 0; m < MR; ++m)
+    for (int p = 0; p < NP; ++p) {
+      __m512i acc[1][1][2];
+      zero(acc);
+      dot_block<1, 1>(a + m * lda, lda, w + int64_t(p) * 16 * kp, kp, 0, kp / 4, acc);
+      _mm512_storeu_si512(out + m * ldo + p * 16, fold_pairs(acc[0][0][0], acc[0][0][1]));
+    }
 }
 
 }  // namespace
 }  // namespace avx512
 
-void qgemm_q8_u8_4x32__avx512(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                              const Q8Epilogue& e) {
-  using namespace avx512;
-  switch (mr) {
-    case 1: return dyn_np<1>(panels, a, lda, w, kp, e);
-    case 2: return dyn_np<2>(panels, a, lda, w, kp, e);
-    case 3: return dyn_np<3>(panels, a, lda, w, kp, e);
-    default: return dyn_np<4>(panels, a, lda, w, kp, e);
-  }
-}
-
-void qgemm_q8_u8_4x32__avx512_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,
-                                  int32_t* out, int64_t ldo) {
-  using namespace avx512;
-  for (int m = 0; m < mr; ++m)
-    for (int p = 0; p < panels; ++p) {
-      __m512i acc[1][1][2] = {{{_mm512_setzero_si512(), _mm512_setzero_si512()}}};
-      dot_block<1, 1>(a + m * lda, lda, w + int64_t(p) * 16 * kp, kp, 0, kp / 4, acc);
-      _mm512_storeu_si512(out + m * ldo + p * 16, fold_pairs(acc[0][0][0], acc[0][0][1]));
-    }
-}
+#define SLIMNN_X86_ISA avx512
+#define SLIMNN_X86_KERNELS "kernels/qgemm/kernels.inc"
+#define SLIMNN_X86_IF_avx512(kind, name, mr, np) SLIMNN_X86_##kind(name, mr, np)
+#include "kernels/qgemm/x86_entries.h"
+#undef SLIMNN_X86_IF_avx512
+#undef SLIMNN_X86_KERNELS
+#undef SLIMNN_X86_ISA
 
 // Same formula as quantize_row_u8__portable (ref.cc), lane by lane.
 bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, float* scale, int32_t* zp) {
@@ -173,12 +142,10 @@ bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, 
   }
   if (bad) return false;
   const float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
-  float s = mx / 255.0f - mn / 255.0f;
-  if (!(s >= FLT_MIN)) s = 1.0f;
+  float s;
+  int32_t z;
+  avx512::u8_range_params(mn, mx, &s, &z);
   const float inv = 1.0f / s;
-  float zf = float(_mm_cvtss_si32(_mm_set_ss(-mn * inv)));
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = int32_t(zf);
   const __m512 vinv = _mm512_set1_ps(inv);
   const __m512i vz = _mm512_set1_epi32(z), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
   for (int64_t i = 0; i < kp; i += 16) {
@@ -194,33 +161,6 @@ bool quantize_row_u8__avx512(const float* x, int64_t k, int64_t kp, uint8_t* q, 
   *scale = s;
   *zp = z;
   return true;
-}
-
-void qgemm_q8_f32_1x64__avx512(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  using namespace avx512;
-  for (int m = 0; m < mr; ++m) {
-    Q8Epilogue em = e;
-    em.y = e.y + m * e.ldy;
-    switch (panels) {
-      case 1: wo<1, 1>(x + m * ldx, ldx, w, kp, em); break;
-      case 2: wo<1, 2>(x + m * ldx, ldx, w, kp, em); break;
-      case 3: wo<1, 3>(x + m * ldx, ldx, w, kp, em); break;
-      default: wo<1, 4>(x + m * ldx, ldx, w, kp, em); break;
-    }
-  }
-}
-
-void qgemm_q8_f32_4x16__avx512(int mr, int panels, const float* x, int64_t ldx, const int8_t* w, int64_t kp,
-                               const Q8Epilogue& e) {
-  using namespace avx512;
-  (void)panels;  // NP == 1
-  switch (mr) {
-    case 1: return wo<1, 1>(x, ldx, w, kp, e);
-    case 2: return wo<2, 1>(x, ldx, w, kp, e);
-    case 3: return wo<3, 1>(x, ldx, w, kp, e);
-    default: return wo<4, 1>(x, ldx, w, kp, e);
-  }
 }
 
 }  // namespace slimnn

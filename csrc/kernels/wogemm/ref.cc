@@ -61,11 +61,9 @@ void dequant_q4(const Q4View& w, int64_t p0, int64_t panels, int64_t k0, int64_t
 }  // namespace
 }  // namespace portable_wo
 
-void qgemm_q8_f32_4x16__portable(const Q8View& w, const WoPanelTask& t) {
-  portable_wo::run_task(w, t, portable_wo::dequant_q8);
-}
-void qgemm_q4_f32_4x16__portable(const Q4View& w, const WoPanelTask& t) {
-  portable_wo::run_task(w, t, portable_wo::dequant_q4);
-}
+#define SLIMNN_WO_ISA portable_wo
+#define SLIMNN_WO_IF_portable(kind, name) SLIMNN_WO_##kind(name)
+#include "kernels/wogemm/entries.h"
+#undef SLIMNN_WO_ISA
 
 }  // namespace slimnn

@@ -4,7 +4,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/act/act.h"
 #include "kernels/wogemm/wogemm.h"
@@ -13,48 +15,11 @@ namespace slimnn {
 namespace avx2_wo {
 namespace {
 
+#include "common/simd/x86_avx2.h"
+
 constexpr int kMR = 6, kNR = 16;
 
-inline __m256i tail_mask(int n) {  // lanes [0, n) set, n in [0, 8]
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
-}
-
-template <int R>
-void tile(int ncols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
-          const float* bias) {
-  __m256 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const __m256 b0 = _mm256_load_ps(b + kk * kNR), b1 = _mm256_load_ps(b + kk * kNR + 8);
-    for (int r = 0; r < R; ++r) {
-      const __m256 av = _mm256_broadcast_ss(a + kk * kMR + r);
-      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
-    }
-  }
-  const __m256i m0 = tail_mask(std::min(ncols, 8)), m1 = tail_mask(std::max(0, ncols - 8));
-  const __m256 bias0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
-  const __m256 bias1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
-  for (int r = 0; r < R; ++r) {
-    float* cr = c + r * ldc;
-    __m256 v0 = c0[r], v1 = c1[r];
-    if (accumulate) {
-      v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));
-      v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));
-    }
-    _mm256_maskstore_ps(cr, m0, _mm256_add_ps(v0, bias0));
-    _mm256_maskstore_ps(cr + 8, m1, _mm256_add_ps(v1, bias1));
-  }
-}
-
-using TileFn = void (*)(int, int64_t, const float*, const float*, float*, int64_t, bool, const float*);
-constexpr TileFn kTiles[kMR] = {tile<1>, tile<2>, tile<3>, tile<4>, tile<5>, tile<6>};
-
-inline void ukernel(int mr, int ncols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                    bool accumulate, const float* bias) {
-  kTiles[mr - 1](ncols, kc, a, b, c, ldc, accumulate, bias);
-}
+#include "kernels/wogemm/tile_impl.h"
 
 // 32 bytes [8 columns][4 k] (byte c*4 + j) -> bytes 8j..8j+7 hold k = j for the 8 columns.
 inline __m256i k_major(__m256i v) {
@@ -137,7 +102,9 @@ void dequant_q4(const Q4View& w, int64_t p0, int64_t panels, int64_t k0, int64_t
 }  // namespace
 }  // namespace avx2_wo
 
-void qgemm_q8_f32_6x16__avx2(const Q8View& w, const WoPanelTask& t) { avx2_wo::run_task(w, t, avx2_wo::dequant_q8); }
-void qgemm_q4_f32_6x16__avx2(const Q4View& w, const WoPanelTask& t) { avx2_wo::run_task(w, t, avx2_wo::dequant_q4); }
+#define SLIMNN_WO_ISA avx2_wo
+#define SLIMNN_WO_IF_avx2(kind, name) SLIMNN_WO_##kind(name)
+#include "kernels/wogemm/entries.h"
+#undef SLIMNN_WO_ISA
 
 }  // namespace slimnn

@@ -5,8 +5,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "kernels/act/act.h"
 #include "kernels/wogemm/wogemm.h"
@@ -15,46 +17,12 @@ namespace slimnn {
 namespace avx512_wo {
 namespace {
 
+#include "common/simd/x86_avx512.h"
 #include "kernels/qgemm/x86_avx512_common.h"
 
 constexpr int kMR = 14, kNR = 32;
 
-template <int R>
-void tile(int ncols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
-          const float* bias) {
-  __m512 c0[R], c1[R];
-  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
-  for (int64_t kk = 0; kk < kc; ++kk) {
-    const __m512 b0 = _mm512_load_ps(b + kk * kNR), b1 = _mm512_load_ps(b + kk * kNR + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[kk * kMR + r]);
-      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
-    }
-  }
-  const __mmask16 m0 = col_mask(ncols, 0), m1 = col_mask(ncols, 1);
-  const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-  for (int r = 0; r < R; ++r) {
-    float* cr = c + r * ldc;
-    __m512 v0 = c0[r], v1 = c1[r];
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));
-    }
-    _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(v0, bias0));
-    _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(v1, bias1));
-  }
-}
-
-using TileFn = void (*)(int, int64_t, const float*, const float*, float*, int64_t, bool, const float*);
-constexpr TileFn kTiles[kMR] = {tile<1>, tile<2>, tile<3>,  tile<4>,  tile<5>,  tile<6>,  tile<7>,
-                                tile<8>, tile<9>, tile<10>, tile<11>, tile<12>, tile<13>, tile<14>};
-
-inline void ukernel(int mr, int ncols, int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                    bool accumulate, const float* bias) {
-  kTiles[mr - 1](ncols, kc, a, b, c, ldc, accumulate, bias);
-}
+#include "kernels/wogemm/tile_impl.h"
 
 // One 64-byte step [16 columns][4 k] (byte c*4 + j) -> lane j holds k = j for columns 0..15.
 inline __m512i k_major(__m512i v) {
@@ -141,11 +109,9 @@ void dequant_q4(const Q4View& w, int64_t p0, int64_t panels, int64_t k0, int64_t
 }  // namespace
 }  // namespace avx512_wo
 
-void qgemm_q8_f32_14x32__avx512(const Q8View& w, const WoPanelTask& t) {
-  avx512_wo::run_task(w, t, avx512_wo::dequant_q8);
-}
-void qgemm_q4_f32_14x32__avx512(const Q4View& w, const WoPanelTask& t) {
-  avx512_wo::run_task(w, t, avx512_wo::dequant_q4);
-}
+#define SLIMNN_WO_ISA avx512_wo
+#define SLIMNN_WO_IF_avx512(kind, name) SLIMNN_WO_##kind(name)
+#include "kernels/wogemm/entries.h"
+#undef SLIMNN_WO_ISA
 
 }  // namespace slimnn
