@@ -316,7 +316,33 @@ def test_conv2d_module_matches_reference_and_float(spec, mode):
     assert y.shape == conv(x).shape
     torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
     assert sqnr_db(y, conv(x).detach()) > 30
-    torch.testing.assert_close(q.dequantized_weight(), conv.weight.detach(), rtol=0, atol=conv.weight.abs().max().item() / 200)
+    # each weight within one step of its channel (the sum-keeping rounding moves a few by up to one step)
+    step = q.int8_weight()[1].view(-1, 1, 1, 1)
+    assert bool(((q.dequantized_weight() - conv.weight.detach()).abs() < step).all())
+
+
+@pytest.mark.parametrize("spec", [dict(c=16, oc=16, k=3, groups=16), dict(c=12, oc=12, k=5, groups=12),
+                                  dict(c=3, oc=8, k=3), dict(c=6, oc=10, k=1)], ids=str)
+def test_conv2d_weights_keep_each_filter_sum(spec):
+    """A BN-folded filter with a large DC gain sees a locally constant input (ReLU6 saturated at 6): the int8
+    output's error is then x * (sum of the weight errors), which from_conv's rounding keeps within half a
+    step per input channel (per row for a 1x1), against plain float conv."""
+    torch.manual_seed(3)
+    c, oc, k, g = spec["c"], spec["oc"], spec["k"], spec.get("groups", 1)
+    conv = nn.Conv2d(c, oc, k, groups=g).eval()
+    with torch.no_grad():
+        conv.weight.add_(0.3 * torch.randn(oc, 1, 1, 1).sign())  # a DC component dominates each filter
+        conv.bias.copy_(-6.0 * conv.weight.sum(dim=(1, 2, 3)))  # ... cancelled by the bias on a constant 6
+    q = Conv2dInt8.from_conv(conv, mode="weight_only")
+    wq, s = q.int8_weight()
+    err = (wq.double() * s.double().view(-1, 1, 1, 1) - conv.weight.detach().double()).sum(dim=(2, 3))  # (oc, c/g)
+    assert bool((err.abs() <= 0.5 * s.double().view(-1, 1) * (1 + 1e-5)).all()) if k > 1 else \
+        bool((err.sum(1).abs() <= 0.5 * s.double() * (1 + 1e-5)).all())
+    x = torch.full((2, c, k + 4, k + 4), 6.0)
+    y, ref = q(x).double(), conv(x).detach().double()
+    bound = 6.0 * 0.5 * s.double() * (c // g if k > 1 else 1) + 1e-4
+    assert bool(((y - ref).abs() <= bound.view(1, -1, 1, 1)).all())
+    torch.testing.assert_close(q(x), q.reference_forward(x).float(), rtol=1e-5, atol=1e-5)
 
 
 def test_conv1d_module():

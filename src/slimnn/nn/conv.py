@@ -1,6 +1,7 @@
 """Conv2dInt8 / Conv1dInt8: ``nn.Conv2d`` / ``nn.Conv1d`` with int8 weights on slimnn's conv kernels.
 
-Weights: symmetric int8, one scale per output channel (round half to even). Activations: ``mode="dynamic"``
+Weights: symmetric int8, one scale per output channel, rounded so that each input channel's taps keep
+their sum (``math.quantize.quantize_int8_sum_preserving``). Activations: ``mode="dynamic"``
 quantizes them to uint8 per image (or per tensor, ``quant="per_tensor"``), measured on each call;
 ``"weight_only"`` keeps them fp32. Depthwise convs (groups == in == out channels) always run fp32
 activations times int8 weights (see csrc/kernels/conv/conv.h for why).
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from ..formats.packed import q8_info, unpack_q8
 from ..math import reference
-from ..math.quantize import quantize_int8_symmetric
+from ..math.quantize import quantize_int8_sum_preserving
 from ..ops import conv as co
 from ..ops.common import untraceable
 
@@ -201,7 +202,10 @@ class Conv2dInt8(nn.Module):
         mod = cls.__new__(cls)
         nn.Module.__init__(mod)
         mod._setup(conv.in_channels, conv.out_channels, k, s, pads, d, conv.groups, mode, quant, activation)
-        q, scales = quantize_int8_symmetric(w.reshape(w.shape[0], -1))
+        # Per output channel; each input channel's kh*kw taps (the whole row of a 1x1) keep their sum, so the
+        # filter's response to a locally constant input is exact to half a step (math.quantize says why).
+        taps = k[0] * k[1]
+        q, scales = quantize_int8_sum_preserving(w.reshape(w.shape[0], -1), taps if taps > 1 else None)
         mod._set_weight(q.reshape(w.shape), scales.reshape(-1))
         b = conv.bias
         if b is not None:
