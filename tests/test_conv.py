@@ -453,3 +453,58 @@ def test_fold_batchnorm_and_fuse_activations():
 def test_training_batchnorm_is_not_folded():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
     assert fold_batchnorm_(model) == {}
+
+
+def _e_relu(mu, sd, a=0.0):  # noqa: ANN001, ANN202
+    """E[max(z - a, 0)], z ~ N(mu, sd^2), closed form."""
+    t = (mu - a) / sd
+    return (mu - a) * 0.5 * torch.erfc(-t / math.sqrt(2)) + sd * torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+
+def test_fold_batchnorm_records_the_consumer_input_mean():
+    """fold_batchnorm_ gives the conv after conv -> bn -> act the expected value of its input channels,
+    E[act(z)] for z ~ N(beta, gamma^2), checked against the closed form for ReLU6 (E[relu(z)] - E[relu(z - 6)])."""
+    from slimnn.nn.conv import INPUT_MEAN
+
+    model = nn.Sequential(_Block()).eval()
+    _randomize_bn(model)
+    with torch.no_grad():
+        model[0].bn0.bias.copy_(torch.linspace(-3.0, 9.0, 24))  # well below 0, inside, and above 6
+    bn0, bn1 = model[0].bn0, model[0].bn1
+    want = {"dw": (bn0.bias.detach().double(), bn0.weight.detach().double().abs()),
+            "project": (bn1.bias.detach().double(), bn1.weight.detach().double().abs())}
+    fold_batchnorm_(model)
+    assert INPUT_MEAN not in model[0].expand.__dict__  # its input is not a folded BN's output
+    for name, (mu, sd) in want.items():
+        got = getattr(model[0], name).__dict__[INPUT_MEAN]
+        torch.testing.assert_close(got, _e_relu(mu, sd) - _e_relu(mu, sd, 6.0), rtol=0, atol=1e-5)  # the quadrature
+
+
+@pytest.mark.parametrize("groups,k", [(1, 1), (2, 3), (6, 3)])
+def test_conv2d_bias_correction_against_float_math(groups, k):
+    """With an input mean recorded, from_conv moves the rounding error's expected output into the bias:
+    b' = b - sum_{c, taps} (q * s - w)[o, c] * E[x_c]; then on inputs with exactly that mean at every tap (no padding) the
+    int8 output's mean error per channel is 0 up to float rounding, where nearest rounding alone leaves it."""
+    from slimnn.nn.conv import INPUT_MEAN
+
+    torch.manual_seed(6)
+    c, oc = 6, 6 if groups == 6 else 4
+    conv = nn.Conv2d(c, oc, k, groups=groups).eval()
+    # constant over each image, so every tap of every output pixel sees the same channel means
+    x = (torch.rand(8, c, 1, 1) * torch.tensor([0.1, 6.0, 3.0, 0.5, 6.0, 1.0]).view(1, -1, 1, 1)).expand(8, c, 9, 9)
+    plain = Conv2dInt8.from_conv(conv, mode="weight_only")
+    conv.__dict__[INPUT_MEAN] = x.double().mean(dim=(0, 2, 3))
+    q = Conv2dInt8.from_conv(conv, mode="weight_only")
+    assert_exact(q.int8_weight()[0], plain.int8_weight()[0])  # only the bias moves
+    err = q.dequantized_weight().double() - conv.weight.detach().double()
+    cg, og = c // groups, oc // groups
+    want = conv.bias.detach().double().clone()
+    for o in range(oc):
+        g = o // og
+        for ci in range(cg):
+            want[o] -= err[o, ci].sum() * conv.__dict__[INPUT_MEAN][g * cg + ci]
+    torch.testing.assert_close(q.bias.double(), want, rtol=0, atol=1e-6)
+    ref = conv(x).detach().double()
+    drift = (q(x).double() - ref).mean(dim=(0, 2, 3)).abs()
+    drift0 = (plain(x).double() - ref).mean(dim=(0, 2, 3)).abs()
+    assert float(drift.max()) < 2e-5 < float(drift0.max())
