@@ -216,7 +216,8 @@ class Conv2dInt8(nn.Module):
         mean = conv.__dict__.get(INPUT_MEAN)
         if mean is not None and mean.shape == (conv.in_channels,):
             # Bias correction: the rounding error's expected output, sum over (c, taps) of (deq - w) * E[x_c],
-            # moves into the bias (E[x] from the BatchNorm before, see fold_batchnorm_).
+            # moves into the bias (E[x] from the BatchNorm before, see fold_batchnorm_; border taps that read
+            # the zero padding are counted as if they read the mean).
             err = (q.reshape(w.shape).double() * scales.reshape(-1, 1, 1, 1).double() - w.double()).sum(dim=(2, 3))
             if conv.groups == conv.in_channels == conv.out_channels:
                 shift = err[:, 0] * mean.double()
