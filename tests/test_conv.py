@@ -316,7 +316,33 @@ def test_conv2d_module_matches_reference_and_float(spec, mode):
     assert y.shape == conv(x).shape
     torch.testing.assert_close(y, q.reference_forward(x), rtol=1e-5, atol=1e-5)
     assert sqnr_db(y, conv(x).detach()) > 30
-    torch.testing.assert_close(q.dequantized_weight(), conv.weight.detach(), rtol=0, atol=conv.weight.abs().max().item() / 200)
+    # each weight within one step of its channel (the sum-keeping rounding moves a few by up to one step)
+    step = q.int8_weight()[1].view(-1, 1, 1, 1)
+    assert bool(((q.dequantized_weight() - conv.weight.detach()).abs() < step).all())
+
+
+@pytest.mark.parametrize("spec", [dict(c=16, oc=16, k=3, groups=16), dict(c=12, oc=12, k=5, groups=12),
+                                  dict(c=3, oc=8, k=3), dict(c=6, oc=10, k=1)], ids=str)
+def test_conv2d_weights_keep_each_filter_sum(spec):
+    """A BN-folded filter with a large DC gain sees a locally constant input (ReLU6 saturated at 6): the int8
+    output's error is then x * (sum of the weight errors), which from_conv's rounding keeps within half a
+    step per input channel (per row for a 1x1), against plain float conv."""
+    torch.manual_seed(3)
+    c, oc, k, g = spec["c"], spec["oc"], spec["k"], spec.get("groups", 1)
+    conv = nn.Conv2d(c, oc, k, groups=g).eval()
+    with torch.no_grad():
+        conv.weight.add_(0.3 * torch.randn(oc, 1, 1, 1).sign())  # a DC component dominates each filter
+        conv.bias.copy_(-6.0 * conv.weight.sum(dim=(1, 2, 3)))  # ... cancelled by the bias on a constant 6
+    q = Conv2dInt8.from_conv(conv, mode="weight_only")
+    wq, s = q.int8_weight()
+    err = (wq.double() * s.double().view(-1, 1, 1, 1) - conv.weight.detach().double()).sum(dim=(2, 3))  # (oc, c/g)
+    assert bool((err.abs() <= 0.5 * s.double().view(-1, 1) * (1 + 1e-5)).all()) if k > 1 else \
+        bool((err.sum(1).abs() <= 0.5 * s.double() * (1 + 1e-5)).all())
+    x = torch.full((2, c, k + 4, k + 4), 6.0)
+    y, ref = q(x).double(), conv(x).detach().double()
+    bound = 6.0 * 0.5 * s.double() * (c // g if k > 1 else 1) + 1e-4
+    assert bool(((y - ref).abs() <= bound.view(1, -1, 1, 1)).all())
+    torch.testing.assert_close(q(x), q.reference_forward(x).float(), rtol=1e-5, atol=1e-5)
 
 
 def test_conv1d_module():
@@ -427,3 +453,58 @@ def test_fold_batchnorm_and_fuse_activations():
 def test_training_batchnorm_is_not_folded():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
     assert fold_batchnorm_(model) == {}
+
+
+def _e_relu(mu, sd, a=0.0):  # noqa: ANN001, ANN202
+    """E[max(z - a, 0)], z ~ N(mu, sd^2), closed form."""
+    t = (mu - a) / sd
+    return (mu - a) * 0.5 * torch.erfc(-t / math.sqrt(2)) + sd * torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+
+def test_fold_batchnorm_records_the_consumer_input_mean():
+    """fold_batchnorm_ gives the conv after conv -> bn -> act the expected value of its input channels,
+    E[act(z)] for z ~ N(beta, gamma^2), checked against the closed form for ReLU6 (E[relu(z)] - E[relu(z - 6)])."""
+    from slimnn.nn.conv import INPUT_MEAN
+
+    model = nn.Sequential(_Block()).eval()
+    _randomize_bn(model)
+    with torch.no_grad():
+        model[0].bn0.bias.copy_(torch.linspace(-3.0, 9.0, 24))  # well below 0, inside, and above 6
+    bn0, bn1 = model[0].bn0, model[0].bn1
+    want = {"dw": (bn0.bias.detach().double(), bn0.weight.detach().double().abs()),
+            "project": (bn1.bias.detach().double(), bn1.weight.detach().double().abs())}
+    fold_batchnorm_(model)
+    assert INPUT_MEAN not in model[0].expand.__dict__  # its input is not a folded BN's output
+    for name, (mu, sd) in want.items():
+        got = getattr(model[0], name).__dict__[INPUT_MEAN]
+        torch.testing.assert_close(got, _e_relu(mu, sd) - _e_relu(mu, sd, 6.0), rtol=0, atol=1e-5)  # the quadrature
+
+
+@pytest.mark.parametrize("groups,k", [(1, 1), (2, 3), (6, 3)])
+def test_conv2d_bias_correction_against_float_math(groups, k):
+    """With an input mean recorded, from_conv moves the rounding error's expected output into the bias:
+    b' = b - sum_{c, taps} (q * s - w)[o, c] * E[x_c]; then on inputs with exactly that mean at every tap (no padding) the
+    int8 output's mean error per channel is 0 up to float rounding, where nearest rounding alone leaves it."""
+    from slimnn.nn.conv import INPUT_MEAN
+
+    torch.manual_seed(6)
+    c, oc = 6, 6 if groups == 6 else 4
+    conv = nn.Conv2d(c, oc, k, groups=groups).eval()
+    # constant over each image, so every tap of every output pixel sees the same channel means
+    x = (torch.rand(8, c, 1, 1) * torch.tensor([0.1, 6.0, 3.0, 0.5, 6.0, 1.0]).view(1, -1, 1, 1)).expand(8, c, 9, 9)
+    plain = Conv2dInt8.from_conv(conv, mode="weight_only")
+    conv.__dict__[INPUT_MEAN] = x.double().mean(dim=(0, 2, 3))
+    q = Conv2dInt8.from_conv(conv, mode="weight_only")
+    assert_exact(q.int8_weight()[0], plain.int8_weight()[0])  # only the bias moves
+    err = q.dequantized_weight().double() - conv.weight.detach().double()
+    cg, og = c // groups, oc // groups
+    want = conv.bias.detach().double().clone()
+    for o in range(oc):
+        g = o // og
+        for ci in range(cg):
+            want[o] -= err[o, ci].sum() * conv.__dict__[INPUT_MEAN][g * cg + ci]
+    torch.testing.assert_close(q.bias.double(), want, rtol=0, atol=1e-6)
+    ref = conv(x).detach().double()
+    drift = (q(x).double() - ref).mean(dim=(0, 2, 3)).abs()
+    drift0 = (plain(x).double() - ref).mean(dim=(0, 2, 3)).abs()
+    assert float(drift.max()) < 2e-5 < float(drift0.max())

@@ -149,6 +149,57 @@ def test_quantize_int8_symmetric_matches_float_math(k, group_size):
     assert bool((q[2] == 0).all()) and bool((scales[:, 2] == 1.0).all())
 
 
+def _best_sum_bounded_rounding(r: np.ndarray) -> float:
+    """Brute force over every floor/ceil choice of the float64 values r: the least squared rounding error
+    among the choices whose sum is within 1/2 of sum(r) (what quantize_int8_sum_preserving promises)."""
+    lo = np.floor(r)
+    best = math.inf
+    for bits in range(1 << r.size):
+        q = lo + np.array([(bits >> i) & 1 for i in range(r.size)], dtype=np.float64)
+        q = np.where(r == lo, lo, q)  # an integer value has one rounding
+        if abs(q.sum() - r.sum()) <= 0.5 + 1e-9:
+            best = min(best, float(((q - r) ** 2).sum()))
+    return best
+
+
+@pytest.mark.parametrize("seg,k", [(None, 1), (None, 7), (9, 9), (9, 27), (25, 50), (4, 12), (None, 200)])
+def test_quantize_int8_sum_preserving_matches_float_math(seg, k):
+    g = torch.Generator().manual_seed(k)
+    n = 9
+    w = torch.randn(n, k, generator=g) * torch.logspace(-3, 3, n).unsqueeze(1)
+    w[1] = 0.0  # an all-zero channel
+    w[2] = 0.37  # a constant channel: every weight is the absmax, rounds exactly
+    w[3, 0] = 1e-30
+    w[4] = (w[4].abs() + 1.0)  # all positive: the nearest roundings' errors pile up in one sum
+    q, scales = quantize.quantize_int8_sum_preserving(w, seg)
+    q0, s0 = quantize.quantize_int8_symmetric(w)
+    assert q.shape == (n, k) and q.dtype == torch.int8 and scales.shape == (1, n)
+    assert_exact(scales, s0)  # the same scales as round-to-nearest
+    assert int(q.min()) >= -127 and int(q.max()) <= 127
+    segl = k if seg is None else seg
+    wn = w.numpy().astype(np.float64)
+    for j in range(n):
+        s = float(scales[0, j])
+        r = (w[j].to(torch.float32) / scales[0, j]).numpy().astype(np.float64)  # w / s as the quantizer rounds it
+        qj = q[j].numpy().astype(np.float64)
+        assert np.all(np.abs(qj - r) < 1.0)  # each weight within one step
+        for a in range(0, k, segl):
+            rs, qs = r[a:a + segl], qj[a:a + segl]
+            assert abs(qs.sum() - rs.sum()) <= 0.5 + 1e-9, (j, a)  # the segment keeps its sum
+            assert abs((qs * s).sum() - wn[j, a:a + segl].sum()) <= 0.5 * s * (1 + 1e-5) + 1e-30
+            if segl <= 12:  # the least squared error under that bound
+                assert ((qs - rs) ** 2).sum() <= _best_sum_bounded_rounding(rs) + 1e-9, (j, a)
+        # a row already within the bound is round-to-nearest, unchanged
+        near = q0[j].numpy().astype(np.float64)
+        if all(abs(near[a:a + segl].sum() - r[a:a + segl].sum()) <= 0.5 - 1e-6 for a in range(0, k, segl)):
+            assert np.array_equal(qj, near), j
+    assert bool((q[1] == 0).all()) and bool((q[2] == 127).all())
+    with pytest.raises(ValueError, match="segment"):
+        quantize.quantize_int8_sum_preserving(torch.ones(2, 10), 4)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        quantize.quantize_int8_sum_preserving(torch.tensor([[1.0, float("nan")]]))
+
+
 def test_quantize_int8_symmetric_rejects_bad_weights():
     with pytest.raises(ValueError, match="NaN or infinite"):
         quantize.quantize_int8_symmetric(torch.tensor([[1.0, float("nan")]]))

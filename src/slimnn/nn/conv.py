@@ -1,6 +1,7 @@
 """Conv2dInt8 / Conv1dInt8: ``nn.Conv2d`` / ``nn.Conv1d`` with int8 weights on slimnn's conv kernels.
 
-Weights: symmetric int8, one scale per output channel (round half to even). Activations: ``mode="dynamic"``
+Weights: symmetric int8, one scale per output channel, rounded so that each input channel's taps keep
+their sum (``math.quantize.quantize_int8_sum_preserving``). Activations: ``mode="dynamic"``
 quantizes them to uint8 per image (or per tensor, ``quant="per_tensor"``), measured on each call;
 ``"weight_only"`` keeps them fp32. Depthwise convs (groups == in == out channels) always run fp32
 activations times int8 weights (see csrc/kernels/conv/conv.h for why).
@@ -18,11 +19,12 @@ import warnings
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..formats.packed import q8_info, unpack_q8
 from ..math import reference
-from ..math.quantize import quantize_int8_symmetric
+from ..math.quantize import quantize_int8_sum_preserving
 from ..ops import conv as co
 from ..ops.common import untraceable
 
@@ -201,13 +203,29 @@ class Conv2dInt8(nn.Module):
         mod = cls.__new__(cls)
         nn.Module.__init__(mod)
         mod._setup(conv.in_channels, conv.out_channels, k, s, pads, d, conv.groups, mode, quant, activation)
-        q, scales = quantize_int8_symmetric(w.reshape(w.shape[0], -1))
+        # Per output channel; each input channel's kh*kw taps (the whole row of a 1x1) keep their sum, so the
+        # filter's response to a locally constant input is exact to half a step (math.quantize says why).
+        taps = k[0] * k[1]
+        q, scales = quantize_int8_sum_preserving(w.reshape(w.shape[0], -1), taps if taps > 1 else None)
         mod._set_weight(q.reshape(w.shape), scales.reshape(-1))
         b = conv.bias
         if b is not None:
             b = b.detach().to(torch.float32).contiguous().clone()
             if not bool(torch.isfinite(b).all()):
                 raise ValueError("conv bias has a NaN or infinite value")
+        mean = conv.__dict__.get(INPUT_MEAN)
+        if mean is not None and mean.shape == (conv.in_channels,):
+            # Bias correction: the rounding error's expected output, sum over (c, taps) of (deq - w) * E[x_c],
+            # moves into the bias (E[x] from the BatchNorm before, see fold_batchnorm_; border taps that read
+            # the zero padding are counted as if they read the mean).
+            err = (q.reshape(w.shape).double() * scales.reshape(-1, 1, 1, 1).double() - w.double()).sum(dim=(2, 3))
+            if conv.groups == conv.in_channels == conv.out_channels:
+                shift = err[:, 0] * mean.double()
+            else:
+                cg = conv.in_channels // conv.groups
+                shift = (err * mean.double().view(conv.groups, 1, cg).expand(conv.groups, w.shape[0] // conv.groups, cg)
+                         .reshape(w.shape[0], cg)).sum(dim=1)
+            b = ((b.double() if b is not None else 0.0) - shift).to(torch.float32).contiguous()
         mod.register_buffer("bias", b)
         return mod
 
@@ -364,9 +382,11 @@ def _traced_calls(parent: nn.Module) -> Optional[torch.fx.Graph]:
         return None
 
 
-def _chains(parent: nn.Module) -> list[tuple[str, Optional[str], list]]:
-    """(conv child, bn child or None, [activation call nodes]) of ``parent``'s traced eval-mode forward where
-    the conv is called once and its only user is the BN's only call (and likewise BN -> activation)."""
+def _chains(parent: nn.Module) -> list[tuple[str, Optional[str], list, Optional[str]]]:
+    """(conv child, bn child or None, [activation call nodes], consumer conv child or None) of ``parent``'s
+    traced eval-mode forward where the conv is called once and its only user is the BN's only call (and
+    likewise BN -> activation); the consumer is the conv child, called once, whose input is the chain's output
+    alone."""
     was = parent.training
     parent.eval()
     try:
@@ -400,8 +420,33 @@ def _chains(parent: nn.Module) -> list[tuple[str, Optional[str], list]]:
             bn, node = u.target, u
             u = only_user(node)
         acts = [u] if u is not None and conv_activation_of(kids[u.target]) is not None else []
-        out.append((name, bn, acts))
+        nxt = only_user(acts[0]) if acts else u
+        consumer = (nxt.target if nxt is not None and isinstance(kids.get(nxt.target), (nn.Conv1d, nn.Conv2d))
+                    and len(calls.get(nxt.target, ())) == 1 else None)
+        out.append((name, bn, acts, consumer))
     return out
+
+
+# The expected value of each input channel of a float conv, set by fold_batchnorm_ when the conv's input is
+# act(bn(...)) of a folded BatchNorm; Conv2dInt8.from_conv corrects its bias for the weights' rounding with it.
+INPUT_MEAN = "_slimnn_input_mean"
+
+_ACT_FN = {None: lambda z: z, "relu": torch.relu, "relu6": lambda z: z.clamp(0.0, 6.0), "silu": F.silu,
+           "hardswish": F.hardswish, "gelu": F.gelu, "gelu_tanh": lambda z: F.gelu(z, approximate="tanh")}
+
+
+def _expected_activation(bn: nn.Module, act: Optional[str]) -> Tensor:
+    """E[act(z)] per channel for z ~ N(beta, gamma^2): an eval BatchNorm's output over the data its running
+    statistics describe has mean beta and standard deviation |gamma| (gamma = weight, beta = bias; 1 and 0
+    when affine=False); the Gaussian shape is the assumption (Nagel et al., "Data-Free Quantization", 2019).
+    Trapezoidal rule over +-8 standard deviations, 2049 points, float64."""
+    c = bn.num_features
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(c, dtype=torch.float64)
+    gamma = bn.weight.detach().double().abs() if bn.weight is not None else torch.ones(c, dtype=torch.float64)
+    t = torch.linspace(-8.0, 8.0, 2049, dtype=torch.float64)
+    pdf = torch.exp(-0.5 * t * t) / (2.0 * torch.pi) ** 0.5
+    z = beta.view(-1, 1) + gamma.view(-1, 1) * t.view(1, -1)
+    return torch.trapezoid(_ACT_FN[act](z) * pdf, t, dim=1)
 
 
 class FoldedBatchNorm(nn.Identity):
@@ -447,7 +492,7 @@ def fold_batchnorm_(model: nn.Module, select=None) -> dict[str, str]:  # noqa: A
         kids = dict(parent.named_children())
         if not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in kids.values()):
             continue
-        for conv_name, bn_name, _ in _chains(parent):
+        for conv_name, bn_name, acts, consumer in _chains(parent):
             if bn_name is None:
                 continue
             conv, bn = kids[conv_name], kids[bn_name]
@@ -461,6 +506,9 @@ def fold_batchnorm_(model: nn.Module, select=None) -> dict[str, str]:  # noqa: A
                 continue
             if conv._forward_hooks or conv._forward_pre_hooks or bn._forward_hooks or bn._forward_pre_hooks:
                 continue
+            if consumer is not None and uses[id(kids[consumer])] == 1:
+                act = conv_activation_of(kids[acts[0].target]) if acts else None
+                kids[consumer].__dict__[INPUT_MEAN] = _expected_activation(bn, act)
             with torch.no_grad():
                 inv = torch.rsqrt(bn.running_var.double() + bn.eps)
                 g = inv * (bn.weight.double() if bn.weight is not None else 1.0)
@@ -499,7 +547,7 @@ def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
             if node.op == "call_module":
                 graph_calls[node.target] = graph_calls.get(node.target, 0) + 1
         by_act: dict[str, list[str]] = {}
-        for conv_name, bn_name, acts in chains:
+        for conv_name, bn_name, acts, _ in chains:
             conv = kids[conv_name]
             if not isinstance(conv, Conv2dInt8) or conv.activation is not None or uses[id(conv)] != 1 or not acts:
                 continue
