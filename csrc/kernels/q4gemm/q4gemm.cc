@@ -41,22 +41,14 @@ void offset_columns(Q4Epilogue& e, const Q4View& w, const float* bias, int64_t n
   e.bias = bias ? bias + n0 : nullptr;
 }
 
-// Sums of each group's quantized activations (k in [g*gs, min((g+1)*gs, kp)); zeros past k add nothing).
-void group_sums(const uint8_t* a, int64_t kp, int64_t gs, int64_t ng, int32_t* out) {
+// Sums of each group of a row (k in [g*gs, min((g+1)*gs, end))): of the quantized activations (int32; zeros
+// past k add nothing) and, for float zero points, of the float ones (the inputs of the offsets' term).
+template <typename T, typename S>
+void group_sums(const T* a, int64_t end, int64_t gs, int64_t ng, S* out) {
   for (int64_t g = 0; g < ng; ++g) {
-    const int64_t k1 = std::min(kp, (g + 1) * gs);
-    int32_t s = 0;
+    const int64_t k1 = std::min(end, (g + 1) * gs);
+    S s = 0;
     for (int64_t i = g * gs; i < k1; ++i) s += a[i];
-    out[g] = s;
-  }
-}
-
-// Float sums of x's groups (k in [g*gs, min((g+1)*gs, k))): the inputs of the float zero points' term.
-void float_group_sums(const float* row, int64_t k, int64_t gs, int64_t ng, float* out) {
-  for (int64_t g = 0; g < ng; ++g) {
-    const int64_t k1 = std::min(k, (g + 1) * gs);
-    float s = 0.0f;
-    for (int64_t i = g * gs; i < k1; ++i) s += row[i];
     out[g] = s;
   }
 }
@@ -119,7 +111,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
         uint8_t* ar = a.get() + r * kp;
         finite[r] = qdriver::quantize_row(ki->quantize, row, k, kp, ar, &a_scale[r], &a_zp[r]);
         group_sums(ar, kp, w.group_size, ng, a_sum.get() + r * ng);
-        if (xsum) float_group_sums(row, k, w.group_size, ng, xsum.get() + r * ng);
+        if (xsum) group_sums(row, k, w.group_size, ng, xsum.get() + r * ng);
       }
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
@@ -158,7 +150,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   if (xsum) {
     auto sums = [&](int64_t t) {
       for (int64_t r = t * chunk, r1 = std::min(m, r + chunk); r < r1; ++r)
-        float_group_sums(xf + r * lda, k, w.group_size, ng, xsum.get() + r * ng);
+        group_sums(xf + r * lda, k, w.group_size, ng, xsum.get() + r * ng);
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, sums);
   }
