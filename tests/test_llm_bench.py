@@ -89,3 +89,21 @@ def test_smollm2_loads_and_speaks(tmp_path):
     _, m2 = llm.load_gguf_llama(str(out))
     for (k, a), (_, b) in zip(m.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_rotate_off_grid_keeps_the_function():
+    m = _tiny_llama()
+    with torch.no_grad():  # gains away from 1, so folding them matters
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.mul_(torch.rand_like(p) + 0.5)
+    ids = torch.randint(0, 64, (1, 12))
+    with torch.no_grad():
+        before = m(ids).logits
+        w0 = m.model.layers[0].self_attn.q_proj.weight.clone()
+        llm.rotate_off_grid(m, seed=1)
+        after = m(ids).logits
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(m.model.layers[0].self_attn.q_proj.weight, w0)
+    assert m.lm_head.weight is not m.model.embed_tokens.weight  # untied: the head took the final gain
+    assert bool((m.model.norm.weight == 1).all())

@@ -57,7 +57,9 @@ def main() -> None:
     ap.add_argument("--calib", type=int, default=64)
     ap.add_argument("--eval", type=int, default=256)
     ap.add_argument("--modes", nargs="*", default=["dynamic", "weight_only"])
-    ap.add_argument("--sym", nargs="*", default=["sym", "asym"])
+    ap.add_argument("--sym", nargs="*", default=["sym", "asym"],
+                    help="sym, asym (integer zero points), fzero (float zero points; RTN columns only)")
+    ap.add_argument("--methods", nargs="*", default=["rtn", "rtn+search", "gptq", "awq"])
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,21 +76,26 @@ def main() -> None:
     c8 = torch.nn.functional.cosine_similarity(embed(int8, evals), ref)
     print(f"| int8 per-channel (reference point) | dynamic | {c8.mean():.4f} ({c8.min():.4f}) | | | |")
     for g in args.groups:
-        for sym in [s == "sym" for s in args.sym]:
+        for kind in args.sym:
+            sym, fz = kind == "sym", kind == "fzero"
             for mode in args.modes:
                 cells = []
                 for method in ("rtn", "rtn+search", "gptq", "awq"):
+                    if method not in args.methods or (fz and method in ("gptq", "awq")):
+                        cells.append("")
+                        continue
                     m = copy.deepcopy(model)
                     t = time.perf_counter()
                     search = method == "rtn+search"
                     method = "rtn" if search else method
                     cfg = slimnn.Int4Config(group_size=g, method=method, symmetric=sym, mode=mode, scale_search=search,
+                                            float_zeros=fz,
                                             calib_data=calib if method != "rtn" else None, progress=False)
                     slimnn.compress_(m, cfg, filter_fn=_encoder_only)
                     dt = time.perf_counter() - t
                     cos = torch.nn.functional.cosine_similarity(embed(m, evals), ref)
                     cells.append(f"{cos.mean():.4f} ({cos.min():.4f}) [{dt:.0f}s]")
-                name = f"int4 g={g} {'sym' if sym else 'asym'}"
+                name = f"int4 g={g} {'sym' if sym else 'asym float zero' if fz else 'asym'}"
                 print(f"| {name} | {mode} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -52,31 +52,34 @@ void bind_int4(py::module_& m) {
 
   m.def(
       "q4_blob_bytes",
-      [](int64_t n, int64_t k, int64_t group_size, int scale_dtype, bool asymmetric) {
-        return q4_blob_bytes(n, k, group_size, scale_dtype_from(scale_dtype), asymmetric);
+      [](int64_t n, int64_t k, int64_t group_size, int scale_dtype, int zero_mode) {
+        return q4_blob_bytes(n, k, group_size, scale_dtype_from(scale_dtype), zero_mode);
       },
-      py::arg("n"), py::arg("k"), py::arg("group_size"), py::arg("scale_dtype"), py::arg("asymmetric"));
+      py::arg("n"), py::arg("k"), py::arg("group_size"), py::arg("scale_dtype"), py::arg("zero_mode"),
+      "zero_mode: 0 symmetric, 1 integer zero points, 2 float zero points");
   m.def(
       "q4_pack",
-      [](uintptr_t codes, uintptr_t scales, uintptr_t zeros, int64_t n, int64_t k, int64_t group_size,
-         int scale_dtype, uintptr_t out, size_t out_size) {
+      [](uintptr_t codes, uintptr_t scales, uintptr_t zeros, uintptr_t fzeros, int64_t n, int64_t k,
+         int64_t group_size, int scale_dtype, uintptr_t out, size_t out_size) {
         const ScaleDtype sd = scale_dtype_from(scale_dtype);
-        if (out_size != q4_blob_bytes(n, k, group_size, sd, zeros != 0))
+        if (zeros != 0 && fzeros != 0) throw py::value_error("q4_pack: give integer or float zero points, not both");
+        const int mode = zeros != 0 ? kQ4IntZero : fzeros != 0 ? kQ4FloatZero : kQ4Symmetric;
+        if (out_size != q4_blob_bytes(n, k, group_size, sd, mode))
           throw py::value_error("q4_pack: output buffer has the wrong size");
         py::gil_scoped_release nogil;
-        q4_pack(as_ptr<const uint8_t>(codes), as_ptr<const void>(scales), as_ptr<const uint8_t>(zeros), n, k,
-                group_size, sd, as_ptr<uint8_t>(out));
+        q4_pack(as_ptr<const uint8_t>(codes), as_ptr<const void>(scales), as_ptr<const uint8_t>(zeros),
+                as_ptr<const void>(fzeros), n, k, group_size, sd, as_ptr<uint8_t>(out));
       },
-      py::arg("codes"), py::arg("scales"), py::arg("zeros"), py::arg("n"), py::arg("k"), py::arg("group_size"),
-      py::arg("scale_dtype"), py::arg("out"), py::arg("out_size"));
+      py::arg("codes"), py::arg("scales"), py::arg("zeros"), py::arg("fzeros"), py::arg("n"), py::arg("k"),
+      py::arg("group_size"), py::arg("scale_dtype"), py::arg("out"), py::arg("out_size"));
   m.def(
       "q4_unpack",
-      [](uintptr_t blob, size_t size, uintptr_t codes, uintptr_t scales, uintptr_t zeros) {
+      [](uintptr_t blob, size_t size, uintptr_t codes, uintptr_t scales, uintptr_t zeros, uintptr_t fzeros) {
         const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
         py::gil_scoped_release nogil;
-        q4_unpack(v, as_ptr<uint8_t>(codes), as_ptr<void>(scales), as_ptr<uint8_t>(zeros));
+        q4_unpack(v, as_ptr<uint8_t>(codes), as_ptr<void>(scales), as_ptr<uint8_t>(zeros), as_ptr<void>(fzeros));
       },
-      py::arg("blob"), py::arg("size"), py::arg("codes"), py::arg("scales"), py::arg("zeros"));
+      py::arg("blob"), py::arg("size"), py::arg("codes"), py::arg("scales"), py::arg("zeros"), py::arg("fzeros"));
   m.def(
       "q4_header",
       [](uintptr_t blob, size_t size, bool full_check) {
@@ -85,11 +88,12 @@ void bind_int4(py::module_& m) {
           py::gil_scoped_release nogil;
           v = q4_view(as_ptr<const uint8_t>(blob), size, full_check);
         }
+        const int mode = v.fzeros ? kQ4FloatZero : v.zeros ? kQ4IntZero : kQ4Symmetric;
         return py::make_tuple(v.n, v.k, v.group_size, v.n_groups, v.np, v.kp, static_cast<int>(v.scale_dtype),
-                              v.asymmetric);
+                              mode);
       },
       py::arg("blob"), py::arg("size"), py::arg("full_check"),
-      "Validates a q4 blob; returns (n, k, group_size, n_groups, np, kp, scale_dtype, asymmetric).");
+      "Validates a q4 blob; returns (n, k, group_size, n_groups, np, kp, scale_dtype, zero_mode).");
 
   m.def(
       "q4_linear",

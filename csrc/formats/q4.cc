@@ -22,10 +22,13 @@ struct Q4Layout {
   uint64_t off_w, off_s, off_z, off_c, off_comp, total;
 };
 
-Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, bool asym) {
+Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, int zero_mode) {
   check_dims(kPrefix, n, k, kQ4MaxK);
   if (sd != ScaleDtype::kF32 && sd != ScaleDtype::kF16 && sd != ScaleDtype::kBF16)
     fail("unknown scale dtype code " + std::to_string(int(sd)));
+  if (zero_mode < kQ4Symmetric || zero_mode > kQ4FloatZero)
+    fail("unknown zero-point mode " + std::to_string(zero_mode) +
+         " (0 symmetric, 1 integer, 2 float; a newer slimnn may have written this blob)");
   const PaddedDims d = padded_dims(kPrefix, n, k, 8, group_size, 32);
   Q4Layout l;
   l.np = d.np, l.kp = d.kp, l.gs = d.gs;
@@ -35,9 +38,9 @@ Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, bool
   l.off_s = align64(l.off_w + np * uint64_t(l.kp) / 2);
   uint64_t end = align64(l.off_s + ng * np * scale_bytes(sd));
   l.off_z = 0;
-  if (asym) {
+  if (zero_mode != kQ4Symmetric) {
     l.off_z = end;
-    end = align64(end + ng * np);
+    end = align64(end + ng * np * (zero_mode == kQ4FloatZero ? scale_bytes(sd) : 1));
   }
   l.off_c = 0;
   if (l.ng == 1) {
@@ -90,8 +93,8 @@ float q4_scale_to_f32(const void* scales, ScaleDtype dtype, int64_t i) {
   return f;
 }
 
-uint64_t q4_blob_bytes(int64_t n, int64_t k, int64_t group_size, ScaleDtype scale_dtype, bool asymmetric) {
-  return q4_layout(n, k, group_size, scale_dtype, asymmetric).total;
+uint64_t q4_blob_bytes(int64_t n, int64_t k, int64_t group_size, ScaleDtype scale_dtype, int zero_mode) {
+  return q4_layout(n, k, group_size, scale_dtype, zero_mode).total;
 }
 
 Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
@@ -100,10 +103,12 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
   std::memcpy(&ext, h.reserved, sizeof ext);
   for (uint8_t b : ext.pad)
     if (b != 0) fail("reserved header bytes are not zero");
-  if (ext.asymmetric > 1) fail("bad asymmetric flag " + std::to_string(ext.asymmetric));
+  if (ext.asymmetric > kQ4FloatZero)
+    fail("unknown zero-point mode " + std::to_string(ext.asymmetric) +
+         " (0 symmetric, 1 integer, 2 float; a newer slimnn may have written this blob)");
   const ScaleDtype sd = static_cast<ScaleDtype>(ext.scale_dtype);
   const int64_t gs_arg = h.group_size == round_up(h.k, 8) && h.n_groups == 1 ? 0 : h.group_size;
-  const Q4Layout l = q4_layout(h.n, h.k, gs_arg, sd, ext.asymmetric != 0);
+  const Q4Layout l = q4_layout(h.n, h.k, gs_arg, sd, ext.asymmetric);
   if (h.np != l.np || h.kp != l.kp || h.group_size != l.gs || h.n_groups != l.ng || h.off_weights != l.off_w ||
       h.off_scales != l.off_s || ext.off_zeros != l.off_z || h.off_colsum != l.off_c || h.off_comp != l.off_comp ||
       h.total_bytes != l.total)
@@ -112,10 +117,11 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
   Q4View v;
   v.n = h.n, v.k = h.k, v.np = h.np, v.kp = h.kp, v.group_size = h.group_size, v.n_groups = h.n_groups;
   v.scale_dtype = sd;
-  v.asymmetric = ext.asymmetric != 0;
+  v.asymmetric = ext.asymmetric != kQ4Symmetric;
   v.w = blob + h.off_weights;
   v.scales = blob + h.off_scales;
-  v.zeros = v.asymmetric ? blob + ext.off_zeros : nullptr;
+  v.zeros = ext.asymmetric == kQ4IntZero ? blob + ext.off_zeros : nullptr;
+  v.fzeros = ext.asymmetric == kQ4FloatZero ? blob + ext.off_zeros : nullptr;
   v.colsum = v.n_groups == 1 ? reinterpret_cast<const int32_t*>(blob + h.off_colsum) : nullptr;
   v.comp = reinterpret_cast<const float*>(blob + h.off_comp);
   if (!full_check) return v;
@@ -128,6 +134,11 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
       const int32_t z = v.zeros ? v.zeros[q4_sz_index(g, j, v.n_groups)] : 8;
       if (z > 15) fail("zero point above 15 at group " + std::to_string(g) + ", column " + std::to_string(j));
       if (j >= v.n && v.zeros && z != 0) fail("non-zero padding zero point at column " + std::to_string(j));
+      if (v.fzeros) {
+        const float fz = q4_scale_to_f32(v.fzeros, sd, q4_sz_index(g, j, v.n_groups));
+        if (!std::isfinite(fz)) fail("non-finite zero point at group " + std::to_string(g) + ", column " + std::to_string(j));
+        if (j >= v.n && fz != 0.0f) fail("non-zero padding zero point at column " + std::to_string(j));
+      }
       const int64_t k0 = g * v.group_size, k1 = std::min<int64_t>(v.kp, k0 + v.group_size);
       int32_t sum = 0;
       for (int64_t kk = k0; kk < k1; ++kk) {
@@ -147,10 +158,12 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
   return v;
 }
 
-void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int64_t n, int64_t k,
-             int64_t group_size, ScaleDtype sd, uint8_t* out) {
+void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, const void* fzeros, int64_t n,
+             int64_t k, int64_t group_size, ScaleDtype sd, uint8_t* out) {
+  if (zeros && fzeros) fail("give integer or float zero points, not both");
   const bool asym = zeros != nullptr;
-  const Q4Layout l = q4_layout(n, k, group_size, sd, asym);
+  const int mode = asym ? kQ4IntZero : fzeros ? kQ4FloatZero : kQ4Symmetric;
+  const Q4Layout l = q4_layout(n, k, group_size, sd, mode);
   const int sb = scale_bytes(sd);
   for (int64_t i = 0; i < l.ng * n; ++i)
     if (!std::isfinite(q4_scale_to_f32(scales, sd, i))) fail("non-finite scale at index " + std::to_string(i));
@@ -159,13 +172,16 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int
   if (asym)
     for (int64_t i = 0; i < l.ng * n; ++i)
       if (zeros[i] > 15) fail("zero point " + std::to_string(zeros[i]) + " above 15 at index " + std::to_string(i));
+  if (fzeros)
+    for (int64_t i = 0; i < l.ng * n; ++i)
+      if (!std::isfinite(q4_scale_to_f32(fzeros, sd, i))) fail("non-finite zero point at index " + std::to_string(i));
   std::memset(out, 0, l.total);
   PackedHeader h = packed_header(FormatId::kQ4, n, k, l);
   Q4HeaderExt ext;
   std::memset(&ext, 0, sizeof ext);
   ext.off_zeros = l.off_z;
   ext.scale_dtype = static_cast<uint8_t>(sd);
-  ext.asymmetric = asym ? 1 : 0;
+  ext.asymmetric = static_cast<uint8_t>(mode);
   std::memcpy(h.reserved, &ext, sizeof ext);
   std::memcpy(out, &h, sizeof h);
   uint8_t* w = out + l.off_w;
@@ -186,6 +202,9 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int
       std::memcpy(s + q4_sz_index(g, j, l.ng) * sb, static_cast<const uint8_t*>(scales) + (g * n + j) * sb, sb);
       const int32_t z = asym ? zeros[g * n + j] : 8;
       if (asym) zs[q4_sz_index(g, j, l.ng)] = uint8_t(z);
+      if (fzeros)
+        std::memcpy(out + l.off_z + q4_sz_index(g, j, l.ng) * sb,
+                    static_cast<const uint8_t*>(fzeros) + (g * n + j) * sb, sb);
       int32_t sum = 0;
       const int64_t k1 = std::min<int64_t>(k, (g + 1) * l.gs);
       for (int64_t kk = g * l.gs; kk < k1; ++kk) sum += int32_t(codes[j * k + kk]) - z;
@@ -196,7 +215,7 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int
   }
 }
 
-void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros) {
+void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros, void* fzeros) {
   const int sb = scale_bytes(v.scale_dtype);
   for (int64_t j = 0; j < v.n; ++j) {
     const uint8_t* panel = v.w + (j / 16) * 8 * v.kp;
@@ -205,6 +224,9 @@ void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros) {
       std::memcpy(static_cast<uint8_t*>(scales) + (g * v.n + j) * sb,
                   static_cast<const uint8_t*>(v.scales) + q4_sz_index(g, j, v.n_groups) * sb, sb);
       if (v.zeros && zeros) zeros[g * v.n + j] = v.zeros[q4_sz_index(g, j, v.n_groups)];
+      if (v.fzeros && fzeros)
+        std::memcpy(static_cast<uint8_t*>(fzeros) + (g * v.n + j) * sb,
+                    static_cast<const uint8_t*>(v.fzeros) + q4_sz_index(g, j, v.n_groups) * sb, sb);
     }
   }
 }

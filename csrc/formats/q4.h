@@ -1,11 +1,19 @@
 // q4: 4-bit weights, one scale per group of `group_size` inputs along K (or per output channel), either
-// symmetric (code 8 is zero) or with one integer zero point per group.
+// symmetric (code 8 is zero), with one integer zero point per group, or with one float zero point per group
+// (w = scale * (code - z), z a float: a group's minimum need not lie on a code, as in llama.cpp's Q4_1 and
+// K-quants, whose w = d * q + m is z = -m / d).
 //
 // Canonical form (what quantizers produce and packing is derived from; ISA-independent):
 //   codes  uint8 [N][K], each in [0, 15]
 //   scales [n_groups][N] in fp32, fp16 or bf16 (the dtype is kept, so unpack returns what was packed)
-//   zeros  uint8 [n_groups][N] in [0, 15], or none (symmetric: every zero point is 8)
+//   zeros  uint8 [n_groups][N] in [0, 15], or float zeros [n_groups][N] in the scale dtype (any finite
+//          value), or none (symmetric: every zero point is 8)
 //   W[n][k] = scales[g][n] * (codes[n][k] - zeros[g][n]),  g = k / group_size.
+// Float zero points (header zero mode 2; blobs of modes 0 and 1 are unchanged, and readers that predate
+// mode 2 refuse it by name) reuse the symmetric kernels unchanged: W = s (u - 8) + o with the offset
+// o[g][n] = s (8 - z), so the kernels compute x . s (u - 8) exactly as for a symmetric blob (colsum and comp
+// hold the symmetric part) and the op driver adds sum_g o[g][n] * (sum_{k in g} x[m][k]) after them, in
+// portable C++ (every ISA path gets it).
 //
 // Why this layout: W is stored as panels of 16 output columns; inside a panel K advances in steps of 8 and
 // each step is 64 bytes: byte c*4 + j holds k = 8s + j in its low nibble and k = 8s + 4 + j in its high
@@ -36,10 +44,17 @@ enum class ScaleDtype : uint8_t {
 struct Q4HeaderExt {
   uint64_t off_zeros;   // uint8 [np/16][n_groups][16], or 0 when symmetric
   uint8_t scale_dtype;  // ScaleDtype
-  uint8_t asymmetric;   // 0 or 1
+  uint8_t asymmetric;   // Q4ZeroMode: 0 symmetric, 1 integer zero points, 2 float zero points
   uint8_t pad[14];      // zero
 };
 static_assert(sizeof(Q4HeaderExt) == 24, "the q4 header extension fills PackedHeader::reserved exactly");
+
+// How zero points are stored (header byte Q4HeaderExt::asymmetric; stable values).
+enum Q4ZeroMode : int {
+  kQ4Symmetric = 0,  // none: zero point 8
+  kQ4IntZero = 1,    // uint8 [np/16][n_groups][16] in [0, 15]
+  kQ4FloatZero = 2,  // scale dtype [np/16][n_groups][16], finite (padding columns 0)
+};
 
 // Scales and zero points are stored panel by panel: [np/16][n_groups][16], so the kernels, which sweep K
 // for one block of panels at a time, read them as one more sequential stream beside the weights (a
@@ -52,9 +67,11 @@ struct Q4View {
   bool asymmetric;
   const uint8_t* w;       // [np/16][kp/8][64] (see above)
   const void* scales;     // [np/16][n_groups][16], scale_dtype (q4_sz_index)
-  const uint8_t* zeros;   // [np/16][n_groups][16] in [0, 15]; null when symmetric (all 8)
-  const int32_t* colsum;  // [np] when n_groups == 1, else null: sum over real k of (u - z)
-  const float* comp;      // [np]: sum_g scale[g][n] * sum_{k in g} (u - z), i.e. the row sum of W
+  const uint8_t* zeros;   // [np/16][n_groups][16] in [0, 15]; null when symmetric (all 8) or float zeros
+  const void* fzeros;     // float zero points [np/16][n_groups][16] in scale_dtype, or null (zero mode 2)
+  const int32_t* colsum;  // [np] when n_groups == 1, else null: sum over real k of (u - z) (z = 8 for mode 2)
+  const float* comp;      // [np]: sum_g scale[g][n] * sum_{k in g} (u - z), the row sum of W (mode 2: of
+                          // its symmetric part s (u - 8), the part the kernels compute)
 };
 
 // Largest K: |a| <= 255 and |u - z| <= 15, so K * 255 * 15 * 2 (raw dot plus the zero-point term) must
@@ -63,21 +80,24 @@ constexpr int64_t kQ4MaxK = 65536;
 
 // Group size: a positive multiple of 32 (a whole number of 8-k steps and of 32-byte cache half-lines),
 // or 0 for per channel (one group of kp).
-uint64_t q4_blob_bytes(int64_t n, int64_t k, int64_t group_size, ScaleDtype scale_dtype, bool asymmetric);
+// zero_mode: a Q4ZeroMode.
+uint64_t q4_blob_bytes(int64_t n, int64_t k, int64_t group_size, ScaleDtype scale_dtype, int zero_mode);
 
 // Validates `blob` and returns a view into it (no copy). The header check (O(1)) makes every later read
 // in bounds; `full_check` also verifies codes and zeros (nibbles of padding are 0, zeros <= 15), that
 // scales are finite and that colsum/comp match the weights (O(N*K): once, when a module takes a blob).
 Q4View q4_view(const uint8_t* blob, size_t size, bool full_check);
 
-// Packs the canonical form (see above). zeros is null for symmetric. Writes q4_blob_bytes(...) bytes.
-// Throws FormatError for a code or zero point above 15 or a non-finite scale.
-void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, int64_t n, int64_t k,
-             int64_t group_size, ScaleDtype scale_dtype, uint8_t* out);
+// Packs the canonical form (see above). zeros (uint8) and fzeros (float zero points in the scale dtype) are
+// null for symmetric; at most one is given. Writes q4_blob_bytes(...) bytes.
+// Throws FormatError for a code or zero point above 15 or a non-finite scale or float zero point.
+void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, const void* fzeros, int64_t n,
+             int64_t k, int64_t group_size, ScaleDtype scale_dtype, uint8_t* out);
 
 // The inverse: codes [N][K], scales [n_groups][N] in the blob's scale dtype, zeros [n_groups][N] (only
-// written when the blob is asymmetric). Exact.
-void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros);
+// written when the blob has integer zero points), fzeros [n_groups][N] in the scale dtype (only written when
+// it has float ones). Exact.
+void q4_unpack(const Q4View& v, uint8_t* codes, void* scales, uint8_t* zeros, void* fzeros);
 
 // Scale conversions shared by packing and the portable kernels (exact for fp32 <- fp16/bf16).
 float q4_scale_to_f32(const void* scales, ScaleDtype dtype, int64_t index);

@@ -81,7 +81,15 @@ class Int4Config:
         group. max_calib_rows: activation rows (tokens) kept per layer for AWQ's searches (sampled evenly).
     progress: show a progress bar over layers during calibration (needs tqdm).
     scale_search: ``method="rtn"`` only: per group, search the scale (and zero point) that minimises the
-        group's squared error (:func:`slimnn.math.quantize.int4_params_search`) instead of the min/max rule.
+        group's squared error (:func:`slimnn.math.quantize.int4_params_search`, or with ``float_zeros``
+        :func:`slimnn.math.quantize.int4_params_float_zero`) instead of the min/max rule.
+    float_zeros: ``symmetric=False`` only: float zero points (w = scale * (q - z), z a float stored in the
+        scale dtype: a group's minimum need not lie on a code; llama.cpp's Q4_1 / K-quants), instead of integer
+        ones. Same kernels (the driver adds one term per group). ``method="rtn"`` only for now.
+    head_int8: Linears shaped like a vocabulary head (at least 16384 outputs and 8x more outputs than inputs:
+        ``lm_head``, and the embedding tied to it) are converted to int8 (``Int8Config(mode=...)``, per
+        channel) instead of int4, as llama.cpp keeps its output tensor at 6-8 bits in its Q4 files: the head
+        is the most sensitive layer of a small LM. ``False``: every Linear int4.
     """
 
     group_size: Optional[int] = 64
@@ -99,6 +107,8 @@ class Int4Config:
     max_calib_rows: int = 2048
     progress: bool = True
     scale_search: bool = False
+    float_zeros: bool = False
+    head_int8: bool = True
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -120,7 +130,7 @@ class Int4Config:
             self.calib_data is not None and not hasattr(self.calib_data, "__iter__")
         ):
             raise ValueError("Int4Config.calib_data must be None or an iterable of model inputs")
-        for name in ("gptq_act_order", "awq_clip", "progress", "scale_search"):
+        for name in ("gptq_act_order", "awq_clip", "progress", "scale_search", "float_zeros", "head_int8"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Int4Config.{name} must be a bool, got {getattr(self, name)!r}")
         if not (isinstance(self.gptq_damp, (int, float)) and 0 < self.gptq_damp < 1):
@@ -129,6 +139,10 @@ class Int4Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Int4Config.{name} must be a positive int, got {v!r}")
+        if self.float_zeros and self.symmetric:
+            raise ValueError("Int4Config.float_zeros needs symmetric=False (symmetric groups have no zero points)")
+        if self.float_zeros and self.method != "rtn":
+            raise ValueError(f"Int4Config.float_zeros is implemented for method='rtn' only, got {self.method!r}")
         _check_version(self)
 
     def to_json(self) -> str:

@@ -238,7 +238,7 @@ struct Q4Case {
     bias.resize(n);
     for (auto& b : bias) b = r.uniform(-1.0f, 1.0f);
     const void* sp = dt == ScaleDtype::kF32 ? static_cast<const void*>(scales_f32.data()) : s16.data();
-    q4_pack(codes.data(), sp, asym ? zeros.data() : nullptr, n, k, gs, dt, blob.p);
+    q4_pack(codes.data(), sp, asym ? zeros.data() : nullptr, nullptr, n, k, gs, dt, blob.p);
     view = q4_view(blob.p, blob.size, true);
   }
   std::vector<double> magnitude(const std::vector<float>& x, int64_t m, bool dyn, bool with_bias) const {

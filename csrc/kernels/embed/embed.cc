@@ -72,8 +72,8 @@ int64_t embed_gather_q4(const Q4View& v, const int64_t* ids, int64_t n_ids, floa
       const int64_t si = q4_sz_index(g, n, v.n_groups);
       const uint8_t byte = base[(k / 8) * 64 + k % 4];
       const int code = (k % 8) < 4 ? (byte & 0x0F) : (byte >> 4);
-      const int zero = v.zeros ? v.zeros[si] : 8;
-      o[k] = scale_at(v.scales, v.scale_dtype, si) * float(code - zero);
+      const float zero = v.zeros ? float(v.zeros[si]) : v.fzeros ? scale_at(v.fzeros, v.scale_dtype, si) : 8.0f;
+      o[k] = scale_at(v.scales, v.scale_dtype, si) * (float(code) - zero);
     }
   });
 }

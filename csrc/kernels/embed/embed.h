@@ -6,7 +6,7 @@
 // one row out of them (4-byte pieces 64 bytes apart for q8, 4-byte pieces 64 bytes apart holding 8 codes
 // for q4). Dequantization, row by row:
 //   q8: out[k] = w[n][k] * scales[g][n]                      g = k / group_size (one group per channel)
-//   q4: out[k] = scales[g][n] * (codes[n][k] - zeros[g][n])   (zeros 8 when symmetric)
+//   q4: out[k] = scales[g][n] * (codes[n][k] - zeros[g][n])   (zeros 8 when symmetric; float zeros as stored)
 // the product rounded once to fp32 (both formats): what the reference computes.
 // Portable C++ only: a lookup moves D floats per id and is bound by the stores, not by arithmetic.
 #pragma once

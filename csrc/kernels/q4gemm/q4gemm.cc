@@ -46,14 +46,42 @@ Q4Epilogue block_epilogue(const Q4Epilogue& base, const Q4View& w, const float* 
   return e;
 }
 
-// Sums of each group's quantized activations (k in [g*gs, min((g+1)*gs, kp)); zeros past k add nothing).
-void group_sums(const uint8_t* a, int64_t kp, int64_t gs, int64_t ng, int32_t* out) {
+// Sums of each group of a row (k in [g*gs, min((g+1)*gs, end))): of the quantized activations (int32; zeros
+// past k add nothing) and, for float zero points, of the float ones (the inputs of the offsets' term).
+template <typename T, typename S>
+void group_sums(const T* a, int64_t end, int64_t gs, int64_t ng, S* out) {
   for (int64_t g = 0; g < ng; ++g) {
-    const int64_t k1 = std::min(kp, (g + 1) * gs);
-    int32_t s = 0;
+    const int64_t k1 = std::min(end, (g + 1) * gs);
+    S s = 0;
     for (int64_t i = g * gs; i < k1; ++i) s += a[i];
     out[g] = s;
   }
+}
+
+// Float zero points (zero mode 2): the kernels computed x . s (u - 8); add
+// sum_g o[g][n] * xsum[m][g] with the offsets o = s (8 - z), per panel of 16 columns (offsets converted once
+// per panel, then reused for every row). Portable: ISA-independent, so every kernel path gets it.
+void add_offset_term(const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy, int nthreads) {
+  const int64_t ng = w.n_groups, panels = w.np / 16;
+  auto task = [&](int64_t p) {
+    auto off = scratch<float>(ng * 16);
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t c = 0; c < 16; ++c) {
+        const int64_t i = q4_sz_index(g, p * 16 + c, ng);
+        off[g * 16 + c] = q4_scale_to_f32(w.scales, w.scale_dtype, i) *
+                          (8.0f - q4_scale_to_f32(w.fzeros, w.scale_dtype, i));
+      }
+    const int64_t n0 = p * 16, nc = std::min<int64_t>(16, w.n - n0);
+    for (int64_t r = 0; r < m; ++r) {
+      float acc[16] = {0};
+      const float* xs = xsum + r * ng;
+      for (int64_t g = 0; g < ng; ++g)
+        for (int64_t c = 0; c < 16; ++c) acc[c] += off[g * 16 + c] * xs[g];
+      float* yr = y + r * ldy + n0;
+      for (int64_t c = 0; c < nc; ++c) yr[c] += acc[c];
+    }
+  };
+  parallel_for(panels, nthreads, task);
 }
 
 }  // namespace
@@ -70,6 +98,8 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   Q4Epilogue base = base_epilogue(w);
   base.ldy = ldy;
   const int64_t chunk = rows_per_chunk(k);
+  std::unique_ptr<float[], FreeDeleter> xsum;
+  if (w.fzeros) xsum = scratch<float>(m * ng);
 
   if (kind == Q4KernelKind::kQ4Dyn) {
     auto a = scratch<uint8_t>(m * kp);
@@ -86,6 +116,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
         uint8_t* ar = a.get() + r * kp;
         finite[r] = qdriver::quantize_row(ki->quantize, row, k, kp, ar, &a_scale[r], &a_zp[r]);
         group_sums(ar, kp, w.group_size, ng, a_sum.get() + r * ng);
+        if (xsum) group_sums(row, k, w.group_size, ng, xsum.get() + r * ng);
       }
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
@@ -102,6 +133,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
       });
     };
     qdriver::parallel_blocks(b, m, nthreads, run_block);
+    if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
     qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
     return ki;
   }
@@ -114,8 +146,16 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   const float* xf = panel && !x_bf16 && in_mul == nullptr
                         ? static_cast<const float*>(x)
                         : qdriver::stage_wo_input(x, x_bf16, m, ldx, k, kp, in_mul, nthreads, &xbuf, &lda);
+  if (xsum) {
+    auto sums = [&](int64_t t) {
+      for (int64_t r = t * chunk, r1 = std::min(m, r + chunk); r < r1; ++r)
+        group_sums(xf + r * lda, k, w.group_size, ng, xsum.get() + r * ng);
+    };
+    parallel_for((m + chunk - 1) / chunk, nthreads, sums);
+  }
   if (panel) {
     wo_panel_q4(reinterpret_cast<Q4WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads);
+    if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
     return ki;
   }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
@@ -128,6 +168,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
     });
   };
   qdriver::parallel_blocks(b, m, nthreads, run_block);
+  if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
   return ki;
 }
 

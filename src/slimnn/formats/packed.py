@@ -83,13 +83,14 @@ class Q4Info(NamedTuple):
     kp: int
     scale_dtype: torch.dtype
     symmetric: bool
+    float_zeros: bool = False  # zero mode 2: float zero points (in the scale dtype), symmetric is then False
 
 
 def q4_info(blob: Tensor, full_check: bool = False) -> Q4Info:
     """Parses and validates a q4 blob's header (``full_check``: also codes, zeros, scales and sums)."""
     check_blob(blob)
-    n, k, gs, ng, np_, kp, sd, asym = _C.q4_header(blob.data_ptr(), blob.numel(), full_check)
-    return Q4Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp, _SCALE_DTYPES[sd], not asym)
+    n, k, gs, ng, np_, kp, sd, mode = _C.q4_header(blob.data_ptr(), blob.numel(), full_check)
+    return Q4Info(n, k, None if (ng == 1 and gs == kp) else gs, ng, np_, kp, _SCALE_DTYPES[sd], mode == 0, mode == 2)
 
 
 def pack_q4(
@@ -98,8 +99,9 @@ def pack_q4(
     """Packs the int4 canonical form into a q4 blob (see ``csrc/formats/q4.h``).
 
     codes: uint8 (N x K) in [0, 15]; scales: (n_groups x N) float32, float16 or bfloat16 (kept as is);
-    zeros: uint8 (n_groups x N) in [0, 15], or None for symmetric (zero point 8); group_size: a multiple
-    of 32, or None for per output channel.
+    zeros: uint8 (n_groups x N) in [0, 15] (integer zero points), a float tensor of the scales' dtype
+    (n_groups x N, float zero points: W = scales * (codes - zeros) with any finite zeros; zero mode 2 of the
+    blob), or None for symmetric (zero point 8); group_size: a multiple of 32, or None for per output channel.
     """
     if not isinstance(codes, Tensor) or codes.dtype != torch.uint8 or codes.dim() != 2:
         raise ValueError("codes must be a 2-D uint8 tensor of values in [0, 15]")
@@ -114,29 +116,40 @@ def pack_q4(
         raise ValueError("scales must be a float32, float16 or bfloat16 tensor")
     if scales.shape != (n_groups, n):
         raise ValueError(f"scales must have shape {(n_groups, n)}, got {tuple(scales.shape)}")
-    if zeros is not None and (zeros.dtype != torch.uint8 or zeros.shape != (n_groups, n)):
-        raise ValueError(f"zeros must be None or a uint8 tensor of shape {(n_groups, n)}")
+    if zeros is not None and (
+        not isinstance(zeros, Tensor) or zeros.dtype not in (torch.uint8, scales.dtype) or zeros.shape != (n_groups, n)
+    ):
+        raise ValueError(
+            f"zeros must be None, a uint8 tensor (integer zero points) or a {scales.dtype} tensor (float zero "
+            f"points, the scales' dtype) of shape {(n_groups, n)}"
+        )
     codes = codes.contiguous()
     scales = scales.contiguous()
     zeros = None if zeros is None else zeros.contiguous()
     sd = _SCALE_CODES[scales.dtype]
-    size = _C.q4_blob_bytes(n, k, gs, sd, zeros is not None)
+    fz = zeros is not None and zeros.dtype != torch.uint8
+    mode = 0 if zeros is None else 2 if fz else 1
+    size = _C.q4_blob_bytes(n, k, gs, sd, mode)
     out = torch.empty(size, dtype=torch.uint8)
+    zp = 0 if zeros is None else zeros.data_ptr()
     _C.q4_pack(
-        codes.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr(), n, k, gs, sd,
-        out.data_ptr(), size,
+        codes.data_ptr(), scales.data_ptr(), 0 if fz else zp, zp if fz else 0, n, k, gs, sd, out.data_ptr(), size,
     )
     return out
 
 
 def unpack_q4(blob: Tensor) -> tuple[Tensor, Tensor, Optional[Tensor], Optional[int]]:
     """The canonical form of a q4 blob: (codes uint8 N x K, scales n_groups x N in the packed dtype,
-    zeros uint8 n_groups x N or None, group_size or None)."""
+    zeros uint8 n_groups x N, float zero points n_groups x N in the scales' dtype, or None; group_size or None)."""
     info = q4_info(blob)
     codes = torch.empty(info.n, info.k, dtype=torch.uint8)
     scales = torch.empty(info.n_groups, info.n, dtype=info.scale_dtype)
-    zeros = None if info.symmetric else torch.empty(info.n_groups, info.n, dtype=torch.uint8)
+    zeros = None
+    if not info.symmetric:
+        zeros = torch.empty(info.n_groups, info.n, dtype=info.scale_dtype if info.float_zeros else torch.uint8)
+    zp = 0 if zeros is None else zeros.data_ptr()
     _C.q4_unpack(
-        blob.data_ptr(), blob.numel(), codes.data_ptr(), scales.data_ptr(), 0 if zeros is None else zeros.data_ptr()
+        blob.data_ptr(), blob.numel(), codes.data_ptr(), scales.data_ptr(), 0 if info.float_zeros else zp,
+        zp if info.float_zeros else 0,
     )
     return codes, scales, zeros, info.group_size

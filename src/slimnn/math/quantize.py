@@ -206,10 +206,106 @@ def int4_params_search(
 
 
 def int4_codes(wg: Tensor, scales: Tensor, zeros: Optional[Tensor]) -> Tensor:
-    """Codes (uint8 in [0, 15]) of ``wg`` (..., gs) for given per-group scales and zeros (round half to even)."""
+    """Codes (uint8 in [0, 15]) of ``wg`` (..., gs) for given per-group scales and zeros (round half to even):
+    ``round(w / s) + z`` for integer zero points (uint8, or None: 8), ``round(w / s + z)`` for float ones."""
+    if zeros is not None and zeros.is_floating_point():
+        q = torch.round(wg / scales.to(torch.float32).unsqueeze(-1) + zeros.to(torch.float32).unsqueeze(-1))
+        return q.clamp_(0, 15).to(torch.uint8)
     z = 8.0 if zeros is None else zeros.to(torch.float32).unsqueeze(-1)
     q = torch.round(wg / scales.to(torch.float32).unsqueeze(-1)) + z
     return q.clamp_(0, 15).to(torch.uint8)
+
+
+def _float_zero_round(d: Tensor, m: Tensor, scale_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(scale, float zero point) in ``scale_dtype`` for the affine map w = d * q + m, i.e. z = -m / d, both
+    kept finite (d > 0)."""
+    s = _round_scales(d, scale_dtype)
+    big = torch.finfo(scale_dtype).max / 2
+    z = (-m / s.to(torch.float32)).clamp(-big, big).to(scale_dtype)
+    return s, z
+
+
+def int4_params_float_zero(
+    wg: Tensor, scale_dtype: torch.dtype = torch.float16, search: bool = True, weight: Optional[Tensor] = None,
+    steps: Optional[Tensor] = None, refits: int = 2, chunk: int = 1 << 16,
+) -> tuple[Tensor, Tensor]:
+    """Scale and *float* zero point of each group of ``wg`` (..., gs): w ~= s * (q - z), q in 0..15, z any
+    float (the affine map w = d * q + m of llama.cpp's Q4_1 / K-quants, z = -m / d), without data.
+
+    ``search=False``: the min/max rule over the group's own range (no widening to include 0), s = (max - min)
+    / 15, z = -min / s. ``search=True``: an error-minimising search of our own after llama.cpp's
+    make_qkx quantizers: for each candidate inverse step ``(15 + r) / (max - min)`` (``steps``: the r, default
+    31 values in [-1, 2]; r > 0 clips the extremes), codes are rounded from the group's minimum, then scale and
+    minimum refitted jointly by (weighted) least squares for those codes (a 2 x 2 normal system); the
+    candidate of least squared error is kept, then ``refits`` rounds of re-rounding the codes and refitting.
+    Scale and zero point are rounded to ``scale_dtype`` before the final codes and error, and the result is
+    never worse per group than the min/max rule (it is a candidate). ``weight``: optional per-element error
+    weights (same shape as ``wg``, 0 leaves an element out, e.g. a short last group's padding). Constant
+    groups are exact. Returns (scales, zeros), both in ``scale_dtype``."""
+    shape = wg.shape[:-1]
+    w = wg.reshape(-1, wg.shape[-1]).to(torch.float32)
+    wt = None if weight is None else weight.expand_as(wg).reshape(w.shape).to(torch.float32)
+    if steps is None:
+        steps = torch.linspace(-1.0, 2.0, 31)
+    out_s = torch.empty(w.shape[0], dtype=scale_dtype)
+    out_z = torch.empty(w.shape[0], dtype=scale_dtype)
+
+    def err(x: Tensor, s: Tensor, z: Tensor, c: Optional[Tensor]) -> Tensor:
+        q = torch.round(x / s.unsqueeze(-1) + z.unsqueeze(-1)).clamp_(0, 15)
+        e = (s.unsqueeze(-1) * (q - z.unsqueeze(-1)) - x).square_()
+        return (e if c is None else e * c).sum(-1)
+
+    def lsq(x: Tensor, q: Tensor, c: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        cw = torch.ones_like(x) if c is None else c
+        sw, sq, sx = cw.sum(-1), (cw * q).sum(-1), (cw * x).sum(-1)
+        sqq, sqx = (cw * q * q).sum(-1), (cw * q * x).sum(-1)
+        det = sw * sqq - sq * sq
+        ok = det > 1e-12 * sw * sw.clamp(min=1)
+        dd = torch.where(ok, (sw * sqx - sq * sx) / torch.where(ok, det, 1.0), 0.0)
+        mm = torch.where(ok, (sqq * sx - sq * sqx) / torch.where(ok, det, 1.0), 0.0)
+        return dd, mm, ok & (dd > 0)
+
+    for lo in range(0, w.shape[0], chunk):
+        x = w[lo:lo + chunk]
+        c = None if wt is None else wt[lo:lo + chunk]
+        if c is None:
+            mn, mx = x.amin(-1), x.amax(-1)
+        else:  # the range of the elements that count
+            inf = torch.tensor(float("inf"))
+            mn = torch.where(c > 0, x, inf).amin(-1)
+            mx = torch.where(c > 0, x, -inf).amax(-1)
+        rng = mx - mn
+        flat = rng <= 1e-30 * mx.abs().clamp(min=1e-30)
+        # min/max rule; a constant group c: s = |c| / 8 (1 when c = 0), z = 8 - c / s, so code 8 is c exactly
+        d0 = torch.where(flat, torch.where(mn != 0, mn.abs() / 8, 1.0), rng / 15)
+        m0 = torch.where(flat, mn - 8 * d0, mn)
+        best_s, best_z = _float_zero_round(d0, m0, scale_dtype)
+        if search:
+            best_e = err(x, best_s.float(), best_z.float(), c)
+            cand_d, cand_m = [], []
+            safe = torch.where(flat, 1.0, rng)
+            for r in steps.tolist():
+                q = torch.round((x - mn.unsqueeze(-1)) * ((15 + r) / safe).unsqueeze(-1)).clamp_(0, 15)
+                dd, mm, ok = lsq(x, q, c)
+                cand_d.append(torch.where(ok & ~flat, dd, d0))
+                cand_m.append(torch.where(ok & ~flat, mm, m0))
+            for dd, mm in zip(cand_d, cand_m):
+                s_, z_ = _float_zero_round(dd, mm, scale_dtype)
+                e = err(x, s_.float(), z_.float(), c)
+                take = e < best_e
+                best_e = torch.where(take, e, best_e)
+                best_s, best_z = torch.where(take, s_, best_s), torch.where(take, z_, best_z)
+            for _ in range(refits):  # alternate: codes for the current map, then the map for those codes
+                sf, zf = best_s.float(), best_z.float()
+                q = torch.round(x / sf.unsqueeze(-1) + zf.unsqueeze(-1)).clamp_(0, 15)
+                dd, mm, ok = lsq(x, q, c)
+                s_, z_ = _float_zero_round(torch.where(ok, dd, sf), torch.where(ok, mm, -zf * sf), scale_dtype)
+                e = err(x, s_.float(), z_.float(), c)
+                take = (e < best_e) & ok & ~flat
+                best_e = torch.where(take, e, best_e)
+                best_s, best_z = torch.where(take, s_, best_s), torch.where(take, z_, best_z)
+        out_s[lo:lo + chunk], out_z[lo:lo + chunk] = best_s, best_z
+    return out_s.reshape(shape), out_z.reshape(shape)
 
 
 def quantize_int4(
@@ -218,6 +314,7 @@ def quantize_int4(
     symmetric: bool = True,
     scale_dtype: torch.dtype = torch.float16,
     search: bool = False,
+    float_zeros: bool = False,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Round-to-nearest int4 quantization of W (N x K), group-wise along K (None: per output channel), with
     the min/max rule's scales or (``search=True``) the error-minimising ones of :func:`int4_params_search`.
@@ -225,8 +322,11 @@ def quantize_int4(
     Returns the canonical form: ``codes`` (uint8 N x K in [0, 15]), ``scales`` (n_groups x N, in
     ``scale_dtype``) and ``zeros`` (uint8 n_groups x N, or None when symmetric: zero point 8), with
     W ~= scales * (codes - zeros) per group. A last group shorter than ``group_size`` (K not a multiple of
-    it) is quantized over its real columns only.
+    it) is quantized over its real columns only. ``float_zeros`` (with ``symmetric=False``): float zero points
+    (``zeros`` in ``scale_dtype``), from :func:`int4_params_float_zero` (searched when ``search``).
     """
+    if float_zeros and symmetric:
+        raise ValueError("float zero points need symmetric=False (a symmetric format has no zero points)")
     w = check_weight(w)
     n, k = w.shape
     wg, g = group_view(w, group_size)
@@ -238,11 +338,13 @@ def quantize_int4(
         fill = last[:, :1].expand_as(last)  # a real value of the group: leaves min, max and argmax unchanged
         wg = wg.clone()
         wg[:, -1, :] = torch.where(pad, fill, last)
-    if search:
-        weight = None
-        if g * gs != k:  # the padding of the last group does not count in its error
-            weight = torch.ones(g, gs)
-            weight[-1, k - (g - 1) * gs :] = 0
+    weight = None
+    if g * gs != k:  # the padding of the last group does not count in its error
+        weight = torch.ones(g, gs)
+        weight[-1, k - (g - 1) * gs :] = 0
+    if float_zeros:
+        scales, zeros = int4_params_float_zero(wg, scale_dtype, search=search, weight=weight)
+    elif search:
         scales, zeros = int4_params_search(wg, symmetric, scale_dtype, weight=weight)
     else:
         scales, zeros = int4_params(wg, symmetric, scale_dtype)
@@ -253,7 +355,8 @@ def quantize_int4(
 def dequantize_int4(
     codes: Tensor, scales: Tensor, zeros: Optional[Tensor], group_size: Optional[int] = 64
 ) -> Tensor:
-    """Inverse of :func:`quantize_int4` (float32 N x K): scales * (codes - zeros), zeros None meaning 8."""
+    """Inverse of :func:`quantize_int4` (float32 N x K): scales * (codes - zeros), zeros None meaning 8
+    (integer or float zero points alike)."""
     n, k = codes.shape
     cg, g = group_view(codes.to(torch.float32), group_size)
     z = 8.0 if zeros is None else zeros.t().to(torch.float32).unsqueeze(2)

@@ -162,14 +162,22 @@ def q4_linear_dynamic(
 
     x (M x K float32) is first multiplied by ``in_mul`` (K, float32, in float32 as the kernels do), then
     quantized per row exactly as :func:`quantize_rows_u8`; colsum_g[n] = sum_{k in g} (u - z).
+    Float zero points (``zeros`` a float tensor): the symmetric part s (u - 8) as above, plus
+    sum_g s_g (8 - z_g) * sum_{k in g} x[m, k] over the float (unquantized) x, as the kernel driver adds it.
     """
     x = _times_in_mul(x, in_mul)
+    fz = zeros is not None and zeros.is_floating_point()
+    izeros = None if fz else zeros
     a, a_scale, zp, finite = quantize_rows_u8(x)
-    e = q4_group_dots(a, codes, zeros, group_size)  # (M, G, N)
+    e = q4_group_dots(a, codes, izeros, group_size)  # (M, G, N)
     ones = torch.ones(1, codes.shape[1], dtype=torch.uint8)
-    colsum = q4_group_dots(ones, codes, zeros, group_size)[0]  # (G, N)
+    colsum = q4_group_dots(ones, codes, izeros, group_size)[0]  # (G, N)
     centered = e - zp.to(torch.int64).view(-1, 1, 1) * colsum.unsqueeze(0)
     y = _scale_groups(centered, scales, a_scale)
+    if fz:
+        xg, _ = group_view(torch.where(finite.unsqueeze(1), x, torch.zeros_like(x)).to(torch.float64), group_size)
+        off = scales.to(torch.float64) * (8.0 - zeros.to(torch.float64))  # (G, N)
+        y = y + xg.sum(dim=2) @ off
     y = _plus_bias_f32(y, bias)
     y[~finite] = float("nan")
     return y

@@ -59,7 +59,9 @@ class Int4Linear(nn.Module):
         ng = 1 if gs is None else -(-self.in_features // gs)
         codes = torch.full((self.out_features, self.in_features), 8, dtype=torch.uint8)
         sdt = INT4_SCALE_DTYPES[self.config.scale_dtype]
-        zeros = None if self.config.symmetric else torch.full((ng, self.out_features), 8, dtype=torch.uint8)
+        zeros = None if self.config.symmetric else torch.full(
+            (ng, self.out_features), 8, dtype=sdt if self.config.float_zeros else torch.uint8
+        )
         self.register_buffer("packed", pack_q4(codes, torch.ones(ng, self.out_features, dtype=sdt), zeros, gs))
         self.register_buffer("bias", torch.zeros(self.out_features) if bias else None)
         self.register_buffer("in_mul", None)
@@ -88,7 +90,8 @@ class Int4Linear(nn.Module):
         mod.register_buffer("packed", pack_q4(codes, scales, zeros, group_size))
         info = q4_info(mod.packed)
         sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
-        mod.config = _replace(config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
+        mod.config = _replace(config, group_size=info.group_size, symmetric=info.symmetric,
+                              float_zeros=info.float_zeros, scale_dtype=sd)
         mod.in_features, mod.out_features = info.k, info.n
         mod.register_buffer("bias", float_bias(bias, info.n))
         mod.register_buffer("in_mul", _check_in_mul(input_scale, info.k))
@@ -109,7 +112,7 @@ class Int4Linear(nn.Module):
             )
         codes, scales, zeros = quantize_int4(
             linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
-            search=config.scale_search,
+            search=config.scale_search, float_zeros=config.float_zeros,
         )
         return cls.from_quantized(codes, scales, zeros, config.group_size, linear.bias, None, config)
 
@@ -164,7 +167,7 @@ class Int4Linear(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         fmt = "q4 " + ("per-channel" if c.group_size is None else f"g={c.group_size}")
-        fmt += (" sym" if c.symmetric else " asym") + f" scales={c.scale_dtype}"
+        fmt += (" sym" if c.symmetric else " asym float-zero" if c.float_zeros else " asym") + f" scales={c.scale_dtype}"
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"mode={c.mode}, format={fmt}, method={c.method}, in_mul={self.in_mul is not None}, "
@@ -181,7 +184,8 @@ class Int4Linear(nn.Module):
             return
         if info is not None:
             sd = {v: k for k, v in INT4_SCALE_DTYPES.items()}[info.scale_dtype]
-            self.config = _replace(self.config, group_size=info.group_size, symmetric=info.symmetric, scale_dtype=sd)
+            self.config = _replace(self.config, group_size=info.group_size, symmetric=info.symmetric,
+                                   float_zeros=info.float_zeros, scale_dtype=sd)
         mkey = prefix + "in_mul"
         if mkey in state_dict:
             s = state_dict[mkey]

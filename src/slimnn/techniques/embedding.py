@@ -30,6 +30,8 @@ def _convert_for(base: Any, fmt: str):  # noqa: ANN202
             return base.convert(layer, config)
         if layer.max_norm is not None or layer.sparse:
             return "nn.Embedding with max_norm or sparse gradients is not converted"
+        if fmt == "q4" and config.head_int8 and layer.num_embeddings >= _int4.HEAD_MIN_OUT:
+            return QuantEmbedding.from_embedding(layer, "q8", None)  # a vocabulary table: int8, as its head
         gs = config.group_size if fmt == "q8" else (config.group_size or 32)
         return QuantEmbedding.from_embedding(layer, fmt, gs)
 

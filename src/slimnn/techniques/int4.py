@@ -26,14 +26,42 @@ from ..nn.int4 import Int4Linear
 from .registry import register, single_module_technique
 
 
+HEAD_MIN_OUT = 16384
+"""``Int4Config.head_int8``: a Linear with at least this many outputs and 8x more outputs than inputs is
+taken for a vocabulary head (GPT-2 50257 x 768, SmolLM2 49152 x 576, Llama-3 128256 x 2048; no transformer
+MLP projection is that wide: theirs are 2.5-4x their inputs)."""
+
+
+def is_vocab_head(out_features: int, in_features: int) -> bool:
+    return out_features >= HEAD_MIN_OUT and out_features >= 8 * in_features
+
+
+def _head_int8(linear: nn.Module, config: Int4Config) -> Any:
+    from ..configs import Int8Config
+    from ..nn.int8 import Int8Linear
+
+    return Int8Linear.from_linear(linear, Int8Config(mode=config.mode))
+
+
+def _keeps_int8(linear: nn.Module, config: Int4Config) -> bool:
+    return config.head_int8 and is_vocab_head(linear.out_features, linear.in_features)
+
+
 def convert(linear: nn.Module, config: Int4Config) -> nn.Module:
+    if _keeps_int8(linear, config):
+        return _head_int8(linear, config)
     return Int4Linear.from_linear(linear, config)
 
 
 def convert_model(model: nn.Module, targets: list, config: Int4Config, report: Any) -> bool:
     if config.method == "rtn":
         return False  # layer by layer, no data
-    quantize_model_int4_(model, targets, config, report)
+    heads = [(f, m) for f, m in targets if _keeps_int8(m, config)]
+    for fqn, lin in heads:
+        new = _head_int8(lin, config)
+        model.set_submodule(fqn, new)
+        report.converted[fqn] = type(new).__name__
+    quantize_model_int4_(model, [t for t in targets if t not in heads], config, report)
     return True
 
 
@@ -82,7 +110,9 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
 # scale dtype: float16, bfloat16 or float32), zeros (uint8 n_groups x N, asymmetric only), bias (float32 N),
 # in_mul (float32 K, AWQ's input scaling). Metadata: shapes, which optional tensors are present, the
 # config (group size, symmetry, scale dtype, mode, method). Every group size, both symmetries and both
-# modes share the format; the config says which.
+# modes share the format; the config says which. Float zero points (config float_zeros=true) store zeros in
+# the scales' dtype; files without that config field (older slimnn) load as before, and an older slimnn
+# refuses a file that has it (unknown Int4Config field).
 # ----------------------------------------------------------------------------------------------------
 
 def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -113,7 +143,7 @@ def _spec(meta: dict) -> TensorSpec:
     groups = 1 if cfg.group_size is None else -(-k // cfg.group_size)
     spec = {"codes": (torch.uint8, (n, k)), "scales": (INT4_SCALE_DTYPES[cfg.scale_dtype], (groups, n))}
     if not cfg.symmetric:
-        spec["zeros"] = (torch.uint8, (groups, n))
+        spec["zeros"] = (INT4_SCALE_DTYPES[cfg.scale_dtype] if cfg.float_zeros else torch.uint8, (groups, n))
     if bool_field(meta, "bias"):
         spec["bias"] = (torch.float32, (n,))
     if bool_field(meta, "in_mul"):
@@ -126,11 +156,13 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
     
     cfg = _config(meta)
     codes, scales, zeros = tensors["codes"], tensors["scales"], tensors.get("zeros")
-    for name, t in (("codes", codes), ("zeros", zeros)):
+    for name, t in (("codes", codes), ("zeros", None if cfg.float_zeros else zeros)):
         if t is not None and t.numel() and int(t.max()) > 15:
             raise ValueError(f"int4 {name} hold {int(t.max())}; 4-bit values are 0..15")
     if not bool(torch.isfinite(scales.float()).all()):
         raise ValueError("int4 scales must be finite")
+    if cfg.float_zeros and zeros is not None and not bool(torch.isfinite(zeros.float()).all()):
+        raise ValueError("int4 float zero points must be finite")
     bias, in_mul = tensors.get("bias"), tensors.get("in_mul")
     if bias is not None and not bool(torch.isfinite(bias).all()):
         raise ValueError("bias has a NaN or infinite value")
