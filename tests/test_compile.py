@@ -215,8 +215,15 @@ def test_prequantized_op_rejects_bad_codes():
         op(a, s, z, x, lin.packed, lin.bias, 8)
 
 
+@pytest.fixture
+def fused_quantization(monkeypatch):
+    from slimnn.ops import q8 as q8ops
+
+    monkeypatch.setattr(q8ops, "FUSE_QUANTIZATION", True)
+
+
 @pytest.mark.parametrize("activation", [None, "gelu"])
-def test_compiled_dynamic_int8_quantizes_in_the_graph_bit_identically(activation):
+def test_compiled_dynamic_int8_quantizes_in_the_graph_bit_identically(activation, fused_quantization):
     # Under torch.compile a dynamic Int8Linear emits its row quantization as torch ops (Inductor fuses them
     # into the producer of x) and a GEMM over the codes: outputs equal eager bit for bit where the input is
     # the same (here the graph input itself), one graph for every M >= 2, no graph break.
@@ -236,3 +243,26 @@ def test_compiled_dynamic_int8_quantizes_in_the_graph_bit_identically(activation
         assert counters["stats"]["unique_graphs"] == graphs, "compiled again for another batch size"
         x3 = torch.randn(2, 3, 37)
         assert _same(compiled(x3), model(x3))
+
+
+def test_fused_quantization_in_a_block_fuses_into_the_layernorm_and_matches_eager(fused_quantization):
+    # LayerNorm -> dynamic int8 -> GELU (fused) -> dynamic int8 + residual: both layers take the prequantized
+    # op, the first layer's quantization lands in the LayerNorm's kernel, the output is eager's within the
+    # tolerance of Inductor's own LayerNorm rounding (test above), one graph for every M.
+    torch.manual_seed(3)
+    model = nn.Sequential(Block()).eval()
+    slimnn.compress_(model, slimnn.Int8Config())
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        x = torch.randn(6, 64)
+        y, codes = run_and_get_code(compiled, x)
+        code = "\n".join(codes)
+        assert code.count("extern_kernels.slimnn_q8_linear_prequantized_v1(") == 2
+        fused = [ln for ln in code.splitlines() if "cpp_fused" in ln and "native_layer_norm" in ln and "amax" in ln]
+        assert fused, "the first layer's row quantization was not fused into the LayerNorm kernel"
+        assert _rel(y, model(x)) < 1e-3
+        graphs = counters["stats"]["unique_graphs"]
+        for m in (2, 9, 64):
+            xm = torch.randn(m, 64)
+            assert _rel(compiled(xm), model(xm)) < 1e-3
+        assert counters["stats"]["unique_graphs"] == graphs

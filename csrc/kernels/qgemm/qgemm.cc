@@ -63,6 +63,18 @@ Q8Epilogue q8_epilogue_base(const Q8View& w, int64_t ldy) {
   return base;
 }
 
+// The epilogue of the column block starting at column n0 (`panels` panels of 16): its scales, column sums,
+// compensation and bias, and how many of its columns are real.
+Q8Epilogue block_epilogue(const Q8Epilogue& base, const Q8View& w, const float* bias, int64_t n0, int64_t panels) {
+  Q8Epilogue e = base;
+  e.scales = w.scales + n0;
+  e.colsum = w.colsum + n0;
+  e.comp = w.comp + n0;
+  e.bias = bias ? bias + n0 : nullptr;
+  e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
+  return e;
+}
+
 // Runs the dyn micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot); a holds
 // the quantized rows (kp bytes each), a_scale / a_zp their parameters.
 void dyn_block(const KernelInfo* ki, const Q8Epilogue& base, const Q8View& w, const uint8_t* a, const float* a_scale,
@@ -72,12 +84,7 @@ void dyn_block(const KernelInfo* ki, const Q8Epilogue& base, const Q8View& w, co
   const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
   const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
   const int64_t n0 = p0 * 16;
-  Q8Epilogue e = base;
-  e.scales = w.scales + n0;
-  e.colsum = w.colsum + n0;
-  e.comp = w.comp + n0;
-  e.bias = bias ? bias + n0 : nullptr;
-  e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
+  Q8Epilogue e = block_epilogue(base, w, bias, n0, panels);
   for (int64_t r = r0; r < r1; r += ki->mr) {
     const int mr = static_cast<int>(std::min<int64_t>(ki->mr, r1 - r));
     e.a_scale = a_scale + r;
@@ -198,12 +205,7 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
     const int64_t p0 = nb * ki->np, panels = std::min<int64_t>(ki->np, panels_total - p0);
     const int64_t n0 = p0 * 16;
     const int64_t r_end = std::min(m, (mb + 1) * b.mb_rows);
-    Q8Epilogue e = base;
-    e.scales = w.scales + n0;
-    e.colsum = w.colsum + n0;
-    e.comp = w.comp + n0;
-    e.bias = bias ? bias + n0 : nullptr;
-    e.ncols = std::min<int64_t>(panels * 16, w.n - n0);
+    Q8Epilogue e = block_epilogue(base, w, bias, n0, panels);
     e.a_scale = nullptr;
     e.a_zp = nullptr;
     for (int64_t r = mb * b.mb_rows; r < r_end; r += ki->mr) {

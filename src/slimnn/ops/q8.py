@@ -18,7 +18,6 @@ from .. import _C
 from ..runtime.threads import get_num_threads
 from .common import blob_shape, check_bias, module_rows, run_linear
 from ..formats.packed import unpack_q8
-from ..math import reference
 from ..math.quantize import dequantize_int8
 
 _KINDS = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
@@ -184,9 +183,12 @@ _q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)
 # AOTAutograd's CSE quantizes an input shared by several layers (attention's q, k, v) once.
 # ----------------------------------------------------------------------------------------------------
 
-FUSE_QUANTIZATION = True
-"""Whether dynamic Int8Linear layers emit :func:`q8_linear_traced` under torch.compile (else the plain
-``slimnn::q8_linear`` op, which quantizes inside the kernel). A switch for benchmarks; read at trace time."""
+FUSE_QUANTIZATION = False
+"""Whether dynamic Int8Linear layers emit :func:`q8_linear_traced` under torch.compile (the quantization as
+torch ops that Inductor fuses into the producer of x) instead of the plain ``slimnn::q8_linear`` op, which
+quantizes inside the kernel. Off: on torch 2.13 Inductor's generated quantization is slower than the
+kernel's own AVX-512 quantizer by more than the fusion saves (docs/ecosystem.md, "Fusing the activation
+quantization"). Read at trace time (dynamo guards on it)."""
 
 
 @torch.compiler.assume_constant_result
@@ -198,17 +200,33 @@ def _refuse_limit(kp: int) -> float:
 
 
 def quantize_rows_for_kernel(x2: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The q8 dynamic kernels' row quantization (math/reference.py's quantize_rows_u8, the same float32
-    operations, so the same codes and scales bit for bit) in traceable torch ops, laid out for
+    """The q8 dynamic kernels' row quantization in traceable torch ops, laid out for
     :func:`q8_linear_prequantized`: codes (M, kp) uint8 zero-padded from K, scale (M,) float32 (0 for a
-    row the kernel would refuse: NaN, infinity, or overflow-sized), zero point (M,) int32."""
-    q, scale, zp, finite = reference.quantize_rows_u8(x2)
-    ok = finite & ~(scale > _refuse_limit(kp))
+    row the kernel would refuse: NaN, infinity, or overflow-sized), zero point (M,) int32.
+
+    The float32 operations of math/reference.py's quantize_rows_u8 (and of the kernels), so a finite row gets
+    the same codes and scale bit for bit. Written for Inductor: one min/max pass and one quantizing pass per
+    row (it fuses both into the op producing x). Non-finite rows need no pass of their own: max/min
+    propagate NaN and infinity into the row's scale, which then fails ``scale <= limit``."""
+    zero = x2.new_zeros(())
+    mn = torch.minimum(x2.amin(dim=1), zero)  # amin/amax of an empty row (K = 0) would raise; K >= 1 here
+    mx = torch.maximum(x2.amax(dim=1), zero)
+    raw = mx / 255.0 - mn / 255.0
+    ok = raw <= _refuse_limit(kp)  # False for NaN / inf rows and overflow-sized ones: the kernel's refusal
+    scale = torch.where(raw >= _FLT_MIN, raw, torch.ones_like(raw))
+    inv = 1.0 / scale
+    zpf = torch.round(-mn * inv).clamp(0, 255)
+    qf = (torch.round(x2 * inv.unsqueeze(1)) + zpf.unsqueeze(1)).clamp(0, 255)
+    q = torch.where(ok.unsqueeze(1), qf, torch.zeros_like(qf)).to(torch.uint8)  # refused rows: codes 0, never NaN
     scale = torch.where(ok, scale, torch.zeros_like(scale))
+    zp = torch.where(ok, zpf, torch.zeros_like(zpf)).to(torch.int32)
     k = x2.shape[-1]
     if kp > k:
         q = torch.nn.functional.pad(q, (0, kp - k))
     return q, scale, zp
+
+
+_FLT_MIN = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny, a literal: dynamo makes a float global a graph input
 
 
 def _check_prequantized(a: Tensor, a_scale: Tensor, a_zp: Tensor, x: Tensor, packed: Tensor, bias: Optional[Tensor],
@@ -262,6 +280,8 @@ def q8_linear_traced(x: Tensor, packed: Tensor, bias: Optional[Tensor], out_feat
     """What a dynamic Int8Linear emits under torch.compile for a float32 input without autograd: the row
     quantization as torch ops, then ``slimnn::q8_linear_prequantized``. Same bits as the eager op."""
     k = x.shape[-1]
+    if k == 0:  # no row to quantize (and amin/amax of an empty row raise)
+        return torch.ops.slimnn.q8_linear(x, packed, bias, "dynamic", out_features, activation)
     x2 = x.reshape(-1, k).contiguous()
     a, a_scale, a_zp = quantize_rows_for_kernel(x2, kp)
     y = torch.ops.slimnn.q8_linear_prequantized(a, a_scale, a_zp, x2, packed, bias, out_features, activation)
