@@ -20,6 +20,9 @@ The lowerings are registered in ``torch._inductor.lowering.user_lowerings`` (pri
 torch's own ``register_custom_op_autotuning`` uses the same table) the first time
 ``torch._inductor.compile_fx`` is imported, so ``import slimnn`` does not import Inductor. If that table is
 missing (another torch), nothing is registered and compiled models take the fallback: slower, same result.
+``slimnn::q8_linear_prequantized`` (emitted only when ``slimnn.ops.q8.FUSE_QUANTIZATION`` is on: the row
+quantization as torch ops, fused by Inductor into x's producer) is lowered the same way.
+
 The extern functions' names carry a version (``_v1``): a change of their arguments gets a new name, so a
 stale compiled-graph cache entry fails loudly instead of calling the kernel with the wrong arguments.
 """
