@@ -35,6 +35,7 @@ from torch import Tensor, nn
 import slimnn
 from harness import interleaved
 from slimnn import _C
+from slimnn.ops import q8 as q8ops
 
 
 def formats() -> dict[str, Any]:
@@ -101,8 +102,17 @@ def check_close(a: Tensor, b: Tensor, what: str) -> None:
         raise AssertionError(f"{what}: compiled output differs from eager (relative error {err:.2e})")
 
 
-def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]], only_models: Optional[list[str]] = None
-                ) -> None:
+def with_fused(fused: bool, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """fn(*args) with slimnn.ops.q8.FUSE_QUANTIZATION set to ``fused`` (dynamo guards on it: each value
+    has its own compiled graph, both stay cached, so alternating costs no recompile)."""
+    def run() -> Any:
+        q8ops.FUSE_QUANTIZATION = fused
+        return fn(*args, **kwargs)
+    return run
+
+
+def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]], only_models: Optional[list[str]] = None,
+                quant_both: bool = False) -> None:
     print(f"{'model':6s} {'format':17s} {'M':>4s} {'eager us':>9s} {'compiled us':>11s} {'ratio':>6s} "
           f"{'per layer (e/c)':>16s}  graphs")
     for mname, (build, k, layers) in models().items():
@@ -122,14 +132,22 @@ def run_formats(ms: tuple[int, ...], rounds: int, only: Optional[list[str]], onl
                     x = torch.randn(m, k)
                     check_close(compiled(x), model(x), f"{mname}/{fname}/M={m}")
                 graphs = graphs_compiled() - before
+                both = quant_both and fname == "int8_dynamic"
                 for m in ms:
                     x = torch.randn(m, k)
                     r = reps_for(m)
-                    t = interleaved({"eager": per_call(lambda: model(x), r),
-                                     "compiled": per_call(lambda: compiled(x), r)}, rounds)
+                    fns = {"eager": per_call(lambda: model(x), r), "compiled": per_call(with_fused(True, compiled, x), r)}
+                    if both:  # the same graph with the quantization left inside the kernel (a second cache entry)
+                        fns["kernel quant"] = per_call(with_fused(False, compiled, x), r)
+                    t = interleaved(fns, rounds)
                     e, c = t["eager"] * 1e6, t["compiled"] * 1e6
+                    extra = ""
+                    if both:
+                        kq = t["kernel quant"] * 1e6
+                        extra = f"  kernel-quantizes: {kq:.1f} us, ratio {kq / e:.2f}"
                     print(f"{mname:6s} {fname:17s} {m:4d} {e:9.1f} {c:11.1f} {c / e:6.2f} "
-                          f"{e / layers:7.1f}/{c / layers:<7.1f}  {graphs}", flush=True)
+                          f"{e / layers:7.1f}/{c / layers:<7.1f}  {graphs}{extra}", flush=True)
+                q8ops.FUSE_QUANTIZATION = True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,7 +300,7 @@ def run_options(ms: tuple[int, ...], rounds: int) -> None:
 # --minilm
 # ---------------------------------------------------------------------------------------------------
 
-def run_minilm(rounds: int, batch: int) -> None:
+def run_minilm(rounds: int, batch: int, quant_both: bool = False) -> None:
     import copy
 
     from slimnn.app.demo import SENTENCES, load_minilm
@@ -313,7 +331,12 @@ def run_minilm(rounds: int, batch: int) -> None:
               f"compiled {graphs_compiled() - before}; compiled vs eager: max |diff| {float((c - e).abs().max()):.2e}, "
               f"cosine per sentence min {float(cos.min()):.6f} mean {float(cos.mean()):.6f}")
         variants[f"int8 eager, {attn} attn"] = lambda q=q: q(**inputs)
-        variants[f"int8 compiled, {attn} attn"] = lambda cq=cq: cq(**inputs)
+        variants[f"int8 compiled, {attn} attn"] = with_fused(True, cq, **inputs)
+        if quant_both:  # the same model compiled with the quantization left inside the kernels
+            with torch.no_grad():
+                c2 = with_fused(False, cq, **inputs)().last_hidden_state
+            print(f"  kernel-quantizes graph vs fused-quantization graph: max |diff| {float((c2 - c).abs().max()):.2e}")
+            variants[f"int8 compiled kq, {attn} attn"] = with_fused(False, cq, **inputs)
         outs[attn] = (q, cq)
     with torch.no_grad():
         t = interleaved({k: per_call(f, 2) for k, f in variants.items()}, rounds)
@@ -323,6 +346,8 @@ def run_minilm(rounds: int, batch: int) -> None:
         e, c = t[f"int8 eager, {attn} attn"], t[f"int8 compiled, {attn} attn"]
         print(f"  {attn} attention: compiled int8 is {e / c:.3f}x the eager int8 model (float eager: "
               f"{t['float eager'] / c:.2f}x)")
+        if quant_both:
+            print(f"  {attn} attention, kernel-quantizes graph: {e / t[f'int8 compiled kq, {attn} attn']:.3f}x")
 
 
 def main() -> None:
@@ -335,6 +360,9 @@ def main() -> None:
     p.add_argument("--options", action="store_true", help="compare registration options (int8 dynamic)")
     p.add_argument("--minilm", action="store_true", help="all-MiniLM-L6-v2 int8, eager vs compiled")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--quant-both", action="store_true",
+                   help="int8 dynamic: also time the compiled graph with the quantization inside the kernel "
+                        "(slimnn.ops.q8.FUSE_QUANTIZATION off), interleaved with the fused one")
     a = p.parse_args()
     try:
         from slimnn import inductor
@@ -351,9 +379,9 @@ def main() -> None:
     if a.options:
         run_options(ms, a.rounds)
     elif a.minilm:
-        run_minilm(a.rounds, a.batch)
+        run_minilm(a.rounds, a.batch, a.quant_both)
     else:
-        run_formats(ms, a.rounds, a.format, a.model)
+        run_formats(ms, a.rounds, a.format, a.model, a.quant_both)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import slimnn
 from helpers import COMMON_FORMATS
 
 EXTERN = {
-    "Int8Linear": "extern_kernels.slimnn_q8_linear_v1",
+    "Int8Linear": "extern_kernels.slimnn_q8_linear",  # _v1, or _prequantized_v1 (dynamic, float32)
     "Int4Linear": "extern_kernels.slimnn_q4_linear_v1",
     "SparseLinear": "extern_kernels.slimnn_sparse_linear_v1",
     "LowRankLinear": "extern_kernels.slimnn_lowrank_linear_v1",
@@ -162,3 +162,105 @@ def test_compiled_convnet_is_one_graph_and_matches_eager(mode):
         assert _rel(compiled(x), model(x)) < 1e-4
         x1 = torch.randn(1, 8, 7, 9)  # another batch and spatial size
         assert _rel(compiled(x1), model(x1)) < 1e-4
+
+
+def _adversarial_rows(m, k, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(m, k, generator=g) * 3
+    special = [torch.zeros(k), torch.full((k,), -2.5), torch.full((k,), 7.0),
+               torch.full((k,), float("nan")), torch.full((k,), 1e36)]
+    special[3][1:] = 1.0  # one NaN in a row
+    if k > 1:
+        special.append(torch.tensor([float("inf")] + [0.5] * (k - 1)))
+    for i, row in enumerate(special[:m]):
+        x[i] = row
+    return x
+
+
+def _same(a, b):
+    return torch.equal(torch.isnan(a), torch.isnan(b)) and torch.equal(torch.nan_to_num(a), torch.nan_to_num(b))
+
+
+@pytest.mark.parametrize("k,n,bias,activation", [(37, 19, True, None), (64, 48, False, "gelu"), (1, 16, True, "relu")])
+def test_prequantized_op_is_bit_identical_to_the_kernels_own_quantization(k, n, bias, activation):
+    # The torch-ops quantizer (what torch.compile emits) gives the kernel's codes and scales exactly, so the
+    # GEMM over them is the eager q8 dynamic op bit for bit, non-finite and overflow-sized rows included.
+    from slimnn.ops import q8 as q8ops
+
+    torch.manual_seed(1)
+    lin = slimnn.nn.Int8Linear.from_linear(nn.Linear(k, n, bias=bias), activation=activation)
+    kp = -(-k // 4) * 4
+    for m in (0, 1, 3, 7, 17):
+        x = _adversarial_rows(m, k, seed=m)
+        a, s, z = q8ops.quantize_rows_for_kernel(x, kp)
+        y = torch.ops.slimnn.q8_linear_prequantized(a, s, z, x, lin.packed, lin.bias, n, activation)
+        ref = q8ops.q8_linear(x, lin.packed, lin.bias, "dynamic", n, activation)
+        assert y.shape == (m, n) and _same(y, ref), f"M={m}"
+
+
+def test_prequantized_op_rejects_bad_codes():
+    lin = slimnn.nn.Int8Linear.from_linear(nn.Linear(10, 16))
+    x = torch.randn(3, 10)
+    from slimnn.ops import q8 as q8ops
+
+    a, s, z = q8ops.quantize_rows_for_kernel(x, 12)
+    op = torch.ops.slimnn.q8_linear_prequantized
+    with pytest.raises(ValueError, match="codes"):
+        op(a[:, :10].contiguous(), s, z, x, lin.packed, lin.bias, 16)
+    with pytest.raises(ValueError, match="zero points"):
+        op(a, s, z.float(), x, lin.packed, lin.bias, 16)
+    with pytest.raises(ValueError, match="out_features"):
+        op(a, s, z, x, lin.packed, lin.bias, 8)
+
+
+@pytest.fixture
+def fused_quantization(monkeypatch):
+    from slimnn.ops import q8 as q8ops
+
+    monkeypatch.setattr(q8ops, "FUSE_QUANTIZATION", True)
+
+
+@pytest.mark.parametrize("activation", [None, "gelu"])
+def test_compiled_dynamic_int8_quantizes_in_the_graph_bit_identically(activation, fused_quantization):
+    # Under torch.compile a dynamic Int8Linear emits its row quantization as torch ops (Inductor fuses them
+    # into the producer of x) and a GEMM over the codes: outputs equal eager bit for bit where the input is
+    # the same (here the graph input itself), one graph for every M >= 2, no graph break.
+    torch.manual_seed(2)
+    model = nn.Sequential(slimnn.nn.Int8Linear.from_linear(nn.Linear(37, 29), activation=activation)).eval()
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        x = _adversarial_rows(9, 37)
+        y, codes = run_and_get_code(compiled, x)
+        code = "\n".join(codes)
+        assert "extern_kernels.slimnn_q8_linear_prequantized_v1" in code and "torch.ops.slimnn" not in code
+        assert _same(y, model(x))
+        graphs = counters["stats"]["unique_graphs"]
+        for m in (2, 5, 33, 130):
+            xm = _adversarial_rows(m, 37, seed=m)
+            assert _same(compiled(xm), model(xm)), f"M={m}"
+        assert counters["stats"]["unique_graphs"] == graphs, "compiled again for another batch size"
+        x3 = torch.randn(2, 3, 37)
+        assert _same(compiled(x3), model(x3))
+
+
+def test_fused_quantization_in_a_block_fuses_into_the_layernorm_and_matches_eager(fused_quantization):
+    # LayerNorm -> dynamic int8 -> GELU (fused) -> dynamic int8 + residual: both layers take the prequantized
+    # op, the first layer's quantization lands in the LayerNorm's kernel, the output is eager's within the
+    # tolerance of Inductor's own LayerNorm rounding (test above), one graph for every M.
+    torch.manual_seed(3)
+    model = nn.Sequential(Block()).eval()
+    slimnn.compress_(model, slimnn.Int8Config())
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        x = torch.randn(6, 64)
+        y, codes = run_and_get_code(compiled, x)
+        code = "\n".join(codes)
+        assert code.count("extern_kernels.slimnn_q8_linear_prequantized_v1(") == 2
+        fused = [ln for ln in code.splitlines() if "cpp_fused" in ln and "native_layer_norm" in ln and "amax" in ln]
+        assert fused, "the first layer's row quantization was not fused into the LayerNorm kernel"
+        assert _rel(y, model(x)) < 1e-3
+        graphs = counters["stats"]["unique_graphs"]
+        for m in (2, 9, 64):
+            xm = torch.randn(m, 64)
+            assert _rel(compiled(xm), model(xm)) < 1e-3
+        assert counters["stats"]["unique_graphs"] == graphs

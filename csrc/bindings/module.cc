@@ -155,6 +155,27 @@ PYBIND11_MODULE(_C, m) {
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
       py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0, py::arg("split") = 0);
 
+  m.def(
+      "q8_linear_prequantized",
+      [](uintptr_t a, uintptr_t a_scale, uintptr_t a_zp, uintptr_t x, int64_t rows, int64_t ldx, uintptr_t blob,
+         size_t size, uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads, int act) {
+        if (act < 0 || act >= kNumActivations) throw py::value_error("q8_linear_prequantized: unknown activation code");
+        const Q8View v = q8_view(as_ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q8_linear_prequantized: bad row count or strides");
+        const KernelInfo* ki;
+        {
+          py::gil_scoped_release nogil;
+          ki = q8_linear_prequantized(as_ptr<const uint8_t>(a), as_ptr<const float>(a_scale), as_ptr<const int32_t>(a_zp),
+                                      as_ptr<const float>(x), rows, ldx, v, as_ptr<const float>(bias), as_ptr<float>(y),
+                                      ldy, nthreads, current_isa_mask(), act);
+        }
+        return ki->name;
+      },
+      py::arg("a"), py::arg("a_scale"), py::arg("a_zp"), py::arg("x"), py::arg("rows"), py::arg("ldx"), py::arg("blob"),
+      py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"), py::arg("act") = 0,
+      "q8 dynamic linear over rows quantized by the caller: a is rows x kp uint8 (stride kp), a_scale float32 and "
+      "a_zp int32 one per row (scale <= 0: the row is computed in float32 from x, fp32 rows at stride ldx).");
+
   // --- activations (the fused GEMM epilogue; kernels/act/act.h) ---
   def_kernel_table(m, "act_kernels", act_table, [](const ActInfo& k) { return kernel_row(k.name, k.isa); }, false);
   def_all_kernels(m);

@@ -83,6 +83,11 @@ def q8_linear_forced(
     nthreads: int, act: int = 0, split: int = 0,
 ) -> None:
     """Test hook: q8_linear with the named micro-kernel (emulated ones included)."""
+def q8_linear_prequantized(
+    a: int, a_scale: int, a_zp: int, x: int, rows: int, ldx: int, blob: int, size: int, bias: int, y: int, ldy: int,
+    nthreads: int, act: int = 0,
+) -> str:
+    """q8 dynamic linear over rows quantized by the caller (see csrc/kernels/qgemm/qgemm.h)."""
 def q8_pack(q: int, scales: int, n: int, k: int, group_size: int, out: int, out_size: int) -> None: ...
 def q8_unpack(blob: int, size: int, q: int, scales: int) -> None: ...
 def quantize_rows_u8(

@@ -54,6 +54,37 @@ void q8_row_float(const float* x, const Q8View& w, const float* bias, float* y) 
   }
 }
 
+// Runs the dyn micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot); a holds
+// the quantized rows (kp bytes each), a_scale / a_zp their parameters.
+void dyn_block(const KernelInfo* ki, const Q8Epilogue& base, const Q8View& w, const uint8_t* a, const float* a_scale,
+               const int32_t* a_zp, const float* bias, float* y, int64_t ldy, const ActInfo* ak, int act, int64_t nb,
+               int64_t r0, int64_t r1) {
+  const int64_t panels_total = w.np / 16, kp = w.kp;
+  const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
+  const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+  Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
+  qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
+    e.a_scale = a_scale + r;
+    e.a_zp = a_zp + r;
+    e.y = y + r * ldy + c.n0;
+    uk(mr, static_cast<int>(c.panels), a + r * kp, kp, w.w + c.p0 * 16 * kp, kp, e);
+    apply_activation(ak, act, e.y, mr, e.ncols, ldy);
+  });
+}
+
+// Rows in [r0, r1) that the quantizer refused (finite[r] == 0): float32 from the dequantized weights.
+void refused_rows(const uint8_t* finite, const void* x, bool x_bf16, int64_t ldx, const Q8View& w, const float* bias,
+                  float* y, int64_t ldy, const ActInfo* ak, int act, int64_t r0, int64_t r1) {
+  std::unique_ptr<float[], FreeDeleter> tmp;
+  for (int64_t r = r0; r < r1; ++r) {
+    if (finite[r]) continue;
+    if (x_bf16 && !tmp) tmp = scratch<float>(w.k);
+    const float* row = qdriver::load_row(x, x_bf16, r, ldx, w.k, nullptr, tmp.get());
+    q8_row_float(row, w, bias, y + r * ldy);
+    apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
+  }
+}
+
 }  // namespace
 
 const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
@@ -95,28 +126,11 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
         finite[r] = qdriver::quantize_row(quantize_checked, row, k, kp, a.get() + r * kp, &a_scale[r], &a_zp[r]);
       }
     };
-    const auto uk = reinterpret_cast<Q8DynUkernel>(ki->fn);
-    // Runs the micro-kernel over rows [r0, r1) of column block nb (then the activation, while hot).
     auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
-      const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
-      Q8Epilogue e = qdriver::q8_block_epilogue(base, w, bias, c);
-      qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
-        e.a_scale = a_scale.get() + r;
-        e.a_zp = a_zp.get() + r;
-        e.y = y + r * ldy + c.n0;
-        uk(mr, static_cast<int>(c.panels), a.get() + r * kp, kp, w.w + c.p0 * 16 * kp, kp, e);
-        apply_activation(ak, act, e.y, mr, e.ncols, ldy);
-      });
+      dyn_block(ki, base, w, a.get(), a_scale.get(), a_zp.get(), bias, y, ldy, ak, act, nb, r0, r1);
     };
     auto float_rows = [&](int64_t r0, int64_t r1) {
-      std::unique_ptr<float[], FreeDeleter> tmp;
-      for (int64_t r = r0; r < r1; ++r) {
-        if (finite[r]) continue;
-        if (x_bf16 && !tmp) tmp = scratch<float>(k);
-        const float* row = qdriver::load_row(x, x_bf16, r, ldx, k, nullptr, tmp.get());
-        q8_row_float(row, w, bias, y + r * ldy);
-        apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
-      }
+      refused_rows(finite.get(), x, x_bf16, ldx, w, bias, y, ldy, ak, act, r0, r1);
     };
     // Many rows and weights that stay in a core's L2: each task quantizes its own rows and computes all their
     // columns, one parallel region instead of two (no barrier between quantization and GEMM; the rows are
@@ -177,6 +191,25 @@ void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m,
       apply_activation(ak, act, y + r * ldy, 1, w.n, ldy);
     }
   }
+}
+
+const KernelInfo* q8_linear_prequantized(const uint8_t* a, const float* a_scale, const int32_t* a_zp, const float* x,
+                                         int64_t m, int64_t ldx, const Q8View& w, const float* bias, float* y,
+                                         int64_t ldy, int nthreads, uint32_t isa_mask, int act) {
+  const KernelInfo* ki = select_linear_kernel(KernelKind::kQ8Dyn, m, isa_mask);
+  const ActInfo* ak = act != 0 ? select_act(isa_mask) : nullptr;
+  if (m <= 0) return ki;
+  nthreads = std::max(1, nthreads);
+  const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
+  const Q8Epilogue base = qdriver::q8_epilogue(w, ldy);
+  // A row the caller's quantizer refused has scale 0 (the driver's own convention); NaN counts as refused too.
+  auto finite = scratch<uint8_t>(m);
+  for (int64_t r = 0; r < m; ++r) finite[r] = a_scale[r] > 0.0f;
+  qdriver::parallel_blocks(b, m, nthreads, [&](int64_t nb, int64_t r0, int64_t r1) {
+    dyn_block(ki, base, w, a, a_scale, a_zp, bias, y, ldy, ak, act, nb, r0, r1);
+  });
+  refused_rows(finite.get(), x, false, ldx, w, bias, y, ldy, ak, act, 0, m);
+  return ki;
 }
 
 void q8_dot_i32(const KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda, const Q8View& w, int32_t* out) {

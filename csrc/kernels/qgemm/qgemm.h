@@ -92,6 +92,15 @@ const KernelInfo* q8_linear(KernelKind kind, const void* x, bool x_bf16, int64_t
 void q8_linear_with(const KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const Q8View& w,
                     const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask, int act, int split);
 
+// The dynamic op over activations the caller quantized with the kernels' formula (reference.py; what
+// torch.compile emits so that Inductor fuses the quantization into the op producing x): a is m rows of kp
+// uint8 codes (row stride kp, [k, kp) zero), a_scale / a_zp one per row. A row with a_scale[r] <= 0 (or NaN)
+// counts as refused (NaN, infinity or overflow-sized values) and is computed in float32 from x (fp32, stride
+// ldx), as q8_linear does. Same bits as q8_linear(kQ8Dyn) on x whenever the codes are the kernel's own.
+const KernelInfo* q8_linear_prequantized(const uint8_t* a, const float* a_scale, const int32_t* a_zp, const float* x,
+                                         int64_t m, int64_t ldx, const Q8View& w, const float* bias, float* y,
+                                         int64_t ldy, int nthreads, uint32_t isa_mask, int act);
+
 // Test hook: the quantized activations and the raw int32 dot products of one kernel.
 void q8_dot_i32(const KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q8View& w, int32_t* out);
 

@@ -134,6 +134,12 @@ class Int8Linear(nn.Module):
             if _is_exporting() and torch.onnx.is_in_onnx_export():
                 untraceable(self)
             act = self.activation
+            if (ops.FUSE_QUANTIZATION and self.config.mode == "dynamic" and x.dtype == torch.float32
+                    and not _is_exporting()
+                    and not (x.requires_grad and torch.is_grad_enabled()) and x.shape[-1] == self.in_features):
+                # torch.compile: the row quantization as torch ops, which Inductor fuses into x's producer
+                return ops.q8_linear_traced(x, self.packed, self.bias, self.out_features,
+                                           -(-self.in_features // 4) * 4, act)  # the blob's kp (checked)
             if act is None:
                 return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features)
             return torch.ops.slimnn.q8_linear(x, self.packed, self.bias, self.config.mode, self.out_features, act)

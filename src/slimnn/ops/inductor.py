@@ -20,6 +20,9 @@ The lowerings are registered in ``torch._inductor.lowering.user_lowerings`` (pri
 torch's own ``register_custom_op_autotuning`` uses the same table) the first time
 ``torch._inductor.compile_fx`` is imported, so ``import slimnn`` does not import Inductor. If that table is
 missing (another torch), nothing is registered and compiled models take the fallback: slower, same result.
+``slimnn::q8_linear_prequantized`` (emitted only when ``slimnn.ops.q8.FUSE_QUANTIZATION`` is on: the row
+quantization as torch ops, fused by Inductor into x's producer) is lowered the same way.
+
 The extern functions' names carry a version (``_v1``): a change of their arguments gets a new name, so a
 stale compiled-graph cache entry fails loudly instead of calling the kernel with the wrong arguments.
 """
@@ -116,7 +119,24 @@ def lowrank_linear_v1(*args: Any, out: Tensor) -> Tensor:
     return out
 
 
+def q8_linear_prequantized_v1(*args: Any, out: Tensor) -> Tensor:
+    *tensors, n, act, has_bias = args
+    a, a_scale, a_zp, x, packed = tensors[:5]
+    bias = tensors[5] if has_bias else None
+    k = x.shape[-1]
+    hn, hk, _, _, _, kp = _C.q8_header(packed.data_ptr(), packed.numel(), False)
+    m = _rows(x, k)
+    if hn != n or hk != k or a.numel() != m * kp or a_scale.numel() != m or a_zp.numel() != m:
+        raise ValueError(f"q8_linear_prequantized: the call is {k}->{n} over {m} rows of {a.numel() // max(m, 1)} "
+                         f"codes, the packed weights are {hk}->{hn} with rows of {kp}")
+    _C.q8_linear_prequantized(a.data_ptr(), a_scale.data_ptr(), a_zp.data_ptr(), x.data_ptr(), m, k, packed.data_ptr(),
+                              packed.numel(), 0 if bias is None else bias.data_ptr(), out.data_ptr(), n,
+                              get_num_threads(), act)
+    return out
+
+
 _EXTERNS = {
+    "slimnn_q8_linear_prequantized_v1": q8_linear_prequantized_v1,
     "slimnn_q8_linear_v1": q8_linear_v1,
     "slimnn_q4_linear_v1": q4_linear_v1,
     "slimnn_sparse_linear_v1": sparse_linear_v1,
@@ -170,11 +190,13 @@ def _blob(t: Any) -> bool:
     return size is None or size >= 128
 
 
-def _make(ir: Any, name: str, x: Any, tensors: list, consts: tuple, n: int) -> Any:
+def _make(ir: Any, name: str, x: Any, tensors: list, consts: tuple, n: int, x_first: bool = True) -> Any:
+    # x_first=False: x goes after the first three tensors (the prequantized op's argument order).
     x = ir.ExternKernel.require_contiguous(x)
     tensors = [ir.ExternKernel.require_contiguous(t) for t in tensors]
     layout = ir.FixedLayout(x.get_device(), _F32, [*x.get_size()[:-1], n])
-    node = ir.ExternKernelOut(layout=layout, inputs=[x, *tensors], constant_args=consts,
+    inputs = [x, *tensors] if x_first else [*tensors[:3], x, *tensors[3:]]
+    node = ir.ExternKernelOut(layout=layout, inputs=inputs, constant_args=consts,
                               python_kernel_name=f"extern_kernels.{name}")
     return ir.TensorBox.create(node)
 
@@ -188,6 +210,18 @@ def _lowerings(ir: Any) -> dict:
             return None
         tensors = [packed] + ([bias] if bias is not None else [])
         return _make(ir, "slimnn_q8_linear_v1", x, tensors, (_KIND[mode], n, _ACT[activation], bias is not None), n)
+
+    def q8_pre(a, a_scale, a_zp, x, packed, bias=None, out_features=0, activation=None):  # noqa: ANN001, ANN202
+        k, n = _input(x), out_features
+        if k is None or activation not in _ACT or not _blob(packed) or n <= 0 or len(x.get_size()) != 2:
+            return None
+        if not (_is(a, torch.uint8) and _is(a_scale, _F32) and _is(a_zp, torch.int32)):
+            return None
+        if bias is not None and not _is(bias, _F32, (n,)):
+            return None
+        tensors = [a, a_scale, a_zp, packed] + ([bias] if bias is not None else [])
+        return _make(ir, "slimnn_q8_linear_prequantized_v1", x, tensors, (n, _ACT[activation], bias is not None), n,
+                     x_first=False)
 
     def q4(x, packed, bias=None, in_mul=None, mode="dynamic", out_features=0):  # noqa: ANN001, ANN202
         k, n = _input(x), out_features
@@ -231,7 +265,7 @@ def _lowerings(ir: Any) -> dict:
         return _make(ir, "slimnn_lowrank_linear_v1", x, tensors, (factors, n, bias is not None, bool(residual)), n)
 
     ops = torch.ops.slimnn
-    return {ops.q8_linear.default: q8, ops.q4_linear.default: q4, ops.sparse_linear.default: sparse,
+    return {ops.q8_linear.default: q8, ops.q8_linear_prequantized.default: q8_pre, ops.q4_linear.default: q4, ops.sparse_linear.default: sparse,
             ops.lowrank_linear.default: lowrank}
 
 
@@ -256,7 +290,7 @@ def register(_module: Any = None) -> None:
     STATUS = "registered"
 
 
-LOWERING_VERSION = 1
+LOWERING_VERSION = 2
 
 
 def _tag_cache_key() -> None:

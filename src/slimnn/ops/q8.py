@@ -8,6 +8,7 @@ call the eager entry directly outside tracing, so eager calls skip the dispatche
 
 from __future__ import annotations
 
+import struct
 from typing import Optional
 
 import torch
@@ -174,3 +175,114 @@ def _backward(ctx, grad):  # noqa: ANN001
 
 _q8_linear_op.register_autograd(_backward, setup_context=_setup_ctx)
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# torch.compile: the dynamic activation quantization as torch ops, then a GEMM over the quantized rows.
+# Inductor fuses those torch ops into whatever produces x (LayerNorm, GELU, a residual add). Off by
+# default (FUSE_QUANTIZATION): measured slower than the kernel's own quantizer on torch 2.13.
+# ----------------------------------------------------------------------------------------------------
+
+FUSE_QUANTIZATION = False
+"""Whether dynamic Int8Linear layers emit :func:`q8_linear_traced` under torch.compile (the quantization as
+torch ops that Inductor fuses into the producer of x) instead of the plain ``slimnn::q8_linear`` op, which
+quantizes inside the kernel. Off: on torch 2.13 Inductor's generated quantization is slower than the
+kernel's own AVX-512 quantizer by more than the fusion saves (docs/ecosystem.md, "Fusing the activation
+quantization"). Read at trace time (dynamo guards on it)."""
+
+
+@torch.compiler.assume_constant_result
+def _refuse_limit(kp: int) -> float:
+    # The driver's overflow limit on a row's scale, in float32 as qgemm.cc computes it:
+    # kQ8RowLimit / (255.0f * float(kp)), kQ8RowLimit = FLT_MAX / 65536 (exact: a power of two). The double
+    # quotient rounded to float32 is the float32 quotient (53 >= 2 * 24 + 2 bits: no double rounding).
+    return struct.unpack("f", struct.pack("f", (torch.finfo(_F32).max / 65536.0) / (255.0 * kp)))[0]
+
+
+def quantize_rows_for_kernel(x2: Tensor, kp: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The q8 dynamic kernels' row quantization in traceable torch ops, laid out for
+    :func:`q8_linear_prequantized`: codes (M, kp) uint8 zero-padded from K, scale (M,) float32 (0 for a
+    row the kernel would refuse: NaN, infinity, or overflow-sized), zero point (M,) int32.
+
+    The float32 operations of math/reference.py's quantize_rows_u8 (and of the kernels), so a finite row gets
+    the same codes and scale bit for bit. Written for Inductor: one min/max pass and one quantizing pass per
+    row (it fuses both into the op producing x). Non-finite rows need no pass of their own: max/min
+    propagate NaN and infinity into the row's scale, which then fails ``scale <= limit``."""
+    zero = x2.new_zeros(())
+    mn = torch.minimum(x2.amin(dim=1), zero)  # amin/amax of an empty row (K = 0) would raise; K >= 1 here
+    mx = torch.maximum(x2.amax(dim=1), zero)
+    raw = mx / 255.0 - mn / 255.0
+    ok = raw <= _refuse_limit(kp)  # False for NaN / inf rows and overflow-sized ones: the kernel's refusal
+    scale = torch.where(raw >= _FLT_MIN, raw, torch.ones_like(raw))
+    inv = 1.0 / scale
+    zpf = torch.round(-mn * inv).clamp(0, 255)
+    qf = (torch.round(x2 * inv.unsqueeze(1)) + zpf.unsqueeze(1)).clamp(0, 255)
+    q = torch.where(ok.unsqueeze(1), qf, torch.zeros_like(qf)).to(torch.uint8)  # refused rows: codes 0, never NaN
+    scale = torch.where(ok, scale, torch.zeros_like(scale))
+    zp = torch.where(ok, zpf, torch.zeros_like(zpf)).to(torch.int32)
+    k = x2.shape[-1]
+    if kp > k:
+        q = torch.nn.functional.pad(q, (0, kp - k))
+    return q, scale, zp
+
+
+_FLT_MIN = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny, a literal: dynamo makes a float global a graph input
+
+
+def _check_prequantized(a: Tensor, a_scale: Tensor, a_zp: Tensor, x: Tensor, packed: Tensor, bias: Optional[Tensor],
+                        out_features: int) -> tuple[int, int]:
+    n, k = blob_shape(packed)
+    kp = int(_C.q8_header(packed.data_ptr(), packed.numel(), False)[5])
+    if out_features != n:
+        raise ValueError(f"q8_linear_prequantized: out_features={out_features} but the packed weights have N={n}")
+    if x.dtype != _F32 or x.dim() != 2 or x.shape[1] != k or x.device.type != "cpu":
+        raise ValueError(f"q8_linear_prequantized: x must be a float32 CPU (M, {k}) matrix, got {x.dtype} "
+                         f"{tuple(x.shape)} on {x.device}")
+    m = x.shape[0]
+    if a.dtype != torch.uint8 or tuple(a.shape) != (m, kp):
+        raise ValueError(f"q8_linear_prequantized: codes must be uint8 ({m}, {kp}), got {a.dtype} {tuple(a.shape)}")
+    if a_scale.dtype != _F32 or tuple(a_scale.shape) != (m,) or a_zp.dtype != torch.int32 or tuple(a_zp.shape) != (m,):
+        raise ValueError(f"q8_linear_prequantized: scales must be float32 ({m},) and zero points int32 ({m},)")
+    check_bias(bias, out_features, "q8_linear_prequantized")
+    return m, k
+
+
+def _prequantized_call(a: Tensor, a_scale: Tensor, a_zp: Tensor, x: Tensor, packed: Tensor, bias: Optional[Tensor],
+                       n: int, act: int, m: int, k: int, out: Tensor) -> str:
+    return _C.q8_linear_prequantized(
+        a.data_ptr(), a_scale.data_ptr(), a_zp.data_ptr(), x.data_ptr(), m, k, packed.data_ptr(), packed.numel(),
+        0 if bias is None else bias.data_ptr(), out.data_ptr(), n, get_num_threads(), act)
+
+
+@torch.library.custom_op("slimnn::q8_linear_prequantized", mutates_args=())
+def _q8_linear_prequantized_op(
+    a: Tensor, a_scale: Tensor, a_zp: Tensor, x: Tensor, packed: Tensor, bias: Optional[Tensor], out_features: int,
+    activation: Optional[str] = None,
+) -> Tensor:
+    """q8_linear(x, packed, bias, "dynamic", out_features, activation) given x's rows already quantized by
+    :func:`quantize_rows_for_kernel` (x itself is read only for rows the quantizer refused)."""
+    act = activation_code(activation)
+    a, a_scale, a_zp, x = (t.contiguous() for t in (a, a_scale, a_zp, x))
+    m, k = _check_prequantized(a, a_scale, a_zp, x, packed, bias, out_features)
+    y = torch.empty((m, out_features), dtype=_F32)
+    _prequantized_call(a, a_scale, a_zp, x, packed, bias, out_features, act, m, k, y)
+    return y
+
+
+@_q8_linear_prequantized_op.register_fake
+def _(a, a_scale, a_zp, x, packed, bias, out_features, activation=None):  # noqa: ANN001, ANN202
+    activation_code(activation)
+    return x.new_empty((x.shape[0], out_features), dtype=_F32)
+
+
+def q8_linear_traced(x: Tensor, packed: Tensor, bias: Optional[Tensor], out_features: int, kp: int,
+                     activation: Optional[str]) -> Tensor:
+    """What a dynamic Int8Linear emits under torch.compile for a float32 input without autograd: the row
+    quantization as torch ops, then ``slimnn::q8_linear_prequantized``. Same bits as the eager op."""
+    k = x.shape[-1]
+    if k == 0:  # no row to quantize (and amin/amax of an empty row raise)
+        return torch.ops.slimnn.q8_linear(x, packed, bias, "dynamic", out_features, activation)
+    x2 = x.reshape(-1, k).contiguous()
+    a, a_scale, a_zp = quantize_rows_for_kernel(x2, kp)
+    y = torch.ops.slimnn.q8_linear_prequantized(a, a_scale, a_zp, x2, packed, bias, out_features, activation)
+    return y.view(*x.shape[:-1], out_features)
