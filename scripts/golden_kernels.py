@@ -149,7 +149,7 @@ def q4_blob(n: int, k: int, gs: int, sd: int, asym: bool, g) -> torch.Tensor:
     s = s if sd == 0 else s.half() if sd == 1 else s.bfloat16()
     z = torch.randint(0, 16, (ng, n), generator=g, dtype=torch.int16).to(torch.uint8) if asym else None
     out = torch.empty(_C.q4_blob_bytes(n, k, gs, sd, asym), dtype=torch.uint8)
-    _C.q4_pack(codes.data_ptr(), s.data_ptr(), 0 if z is None else z.data_ptr(), n, k, gs, sd, out.data_ptr(), out.numel())
+    _C.q4_pack(codes.data_ptr(), s.data_ptr(), 0 if z is None else z.data_ptr(), 0, n, k, gs, sd, out.data_ptr(), out.numel())
     return out
 
 
