@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kBsrRowsPerPass = 16;  // 32 registers: a 16-row block runs in one pass (4 x 4 accumulators)
 constexpr int kNmRowBlock = 4;
+#include "kernels/spmm/kernel_common.h"
 #include "kernels/spmm/x86_batched.h"
 
 // Four stored values as fp32 (int8 widened exactly).
@@ -107,18 +108,25 @@ void bsr_cols_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, fl
   }
 }
 
+// One overload per block shape (x86_entries.h dispatches through with_bsr_shape).
 template <typename T>
-void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
-  if (w.br == 16) return bsr_rows_m1<T, 16>(w, u0, u1, x, y);
-  if (w.br == 4) return bsr_rows_m1<T, 4>(w, u0, u1, x, y);
-  if (w.bc == 4) return bsr_cols_m1<T, 4>(w, u0, u1, x, y);
-  return bsr_cols_m1<T, 8>(w, u0, u1, x, y);
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<16, 1>) {
+  bsr_rows_m1<T, 16>(w, u0, u1, x, y);
+}
+template <typename T>
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<4, 1>) {
+  bsr_rows_m1<T, 4>(w, u0, u1, x, y);
+}
+template <typename T, int C>
+void bsr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y, BsrShape<1, C>) {
+  bsr_cols_m1<T, C>(w, u0, u1, x, y);
 }
 
 // ---------------------------------------------------------------- nm, GEMV
 
+// Every N:M pattern (NEON has no separate 2:4 / 4:8 GEMV: nm8_gemv is this one too).
 template <typename T>
-void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+void nm_other_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
   const int64_t kc = w.kc;
   const int vpc = w.vpc;
   const T* vals = static_cast<const T*>(w.values);
@@ -148,6 +156,11 @@ void nm_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y
     }
     y[row] = hsum(vadd(a0, a1)) * row_scale(w, row);
   }
+}
+
+template <typename T>
+void nm8_gemv(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* y) {
+  nm_other_m1<T>(w, u0, u1, x, y);
 }
 
 }  // namespace

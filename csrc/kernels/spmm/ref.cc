@@ -108,9 +108,11 @@ void entry(const SparseView& w, int64_t u0, int64_t u1, const float* xt, float* 
   }
 #define SLIMNN_SPMM_PORTABLE_avx2(kind, name, mt)
 #define SLIMNN_SPMM_PORTABLE_avx512(kind, name, mt)
+#define SLIMNN_SPMM_PORTABLE_neon(kind, name, mt)
 #define SLIMNN_SPMM_KERNEL(kind, isa_bit, isa_word, name, mt, gemv, xpad) SLIMNN_SPMM_PORTABLE_##isa_word(kind, name, mt)
 #include "kernels/spmm/kernels.inc"
 #undef SLIMNN_SPMM_KERNEL
+#undef SLIMNN_SPMM_PORTABLE_neon
 #undef SLIMNN_SPMM_PORTABLE_avx512
 #undef SLIMNN_SPMM_PORTABLE_avx2
 #undef SLIMNN_SPMM_PORTABLE_portable

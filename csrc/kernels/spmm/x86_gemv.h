@@ -13,10 +13,7 @@
 // nonzeros/ns, vgatherdps zmm 2.6, ymm 2.8); not measured on Intel cores, where gathers are cheaper.
 // (not a header guard: included once per ISA translation unit, inside a namespace)
 
-// Helpers of every x86 spmm kernel (this header comes first in both ISA files).
-inline int64_t clampi(int64_t v, int64_t hi) { return v < hi ? v : hi; }
-inline bool row_ok(int64_t row, int64_t n) { return static_cast<uint64_t>(row) < static_cast<uint64_t>(n); }
-inline float row_scale(const SparseView& w, int64_t i) { return w.scales ? w.scales[i] : 1.0f; }
+#include "kernels/spmm/kernel_common.h"  // clampi, row_ok, row_scale, BsrShape (first in both ISA files)
 
 template <typename V>
 inline __m128 load4(const V* p);
@@ -218,17 +215,7 @@ void csr_m1(const SparseView& w, int64_t u0, int64_t u1, const float* x, float* 
 }
 
 // ---------------------------------------------------------------- bsr: shapes, the GEMVs' common walk
-// The block shapes of formats/sparse.h as types: a kernel per shape is an overload on BsrShape<R, C>, and
-// with_bsr_shape(w, f) calls f(BsrShape<R, C>()) for the view's shape (the one branch on it).
-template <int R, int C>
-struct BsrShape {};
-template <typename F>
-inline void with_bsr_shape(const SparseView& w, F&& f) {
-  if (w.br == 16) return f(BsrShape<16, 1>());
-  if (w.br == 4) return f(BsrShape<4, 1>());
-  if (w.bc == 4) return f(BsrShape<1, 4>());
-  return f(BsrShape<1, 8>());
-}
+// (BsrShape / with_bsr_shape: kernel_common.h)
 
 // The bsr GEMVs of both ISA files walk the block rows alike; their blocks' inner loops differ by design.
 // blk.vals: the stored values, block after block; blk.col(i): block i's column in blocks, clamped to the
