@@ -141,6 +141,25 @@ def test_pack_unpack_exact_and_validation(sdt, gs):
         q4_info(blob3)
 
 
+def test_offsets_are_derived_at_pack_time_and_checked():
+    """Mode 2 blobs carry the fp32 offsets s (8 - z) the driver adds (derived once by pack_q4, not per call);
+    a blob whose offsets disagree with its scales and zero points is refused by the full check."""
+    n, k, gs = 33, 100, 32
+    c, s, z = quantize_int4(_w(n, k), gs, False, torch.float16, search=True, float_zeros=True)
+    blob = pack_q4(c, s, z, gs)
+    off_z = int.from_bytes(bytes(blob[104:112].tolist()), "little")
+    ng, np_ = -(-104 // gs), 48  # K = 100 padded to 104: 4 groups; N = 33 padded to 48
+    off_o = -(-(off_z + ng * np_ * 2) // 64) * 64
+    o = blob[off_o:off_o + ng * np_ * 4].view(torch.float32).view(np_ // 16, ng, 16)
+    want = (s.float() * (8.0 - z.float())).t().reshape(n, ng)  # [N][g]
+    got = o.permute(0, 2, 1).reshape(np_, ng)[:n]
+    assert torch.equal(got, want) and not bool(o.permute(0, 2, 1).reshape(np_, ng)[n:].any())
+    bad = blob.clone()
+    bad[off_o:off_o + 4] = torch.tensor([1.5], dtype=torch.float32).view(torch.uint8)
+    with pytest.raises(ValueError, match="offsets do not match"):
+        q4_info(bad, full_check=True)
+
+
 def test_integer_and_symmetric_blobs_unchanged():
     """Zero modes 0 and 1 keep their layout: same size formula, mode byte, and the same bytes as a blob whose
     float zero points equal the integer ones but for the zero section and the mode byte."""

@@ -19,7 +19,7 @@ int scale_bytes(ScaleDtype d) { return d == ScaleDtype::kF32 ? 4 : 2; }
 
 struct Q4Layout {
   int64_t np, kp, gs, ng;
-  uint64_t off_w, off_s, off_z, off_c, off_comp, total;
+  uint64_t off_w, off_s, off_z, off_o, off_c, off_comp, total;
 };
 
 Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, int zero_mode) {
@@ -41,6 +41,11 @@ Q4Layout q4_layout(int64_t n, int64_t k, int64_t group_size, ScaleDtype sd, int 
   if (zero_mode != kQ4Symmetric) {
     l.off_z = end;
     end = align64(end + ng * np * (zero_mode == kQ4FloatZero ? scale_bytes(sd) : 1));
+  }
+  l.off_o = 0;
+  if (zero_mode == kQ4FloatZero) {  // the offsets s (8 - z), fp32: derived once here, not per call
+    l.off_o = end;
+    end = align64(end + ng * np * 4);
   }
   l.off_c = 0;
   if (l.ng == 1) {
@@ -122,6 +127,7 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
   v.scales = blob + h.off_scales;
   v.zeros = ext.asymmetric == kQ4IntZero ? blob + ext.off_zeros : nullptr;
   v.fzeros = ext.asymmetric == kQ4FloatZero ? blob + ext.off_zeros : nullptr;
+  v.offsets = ext.asymmetric == kQ4FloatZero ? reinterpret_cast<const float*>(blob + l.off_o) : nullptr;
   v.colsum = v.n_groups == 1 ? reinterpret_cast<const int32_t*>(blob + h.off_colsum) : nullptr;
   v.comp = reinterpret_cast<const float*>(blob + h.off_comp);
   if (!full_check) return v;
@@ -138,6 +144,8 @@ Q4View q4_view(const uint8_t* blob, size_t size, bool full_check) {
         const float fz = q4_scale_to_f32(v.fzeros, sd, q4_sz_index(g, j, v.n_groups));
         if (!std::isfinite(fz)) fail("non-finite zero point at group " + std::to_string(g) + ", column " + std::to_string(j));
         if (j >= v.n && fz != 0.0f) fail("non-zero padding zero point at column " + std::to_string(j));
+        const float o = v.offsets[q4_sz_index(g, j, v.n_groups)], want = s * (8.0f - fz);
+        if (std::memcmp(&o, &want, 4) != 0) fail("offsets do not match the scales and zero points (corrupt blob)");
       }
       const int64_t k0 = g * v.group_size, k1 = std::min<int64_t>(v.kp, k0 + v.group_size);
       int32_t sum = 0;
@@ -202,9 +210,12 @@ void q4_pack(const uint8_t* codes, const void* scales, const uint8_t* zeros, con
       std::memcpy(s + q4_sz_index(g, j, l.ng) * sb, static_cast<const uint8_t*>(scales) + (g * n + j) * sb, sb);
       const int32_t z = asym ? zeros[g * n + j] : 8;
       if (asym) zs[q4_sz_index(g, j, l.ng)] = uint8_t(z);
-      if (fzeros)
+      if (fzeros) {
         std::memcpy(out + l.off_z + q4_sz_index(g, j, l.ng) * sb,
                     static_cast<const uint8_t*>(fzeros) + (g * n + j) * sb, sb);
+        const float o = q4_scale_to_f32(scales, sd, g * n + j) * (8.0f - q4_scale_to_f32(fzeros, sd, g * n + j));
+        std::memcpy(out + l.off_o + q4_sz_index(g, j, l.ng) * 4, &o, 4);
+      }
       int32_t sum = 0;
       const int64_t k1 = std::min<int64_t>(k, (g + 1) * l.gs);
       for (int64_t kk = g * l.gs; kk < k1; ++kk) sum += int32_t(codes[j * k + kk]) - z;

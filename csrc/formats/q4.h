@@ -69,6 +69,8 @@ struct Q4View {
   const void* scales;     // [np/16][n_groups][16], scale_dtype (q4_sz_index)
   const uint8_t* zeros;   // [np/16][n_groups][16] in [0, 15]; null when symmetric (all 8) or float zeros
   const void* fzeros;     // float zero points [np/16][n_groups][16] in scale_dtype, or null (zero mode 2)
+  const float* offsets;   // zero mode 2: s (8 - z) per group and column, fp32 [np/16][n_groups][16] (derived at
+                          // pack time from scales and fzeros, checked by full_check), else null
   const int32_t* colsum;  // [np] when n_groups == 1, else null: sum over real k of (u - z) (z = 8 for mode 2)
   const float* comp;      // [np]: sum_g scale[g][n] * sum_{k in g} (u - z), the row sum of W (mode 2: of
                           // its symmetric part s (u - 8), the part the kernels compute)

@@ -59,18 +59,12 @@ void group_sums(const T* a, int64_t end, int64_t gs, int64_t ng, S* out) {
 }
 
 // Float zero points (zero mode 2): the kernels computed x . s (u - 8); add
-// sum_g o[g][n] * xsum[m][g] with the offsets o = s (8 - z), per panel of 16 columns (offsets converted once
-// per panel, then reused for every row). Portable: ISA-independent, so every kernel path gets it.
+// sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32), per panel
+// of 16 columns. Portable: ISA-independent, so every kernel path gets it.
 void add_offset_term(const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy, int nthreads) {
   const int64_t ng = w.n_groups, panels = w.np / 16;
   auto task = [&](int64_t p) {
-    auto off = scratch<float>(ng * 16);
-    for (int64_t g = 0; g < ng; ++g)
-      for (int64_t c = 0; c < 16; ++c) {
-        const int64_t i = q4_sz_index(g, p * 16 + c, ng);
-        off[g * 16 + c] = q4_scale_to_f32(w.scales, w.scale_dtype, i) *
-                          (8.0f - q4_scale_to_f32(w.fzeros, w.scale_dtype, i));
-      }
+    const float* off = w.offsets + q4_sz_index(0, p * 16, ng);
     const int64_t n0 = p * 16, nc = std::min<int64_t>(16, w.n - n0);
     for (int64_t r = 0; r < m; ++r) {
       float acc[16] = {0};
