@@ -35,7 +35,7 @@ inline void widen(__m512i v, __m512 (&out)[4]) {
 }
 
 template <int MR, int NP>
-void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
+__attribute__((flatten)) void wo(const float* x, int64_t ldx, const uint8_t* w, int64_t kp, const Q4Epilogue& e) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 out[MR][NP];
   zero(out);
