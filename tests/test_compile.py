@@ -264,3 +264,101 @@ def test_fused_quantization_in_a_block_fuses_into_the_layernorm_and_matches_eage
             xm = torch.randn(m, 64)
             assert _rel(compiled(xm), model(xm)) < 1e-3
         assert counters["stats"]["unique_graphs"] == graphs
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention under compile: in a graph with a slimnn op, torch's CPU flash attention becomes slimnn's kernel.
+# ----------------------------------------------------------------------------------------------------
+
+class AttnBlock(nn.Module):
+    """q/k/v projections, SDPA (with the mask or causal flag given), output projection."""
+
+    def __init__(self, d=64, heads=4):
+        super().__init__()
+        self.h = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x, mask=None, causal=False):
+        b, t, d = x.shape
+        q, k, v = (p(x).view(b, t, self.h, d // self.h).transpose(1, 2) for p in (self.q, self.k, self.v))
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        return self.o(a.transpose(1, 2).reshape(b, t, d))
+
+
+def _calls_torch_flash(code):
+    # A call, not the "Source Nodes" comments Inductor writes above each kernel.
+    return "_scaled_dot_product_flash_attention_for_cpu.default(" in code
+
+
+@pytest.fixture
+def attention_setting():
+    from slimnn.ops import inductor
+
+    prev = inductor.ATTENTION
+    yield inductor
+    inductor.ATTENTION = prev
+
+
+def _attn_case(compress, mask_kind, causal):
+    torch.manual_seed(1)
+    model = AttnBlock().eval()
+    if compress:
+        slimnn.compress_(model, slimnn.Int8Config())
+    x = torch.randn(3, 7, 64)
+    mask = None
+    if mask_kind == "bool":
+        mask = torch.rand(3, 1, 7, 7) > 0.3
+        mask[..., 0] = True  # no fully masked row: torch's flash kernel gives NaN there, slimnn zeros
+    elif mask_kind == "float":
+        mask = torch.randn(3, 1, 1, 7)
+    return model, x, mask
+
+
+@pytest.mark.parametrize("mask_kind,causal", [(None, False), ("bool", False), ("float", False), (None, True)])
+def test_compiled_compressed_model_runs_slimnn_attention(mask_kind, causal, attention_setting):
+    model, x, mask = _attn_case(True, mask_kind, causal)
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        y, codes = run_and_get_code(compiled, x, mask, causal)
+        code = "\n".join(codes)
+        assert "torch.ops.slimnn.attention" in code, "the flash-attention node was not replaced"
+        assert not _calls_torch_flash(code)
+        ref = model(x, mask, causal)  # eager: torch's SDPA around the int8 layers
+        assert _rel(y, ref) < 1e-3
+        x2 = torch.randn(2, 11, 64)  # another batch and length: the same graph, still right
+        m2 = None if mask is None else (torch.ones(2, 1, 11, 11, dtype=torch.bool) if mask_kind == "bool"
+                                        else torch.randn(2, 1, 1, 11))
+        assert _rel(compiled(x2, m2, causal), model(x2, m2, causal)) < 1e-3
+
+
+def test_attention_setting_off_and_uncompressed_models_keep_torch_attention(attention_setting):
+    for compress, setting in ((True, "off"), (False, "auto")):
+        torch._dynamo.reset()
+        attention_setting.ATTENTION = setting
+        model, x, mask = _attn_case(compress, "float", False)
+        compiled = torch.compile(model, fullgraph=True, dynamic=True)
+        with torch.no_grad():
+            y, codes = run_and_get_code(compiled, x, mask)
+        code = "\n".join(codes)
+        assert "torch.ops.slimnn.attention" not in code, (compress, setting)
+        assert _calls_torch_flash(code), (compress, setting)
+        with torch.no_grad():
+            assert _rel(y, model(x, mask)) < 1e-3
+
+
+def test_attention_setting_always_replaces_it_in_float_models(attention_setting):
+    attention_setting.ATTENTION = "always"
+    model, x, mask = _attn_case(False, None, False)
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    with torch.no_grad():
+        y, codes = run_and_get_code(compiled, x)
+        assert "torch.ops.slimnn.attention" in "\n".join(codes)
+        assert _rel(y, model(x)) < 1e-4
+
+
+def test_bad_attention_setting_is_refused(attention_setting):
+    attention_setting.ATTENTION = "sometimes"
+    model, x, _ = _attn_case(True, None, False)
+    with pytest.raises(Exception, match="ATTENTION must be one of"):
+        with torch.no_grad():
+            torch.compile(model, fullgraph=True, dynamic=True)(x)

@@ -25,6 +25,15 @@ quantization as torch ops, fused by Inductor into x's producer) is lowered the s
 
 The extern functions' names carry a version (``_v1``): a change of their arguments gets a new name, so a
 stale compiled-graph cache entry fails loudly instead of calling the kernel with the wrong arguments.
+
+Attention: in a graph that holds a slimnn op (a compressed model), the post-grad pass also replaces torch's
+CPU flash attention (``aten._scaled_dot_product_flash_attention_for_cpu``, what SDPA becomes after AOT
+autograd) by ``torch.ops.slimnn.attention`` (csrc/kernels/attention), where its semantics are the same:
+float32 or bfloat16 q/k/v of one dtype, 4-D, no dropout, a boolean or float mask or none, and only the output
+used (not the log-sum-exp). ``ATTENTION`` chooses: ``"auto"`` (default: graphs with a slimnn op only, so an
+uncompressed model compiled next to slimnn keeps torch's kernel), ``"always"``, ``"off"``. The setting is
+part of the compiled-graph cache key. The one difference from torch: a query row whose keys are all masked
+gives zeros (torch's flash kernel gives NaN there). ``slimnn.fast_attention_`` does the same in eager mode.
 """
 
 from __future__ import annotations
@@ -39,6 +48,11 @@ from ..runtime.threads import get_num_threads
 
 STATUS = "not registered (Inductor not imported yet)"
 """Whether the lowerings are in place: for ``slimnn.cpu_info()`` and tests."""
+
+ATTENTION = "auto"
+"""Where compiled graphs take slimnn's attention kernel instead of torch's: "auto", "always" or "off"."""
+
+_ATTENTION_CHOICES = ("auto", "always", "off")
 
 _F32 = torch.float32
 _KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
@@ -283,14 +297,14 @@ def register(_module: Any = None) -> None:
         if getattr(extern_kernels, name, None) is not fn:
             setattr(extern_kernels, name, fn)
     # Import order: the ops must exist before their OpOverloads can key the table.
-    from . import lowrank, q4, q8, sparse  # noqa: F401
+    from . import attn, lowrank, q4, q8, sparse  # noqa: F401
 
     user_lowerings.update(_lowerings(ir))
     _tag_cache_key()
     STATUS = "registered"
 
 
-LOWERING_VERSION = 2
+LOWERING_VERSION = 3
 
 
 def _tag_cache_key() -> None:
@@ -304,17 +318,93 @@ def _tag_cache_key() -> None:
         return
 
     class SlimnnCacheTag(CustomGraphPass):
-        def __call__(self, graph: Any) -> None:  # noqa: ARG002
-            return None
+        def __call__(self, graph: Any) -> None:
+            use_slimnn_attention(graph)
 
         def uuid(self) -> Any:
-            return ("slimnn.inductor", LOWERING_VERSION)
+            return ("slimnn.inductor", LOWERING_VERSION, _attention_setting())
 
     cur = config.post_grad_custom_post_pass
     items = () if cur is None else tuple(cur) if isinstance(cur, (list, tuple)) else (cur,)
     if any(type(p).__name__ == "SlimnnCacheTag" for p in items):
         return
     config.post_grad_custom_post_pass = (*items, SlimnnCacheTag()) if items else SlimnnCacheTag()
+
+
+def _attention_setting() -> str:
+    if ATTENTION not in _ATTENTION_CHOICES:
+        raise ValueError(f"slimnn.ops.inductor.ATTENTION must be one of {_ATTENTION_CHOICES}, got {ATTENTION!r}")
+    return ATTENTION
+
+
+def _val(a: Any) -> Any:
+    return a.meta.get("val") if isinstance(a, torch.fx.Node) else a
+
+
+def _attention_args(node: Any) -> Optional[tuple]:
+    """(q, k, v, mask, scale, is_causal) of a CPU flash-attention node slimnn's kernel computes the same way,
+    else None."""
+    names = ("query", "key", "value", "dropout_p", "is_causal")
+    args = dict(zip(names, node.args))
+    args.update({k: v for k, v in node.kwargs.items()})  # noqa: C416
+    q, k, v = args.get("query"), args.get("key"), args.get("value")
+    mask, scale = args.get("attn_mask"), args.get("scale")
+    vals = [_val(t) for t in (q, k, v)]
+    if not all(isinstance(t, Tensor) for t in vals):
+        return None
+    if float(args.get("dropout_p", 0.0) or 0.0) != 0.0:
+        return None
+    if vals[0].dtype not in (torch.float32, torch.bfloat16) or any(t.dtype != vals[0].dtype for t in vals):
+        return None
+    if any(t.dim() != 4 for t in vals) or vals[0].shape[1] != vals[1].shape[1]:
+        return None
+    if mask is not None:
+        m = _val(mask)
+        if not isinstance(m, Tensor) or m.dim() > 4 or not (m.dtype == torch.bool or m.dtype.is_floating_point):
+            return None
+    if not (scale is None or isinstance(scale, (int, float))):
+        return None
+    # Only the output may be used: the log-sum-exp (backward) is not computed by slimnn's kernel.
+    for u in node.users:
+        if not (u.target is _getitem() and len(u.args) > 1 and u.args[1] == 0):
+            return None
+    return q, k, v, mask, scale, bool(args.get("is_causal", False))
+
+
+def _getitem() -> Any:
+    import operator
+
+    return operator.getitem
+
+
+def _has_slimnn_op(graph: Any) -> bool:
+    return any(n.op == "call_function" and getattr(n.target, "namespace", None) == "slimnn" for n in graph.nodes)
+
+
+def use_slimnn_attention(graph: Any) -> int:
+    """The post-grad rewrite described in the module docstring; returns how many nodes it replaced."""
+    setting = _attention_setting()
+    if setting == "off" or (setting == "auto" and not _has_slimnn_op(graph)):
+        return 0
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+    done = 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not flash:
+            continue
+        args = _attention_args(node)
+        if args is None:
+            continue
+        out_val = node.meta["val"][0]
+        with graph.inserting_before(node):
+            new = graph.call_function(torch.ops.slimnn.attention.default, args)
+        new.meta.update({k: v for k, v in node.meta.items() if k != "val"})
+        new.meta["val"] = out_val
+        for u in list(node.users):
+            u.replace_all_uses_with(new)
+            graph.erase_node(u)
+        graph.erase_node(node)
+        done += 1
+    return done
 
 
 def install() -> None:
