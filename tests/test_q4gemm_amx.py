@@ -25,6 +25,7 @@ from slimnn.formats import pack_q4, q4_info
 from slimnn.math import reference
 from slimnn.math.quantize import dequantize_int4, quantize_int4
 
+from helpers import EmulatedTwin
 from tolerances import assert_close, assert_exact
 
 EMU = "qgemm_q4_u8_32x64__amxemu"
@@ -48,24 +49,8 @@ SCALE_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 ZERO_MODES = ("sym", "int", "float")
 
 
-def by_name() -> dict[str, dict]:
-    return {e["name"]: e for e in _C.q4_kernels()} | {e["name"]: e for e in _C.q4_emulated_kernels()}
-
-
-def runnable(name: str) -> bool:
-    e = by_name().get(name)
-    return e is not None and e["available"]
-
-
-def kernels_under_test() -> list[str]:
-    """The emulated kernel always; the real one where built (a skip where the CPU lacks AMX)."""
-    return [EMU] + ([AMX] if AMX in by_name() else [])
-
-
-def skip_unless(name: str) -> None:
-    if not runnable(name):
-        e = by_name().get(name)
-        pytest.skip(f"{name}: " + (f"this CPU lacks {e['isa']}" if e else "not built"))
+TWIN = EmulatedTwin(EMU, AMX, lambda: [*_C.q4_kernels(), *_C.q4_emulated_kernels()])
+by_name, runnable, skip_unless = TWIN.by_name, TWIN.runnable, TWIN.skip_unless
 
 
 def weights(n: int, k: int, gs, zero_mode: str, sdt=torch.float16, seed: int = 0):
@@ -97,7 +82,7 @@ def group_dots(name: str, a: torch.Tensor, blob: torch.Tensor, lda: int) -> torc
 
 # --- (a) the exact per-group integers ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_group_integers_exact(name):
     skip_unless(name)
     g = torch.Generator().manual_seed(5)
@@ -116,7 +101,7 @@ def test_group_integers_exact(name):
         assert_exact(out[:, :, :n], want, f"{name} E_g M={m} K={k} N={n} gs={gs} {zero_mode}")
 
 
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_group_integers_extremes(name):
     """Activations 0 / 255, codes 0 / 15, zero points at both ends, per channel and grouped, K = 4096."""
     skip_unless(name)
@@ -160,7 +145,7 @@ def check(name, m, k, n, gs, zero_mode, sdt, seed, with_bias, bf16=False, nthrea
 
 
 @pytest.mark.parametrize("zero_mode", ZERO_MODES)
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_op_matches_reference_and_vnni(name, zero_mode):
     skip_unless(name)
     for i, ((gs, k), n) in enumerate(itertools.product(GROUP_K, AMX_N[1::2])):
@@ -168,7 +153,7 @@ def test_op_matches_reference_and_vnni(name, zero_mode):
               bf16=(i % 5 == 0))
 
 
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_op_every_m(name):
     skip_unless(name)
     for m in AMX_M:
@@ -177,7 +162,7 @@ def test_op_every_m(name):
         check(name, m, 96, 17, 32, "float", torch.float32, seed=9, with_bias=True)
 
 
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_threads_are_bit_identical(name):
     """Column blocks and row blocks at 1, 2 and 3 threads give the same bits."""
     skip_unless(name)
@@ -190,7 +175,7 @@ def test_threads_are_bit_identical(name):
             assert_exact(forced(name, x, blob, bias, n, nthreads=nthreads), base, f"{name} M={m} threads={nthreads}")
 
 
-@pytest.mark.parametrize("name", kernels_under_test())
+@pytest.mark.parametrize("name", TWIN.under_test())
 def test_nonfinite_rows(name):
     """A row holding NaN / inf comes out NaN, the others unchanged."""
     skip_unless(name)
@@ -211,11 +196,10 @@ def test_dispatch_and_listing():
     """The emulation is never selected; the real kernel is listed with its crossover and chosen from it on
     where the CPU has AMX; cpu_info lists it beside the q8 AMX kernel."""
     assert EMU not in {e["name"] for e in _C.q4_kernels()}
-    for mode in ("q4_dynamic", "q4_weight_only"):
-        for m in (0, 1, 4, 16, 32, 1000):
-            assert _C.q4_select_kernel(mode, m) != EMU
-    (e,) = _C.q4_emulated_kernels()
-    assert e["name"] == EMU and e["emulated"] and e["available"] and e["isa"] == "portable"
+    picked = {_C.q4_select_kernel(mode, m) for mode in ("q4_dynamic", "q4_weight_only") for m in (0, 1, 4, 16, 32, 1000)}
+    assert EMU not in picked
+    assert [(e["name"], e["emulated"], e["available"], e["isa"]) for e in _C.q4_emulated_kernels()] == [
+        (EMU, True, True, "portable")]
     with pytest.raises(ValueError, match="unknown q4 kernel"):
         forced("qgemm_q4_u8_32x64__nope", torch.zeros(2, 8), weights(3, 8, None, "sym")[3], None, 3)
     amx = by_name().get(AMX)

@@ -51,13 +51,7 @@ py::dict q4_kernel_row(const Q4KernelInfo& k) {
 
 void bind_int4(py::module_& m) {
   def_kernel_table(m, "q4_kernels", q4_kernel_table, q4_kernel_row);
-  m.def("q4_emulated_kernels", [] {
-    int n = 0;
-    const Q4KernelInfo* t = q4_emulated_kernel_table(&n);
-    py::list out = kernel_rows(t, n, q4_kernel_row);
-    for (auto row : out) row.cast<py::dict>()["emulated"] = true;
-    return out;
-  }, "Test-only q4 kernels (portable emulations of ISA kernels): forced by name, never selected.");
+  def_emulated_table(m, "q4_emulated_kernels", q4_emulated_kernel_table, q4_kernel_row);
   m.def(
       "q4_select_kernel",
       [](const std::string& kind, int64_t rows) {

@@ -18,6 +18,7 @@ namespace q4amxemu {
 namespace {
 
 #include "common/simd/x86_amx.h"
+#include "common/simd/x86_amx_blocks.h"
 #include "kernels/q4gemm/amx_q4.h"
 
 }  // namespace

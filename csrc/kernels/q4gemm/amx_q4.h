@@ -1,7 +1,7 @@
 // The AMX-INT8 W4A8 dynamic kernel body (u8 activations x 4-bit codes, tdpbusd), written once over
 // common/simd/x86_amx.h's Tiles and compiled twice: x86_amx.cc (the real instructions, amx flags) and
 // amx_emu.cc (the portable emulation, test-only). Include inside the file's own namespace after x86_amx.h
-// (ODR safety); needs formats/q4.h and kernels/q4gemm/q4gemm.h.
+// and x86_amx_blocks.h (ODR safety); needs formats/q4.h and kernels/q4gemm/q4gemm.h.
 // (not a header guard: included once per translation unit, inside a namespace)
 //
 // Unpacking in L1. A q4 panel (formats/q4.h) stores K in steps of 8, each step 64 bytes: byte c*4 + j holds
@@ -19,8 +19,8 @@
 // facc = fma(float(E_g), scale_g, facc), then y = fma(fma(-zp, comp, facc), a_scale, bias). int32 sums wrap
 // (uint32 arithmetic), as vpdpbusd / tdpbusd do; q4.h's kQ4MaxK keeps them exact.
 //
-// Tiles: 0..3 accumulators C[h][j] (row half h, panel j of the pair), 4..5 A (row halves), 6..7 B (the pair's
-// unpacked panels): the 2-2-4 pattern of the q8 AMX kernel (amx_q8.h). One call: mr <= 32 rows by `panels`
+// Tiles (x86_amx_blocks.h, shared with the q8 AMX kernel): 0..3 accumulators C[h][j] (row half h, panel j of
+// the pair), 4..5 A (row halves), 6..7 B (the pair's unpacked panels). One call: mr <= 32 rows by `panels`
 // panels over the whole of K, a pair of panels at a time, one group at a time.
 //  - K step: 64 bytes when every group is a whole number of 64-K pieces (per channel, or a group size that is
 //    a multiple of 64); 32 otherwise (group sizes are multiples of 32), so no piece straddles a group. The
@@ -59,69 +59,30 @@ inline void amx_q4_unpack(const uint8_t* w, int steps, int rows_total, uint8_t (
   for (int r = 2 * steps; r < rows_total; ++r) std::memset(out[r], 0, 64);
 }
 
-inline void amx_q4_configure(Tiles& t, int mr, int kstep) {
-  TileConfig c = tile_config();
-  const int r0 = mr < 16 ? mr : 16, r1 = mr - r0;
-  set_tile(c, 0, r0, 64);
-  set_tile(c, 1, r0, 64);
-  set_tile(c, 4, r0, kstep);
-  if (r1 > 0) {
-    set_tile(c, 2, r1, 64);
-    set_tile(c, 3, r1, 64);
-    set_tile(c, 5, r1, kstep);
-  }
-  set_tile(c, 6, kstep / 4, 64);
-  set_tile(c, 7, kstep / 4, 64);
-  t.configure(c);
-}
-
-// One K piece of the pair: A rows from a (stride lda), B from the unpacked buffers.
-template <bool kTwoHalves, bool kTwoPanels>
-inline void amx_q4_step(Tiles& t, const uint8_t* a, int64_t lda, AmxQ4Buffers& buf) {
-  t.load<4>(a, lda);
-  if (kTwoHalves) t.load<5>(a + 16 * lda, lda);
-  t.load<6>(&buf.b[0][0][0], 64);
-  if (kTwoPanels) t.load<7>(&buf.b[1][0][0], 64);
-  t.dpbusd<0, 4, 6>();
-  if (kTwoPanels) t.dpbusd<1, 4, 7>();
-  if (kTwoHalves) {
-    t.dpbusd<2, 5, 6>();
-    if (kTwoPanels) t.dpbusd<3, 5, 7>();
-  }
-}
-
 // buf.c = E_g over k in [k0, k1) (multiples of 8; a piece shorter than kstep only where k1 == kp) for the
 // pair of panels at w0 / w1: raw dot products, then the weights' zero-point term of group g removed.
 template <bool kTwoHalves, bool kTwoPanels>
 inline void amx_q4_group(Tiles& t, int mr, int kstep, const uint8_t* a, int64_t lda, const uint8_t* w0,
                          const uint8_t* w1, int64_t g, int64_t k0, int64_t k1, const Q4Epilogue& e,
                          AmxQ4Buffers& buf) {
-  t.zero<0>();
-  if (kTwoPanels) t.zero<1>();
-  if (kTwoHalves) {
-    t.zero<2>();
-    if (kTwoPanels) t.zero<3>();
-  }
+  amx_zero_2x2<kTwoHalves, kTwoPanels>(t);
   const int full_rows = kstep / 4;
   for (int64_t k = k0; k < k1; k += kstep) {
     const int64_t len = k1 - k < kstep ? k1 - k : kstep;  // multiple of 8
     const int steps = int(len / 8);
     amx_q4_unpack(w0 + k * 8, steps, full_rows, buf.b[0]);
     if (kTwoPanels) amx_q4_unpack(w1 + k * 8, steps, full_rows, buf.b[1]);
-    if (len == kstep) {
-      amx_q4_step<kTwoHalves, kTwoPanels>(t, a + k, lda, buf);
-    } else {
+    const uint8_t* ak = a + k;
+    int64_t ldak = lda;
+    if (len < kstep) {
       std::memset(buf.a_tail, 0, sizeof(buf.a_tail));
       for (int m = 0; m < mr; ++m) std::memcpy(buf.a_tail[m], a + m * lda + k, size_t(len));
-      amx_q4_step<kTwoHalves, kTwoPanels>(t, &buf.a_tail[0][0], 64, buf);
+      ak = &buf.a_tail[0][0];
+      ldak = 64;
     }
+    amx_dpbusd_2x2<kTwoHalves, kTwoPanels>(t, ak, ldak, &buf.b[0][0][0], &buf.b[1][0][0], 64);
   }
-  t.store<0>(&buf.c[0][0], sizeof(buf.c[0]));
-  if (kTwoPanels) t.store<1>(&buf.c[0][16], sizeof(buf.c[0]));
-  if (kTwoHalves) {
-    t.store<2>(&buf.c[16][0], sizeof(buf.c[0]));
-    if (kTwoPanels) t.store<3>(&buf.c[16][16], sizeof(buf.c[0]));
-  }
+  amx_store_2x2<kTwoHalves, kTwoPanels>(t, buf.c);
   const int ncol = kTwoPanels ? 32 : 16;
   for (int m = 0; m < mr; ++m) {
     const uint32_t asum = uint32_t(e.a_sum[m * e.n_groups + g]);
@@ -179,17 +140,9 @@ inline void amx_q4_dyn_pair(Tiles& t, int mr, int kstep, int pp, const uint8_t* 
     for (int j = 0; j < 32; ++j) buf.facc[m][j] = 0.0f;
   amx_q4_groups<kTwoHalves, kTwoPanels>(t, mr, kstep, pp, a, lda, w, kp, e, buf, [&](int64_t g) {
     amx_q4_scales(e, pp, g, ncol, s);
-    for (int m = 0; m < mr; ++m)
-      for (int j = 0; j < cols; ++j) buf.facc[m][j] = std::fma(float(buf.c[m][j]), s[j], buf.facc[m][j]);
+    amx_fold_group(buf.facc, buf.c, s, mr, cols);
   });
-  for (int m = 0; m < mr; ++m) {
-    const float zp = float(e.a_zp[m]);
-    float* y = e.y + m * e.ldy + c0;
-    for (int j = 0; j < cols; ++j) {
-      const float r = std::fma(-zp, e.comp[c0 + j], buf.facc[m][j]);
-      y[j] = std::fma(r, e.a_scale[m], e.bias ? e.bias[c0 + j] : 0.0f);
-    }
-  }
+  amx_store_comp(e, buf.facc, mr, c0, cols);
 }
 
 // 64 when every group is whole 64-K pieces, else 32 (see the top).
@@ -214,7 +167,7 @@ inline void amx_q4_dyn(int mr, int panels, const uint8_t* a, int64_t lda, const 
   Tiles t;
   AmxQ4Buffers buf;
   const int kstep = amx_q4_kstep(e);
-  amx_q4_configure(t, mr, kstep);
+  amx_configure_2x2(t, mr, kstep);
   amx_q4_pairs(mr, panels, e.ncols, [&](auto halves, auto two, int pp) {
     amx_q4_dyn_pair<decltype(halves)::value, decltype(two)::value>(t, mr, kstep, pp, a, lda, w, kp, e, buf);
   });
@@ -228,7 +181,7 @@ inline void amx_q4_dot(int mr, int panels, const uint8_t* a, int64_t lda, const 
   Tiles t;
   AmxQ4Buffers buf;
   const int kstep = amx_q4_kstep(e);
-  amx_q4_configure(t, mr, kstep);
+  amx_configure_2x2(t, mr, kstep);
   amx_q4_pairs(mr, panels, int64_t(panels) * 16, [&](auto halves, auto two, int pp) {
     constexpr bool kTwo = decltype(two)::value;
     amx_q4_groups<decltype(halves)::value, kTwo>(t, mr, kstep, pp, a, lda, w, kp, e, buf, [&](int64_t g) {
@@ -241,12 +194,7 @@ inline void amx_q4_dot(int mr, int panels, const uint8_t* a, int64_t lda, const 
 
 // The exported kernel pair of one compilation of this body (in namespace slimnn, after the file's own
 // namespace `ns` is closed): name (Q4DynUkernel) and name_dot (Q4DotUkernel).
-#define SLIMNN_AMX_Q4_EXPORTS(ns, name)                                                                    \
-  void name(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,              \
-            const Q4Epilogue& e) {                                                                         \
-    ns::amx_q4_dyn(mr, panels, a, lda, w, kp, e);                                                          \
-  }                                                                                                        \
-  void name##_dot(int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp,        \
-                  const Q4Epilogue& e, int32_t* out, int64_t ldo) {                                        \
-    ns::amx_q4_dot(mr, panels, a, lda, w, kp, e, out, ldo);                                                \
-  }
+#define SLIMNN_AMX_Q4_EXPORTS(ns, name)                                                                  \
+  SLIMNN_AMX_DYN_EXPORTS(name, ns::amx_q4_dyn, uint8_t, Q4Epilogue, ns::amx_q4_dot,                      \
+                         (int mr, int panels, const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, \
+                          const Q4Epilogue& e, int32_t* out, int64_t ldo), (mr, panels, a, lda, w, kp, e, out, ldo))
