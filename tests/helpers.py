@@ -51,6 +51,32 @@ def skip_unless_available(e: dict) -> None:
         pytest.skip(f"{e['name']}: this CPU lacks {e['isa']}")
 
 
+class EmulatedTwin:
+    """An ISA kernel (e.g. AMX) and its test-only emulated twin, over the kernel rows ``rows()`` returns (the
+    family's table plus its emulated table): the twin is always under test, the real kernel where built
+    (a skip, saying why, where the CPU cannot run it)."""
+
+    def __init__(self, emulated: str, real: str, rows):
+        self.emulated, self.real, self._rows = emulated, real, rows
+
+    def by_name(self) -> dict[str, dict]:
+        return {e["name"]: e for e in self._rows()}
+
+    def runnable(self, name: str) -> bool:
+        e = self.by_name().get(name)
+        return e is not None and e["available"]
+
+    def under_test(self) -> list[str]:
+        return [self.emulated] + ([self.real] if self.real in self.by_name() else [])
+
+    def skip_unless(self, name: str) -> None:
+        import pytest
+
+        if not self.runnable(name):
+            e = self.by_name().get(name)
+            pytest.skip(f"{name}: " + (f"this CPU lacks {e['isa']}" if e else "not built"))
+
+
 def kp_of(k: int) -> int:
     return -(-k // 4) * 4
 

@@ -215,9 +215,9 @@ def test_cpu_info():
     assert amx["built"] == ("amx" in slimnn.isa.built())
     assert amx["detected"] == ("amx" in slimnn.isa.detected())
     assert amx["used"] == ("amx" in slimnn.isa.available())
-    assert set(amx["kernels"]) == {e["name"] for e in entries() if e["isa"] == "amx"}
+    assert set(amx["kernels"]) == {e["name"] for e in [*entries(), *_C.q4_kernels()] if e["isa"] == "amx"}
     assert all(v["min_m"] >= 2 for v in amx["kernels"].values())
-    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu"]
+    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu", "qgemm_q4_u8_32x64__amxemu"]
     if info["amx_permission"] == "refused":
         assert not amx["detected"]
     slimnn.set_num_threads(1)
@@ -244,11 +244,14 @@ def test_module_reports_its_kernel():
             assert mod.last_kernel.endswith("__portable")
 
 
+@pytest.mark.parametrize("family", ["q8", "q4"])
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 16, 128])
-def test_amx_kernel_from_its_crossover(m):
+def test_amx_kernel_from_its_crossover(m, family):
     """Where AMX is usable, the AMX kernel runs for M >= its crossover (min_m) and never below it; where it is
-    not, the check is a skip that says why (the emulated twin is tested in test_qgemm_amx.py either way)."""
-    amx = [e for e in entries("q8_dynamic") if e["isa"] == "amx"]
+    not, the check is a skip that says why (the emulated twins are tested in test_qgemm_amx.py and
+    test_q4gemm_amx.py either way)."""
+    table = entries("q8_dynamic") if family == "q8" else [e for e in _C.q4_kernels() if e["kind"] == "q4_dynamic"]
+    amx = [e for e in table if e["isa"] == "amx"]
     if not amx:
         pytest.skip("no AMX kernel in this build (SLIMNN_ENABLE_AMX off or not x86-64)")
     if "amx" not in slimnn.isa.available():
@@ -256,8 +259,17 @@ def test_amx_kernel_from_its_crossover(m):
         pytest.skip(f"AMX not usable here ({info['brand']}: permission {info['amx_permission']}, "
                     f"detected {slimnn.isa.detected()[-1]}): the real AMX kernel cannot be required")
     crossover = amx[0]["min_m"]
-    _, _, _, blob = make_layer(40, 24, None, torch.Generator().manual_seed(0))
-    _, name = q8_linear(torch.randn(m, 24), blob, None, "dynamic", 40)
+    if family == "q8":
+        _, _, _, blob = make_layer(40, 24, None, torch.Generator().manual_seed(0))
+        _, name = q8_linear(torch.randn(m, 24), blob, None, "dynamic", 40)
+    else:
+        from slimnn.formats import pack_q4
+        from slimnn.math.quantize import quantize_int4
+
+        blob = pack_q4(*quantize_int4(torch.randn(40, 64), 32, False), 32)
+        x, y = torch.randn(m, 64), torch.empty(m, 40)
+        name = _C.q4_linear("q4_dynamic", x.data_ptr(), False, m, 64, 0, blob.data_ptr(), blob.numel(), 0,
+                            y.data_ptr(), 40, 1)
     if m >= crossover:
         assert name == amx[0]["name"], f"M={m} >= crossover {crossover} ran {name}"
     else:

@@ -31,18 +31,27 @@ ScaleDtype scale_dtype_from(int code) {
   return static_cast<ScaleDtype>(code);
 }
 
+// A kernel of the table or, for the test hooks, of the emulated (test-only) table.
 const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
   int n = 0;
+  const Q4KernelInfo* e = q4_emulated_kernel_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (name == e[i].name) return &e[i];
   const Q4KernelInfo* t = q4_kernel_table(&n);
   return named_kernel(t, n, name, "q4 ");
+}
+
+py::dict q4_kernel_row(const Q4KernelInfo& k) {
+  py::dict d = kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
+  d["min_m"] = q4_kernel_min_rows(k);  // the selector picks it only from this many rows on (AMX: the crossover)
+  return d;
 }
 
 }  // namespace
 
 void bind_int4(py::module_& m) {
-  def_kernel_table(m, "q4_kernels", q4_kernel_table, [](const Q4KernelInfo& k) {
-    return kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
-  });
+  def_kernel_table(m, "q4_kernels", q4_kernel_table, q4_kernel_row);
+  def_emulated_table(m, "q4_emulated_kernels", q4_emulated_kernel_table, q4_kernel_row);
   m.def(
       "q4_select_kernel",
       [](const std::string& kind, int64_t rows) {
@@ -113,6 +122,22 @@ void bind_int4(py::module_& m) {
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
       py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
 
+  m.def(
+      "q4_linear_forced",
+      [](const std::string& kernel, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t in_mul,
+         uintptr_t blob, size_t size, uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads) {
+        const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
+        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q4_linear_forced: bad row count or strides");
+        if (ki->kind == Q4KernelKind::kQ4WoPanel)
+          throw py::value_error("q4_linear_forced: panel kernels run through q4_linear (wo_panel_min_rows)");
+        py::gil_scoped_release nogil;
+        q4_linear_with(ki, as_ptr<const void>(x), x_bf16, rows, ldx, as_ptr<const float>(in_mul), v,
+                       as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads);
+      },
+      py::arg("kernel"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
+      py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"),
+      "Test hook: q4_linear with the named micro-kernel (emulated ones included; ValueError if this CPU lacks its ISA).");
   def_dot_hook(m, "q4_dot_i32", q4_kernel_by_name, q4_view, q4_dot_i32,
                "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
 }

@@ -45,6 +45,21 @@ void def_kernel_table(pybind11::module_& m, const char* name, const T* (*table)(
       },
       in_all);
 }
+// Defines m.<name>() -> the rows of a family's test-only table of emulated kernels (e.g. the AMX twins), each
+// row(entry) with "emulated": true; not part of m.all_kernels() (they are never selected).
+template <typename T, typename Row>
+void def_emulated_table(pybind11::module_& m, const char* name, const T* (*table)(int*), Row row) {
+  m.def(
+      name,
+      [table, row] {
+        int n = 0;
+        const T* t = table(&n);
+        pybind11::list out = kernel_rows(t, n, row);
+        for (auto r : out) r.template cast<pybind11::dict>()["emulated"] = true;
+        return out;
+      },
+      "Test-only kernels (portable emulations of ISA kernels): forced by name, never selected.");
+}
 // Defines m.all_kernels(): every list def_kernel_list registered with in_all, concatenated.
 void def_all_kernels(pybind11::module_& m);
 // ValueError "kernel <name> needs <isa>, which this CPU lacks" unless the CPU has the ISA bit `isa`.

@@ -98,13 +98,7 @@ PYBIND11_MODULE(_C, m) {
 
   // --- kernel table ---
   def_kernel_table(m, "kernels", kernel_table, q8_kernel_row);
-  m.def("q8_emulated_kernels", [] {
-    int n = 0;
-    const KernelInfo* t = emulated_kernel_table(&n);
-    py::list out = kernel_rows(t, n, q8_kernel_row);
-    for (auto row : out) row.cast<py::dict>()["emulated"] = true;
-    return out;
-  }, "Test-only kernels (portable emulations of ISA kernels): forced by name, never selected.");
+  def_emulated_table(m, "q8_emulated_kernels", emulated_kernel_table, q8_kernel_row);
   // Each further kernel family binds itself from its own bind_<family>.cc (bindings.cc calls them).
   bind_families(m);
   m.def(

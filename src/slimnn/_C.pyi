@@ -61,6 +61,13 @@ def q4_linear(
     kind: str, x: int, x_bf16: bool, rows: int, ldx: int, in_mul: int, blob: int, size: int, bias: int, y: int,
     ldy: int, nthreads: int,
 ) -> str: ...
+def q4_emulated_kernels() -> list[dict[str, object]]:
+    """Test-only kernels (portable emulations of ISA kernels): forced by name, never selected."""
+def q4_linear_forced(
+    kernel: str, x: int, x_bf16: bool, rows: int, ldx: int, in_mul: int, blob: int, size: int, bias: int, y: int,
+    ldy: int, nthreads: int,
+) -> None:
+    """Test hook: q4_linear with the named micro-kernel (emulated ones included; ValueError if this CPU lacks its ISA)."""
 def q4_pack(
     codes: int, scales: int, zeros: int, fzeros: int, n: int, k: int, group_size: int, scale_dtype: int,
     out: int, out_size: int,

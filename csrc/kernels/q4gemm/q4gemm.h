@@ -73,6 +73,10 @@ struct Q4KernelInfo {
 
 // All q4 kernels of the build, best first, from kernels.inc.
 const Q4KernelInfo* q4_kernel_table(int* count);
+// Test-only kernels (portable emulations of ISA kernels, e.g. the AMX one): forced by name, never selected.
+const Q4KernelInfo* q4_emulated_kernel_table(int* count);
+// Rows from which q4_select_kernel may pick k (the AMX crossover; 0 for the others).
+int64_t q4_kernel_min_rows(const Q4KernelInfo& k);
 // First entry of `kind` whose ISA is in `isa_mask` (preferring a GEMV entry of that ISA when m == 1).
 // Never null: the portable kernels are always built.
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask);
@@ -84,6 +88,10 @@ const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_
 const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int64_t m, int64_t ldx,
                               const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
                               int nthreads, uint32_t isa_mask);
+// The same with the micro-kernel given (tests force one by name, emulated ones included); its kind decides
+// dyn or weight-only.
+void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
+                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads);
 
 // Test hook: E_g of one kernel for given quantized activations a (m x kp, stride lda); out [m][n_groups][np].
 void q4_dot_i32(const Q4KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out);

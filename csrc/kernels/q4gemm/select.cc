@@ -21,6 +21,10 @@ namespace slimnn {
 #define SLIMNN_DOT_kQ4Wo(isa_word, name) nullptr, nullptr
 #define SLIMNN_DOT_kQ4WoPanel(isa_word, name) nullptr, nullptr
 
+void qgemm_q4_u8_32x64__amxemu(int, int, const uint8_t*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&);
+void qgemm_q4_u8_32x64__amxemu_dot(int, int, const uint8_t*, int64_t, const uint8_t*, int64_t, const Q4Epilogue&,
+                                   int32_t*, int64_t);
+
 namespace {
 const Q4KernelInfo kTable[] = {
 #define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv)                                    \
@@ -29,13 +33,31 @@ const Q4KernelInfo kTable[] = {
 #include "kernels/q4gemm/kernels.inc"
 #undef SLIMNN_KERNEL
 };
+
+// Test-only kernels: portable emulations of ISA kernels, run by name (tests), never by q4_select_kernel.
+const Q4KernelInfo kEmulated[] = {
+    {Q4KernelKind::kQ4Dyn, kIsaPortable, "qgemm_q4_u8_32x64__amxemu", 32, 4, false,
+     reinterpret_cast<void*>(&qgemm_q4_u8_32x64__amxemu), &qgemm_q4_u8_32x64__amxemu_dot, &quantize_row_u8__portable},
+};
+
+// The W4A8 AMX crossover: the AMX kernel is chosen from this many rows on, below it the best other ISA's.
+// NOT MEASURED (no AMX machine so far): the q8 AMX kernel's default (qgemm/select.cc kAmxMinRows, same
+// reasoning), to be measured on a Xeon with AMX against qgemm_q4_u8_8x32__avx512vnni at M = 1..32 and changed
+// here. The q4 kernel also unpacks each 64-K piece of a panel pair (1 KiB of bytes) per row block of up to 32
+// rows, work the VNNI kernel does in registers per 8 rows, which argues for a crossover no lower than q8's.
+constexpr int64_t kQ4AmxMinRows = 4;
 }  // namespace
 
 const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
+const Q4KernelInfo* q4_emulated_kernel_table(int* count) { return table_out(kEmulated, count); }
+
+int64_t q4_kernel_min_rows(const Q4KernelInfo& k) { return k.isa == kIsaAmx ? kQ4AmxMinRows : 0; }
+
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
   if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows(true)) kind = Q4KernelKind::kQ4WoPanel;
-  return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });
+  return select_for_rows(kTable, m, isa_mask,
+                         [kind, m](const Q4KernelInfo& k) { return k.kind == kind && m >= q4_kernel_min_rows(k); });
 }
 
 }  // namespace slimnn

@@ -16,6 +16,7 @@ namespace amxemu {
 namespace {
 
 #include "common/simd/x86_amx.h"
+#include "common/simd/x86_amx_blocks.h"
 #include "kernels/qgemm/amx_q8.h"
 
 }  // namespace

@@ -1,14 +1,14 @@
 // The AMX-INT8 W8A8 dynamic kernel body, written once over common/simd/x86_amx.h's Tiles and compiled twice:
 // x86_amx.cc (the real instructions, amx flags) and amx_emu.cc (the portable emulation, test-only).
-// Include inside the file's own namespace after x86_amx.h (ODR safety).
+// Include inside the file's own namespace after x86_amx.h and x86_amx_blocks.h (ODR safety).
 // (not a header guard: included once per translation unit, inside a namespace)
 //
 // No repacking: the q8 layout (formats/q8.h) already is the B operand of tdpbusd. A panel stores K in steps
 // of 4, each step 16 columns x 4 bytes = one 64-byte tile row, so 64 consecutive K of a panel (16 steps) are
 // one 16 x 64 B tile at stride 64, contiguous (1 KiB), loaded straight from the blob.
 //
-// Tiles: 0..3 accumulators C[h][j] (row half h = rows 0-15 / 16-31, panel j of the pair), 4..5 A (the
-// activation rows of each half, 64 K-bytes), 6..7 B (the pair's two panels). One call computes mr <= 32 rows
+// Tiles (x86_amx_blocks.h): 0..3 accumulators C[h][j] (row half h = rows 0-15 / 16-31, panel j of the pair),
+// 4..5 A (the activation rows of each half, 64 K-bytes), 6..7 B (the pair's two panels). One call computes mr <= 32 rows
 // by `panels` panels, a pair of panels at a time, over the whole of K:
 //  - M tail: the tile config is made per call for mr (rows of A and C), so no row past mr is read or written;
 //  - K tail (kp not a multiple of 64, or a group ending inside 64 bytes): the last piece of A (mr rows) and of
@@ -28,35 +28,10 @@ struct AmxBuffers {
   alignas(64) float facc[kAmxMr][32];          // grouped: fp32 sums over groups
 };
 
-inline void amx_configure(Tiles& t, int mr) {
-  TileConfig c = tile_config();
-  const int r0 = mr < 16 ? mr : 16, r1 = mr - r0;
-  set_tile(c, 0, r0, 64);
-  set_tile(c, 1, r0, 64);
-  set_tile(c, 4, r0, 64);
-  if (r1 > 0) {
-    set_tile(c, 2, r1, 64);
-    set_tile(c, 3, r1, 64);
-    set_tile(c, 5, r1, 64);
-  }
-  set_tile(c, 6, 16, 64);
-  set_tile(c, 7, 16, 64);
-  t.configure(c);
-}
-
 // One 64-byte K step of the pair: A rows from a (stride lda), B panels from b0 / b1 (stride 64).
 template <bool kTwoHalves, bool kTwoPanels>
 inline void amx_step(Tiles& t, const uint8_t* a, int64_t lda, const int8_t* b0, const int8_t* b1) {
-  t.load<4>(a, lda);
-  if (kTwoHalves) t.load<5>(a + 16 * lda, lda);
-  t.load<6>(b0, 64);
-  if (kTwoPanels) t.load<7>(b1, 64);
-  t.dpbusd<0, 4, 6>();
-  if (kTwoPanels) t.dpbusd<1, 4, 7>();
-  if (kTwoHalves) {
-    t.dpbusd<2, 5, 6>();
-    if (kTwoPanels) t.dpbusd<3, 5, 7>();
-  }
+  amx_dpbusd_2x2<kTwoHalves, kTwoPanels>(t, a, lda, b0, b1, 64);
 }
 
 // C = sum over k in [k0, k1) (multiples of 4) of A[., k] * W[k, .] for the pair of panels at w0 / w1, stored
@@ -64,12 +39,7 @@ inline void amx_step(Tiles& t, const uint8_t* a, int64_t lda, const int8_t* b0, 
 template <bool kTwoHalves, bool kTwoPanels>
 inline void amx_dot_range(Tiles& t, int mr, const uint8_t* a, int64_t lda, const int8_t* w0, const int8_t* w1,
                           int64_t k0, int64_t k1, AmxBuffers& buf) {
-  t.zero<0>();
-  if (kTwoPanels) t.zero<1>();
-  if (kTwoHalves) {
-    t.zero<2>();
-    if (kTwoPanels) t.zero<3>();
-  }
+  amx_zero_2x2<kTwoHalves, kTwoPanels>(t);
   int64_t k = k0;
   for (; k + 64 <= k1; k += 64) amx_step<kTwoHalves, kTwoPanels>(t, a + k, lda, w0 + k * 16, w1 + k * 16);
   if (k < k1) {
@@ -81,12 +51,7 @@ inline void amx_dot_range(Tiles& t, int mr, const uint8_t* a, int64_t lda, const
     if (kTwoPanels) std::memcpy(buf.b_tail[1], w1 + k * 16, len * 16);
     amx_step<kTwoHalves, kTwoPanels>(t, &buf.a_tail[0][0], 64, &buf.b_tail[0][0][0], &buf.b_tail[1][0][0]);
   }
-  t.store<0>(&buf.c[0][0], sizeof(buf.c[0]));
-  if (kTwoPanels) t.store<1>(&buf.c[0][16], sizeof(buf.c[0]));
-  if (kTwoHalves) {
-    t.store<2>(&buf.c[16][0], sizeof(buf.c[0]));
-    if (kTwoPanels) t.store<3>(&buf.c[16][16], sizeof(buf.c[0]));
-  }
+  amx_store_2x2<kTwoHalves, kTwoPanels>(t, buf.c);
 }
 
 template <bool kTwoHalves, bool kTwoPanels>
@@ -116,18 +81,9 @@ inline void amx_dyn_pair(Tiles& t, int mr, int pp, const uint8_t* a, int64_t lda
   for (int64_t g = 0; g < e.n_groups; ++g) {
     const int64_t k0 = g * gk, k1 = k0 + gk < kp ? k0 + gk : kp;
     amx_dot_range<kTwoHalves, kTwoPanels>(t, mr, a, lda, w0, w1, k0, k1, buf);
-    const float* sg = e.scales + g * e.np + c0;
-    for (int m = 0; m < mr; ++m)
-      for (int j = 0; j < cols; ++j) buf.facc[m][j] = std::fma(float(buf.c[m][j]), sg[j], buf.facc[m][j]);
+    amx_fold_group(buf.facc, buf.c, e.scales + g * e.np + c0, mr, cols);
   }
-  for (int m = 0; m < mr; ++m) {
-    const float zp = float(e.a_zp[m]);
-    float* y = e.y + m * e.ldy + c0;
-    for (int j = 0; j < cols; ++j) {
-      const float r = std::fma(-zp, e.comp[c0 + j], buf.facc[m][j]);
-      y[j] = std::fma(r, e.a_scale[m], e.bias ? e.bias[c0 + j] : 0.0f);
-    }
-  }
+  amx_store_comp(e, buf.facc, mr, c0, cols);
 }
 
 template <bool kTwoHalves>
@@ -147,7 +103,7 @@ inline void amx_q8_dyn(int mr, int panels, const uint8_t* a, int64_t lda, const 
   if (mr <= 0 || panels <= 0) return;
   Tiles t;
   AmxBuffers buf;
-  amx_configure(t, mr);
+  amx_configure_2x2(t, mr, 64);
   if (mr > 16)
     amx_dyn_rows<true>(t, mr, panels, a, lda, w, kp, e, buf);
   else
@@ -161,7 +117,7 @@ inline void amx_q8_dot(int mr, int panels, const uint8_t* a, int64_t lda, const 
   if (mr <= 0 || panels <= 0) return;
   Tiles t;
   AmxBuffers buf;
-  amx_configure(t, mr);
+  amx_configure_2x2(t, mr, 64);
   for (int pp = 0; pp < panels; pp += 2) {
     const int8_t* w0 = w + int64_t(pp) * 16 * kp;
     const bool two = pp + 1 < panels;
@@ -177,12 +133,7 @@ inline void amx_q8_dot(int mr, int panels, const uint8_t* a, int64_t lda, const 
 
 // The exported kernel pair of one compilation of this body (in namespace slimnn, after the file's own
 // namespace `ns` is closed): name (Q8DynUkernel) and name_dot (Q8DotUkernel).
-#define SLIMNN_AMX_Q8_EXPORTS(ns, name)                                                                    \
-  void name(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,               \
-            const Q8Epilogue& e) {                                                                         \
-    ns::amx_q8_dyn(mr, panels, a, lda, w, kp, e);                                                          \
-  }                                                                                                        \
-  void name##_dot(int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp,         \
-                  int32_t* out, int64_t ldo) {                                                             \
-    ns::amx_q8_dot(mr, panels, a, lda, w, kp, out, ldo);                                                   \
-  }
+#define SLIMNN_AMX_Q8_EXPORTS(ns, name)                                                                 \
+  SLIMNN_AMX_DYN_EXPORTS(name, ns::amx_q8_dyn, int8_t, Q8Epilogue, ns::amx_q8_dot,                      \
+                         (int mr, int panels, const uint8_t* a, int64_t lda, const int8_t* w, int64_t kp, \
+                          int32_t* out, int64_t ldo), (mr, panels, a, lda, w, kp, out, ldo))

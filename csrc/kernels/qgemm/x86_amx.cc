@@ -13,6 +13,7 @@ namespace amx {
 namespace {
 
 #include "common/simd/x86_amx.h"
+#include "common/simd/x86_amx_blocks.h"
 #include "kernels/qgemm/amx_q8.h"
 
 }  // namespace

@@ -19,15 +19,15 @@ def kernels() -> list[dict[str, Any]]:
 
 def _amx_info() -> dict[str, Any]:
     """Whether AMX kernels are built, usable here (CPU + OS + permission, under any forced ceiling), from
-    which M the selector takes them (their crossover, unmeasured: csrc/kernels/qgemm/select.cc), and the
-    test-only emulations of them that this build holds (never selected)."""
-    amx = [e for e in _C.kernels() if e["isa"] == "amx"]
+    which M the selector takes them (their crossovers, unmeasured: csrc/kernels/qgemm/select.cc and
+    csrc/kernels/q4gemm/select.cc), and the test-only emulations of them that this build holds (never selected)."""
+    amx = [e for e in [*_C.kernels(), *_C.q4_kernels()] if e["isa"] == "amx"]
     return {
         "built": "amx" in isa.built(),
         "detected": "amx" in isa.detected(),
         "used": "amx" in isa.available(),
         "kernels": {e["name"]: {"min_m": e["min_m"]} for e in amx},
-        "emulated_kernels": [e["name"] for e in _C.q8_emulated_kernels()],
+        "emulated_kernels": [e["name"] for e in [*_C.q8_emulated_kernels(), *_C.q4_emulated_kernels()]],
     }
 
 
