@@ -47,7 +47,7 @@ def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
 
 def test_isa_names_and_masks():
     assert ORDER == ["portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx",
-                     "neon", "dotprod", "i8mm"]
+                     "amx_bf16", "neon", "dotprod", "i8mm"]
     det, built, avail = slimnn.isa.detected(), slimnn.isa.built(), slimnn.isa.available()
     assert "portable" in det and "portable" in built and "portable" in avail
     assert set(avail) == set(det) & set(built)
@@ -63,6 +63,10 @@ def test_isa_names_and_masks():
         assert "avx2" in det
     if "amx" in det:
         assert "avx512" in det
+    if "amx_bf16" in det:  # AMX-BF16 is only taken on top of AMX-TILE + AMX-INT8 (and the permission)
+        assert "amx" in det
+    if "amx" in built:  # the amx files are compiled with -mamx-bf16 as well
+        assert "amx_bf16" in built
 
 
 @pytest.mark.parametrize("m", [1, 2, 16, 100])
@@ -183,11 +187,12 @@ def test_kernels_table():
     assert ks
     for e in ks:
         assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available", "min_m"}
-        assert e["min_m"] == 0 or e["isa"] == "amx", e  # only AMX kernels wait for a crossover
+        # only AMX kernels wait for a crossover; the AMX-BF16 weight-only panels are opt-in (-1: off)
+        assert e["min_m"] == 0 or e["isa"] in ("amx", "amx_bf16"), e
         assert e["isa"] in ORDER
         assert e["available"] == (e["isa"] in det)
         # <family>_<wfmt>_<afmt>_<MR>x<NR>__<isa>
-        mt = re.fullmatch(r"qgemm_q8_(u8|f32)_(\d+)x(\d+)__([a-z0-9]+)", e["name"])
+        mt = re.fullmatch(r"qgemm_q8_(u8|f32)_(\d+)x(\d+)__([a-z0-9_]+)", e["name"])
         assert mt, e["name"]
         assert (mt.group(1) == "u8") == (e["kind"] == "q8_dynamic")
         assert (int(mt.group(2)), int(mt.group(3)), mt.group(4)) == (e["mr"], e["nr"], e["isa"])

@@ -31,8 +31,12 @@ ScaleDtype scale_dtype_from(int code) {
   return static_cast<ScaleDtype>(code);
 }
 
+// A kernel of the table or, for the test hooks, of the emulated (test-only) table.
 const Q4KernelInfo* q4_kernel_by_name(const std::string& name) {
   int n = 0;
+  const Q4KernelInfo* e = q4_emulated_kernel_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (name == e[i].name) return &e[i];
   const Q4KernelInfo* t = q4_kernel_table(&n);
   return named_kernel(t, n, name, "q4 ");
 }
@@ -113,6 +117,29 @@ void bind_int4(py::module_& m) {
       py::arg("kind"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
       py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"));
 
+  m.def(
+      "q4_linear_forced",
+      [](const std::string& kernel, uintptr_t x, bool x_bf16, int64_t rows, int64_t ldx, uintptr_t in_mul,
+         uintptr_t blob, size_t size, uintptr_t bias, uintptr_t y, int64_t ldy, int nthreads) {
+        const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
+        const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
+        if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q4_linear_forced: bad row count or strides");
+        py::gil_scoped_release nogil;
+        q4_linear_with(ki, as_ptr<const void>(x), x_bf16, rows, ldx, as_ptr<const float>(in_mul), v,
+                       as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads);
+      },
+      py::arg("kernel"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
+      py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"),
+      "Test hook: q4_linear with the named kernel (emulated ones included).");
+  m.def("q4_emulated_kernels", [] {
+    int n = 0;
+    const Q4KernelInfo* t = q4_emulated_kernel_table(&n);
+    py::list out = kernel_rows(t, n, [](const Q4KernelInfo& k) {
+      return kernel_row(k.name, k.isa, q4_kind_name(k.kind), k.mr, k.np * 16, k.gemv);
+    });
+    for (auto row : out) row.cast<py::dict>()["emulated"] = true;
+    return out;
+  }, "Test-only q4 kernels (portable emulations of ISA kernels): forced by name, never selected.");
   def_dot_hook(m, "q4_dot_i32", q4_kernel_by_name, q4_view, q4_dot_i32,
                "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
 }

@@ -84,7 +84,13 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
                               const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
                               int nthreads, uint32_t isa_mask) {
   const Q4KernelInfo* ki = q4_select_kernel(kind, m, isa_mask);
-  if (m <= 0) return ki;
+  q4_linear_with(ki, x, x_bf16, m, ldx, in_mul, w, bias, y, ldy, nthreads);
+  return ki;
+}
+
+void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
+                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads) {
+  if (m <= 0) return;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp, ng = w.n_groups;
   const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
@@ -95,7 +101,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   std::unique_ptr<float[], FreeDeleter> xsum;
   if (w.fzeros) xsum = scratch<float>(m * ng);
 
-  if (kind == Q4KernelKind::kQ4Dyn) {
+  if (ki->kind == Q4KernelKind::kQ4Dyn) {
     auto a = scratch<uint8_t>(m * kp);
     auto a_scale = scratch<float>(m);
     auto a_zp = scratch<int32_t>(m);
@@ -129,7 +135,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
     qdriver::parallel_blocks(b, m, nthreads, run_block);
     if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
     qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
-    return ki;
+    return;
   }
 
   // Weight-only: the kernel reads kp floats per row (x in place when it already has that shape).
@@ -150,7 +156,7 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   if (panel) {
     wo_panel_q4(reinterpret_cast<Q4WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads);
     if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
-    return ki;
+    return;
   }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
   auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
@@ -163,7 +169,6 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
   };
   qdriver::parallel_blocks(b, m, nthreads, run_block);
   if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
-  return ki;
 }
 
 void q4_dot_i32(const Q4KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out) {

@@ -85,6 +85,12 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
                               const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
                               int nthreads, uint32_t isa_mask);
 
+// q4_linear with a given kernel (the tests' forced and emulated kernels).
+void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
+                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads);
+// Test-only kernels (portable emulations of ISA kernels): forced by name, never selected.
+const Q4KernelInfo* q4_emulated_kernel_table(int* count);
+
 // Test hook: E_g of one kernel for given quantized activations a (m x kp, stride lda); out [m][n_groups][np].
 void q4_dot_i32(const Q4KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out);
 

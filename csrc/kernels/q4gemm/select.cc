@@ -29,13 +29,24 @@ const Q4KernelInfo kTable[] = {
 #include "kernels/q4gemm/kernels.inc"
 #undef SLIMNN_KERNEL
 };
+
+// Test-only kernels: portable emulations of ISA kernels, run by name (tests), never by q4_select_kernel.
+const Q4KernelInfo kEmulated[] = {
+    {Q4KernelKind::kQ4WoPanel, kIsaPortable, "qgemm_q4_f32_32x32__amxemu", 32, 2, false,
+     reinterpret_cast<void*>(&qgemm_q4_f32_32x32__amxemu), nullptr, nullptr},
+};
 }  // namespace
 
 const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count); }
 
+const Q4KernelInfo* q4_emulated_kernel_table(int* count) { return table_out(kEmulated, count); }
+
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
-  if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows(true)) kind = Q4KernelKind::kQ4WoPanel;
-  return select_for_rows(kTable, m, isa_mask, [kind](const Q4KernelInfo& k) { return k.kind == kind; });
+  const bool bf16 = (isa_mask & kIsaAmxBf16) && m >= wo_amx_bf16_min_rows();  // opted in (wogemm.h)
+  if (kind == Q4KernelKind::kQ4Wo && (m >= wo_panel_min_rows(true) || bf16)) kind = Q4KernelKind::kQ4WoPanel;
+  return select_for_rows(kTable, m, isa_mask, [kind, m](const Q4KernelInfo& k) {
+    return k.kind == kind && (k.kind != Q4KernelKind::kQ4WoPanel || m >= wo_panel_kernel_min_rows(k.isa));
+  });
 }
 
 }  // namespace slimnn
