@@ -30,13 +30,13 @@ def rank(isa: str) -> int:
 def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
     """The selector's documented rule: among kernels of the best available ISA that has one for this kind
     and M (AMX kernels only from their min_m, the crossover), the GEMV entry for M = 1 if it has one, else
-    its first entry. Weight-only from the measured crossover (_C.wo_panel_min_rows) on: the same rule over
+    its first entry (min_m -1: opt-in and off, never chosen). Weight-only from the measured crossover (_C.wo_panel_min_rows) on: the same rule over
     the panel kernels (kernels/wogemm)."""
     if kind == "q8_weight_only" and m >= _C.wo_panel_min_rows()[0]:
         kind = "q8_weight_only_panel"
-        cands = [e for e in slimnn.kernels() if e["kind"] == kind and e["isa"] in available and m >= e["min_m"]]
+        cands = [e for e in slimnn.kernels() if e["kind"] == kind and e["isa"] in available and 0 <= e["min_m"] <= m]
     else:
-        cands = [e for e in entries(kind) if e["isa"] in available and m >= e["min_m"]]
+        cands = [e for e in entries(kind) if e["isa"] in available and 0 <= e["min_m"] <= m]
     best = max(rank(e["isa"]) for e in cands)
     tier = [e for e in cands if rank(e["isa"]) == best]
     for e in tier:
