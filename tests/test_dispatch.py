@@ -222,7 +222,13 @@ def test_cpu_info():
     assert amx["used"] == ("amx" in slimnn.isa.available())
     assert set(amx["kernels"]) == {e["name"] for e in entries() if e["isa"] == "amx"}
     assert all(v["min_m"] >= 2 for v in amx["kernels"].values())
-    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu"]
+    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu", "qgemm_q8_f32_32x32__amxemu",
+                                       "qgemm_q4_f32_32x32__amxemu"]  # W8A8 AMX-INT8, AMX-BF16 weight-only
+    bf16 = amx["bf16"]
+    assert bf16["detected"] == ("amx_bf16" in slimnn.isa.detected())
+    assert bf16["used"] == ("amx_bf16" in slimnn.isa.available())
+    assert bf16["from_m"] == _C.wo_amx_bf16_min_rows()
+    assert set(bf16["kernels"]) == {e["name"] for e in slimnn.kernels() if e["isa"] == "amx_bf16"}
     if info["amx_permission"] == "refused":
         assert not amx["detected"]
     slimnn.set_num_threads(1)
