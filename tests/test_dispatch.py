@@ -30,13 +30,13 @@ def rank(isa: str) -> int:
 def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
     """The selector's documented rule: among kernels of the best available ISA that has one for this kind
     and M (AMX kernels only from their min_m, the crossover), the GEMV entry for M = 1 if it has one, else
-    its first entry. Weight-only from the measured crossover (_C.wo_panel_min_rows) on: the same rule over
+    its first entry (min_m -1: opt-in and off, never chosen). Weight-only from the measured crossover (_C.wo_panel_min_rows) on: the same rule over
     the panel kernels (kernels/wogemm)."""
     if kind == "q8_weight_only" and m >= _C.wo_panel_min_rows()[0]:
         kind = "q8_weight_only_panel"
-        cands = [e for e in slimnn.kernels() if e["kind"] == kind and e["isa"] in available and m >= e["min_m"]]
+        cands = [e for e in slimnn.kernels() if e["kind"] == kind and e["isa"] in available and 0 <= e["min_m"] <= m]
     else:
-        cands = [e for e in entries(kind) if e["isa"] in available and m >= e["min_m"]]
+        cands = [e for e in entries(kind) if e["isa"] in available and 0 <= e["min_m"] <= m]
     best = max(rank(e["isa"]) for e in cands)
     tier = [e for e in cands if rank(e["isa"]) == best]
     for e in tier:
@@ -47,7 +47,7 @@ def expected_kernel(kind: str, m: int, available: list[str]) -> dict:
 
 def test_isa_names_and_masks():
     assert ORDER == ["portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx",
-                     "neon", "dotprod", "i8mm"]
+                     "amx_bf16", "neon", "dotprod", "i8mm"]
     det, built, avail = slimnn.isa.detected(), slimnn.isa.built(), slimnn.isa.available()
     assert "portable" in det and "portable" in built and "portable" in avail
     assert set(avail) == set(det) & set(built)
@@ -63,6 +63,10 @@ def test_isa_names_and_masks():
         assert "avx2" in det
     if "amx" in det:
         assert "avx512" in det
+    if "amx_bf16" in det:  # AMX-BF16 is only taken on top of AMX-TILE + AMX-INT8 (and the permission)
+        assert "amx" in det
+    if "amx" in built:  # the amx files are compiled with -mamx-bf16 as well
+        assert "amx_bf16" in built
 
 
 @pytest.mark.parametrize("m", [1, 2, 16, 100])
@@ -183,11 +187,12 @@ def test_kernels_table():
     assert ks
     for e in ks:
         assert set(e) == {"name", "kind", "isa", "mr", "nr", "gemv", "available", "min_m"}
-        assert e["min_m"] == 0 or e["isa"] == "amx", e  # only AMX kernels wait for a crossover
+        # only AMX kernels wait for a crossover; the AMX-BF16 weight-only panels are opt-in (-1: off)
+        assert e["min_m"] == 0 or e["isa"] in ("amx", "amx_bf16"), e
         assert e["isa"] in ORDER
         assert e["available"] == (e["isa"] in det)
         # <family>_<wfmt>_<afmt>_<MR>x<NR>__<isa>
-        mt = re.fullmatch(r"qgemm_q8_(u8|f32)_(\d+)x(\d+)__([a-z0-9]+)", e["name"])
+        mt = re.fullmatch(r"qgemm_q8_(u8|f32)_(\d+)x(\d+)__([a-z0-9_]+)", e["name"])
         assert mt, e["name"]
         assert (mt.group(1) == "u8") == (e["kind"] == "q8_dynamic")
         assert (int(mt.group(2)), int(mt.group(3)), mt.group(4)) == (e["mr"], e["nr"], e["isa"])
@@ -217,7 +222,14 @@ def test_cpu_info():
     assert amx["used"] == ("amx" in slimnn.isa.available())
     assert set(amx["kernels"]) == {e["name"] for e in [*entries(), *_C.q4_kernels()] if e["isa"] == "amx"}
     assert all(v["min_m"] >= 2 for v in amx["kernels"].values())
-    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu", "qgemm_q4_u8_32x64__amxemu"]
+    assert amx["emulated_kernels"] == ["qgemm_q8_u8_32x64__amxemu", "qgemm_q8_f32_32x32__amxemu",
+                                       "qgemm_q4_u8_32x64__amxemu", "qgemm_q4_f32_32x32__amxemu"]
+    # W8A8 and W4A8 AMX-INT8, AMX-BF16 weight-only
+    bf16 = amx["bf16"]
+    assert bf16["detected"] == ("amx_bf16" in slimnn.isa.detected())
+    assert bf16["used"] == ("amx_bf16" in slimnn.isa.available())
+    assert bf16["from_m"] == _C.wo_amx_bf16_min_rows()
+    assert set(bf16["kernels"]) == {e["name"] for e in slimnn.kernels() if e["isa"] == "amx_bf16"}
     if info["amx_permission"] == "refused":
         assert not amx["detected"]
     slimnn.set_num_threads(1)

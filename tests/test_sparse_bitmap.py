@@ -321,7 +321,7 @@ def test_isa_forcing_and_selector(g):
         with slimnn.isa.forced(isa):
             for m in (1, 3):
                 name = _C.bitmap_select(m)
-                want = "avx512vbmi2" if isa in ("avx512vbmi2", "amx") else "portable"
+                want = "avx512vbmi2" if isa in ("avx512vbmi2", "amx", "amx_bf16") else "portable"
                 assert name.endswith("__" + want), (isa, name)
                 y, ran = sparse_ops.sparse_linear_with_kernel(x[:m], blob, None, 9)
                 assert ran == name

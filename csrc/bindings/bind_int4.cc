@@ -129,15 +129,13 @@ void bind_int4(py::module_& m) {
         const Q4KernelInfo* ki = q4_kernel_by_name(kernel);
         const Q4View v = q4_view(as_ptr<const uint8_t>(blob), size, false);
         if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q4_linear_forced: bad row count or strides");
-        if (ki->kind == Q4KernelKind::kQ4WoPanel)
-          throw py::value_error("q4_linear_forced: panel kernels run through q4_linear (wo_panel_min_rows)");
         py::gil_scoped_release nogil;
         q4_linear_with(ki, as_ptr<const void>(x), x_bf16, rows, ldx, as_ptr<const float>(in_mul), v,
                        as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads);
       },
       py::arg("kernel"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
       py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"),
-      "Test hook: q4_linear with the named micro-kernel (emulated ones included; ValueError if this CPU lacks its ISA).");
+      "Test hook: q4_linear with the named kernel (emulated ones included; ValueError if this CPU lacks its ISA).");
   def_dot_hook(m, "q4_dot_i32", q4_kernel_by_name, q4_view, q4_dot_i32,
                "out is rows x n_groups x np int32 (E_g); a is rows x kp uint8");
 }

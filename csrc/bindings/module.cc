@@ -37,7 +37,9 @@ const KernelInfo* kernel_by_name(const std::string& name) {
 
 py::dict q8_kernel_row(const KernelInfo& k) {
   py::dict d = kernel_row(k.name, k.isa, kind_name(k.kind), k.mr, k.np * 16, k.gemv);
-  d["min_m"] = kernel_min_rows(k);  // the selector picks it only from this many rows on (AMX: the crossover)
+  // the selector picks it only from this many rows on (AMX: the crossover); -1: opt-in and off (AMX-BF16)
+  const int64_t min_m = kernel_min_rows(k);
+  d["min_m"] = min_m == kWoAmxBf16Off ? int64_t{-1} : min_m;
   return d;
 }
 
@@ -84,6 +86,17 @@ PYBIND11_MODULE(_C, m) {
       py::arg("value") = -1,
       "Rows from which the weight-only ops use the dequantized-panel GEMM (kernels/wogemm). value > 0 sets it "
       "(tests, crossover benchmarks), 0 restores the measured ones, < 0 only reads. Returns the (q8, q4) values in effect.");
+  m.def(
+      "wo_amx_bf16_min_rows",
+      [](int64_t value) {
+        if (value >= 0) set_wo_amx_bf16_min_rows(value);
+        const int64_t v = wo_amx_bf16_min_rows();
+        return v == kWoAmxBf16Off ? int64_t{0} : v;
+      },
+      py::arg("value") = -1,
+      "Rows from which the weight-only ops take the AMX-BF16 panels (bf16 weights and activations, fp32 sums) "
+      "on a CPU with amx_bf16: value > 0 opts in from that M, 0 turns it off (the default; the environment's "
+      "SLIMNN_WO_AMX_BF16=<rows> is read at the first use), < 0 only reads. Returns the value in effect (0: off).");
   m.def("cpu_id", [] {
     const CpuIdInfo i = cpu_id_info();
     py::dict d;

@@ -27,7 +27,7 @@ namespace slimnn {
 namespace {
 
 const char* const kIsaNames[kNumIsas] = {"portable", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512vbmi2", "amx",
-                                         "neon",     "dotprod", "i8mm"};
+                                         "amx_bf16", "neon",    "dotprod", "i8mm"};
 
 struct Detection {
   uint32_t mask = kIsaPortable;
@@ -146,7 +146,6 @@ Detection detect() {
   // The avx512vbmi2 word's kernels also use vpermi2b (AVX512_VBMI) and bzhi (BMI2): every VBMI2 CPU has both.
   const bool avx512vbmi = ecx7 & (1u << 1), bmi2 = ebx7 & (1u << 8);
   const bool amx_bf16 = edx7 & (1u << 22), amx_tile = edx7 & (1u << 24), amx_int8 = edx7 & (1u << 25);
-  (void)amx_bf16;
   const bool avxvnni = eax7_1 & (1u << 4);
   if (os_ymm && avx2 && fma && f16c) d.mask |= kIsaAvx2;
   if ((d.mask & kIsaAvx2) && avxvnni) d.mask |= kIsaAvxVnni;
@@ -157,6 +156,9 @@ Detection detect() {
     d.info.amx_permission_requested = true;
     d.info.amx_permission_granted = request_amx_permission();
     if (d.info.amx_permission_granted) d.mask |= kIsaAmx;
+    // amx_bf16 (tdpbf16ps) on top of amx: same tile state and permission; every AMX-BF16 CPU so far
+    // (Sapphire Rapids and newer) also has AMX-INT8, and the words are ordered, so it implies amx.
+    if ((d.mask & kIsaAmx) && amx_bf16) d.mask |= kIsaAmxBf16;
   }
 #endif
 #if defined(SLIMNN_ARM64)
@@ -224,7 +226,7 @@ uint32_t built_isa_mask() {
   m |= kIsaI8mm;
 #endif
 #if defined(SLIMNN_BUILT_AMX)
-  m |= kIsaAmx;
+  m |= kIsaAmx | kIsaAmxBf16;  // the amx files are compiled with -mamx-bf16 too (cmake/isa_flags.cmake)
 #endif
   return m;
 }

@@ -18,14 +18,15 @@ enum Isa : uint32_t {
   kIsaAvx512Vnni = 1u << 4,  // AVX-512 VNNI
   kIsaAvx512Vbmi2 = 1u << 5, // AVX-512 VNNI + VBMI2 (byte compress/expand: the bitmap sparse kernels)
   kIsaAmx = 1u << 6,         // AMX-TILE + AMX-INT8 (+ permission granted)
+  kIsaAmxBf16 = 1u << 7,     // + AMX-BF16 (tdpbf16ps): CPUID.(7,0):EDX[22] beside the amx conditions
   // aarch64 (Linux getauxval; macOS sysctlbyname). Above every x86 word, so forcing an x86 word on Arm, or
   // an Arm word on x86, leaves what that CPU has below it; each Arm word implies the ones under it.
-  kIsaNeon = 1u << 7,        // Advanced SIMD (asimd) with fp32 FMA: the aarch64 floor
-  kIsaDotprod = 1u << 8,     // + SDOT/UDOT (asimddp, Armv8.2 FEAT_DotProd)
-  kIsaI8mm = 1u << 9,        // + SMMLA/UMMLA/USMMLA and USDOT (FEAT_I8MM)
+  kIsaNeon = 1u << 8,        // Advanced SIMD (asimd) with fp32 FMA: the aarch64 floor
+  kIsaDotprod = 1u << 9,     // + SDOT/UDOT (asimddp, Armv8.2 FEAT_DotProd)
+  kIsaI8mm = 1u << 10,       // + SMMLA/UMMLA/USMMLA and USDOT (FEAT_I8MM)
 };
 
-constexpr int kNumIsas = 10;
+constexpr int kNumIsas = 11;
 const char* isa_name(uint32_t single_bit);
 // Parses one word of the closed list; returns 0 for an unknown word.
 uint32_t isa_from_name(const std::string& name);

@@ -56,18 +56,18 @@ def q4_dot_i32(kernel: str, a: int, rows: int, lda: int, blob: int, size: int, o
     """out is rows x n_groups x np int32 (E_g); a is rows x kp uint8"""
 def q4_header(blob: int, size: int, full_check: bool) -> tuple[int, int, int, int, int, int, int, int]:
     """Validates a q4 blob; returns (n, k, group_size, n_groups, np, kp, scale_dtype, zero_mode)."""
+def q4_emulated_kernels() -> list[dict[str, object]]:
+    """Test-only q4 kernels (portable emulations of ISA kernels): forced by name, never selected."""
 def q4_kernels() -> list[dict[str, object]]: ...
 def q4_linear(
     kind: str, x: int, x_bf16: bool, rows: int, ldx: int, in_mul: int, blob: int, size: int, bias: int, y: int,
     ldy: int, nthreads: int,
 ) -> str: ...
-def q4_emulated_kernels() -> list[dict[str, object]]:
-    """Test-only kernels (portable emulations of ISA kernels): forced by name, never selected."""
 def q4_linear_forced(
     kernel: str, x: int, x_bf16: bool, rows: int, ldx: int, in_mul: int, blob: int, size: int, bias: int, y: int,
     ldy: int, nthreads: int,
 ) -> None:
-    """Test hook: q4_linear with the named micro-kernel (emulated ones included; ValueError if this CPU lacks its ISA)."""
+    """Test hook: q4_linear with the named kernel (emulated ones included; ValueError if this CPU lacks its ISA)."""
 def q4_pack(
     codes: int, scales: int, zeros: int, fzeros: int, n: int, k: int, group_size: int, scale_dtype: int,
     out: int, out_size: int,
@@ -148,4 +148,5 @@ def conv_quant_params(x: int, count: int) -> tuple[bool, float, int]: ...
 def conv_quantize_u8(x: int, count: int, inv: float, zp: int, q: int) -> str: ...
 
 def embed_gather(fmt: str, blob: int, size: int, ids: int, n_ids: int, out: int, out_numel: int, nthreads: int) -> int: ...
+def wo_amx_bf16_min_rows(value: int = -1) -> int: ...
 def wo_panel_min_rows(value: int = -1) -> tuple[int, int]: ...

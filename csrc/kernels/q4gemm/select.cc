@@ -38,6 +38,8 @@ const Q4KernelInfo kTable[] = {
 const Q4KernelInfo kEmulated[] = {
     {Q4KernelKind::kQ4Dyn, kIsaPortable, "qgemm_q4_u8_32x64__amxemu", 32, 4, false,
      reinterpret_cast<void*>(&qgemm_q4_u8_32x64__amxemu), &qgemm_q4_u8_32x64__amxemu_dot, &quantize_row_u8__portable},
+    {Q4KernelKind::kQ4WoPanel, kIsaPortable, "qgemm_q4_f32_32x32__amxemu", 32, 2, false,
+     reinterpret_cast<void*>(&qgemm_q4_f32_32x32__amxemu), nullptr, nullptr},
 };
 
 // The W4A8 AMX crossover: the AMX kernel is chosen from this many rows on, below it the best other ISA's.
@@ -52,10 +54,14 @@ const Q4KernelInfo* q4_kernel_table(int* count) { return table_out(kTable, count
 
 const Q4KernelInfo* q4_emulated_kernel_table(int* count) { return table_out(kEmulated, count); }
 
-int64_t q4_kernel_min_rows(const Q4KernelInfo& k) { return k.isa == kIsaAmx ? kQ4AmxMinRows : 0; }
+int64_t q4_kernel_min_rows(const Q4KernelInfo& k) {
+  if (k.kind == Q4KernelKind::kQ4WoPanel) return wo_panel_kernel_min_rows(k.isa);  // AMX-BF16: opt-in (wogemm.h)
+  return k.isa == kIsaAmx ? kQ4AmxMinRows : 0;
+}
 
 const Q4KernelInfo* q4_select_kernel(Q4KernelKind kind, int64_t m, uint32_t isa_mask) {
-  if (kind == Q4KernelKind::kQ4Wo && m >= wo_panel_min_rows(true)) kind = Q4KernelKind::kQ4WoPanel;
+  const bool bf16 = (isa_mask & kIsaAmxBf16) && m >= wo_amx_bf16_min_rows();  // opted in (wogemm.h)
+  if (kind == Q4KernelKind::kQ4Wo && (m >= wo_panel_min_rows(true) || bf16)) kind = Q4KernelKind::kQ4WoPanel;
   return select_for_rows(kTable, m, isa_mask,
                          [kind, m](const Q4KernelInfo& k) { return k.kind == kind && m >= q4_kernel_min_rows(k); });
 }

@@ -35,6 +35,8 @@ const KernelInfo kTable[] = {
 const KernelInfo kEmulated[] = {
     {KernelKind::kQ8Dyn, kIsaPortable, "qgemm_q8_u8_32x64__amxemu", 32, 4, false,
      reinterpret_cast<void*>(&qgemm_q8_u8_32x64__amxemu), &qgemm_q8_u8_32x64__amxemu_dot, &quantize_row_u8__portable},
+    {KernelKind::kQ8WoPanel, kIsaPortable, "qgemm_q8_f32_32x32__amxemu", 32, 2, false,
+     reinterpret_cast<void*>(&qgemm_q8_f32_32x32__amxemu), nullptr, nullptr},
 };
 
 // The AMX crossover: AMX kernels are chosen from this many rows on, below it the best other ISA's.
@@ -51,7 +53,10 @@ const KernelInfo* kernel_table(int* count) { return table_out(kTable, count); }
 
 const KernelInfo* emulated_kernel_table(int* count) { return table_out(kEmulated, count); }
 
-int64_t kernel_min_rows(const KernelInfo& k) { return k.isa == kIsaAmx ? kAmxMinRows : 0; }
+int64_t kernel_min_rows(const KernelInfo& k) {
+  if (k.kind == KernelKind::kQ8WoPanel) return wo_panel_kernel_min_rows(k.isa);  // AMX-BF16: opt-in (wogemm.h)
+  return k.isa == kIsaAmx ? kAmxMinRows : 0;
+}
 
 const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
   return select_for_rows(kTable, m, isa_mask,
@@ -59,7 +64,9 @@ const KernelInfo* select_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
 }
 
 const KernelInfo* select_linear_kernel(KernelKind kind, int64_t m, uint32_t isa_mask) {
-  if (kind == KernelKind::kQ8Wo && m >= wo_panel_min_rows(false)) kind = KernelKind::kQ8WoPanel;
+  // The AMX-BF16 panels, once opted in, take the panel path from their own row count on.
+  const bool bf16 = (isa_mask & kIsaAmxBf16) && m >= wo_amx_bf16_min_rows();
+  if (kind == KernelKind::kQ8Wo && (m >= wo_panel_min_rows(false) || bf16)) kind = KernelKind::kQ8WoPanel;
   return select_kernel(kind, m, isa_mask);
 }
 

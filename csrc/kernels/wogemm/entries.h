@@ -21,7 +21,9 @@
 #define SLIMNN_WO_IF_avx512(kind, name)
 #endif
 #define SLIMNN_WO_IF_avx512vnni(kind, name)
+#ifndef SLIMNN_WO_IF_amx
 #define SLIMNN_WO_IF_amx(kind, name)
+#endif
 #define SLIMNN_WO_IF_neon(kind, name)
 #define SLIMNN_WO_IF_dotprod(kind, name)
 #define SLIMNN_WO_IF_i8mm(kind, name)

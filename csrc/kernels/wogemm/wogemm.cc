@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 
 #include "common/cache.h"
+#include "common/isa.h"
 #include "common/scratch.h"
 #include "common/threadpool.h"
 #include "kernels/act/act.h"
@@ -126,6 +128,28 @@ int64_t wo_panel_min_rows(bool q4) {
 }
 
 void set_wo_panel_min_rows(int64_t v) { g_min_rows.store(std::max<int64_t>(0, v), std::memory_order_relaxed); }
+
+namespace {
+int64_t amx_bf16_from_env() {
+  const char* env = std::getenv("SLIMNN_WO_AMX_BF16");
+  if (env == nullptr || *env == '\0') return kWoAmxBf16Off;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  return (*end == '\0' && v > 0) ? static_cast<int64_t>(v) : kWoAmxBf16Off;  // 0, junk: off
+}
+std::atomic<int64_t>& amx_bf16_rows() {
+  static std::atomic<int64_t> v{amx_bf16_from_env()};
+  return v;
+}
+}  // namespace
+
+int64_t wo_amx_bf16_min_rows() { return amx_bf16_rows().load(std::memory_order_relaxed); }
+
+void set_wo_amx_bf16_min_rows(int64_t v) {
+  amx_bf16_rows().store(v > 0 ? v : kWoAmxBf16Off, std::memory_order_relaxed);
+}
+
+int64_t wo_panel_kernel_min_rows(uint32_t isa) { return isa == kIsaAmxBf16 ? wo_amx_bf16_min_rows() : 0; }
 
 void wo_panel_q8(Q8WoPanelFn fn, int mr, int nr, const Q8View& w, const float* x, int64_t m, int64_t ldx,
                  const float* bias, float* y, int64_t ldy, int nthreads, const ActInfo* ak, int act) {

@@ -51,6 +51,18 @@ using Q4WoPanelFn = void (*)(const Q4View& w, const WoPanelTask& t);
 int64_t wo_panel_min_rows(bool q4);
 void set_wo_panel_min_rows(int64_t v);
 
+// The AMX-BF16 panel kernels (amx_bf16.h: weights and activations rounded to bf16, tdpbf16ps, fp32 sums)
+// are opt-in: they are selected only from wo_amx_bf16_min_rows() rows on, where the CPU has amx_bf16 (and it
+// is not forced below it). Off by default (returns kWoAmxBf16Off): its crossover against the fp32 panel path
+// is NOT MEASURED (no AMX machine so far) and it changes the numbers (bf16 rounding, docs/amx.md). Switched on
+// by SLIMNN_WO_AMX_BF16=<rows> in the environment (read once, at the first call) or
+// set_wo_amx_bf16_min_rows(rows > 0); set_wo_amx_bf16_min_rows(0) turns it off again. Process-wide, atomic.
+constexpr int64_t kWoAmxBf16Off = INT64_MAX;
+int64_t wo_amx_bf16_min_rows();
+void set_wo_amx_bf16_min_rows(int64_t v);
+// Rows from which a weight-only panel entry of ISA `isa` may be selected (0 but for the AMX-BF16 ones).
+int64_t wo_panel_kernel_min_rows(uint32_t isa);
+
 // The threaded drivers: x is M x K fp32 with row stride ldx (the callers stage bf16 / column factors).
 void wo_panel_q8(Q8WoPanelFn fn, int mr, int nr, const Q8View& w, const float* x, int64_t m, int64_t ldx,
                  const float* bias, float* y, int64_t ldy, int nthreads, const ActInfo* ak, int act);
@@ -60,5 +72,9 @@ void wo_panel_q4(Q4WoPanelFn fn, int mr, int nr, const Q4View& w, const float* x
 // The portable kernels (ref.cc), always built; the ISA ones are declared by the kernels.inc expansions.
 void qgemm_q8_f32_4x16__portable(const Q8View& w, const WoPanelTask& t);
 void qgemm_q4_f32_4x16__portable(const Q4View& w, const WoPanelTask& t);
+// Test-only: the AMX-BF16 kernels' emulated twins (amx_emu.cc: amx_bf16.h over the portable tile emulation),
+// listed in the emulated tables of qgemm / q4gemm, forced by name, never selected.
+void qgemm_q8_f32_32x32__amxemu(const Q8View& w, const WoPanelTask& t);
+void qgemm_q4_f32_32x32__amxemu(const Q4View& w, const WoPanelTask& t);
 
 }  // namespace slimnn

@@ -47,7 +47,7 @@ def isa_words(info: dict[str, Any]) -> str:
     """Which CPU features slimnn's kernels use on this machine, in words (AVX-512 VNNI, AMX, ...), so that
     figures from different machines are not compared blindly."""
     names = {"avx2": "AVX2", "avx512": "AVX-512", "avx512vnni": "AVX-512 VNNI", "avx512vbmi2": "AVX-512 VBMI2",
-             "avxvnni": "AVX-VNNI", "amx": "AMX", "portable": "portable C++"}
+             "avxvnni": "AVX-VNNI", "amx": "AMX", "amx_bf16": "AMX-BF16", "portable": "portable C++"}
     avail = [n for n in info.get("isa_available", []) if n != "portable"]
     used = ", ".join(names.get(n, n) for n in avail) or "portable C++ only (no SIMD path)"
     vnni = any("vnni" in n for n in avail)

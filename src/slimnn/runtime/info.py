@@ -28,6 +28,14 @@ def _amx_info() -> dict[str, Any]:
         "used": "amx" in isa.available(),
         "kernels": {e["name"]: {"min_m": e["min_m"]} for e in amx},
         "emulated_kernels": [e["name"] for e in [*_C.q8_emulated_kernels(), *_C.q4_emulated_kernels()]],
+        # AMX-BF16 weight-only panels: opt-in (SLIMNN_WO_AMX_BF16=<rows> or _C.wo_amx_bf16_min_rows(rows)),
+        # from_m 0 = off; crossover unmeasured (docs/amx.md)
+        "bf16": {
+            "detected": "amx_bf16" in isa.detected(),
+            "used": "amx_bf16" in isa.available(),
+            "from_m": _C.wo_amx_bf16_min_rows(),
+            "kernels": [e["name"] for e in [*_C.kernels(), *_C.q4_kernels()] if e["isa"] == "amx_bf16"],
+        },
     }
 
 

@@ -1,7 +1,7 @@
 """Instruction-set paths: what this CPU offers, and forcing a lower path for tests and bug reports.
 
 The ISA words, lowest to highest: ``portable``, ``avx2``, ``avxvnni``, ``avx512``, ``avx512vnni``,
-``amx``, then on aarch64 ``neon``, ``dotprod`` (SDOT/UDOT), ``i8mm`` (SMMLA/USMMLA). The environment variable ``SLIMNN_ISA`` (read once, at import of the extension) and
+``amx`` (AMX-TILE + AMX-INT8), ``amx_bf16`` (+ AMX-BF16), then on aarch64 ``neon``, ``dotprod`` (SDOT/UDOT), ``i8mm`` (SMMLA/USMMLA). The environment variable ``SLIMNN_ISA`` (read once, at import of the extension) and
 :func:`force` set a ceiling; both can only lower the choice, never enable what the CPU lacks. An unknown
 word in ``SLIMNN_ISA`` makes ``import slimnn`` raise ``ValueError``.
 """
