@@ -18,8 +18,8 @@ hits all of them alike. The peers are what a user of torch would otherwise run: 
 this torch lists (qnnpack on Arm builds; fbgemm/onednn/x86 on x86). Each implementation's output is
 checked once against float64 math before timing, so a fast wrong kernel fails instead of printing a ratio.
 Also printed: slimnn.cpu_info()'s ISA line and the kernel each slimnn layer ran, so a table says which
-path it measured. Under qemu (scripts/arm_check.sh does not run this; see docs/arm.md) the ratios mean
-nothing: emulation speed is not hardware speed.
+path it measured. scripts/arm_bench_qemu.sh runs it under qemu-aarch64 on x86-64 as a smoke test (docs/arm.md,
+Benchmark under qemu); there the ratios mean nothing: emulation speed is not hardware speed.
 """
 
 from __future__ import annotations
