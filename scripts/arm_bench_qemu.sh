@@ -81,7 +81,9 @@ for cpu in $cpus; do
   (cd /tmp && "${py[@]}" "$repo/bench/tables/arm_peers.py" --quick --torch-engines qnnpack) ||
     { echo "arm_bench_qemu.sh: FAILED: arm_peers.py under -cpu $cpu" >&2; exit 1; }
   echo "   (-cpu $cpu: benchmark took $(($(date +%s) - t0)) s wall)"
-  if [ -n "$tests" ]; then
+  # The tests only under -cpu max: under cortex-a53 (Armv8.0) torch's own float64 matmul (the tests'
+  # reference) dies with SIGILL, torch alone in the stack. test_isas_agree forces neon and dotprod there.
+  if [ -n "$tests" ] && [ "$cpu" = max ]; then
     echo "== -cpu $cpu: pytest $tests"
     t0=$(date +%s)
     # -p no:cacheprovider: nothing written into the tree; the wheel's slimnn (not src/) is on the path.
