@@ -54,7 +54,8 @@ TC
 echo "== pip wheel's backend (scikit-build-core) in the aarch64 python, cross-compiling"
 mkdir -p "$out"
 CMAKE_ARGS="-DCMAKE_TOOLCHAIN_FILE=$tmp/toolchain.cmake -DSLIMNN_WERROR=ON -DPython_EXECUTABLE=/usr/bin/python3.11 \
--DPython_INCLUDE_DIR=$root/usr/include/python3.11 -DPython_SOABI=cpython-311-aarch64-linux-gnu" \
+-DPython_INCLUDE_DIR=$root/usr/include/python3.11 -DPython_SOABI=cpython-311-aarch64-linux-gnu \
+-DPYTHON_MODULE_EXTENSION=.cpython-311-aarch64-linux-gnu.so -DPYTHON_MODULE_DEBUG_POSTFIX= -DPYTHON_IS_DEBUG=OFF" \
 CMAKE_BUILD_PARALLEL_LEVEL=${SLIMNN_ARM_JOBS:-2} PYTHONPATH="$tmp/site" \
   "${py[@]}" -c "import scikit_build_core.build as b; print(b.build_wheel('$out', {'build-dir': '$tmp/build'}))" \
   > "$tmp/log" 2>&1 || { tail -n 40 "$tmp/log"; echo "arm_wheel.sh: FAILED: wheel build" >&2; exit 1; }
@@ -63,6 +64,9 @@ echo "   $(basename "$whl")"
 mkdir -p "$tmp/unz"
 python3 -m zipfile -e "$whl" "$tmp/unz"
 so=$(ls "$tmp"/unz/slimnn/_C*.so)
+# pybind11 takes the module suffix from the interpreter CMake ran (the host's x86-64 one) unless told; an
+# aarch64 Python imports only _C.cpython-311-aarch64-linux-gnu.so (or _C.abi3.so / _C.so).
+case "$so" in */_C.cpython-311-aarch64-linux-gnu.so) ;; *) echo "arm_wheel.sh: wrong module name $so" >&2; exit 1;; esac
 aarch64-linux-gnu-readelf -h "$so" | grep -q AArch64 || { echo "arm_wheel.sh: $so is not aarch64" >&2; exit 1; }
 echo "== the wheel's extension imported by the aarch64 python (torch is not needed to load _C)"
 for cpu in max cortex-a53; do

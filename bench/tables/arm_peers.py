@@ -18,8 +18,8 @@ hits all of them alike. The peers are what a user of torch would otherwise run: 
 this torch lists (qnnpack on Arm builds; fbgemm/onednn/x86 on x86). Each implementation's output is
 checked once against float64 math before timing, so a fast wrong kernel fails instead of printing a ratio.
 Also printed: slimnn.cpu_info()'s ISA line and the kernel each slimnn layer ran, so a table says which
-path it measured. Under qemu (scripts/arm_check.sh does not run this; see docs/arm.md) the ratios mean
-nothing: emulation speed is not hardware speed.
+path it measured. scripts/arm_bench_qemu.sh runs it under qemu-aarch64 on x86-64 as a smoke test (docs/arm.md,
+Benchmark under qemu); there the ratios mean nothing: emulation speed is not hardware speed.
 """
 
 from __future__ import annotations
@@ -51,13 +51,34 @@ def torch_int8(linear: nn.Linear, engine: str) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8)[0]
 
 
+_ENGINES: list[str] | None = None
+_ONLY_ENGINES: list[str] | None = None  # --torch-engines
+
+
+def int8_engines() -> list[str]:
+    """The quantized engines this torch lists that can actually pack a dynamic int8 linear here, probed once on
+    a small layer. torch's aarch64 wheels list x86/fbgemm too, whose packing raises ("unknown architecure")
+    on Arm; such an engine is reported and left out instead of ending the run."""
+    global _ENGINES
+    if _ENGINES is None:
+        _ENGINES = []
+        for e in torch.backends.quantized.supported_engines:
+            if e == "none" or (_ONLY_ENGINES is not None and e not in _ONLY_ENGINES):
+                continue
+            try:
+                torch_int8(nn.Linear(8, 8), e)
+                _ENGINES.append(e)
+            except RuntimeError as err:
+                print(f"# torch engine {e} listed but unusable here ({str(err).splitlines()[0]}): left out")
+    return _ENGINES
+
+
 def impls(linear: nn.Linear) -> dict[str, tuple[str, object, object]]:
     """name -> (kind, module or function, engine to select before calling)."""
     w, b = linear.weight.detach(), linear.bias.detach()
     out = {"torch_fp32": ("fp32", lambda x: F.linear(x, w, b), None)}
-    for e in torch.backends.quantized.supported_engines:
-        if e != "none":
-            out[f"torch_int8_{e}"] = ("int8", torch_int8(linear, e), e)
+    for e in int8_engines():
+        out[f"torch_int8_{e}"] = ("int8", torch_int8(linear, e), e)
     out["slimnn_int8_dynamic"] = ("int8", slimnn.nn.Int8Linear.from_linear(linear, slimnn.Int8Config(mode="dynamic")), None)
     out["slimnn_int8_weight_only"] = ("int8", slimnn.nn.Int8Linear.from_linear(linear, slimnn.Int8Config(mode="weight_only")), None)
     for mode in ("dynamic", "weight_only"):
@@ -95,9 +116,8 @@ def linear_peers(w: torch.Tensor, b: torch.Tensor) -> dict:
         lin.weight.copy_(w)
         lin.bias.copy_(b)
     out = {"torch_fp32": ("fp32", lambda x: F.linear(x, w, b), None)}
-    for e in torch.backends.quantized.supported_engines:
-        if e != "none":
-            out[f"torch_int8_{e}"] = ("int8", torch_int8(lin, e), e)
+    for e in int8_engines():
+        out[f"torch_int8_{e}"] = ("int8", torch_int8(lin, e), e)
     return out
 
 
@@ -122,10 +142,9 @@ def family_cases(k: int, n: int) -> list[tuple[str, dict, object]]:
     cases.append((f"lowrank r={r}", impls, lambda x: x.double() @ (u.double() @ v.double()).t() + b.double()))
     w = lin.weight.detach()
     impls = {"torch_fp32": ("fp32", lambda x: F.gelu(F.linear(x, w, b)), None)}
-    for e in torch.backends.quantized.supported_engines:
-        if e != "none":
-            q = torch_int8(lin, e)
-            impls[f"torch_int8_{e}"] = ("int8", lambda x, q=q: F.gelu(q(x)), e)
+    for e in int8_engines():
+        q = torch_int8(lin, e)
+        impls[f"torch_int8_{e}"] = ("int8", lambda x, q=q: F.gelu(q(x)), e)
     impls["slimnn_int8_gelu_fused"] = ("int8", slimnn.nn.Int8Linear.from_linear(lin, activation="gelu"), None)
     cases.append(("linear+gelu", impls, lambda x: F.gelu(x.double() @ w.double().t() + b.double())))
     return cases
@@ -169,8 +188,12 @@ def main() -> None:
     ap.add_argument("--m", nargs="*", type=int, default=[1, 16, 128])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="one 256x512 layer, M in {1, 5}, 2 reps")
+    ap.add_argument("--torch-engines", nargs="*", default=None,
+                    help="torch quantized engines to compare with (default: every usable one this torch lists)")
     ap.add_argument("--families-only", action="store_true", help="only the sparse/low-rank/act/attention/conv table")
     args = ap.parse_args()
+    global _ONLY_ENGINES
+    _ONLY_ENGINES = args.torch_engines
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes] if args.shapes else SHAPES
     ms, reps = args.m, args.reps
     if args.quick:
