@@ -199,7 +199,9 @@ def test_dispatch_and_listing():
     picked = {_C.q4_select_kernel(mode, m) for mode in ("q4_dynamic", "q4_weight_only") for m in (0, 1, 4, 16, 32, 1000)}
     assert EMU not in picked
     assert [(e["name"], e["emulated"], e["available"], e["isa"]) for e in _C.q4_emulated_kernels()] == [
-        (EMU, True, True, "portable")]
+        (EMU, True, True, "portable"),
+        ("qgemm_q4_f32_32x32__amxemu", True, True, "portable"),  # the AMX-BF16 weight-only twin (test_wogemm_amx)
+    ]
     with pytest.raises(ValueError, match="unknown q4 kernel"):
         forced("qgemm_q4_u8_32x64__nope", torch.zeros(2, 8), weights(3, 8, None, "sym")[3], None, 3)
     amx = by_name().get(AMX)
