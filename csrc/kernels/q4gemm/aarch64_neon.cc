@@ -90,4 +90,19 @@ void qgemm_q4_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, co
   q4_neon::by_rows(mr, [&](auto r) { q4_neon::wo<decltype(r)::value>(mr, x, ldx, w, kp, e); });
 }
 
+namespace q4_fz_neon {
+namespace {
+#include "common/simd/arm_neon.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_neon
+
+void q4_fz_group_sums__neon(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
+  q4_fz_neon::fz_group_sums(x, k, gs, ng, out);
+}
+void q4_fz_offset_panel__neon(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
+                             int nc) {
+  q4_fz_neon::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
+}
+
 }  // namespace slimnn

@@ -161,4 +161,19 @@ void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
 #undef SLIMNN_X86_KERNELS
 #undef SLIMNN_X86_ISA
 
+namespace q4_fz_avx2 {
+namespace {
+#include "common/simd/x86_avx2.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_avx2
+
+void q4_fz_group_sums__avx2(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
+  q4_fz_avx2::fz_group_sums(x, k, gs, ng, out);
+}
+void q4_fz_offset_panel__avx2(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
+                             int nc) {
+  q4_fz_avx2::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
+}
+
 }  // namespace slimnn

@@ -76,4 +76,19 @@ __attribute__((flatten)) void wo(const float* x, int64_t ldx, const uint8_t* w, 
 #undef SLIMNN_X86_KERNELS
 #undef SLIMNN_X86_ISA
 
+namespace q4_fz_avx512 {
+namespace {
+#include "common/simd/x86_avx512.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_avx512
+
+void q4_fz_group_sums__avx512(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
+  q4_fz_avx512::fz_group_sums(x, k, gs, ng, out);
+}
+void q4_fz_offset_panel__avx512(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
+                             int nc) {
+  q4_fz_avx512::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
+}
+
 }  // namespace slimnn
