@@ -97,12 +97,6 @@ namespace {
 }  // namespace
 }  // namespace q4_fz_neon
 
-void q4_fz_group_sums__neon(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
-  q4_fz_neon::fz_group_sums(x, k, gs, ng, out);
-}
-void q4_fz_offset_panel__neon(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
-                             int nc) {
-  q4_fz_neon::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
-}
+SLIMNN_Q4_FZ_ENTRIES(neon, q4_fz_neon)
 
 }  // namespace slimnn

@@ -99,6 +99,15 @@ SLIMNN_Q4_FZ_DECL(avx2)
 SLIMNN_Q4_FZ_DECL(avx512)
 SLIMNN_Q4_FZ_DECL(neon)
 #undef SLIMNN_Q4_FZ_DECL
+// Defines one ISA's two entries over its namespace ns holding fz_term.h.
+#define SLIMNN_Q4_FZ_ENTRIES(isa, ns)                                                                       \
+  void q4_fz_group_sums__##isa(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {            \
+    ns::fz_group_sums(x, k, gs, ng, out);                                                                    \
+  }                                                                                                          \
+  void q4_fz_offset_panel__##isa(const float* off, int64_t ng, const float* xsum, int64_t m, float* y,      \
+                                 int64_t ldy, int nc) {                                                      \
+    ns::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);                                                       \
+  }
 
 // Test hook: E_g of one kernel for given quantized activations a (m x kp, stride lda); out [m][n_groups][np].
 void q4_dot_i32(const Q4KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out);

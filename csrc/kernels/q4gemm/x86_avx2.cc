@@ -168,12 +168,6 @@ namespace {
 }  // namespace
 }  // namespace q4_fz_avx2
 
-void q4_fz_group_sums__avx2(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
-  q4_fz_avx2::fz_group_sums(x, k, gs, ng, out);
-}
-void q4_fz_offset_panel__avx2(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
-                             int nc) {
-  q4_fz_avx2::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
-}
+SLIMNN_Q4_FZ_ENTRIES(avx2, q4_fz_avx2)
 
 }  // namespace slimnn

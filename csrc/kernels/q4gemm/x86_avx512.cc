@@ -83,12 +83,6 @@ namespace {
 }  // namespace
 }  // namespace q4_fz_avx512
 
-void q4_fz_group_sums__avx512(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
-  q4_fz_avx512::fz_group_sums(x, k, gs, ng, out);
-}
-void q4_fz_offset_panel__avx512(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
-                             int nc) {
-  q4_fz_avx512::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);
-}
+SLIMNN_Q4_FZ_ENTRIES(avx512, q4_fz_avx512)
 
 }  // namespace slimnn
