@@ -90,6 +90,12 @@ class Int4Config:
         ``lm_head``, and the embedding tied to it) are converted to int8 (``Int8Config(mode=...)``, per
         channel) instead of int4, as llama.cpp keeps its output tensor at 6-8 bits in its Q4 files: the head
         is the most sensitive layer of a small LM. ``False``: every Linear int4.
+    importance: ``scale_search`` only: per-element weights of the searched squared error, without data:
+        ``"none"``, ``"rms_abs"`` (rms of the group + |w|, llama.cpp's make_qkx2_quants) or ``"square"``
+        (w ** 2) (:func:`slimnn.math.quantize.int4_importance`).
+    int8_fraction: a size budget, without data: up to this fraction of the (non-head) Linear weights is kept
+        at int8 per channel, the layers with the most int4 weight error (relative, times 2 in the first and
+        last eighth of the layers in module order) first. 0 (default): every such Linear int4.
     """
 
     group_size: Optional[int] = 64
@@ -109,6 +115,8 @@ class Int4Config:
     scale_search: bool = False
     float_zeros: bool = False
     head_int8: bool = True
+    importance: str = "none"
+    int8_fraction: float = 0.0
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -141,6 +149,11 @@ class Int4Config:
                 raise ValueError(f"Int4Config.{name} must be a positive int, got {v!r}")
         if self.float_zeros and self.symmetric:
             raise ValueError("Int4Config.float_zeros needs symmetric=False (symmetric groups have no zero points)")
+        if self.importance not in ("none", "rms_abs", "square"):
+            raise ValueError(f"Int4Config.importance must be 'none', 'rms_abs' or 'square', got {self.importance!r}")
+        f = self.int8_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
+            raise ValueError(f"Int4Config.int8_fraction must be a number in [0, 1], got {f!r}")
         if self.float_zeros and self.method != "rtn":
             raise ValueError(f"Int4Config.float_zeros is implemented for method='rtn' only, got {self.method!r}")
         _check_version(self)

@@ -90,4 +90,13 @@ void qgemm_q4_f32_4x16__neon(int mr, int panels, const float* x, int64_t ldx, co
   q4_neon::by_rows(mr, [&](auto r) { q4_neon::wo<decltype(r)::value>(mr, x, ldx, w, kp, e); });
 }
 
+namespace q4_fz_neon {
+namespace {
+#include "common/simd/arm_neon.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_neon
+
+SLIMNN_Q4_FZ_ENTRIES(neon, q4_fz_neon)
+
 }  // namespace slimnn

@@ -58,22 +58,46 @@ void group_sums(const T* a, int64_t end, int64_t gs, int64_t ng, S* out) {
   }
 }
 
+struct FzFns {
+  Q4FzGroupSums sums;
+  Q4FzOffsetPanel panel;
+};
+
+// The float-zero helpers of the best ISA in isa_mask (the kernels' mask, so a forced portable path stays portable).
+FzFns fz_fns(uint32_t isa_mask) {
+#if defined(SLIMNN_BUILT_AVX512)
+  if (isa_mask & kIsaAvx512) return {&q4_fz_group_sums__avx512, &q4_fz_offset_panel__avx512};
+#endif
+#if defined(SLIMNN_BUILT_AVX2)
+  if (isa_mask & kIsaAvx2) return {&q4_fz_group_sums__avx2, &q4_fz_offset_panel__avx2};
+#endif
+#if defined(SLIMNN_BUILT_NEON)
+  if (isa_mask & kIsaNeon) return {&q4_fz_group_sums__neon, &q4_fz_offset_panel__neon};
+#endif
+  (void)isa_mask;
+  return {&q4_fz_group_sums__portable, &q4_fz_offset_panel__portable};
+}
+
+// The vector ISAs a kernel of ISA `isa` may use (its own and the ones every CPU with it has): the float-zero
+// helpers follow the kernel, so a forced or emulated portable kernel keeps the portable helpers.
+uint32_t vector_isas_of(uint32_t isa) {
+  constexpr uint32_t avx512_family = kIsaAvx512 | kIsaAvx512Vnni | kIsaAvx512Vbmi2 | kIsaAmx | kIsaAmxBf16;
+  if (isa & avx512_family) return kIsaAvx512 | kIsaAvx2;
+  if (isa & (kIsaAvx2 | kIsaAvxVnni)) return kIsaAvx2;
+  if (isa & (kIsaNeon | kIsaDotprod | kIsaI8mm)) return kIsaNeon;
+  return kIsaPortable;
+}
+
 // Float zero points (zero mode 2): the kernels computed x . s (u - 8); add
-// sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32), per panel
-// of 16 columns. Portable: ISA-independent, so every kernel path gets it.
-void add_offset_term(const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy, int nthreads) {
+// sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32), one task per
+// panel of 16 columns.
+void add_offset_term(const FzFns& fz, const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy,
+                     int nthreads) {
   const int64_t ng = w.n_groups, panels = w.np / 16;
   auto task = [&](int64_t p) {
-    const float* off = w.offsets + q4_sz_index(0, p * 16, ng);
-    const int64_t n0 = p * 16, nc = std::min<int64_t>(16, w.n - n0);
-    for (int64_t r = 0; r < m; ++r) {
-      float acc[16] = {0};
-      const float* xs = xsum + r * ng;
-      for (int64_t g = 0; g < ng; ++g)
-        for (int64_t c = 0; c < 16; ++c) acc[c] += off[g * 16 + c] * xs[g];
-      float* yr = y + r * ldy + n0;
-      for (int64_t c = 0; c < nc; ++c) yr[c] += acc[c];
-    }
+    const int64_t n0 = p * 16;
+    fz.panel(w.offsets + q4_sz_index(0, n0, ng), ng, xsum, m, y + n0, ldy,
+             static_cast<int>(std::min<int64_t>(16, w.n - n0)));
   };
   parallel_for(panels, nthreads, task);
 }
@@ -100,6 +124,7 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
   const int64_t chunk = rows_per_chunk(k);
   std::unique_ptr<float[], FreeDeleter> xsum;
   if (w.fzeros) xsum = scratch<float>(m * ng);
+  const FzFns fz = fz_fns(vector_isas_of(ki->isa));
 
   if (ki->kind == Q4KernelKind::kQ4Dyn) {
     auto a = scratch<uint8_t>(m * kp);
@@ -116,7 +141,7 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
         uint8_t* ar = a.get() + r * kp;
         finite[r] = qdriver::quantize_row(ki->quantize, row, k, kp, ar, &a_scale[r], &a_zp[r]);
         group_sums(ar, kp, w.group_size, ng, a_sum.get() + r * ng);
-        if (xsum) group_sums(row, k, w.group_size, ng, xsum.get() + r * ng);
+        if (xsum) fz.sums(row, k, w.group_size, ng, xsum.get() + r * ng);
       }
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
@@ -133,7 +158,7 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
       });
     };
     qdriver::parallel_blocks(b, m, nthreads, run_block);
-    if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
+    if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
     qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
     return;
   }
@@ -149,13 +174,13 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
   if (xsum) {
     auto sums = [&](int64_t t) {
       for (int64_t r = t * chunk, r1 = std::min(m, r + chunk); r < r1; ++r)
-        group_sums(xf + r * lda, k, w.group_size, ng, xsum.get() + r * ng);
+        fz.sums(xf + r * lda, k, w.group_size, ng, xsum.get() + r * ng);
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, sums);
   }
   if (panel) {
     wo_panel_q4(reinterpret_cast<Q4WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads);
-    if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
+    if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
     return;
   }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
@@ -168,7 +193,22 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
     });
   };
   qdriver::parallel_blocks(b, m, nthreads, run_block);
-  if (xsum) add_offset_term(w, xsum.get(), m, y, ldy, nthreads);
+  if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
+}
+
+void q4_fz_group_sums__portable(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
+  group_sums(x, k, gs, ng, out);
+}
+
+void q4_fz_offset_panel__portable(const float* off, int64_t ng, const float* xsum, int64_t m, float* y, int64_t ldy,
+                                  int nc) {
+  for (int64_t r = 0; r < m; ++r) {
+    float acc[16] = {0};
+    const float* xs = xsum + r * ng;
+    for (int64_t g = 0; g < ng; ++g)
+      for (int64_t c = 0; c < 16; ++c) acc[c] += off[g * 16 + c] * xs[g];
+    for (int64_t c = 0; c < nc; ++c) y[r * ldy + c] += acc[c];
+  }
 }
 
 void q4_dot_i32(const Q4KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out) {

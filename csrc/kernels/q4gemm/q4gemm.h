@@ -93,6 +93,30 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
 void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
                     const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads);
 
+// Float zero points (zero mode 2), per ISA (fz_term.h; portable ones in q4gemm.cc): the float group sums of
+// one row (out[g] = sum of x[k], k in group g and k < k_end) and the offset term of one 16-column panel,
+// y[r][c] += sum_g off[g][c] * xsum[r][g] for r < m, c < nc (off: the panel's [n_groups][16] fp32 offsets).
+using Q4FzGroupSums = void (*)(const float* x, int64_t k_end, int64_t gs, int64_t ng, float* out);
+using Q4FzOffsetPanel = void (*)(const float* off, int64_t ng, const float* xsum, int64_t m, float* y,
+                                 int64_t ldy, int nc);
+#define SLIMNN_Q4_FZ_DECL(isa)                                                                  \
+  void q4_fz_group_sums__##isa(const float*, int64_t, int64_t, int64_t, float*);              \
+  void q4_fz_offset_panel__##isa(const float*, int64_t, const float*, int64_t, float*, int64_t, int);
+SLIMNN_Q4_FZ_DECL(portable)
+SLIMNN_Q4_FZ_DECL(avx2)
+SLIMNN_Q4_FZ_DECL(avx512)
+SLIMNN_Q4_FZ_DECL(neon)
+#undef SLIMNN_Q4_FZ_DECL
+// Defines one ISA's two entries over its namespace ns holding fz_term.h.
+#define SLIMNN_Q4_FZ_ENTRIES(isa, ns)                                                                       \
+  void q4_fz_group_sums__##isa(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {            \
+    ns::fz_group_sums(x, k, gs, ng, out);                                                                    \
+  }                                                                                                          \
+  void q4_fz_offset_panel__##isa(const float* off, int64_t ng, const float* xsum, int64_t m, float* y,      \
+                                 int64_t ldy, int nc) {                                                      \
+    ns::fz_offset_panel(off, ng, xsum, m, y, ldy, nc);                                                       \
+  }
+
 // Test hook: E_g of one kernel for given quantized activations a (m x kp, stride lda); out [m][n_groups][np].
 void q4_dot_i32(const Q4KernelInfo* kernel, const uint8_t* a, int64_t m, int64_t lda, const Q4View& w, int32_t* out);
 

@@ -161,4 +161,13 @@ void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
 #undef SLIMNN_X86_KERNELS
 #undef SLIMNN_X86_ISA
 
+namespace q4_fz_avx2 {
+namespace {
+#include "common/simd/x86_avx2.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_avx2
+
+SLIMNN_Q4_FZ_ENTRIES(avx2, q4_fz_avx2)
+
 }  // namespace slimnn

@@ -76,4 +76,13 @@ __attribute__((flatten)) void wo(const float* x, int64_t ldx, const uint8_t* w, 
 #undef SLIMNN_X86_KERNELS
 #undef SLIMNN_X86_ISA
 
+namespace q4_fz_avx512 {
+namespace {
+#include "common/simd/x86_avx512.h"
+#include "kernels/q4gemm/fz_term.h"
+}  // namespace
+}  // namespace q4_fz_avx512
+
+SLIMNN_Q4_FZ_ENTRIES(avx512, q4_fz_avx512)
+
 }  // namespace slimnn

@@ -308,6 +308,25 @@ def int4_params_float_zero(
     return out_s.reshape(shape), out_z.reshape(shape)
 
 
+INT4_IMPORTANCE = ("none", "rms_abs", "square")
+
+
+def int4_importance(wg: Tensor, kind: str) -> Tensor:
+    """Data-free per-element error weights for a scale search over groups ``wg`` (..., gs): ``"none"`` all
+    ones; ``"rms_abs"`` ``rms(group) + |w|`` (llama.cpp's make_qkx2_quants without an importance matrix: large
+    weights, which move the output most, are fitted closer); ``"square"`` ``w ** 2`` (plus a floor of 1e-6
+    of the group's mean square, so no element is left out entirely)."""
+    if kind not in INT4_IMPORTANCE:
+        raise ValueError(f"importance must be one of {INT4_IMPORTANCE}, got {kind!r}")
+    w = wg.to(torch.float32)
+    if kind == "none":
+        return torch.ones_like(w)
+    ms = w.square().mean(-1, keepdim=True)
+    if kind == "rms_abs":
+        return ms.sqrt() + w.abs()
+    return w.square() + 1e-6 * ms
+
+
 def quantize_int4(
     w: Tensor,
     group_size: Optional[int] = 64,
@@ -315,6 +334,7 @@ def quantize_int4(
     scale_dtype: torch.dtype = torch.float16,
     search: bool = False,
     float_zeros: bool = False,
+    importance: str = "none",
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Round-to-nearest int4 quantization of W (N x K), group-wise along K (None: per output channel), with
     the min/max rule's scales or (``search=True``) the error-minimising ones of :func:`int4_params_search`.
@@ -324,6 +344,8 @@ def quantize_int4(
     W ~= scales * (codes - zeros) per group. A last group shorter than ``group_size`` (K not a multiple of
     it) is quantized over its real columns only. ``float_zeros`` (with ``symmetric=False``): float zero points
     (``zeros`` in ``scale_dtype``), from :func:`int4_params_float_zero` (searched when ``search``).
+    ``importance`` (``search`` only): how the search weighs each element's squared error, see
+    :func:`int4_importance`.
     """
     if float_zeros and symmetric:
         raise ValueError("float zero points need symmetric=False (a symmetric format has no zero points)")
@@ -342,6 +364,9 @@ def quantize_int4(
     if g * gs != k:  # the padding of the last group does not count in its error
         weight = torch.ones(g, gs)
         weight[-1, k - (g - 1) * gs :] = 0
+    if search and importance != "none":
+        imp = int4_importance(wg, importance)
+        weight = imp if weight is None else imp * weight
     if float_zeros:
         scales, zeros = int4_params_float_zero(wg, scale_dtype, search=search, weight=weight)
     elif search:

@@ -113,6 +113,7 @@ class Int4Linear(nn.Module):
         codes, scales, zeros = quantize_int4(
             linear.weight, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
             search=config.scale_search, float_zeros=config.float_zeros,
+            importance=config.importance,
         )
         return cls.from_quantized(codes, scales, zeros, config.group_size, linear.bias, None, config)
 

@@ -53,15 +53,58 @@ def convert(linear: nn.Module, config: Int4Config) -> nn.Module:
     return Int4Linear.from_linear(linear, config)
 
 
+def int4_sensitivity(linear: nn.Linear, config: Int4Config) -> float:
+    """Data-free: the relative squared error ||W - Q(W)||^2 / ||W||^2 of ``linear``'s weights rounded to int4
+    with ``config``'s format (round to nearest, its scale search)."""
+    from ..math.quantize import dequantize_int4, quantize_int4
+
+    w = linear.weight.detach().to(torch.float32)
+    codes, scales, zeros = quantize_int4(
+        w, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
+        search=config.scale_search, float_zeros=config.float_zeros, importance=config.importance,
+    )
+    err = (dequantize_int4(codes, scales, zeros, config.group_size) - w).square().sum()
+    return float(err / w.square().sum().clamp(min=1e-30))
+
+
+def int8_budget_layers(targets: list, config: Int4Config) -> set:
+    """The fqns of ``targets`` (int4 candidates, in module order) kept at int8 under ``config.int8_fraction``:
+    by decreasing score (relative int4 weight error, doubled in the first and last eighth of the list), as
+    long as their weights fit in that fraction of all candidates' weights."""
+    if config.int8_fraction <= 0 or not targets:
+        return set()
+    n = len(targets)
+    scored = []
+    for i, (fqn, lin) in enumerate(targets):
+        edge = i < n / 8 or i >= n - n / 8
+        scored.append((int4_sensitivity(lin, config) * (2.0 if edge else 1.0), fqn, lin.weight.numel()))
+    budget = config.int8_fraction * sum(s[2] for s in scored)
+    keep, used = set(), 0
+    for _score, fqn, size in sorted(scored, key=lambda s: -s[0]):
+        if used + size <= budget:
+            keep.add(fqn)
+            used += size
+    return keep
+
+
 def convert_model(model: nn.Module, targets: list, config: Int4Config, report: Any) -> bool:
-    if config.method == "rtn":
+    if config.method == "rtn" and config.int8_fraction <= 0:
         return False  # layer by layer, no data
     heads = [(f, m) for f, m in targets if _keeps_int8(m, config)]
-    for fqn, lin in heads:
+    rest = [t for t in targets if t not in heads]
+    wide = int8_budget_layers(rest, config)
+    for fqn, lin in heads + [t for t in rest if t[0] in wide]:
         new = _head_int8(lin, config)
         model.set_submodule(fqn, new)
         report.converted[fqn] = type(new).__name__
-    quantize_model_int4_(model, [t for t in targets if t not in heads], config, report)
+    rest = [t for t in rest if t[0] not in wide]
+    if config.method == "rtn":
+        for fqn, lin in rest:
+            new = convert(lin, config)
+            model.set_submodule(fqn, new)
+            report.converted[fqn] = type(new).__name__
+    else:
+        quantize_model_int4_(model, rest, config, report)
     return True
 
 
