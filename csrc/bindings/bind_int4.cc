@@ -131,7 +131,8 @@ void bind_int4(py::module_& m) {
         if (rows < 0 || ldx < v.k || ldy < v.n) throw py::value_error("q4_linear_forced: bad row count or strides");
         py::gil_scoped_release nogil;
         q4_linear_with(ki, as_ptr<const void>(x), x_bf16, rows, ldx, as_ptr<const float>(in_mul), v,
-                       as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads);
+                       as_ptr<const float>(bias), as_ptr<float>(y), ldy, nthreads,
+                       current_isa_mask());
       },
       py::arg("kernel"), py::arg("x"), py::arg("x_bf16"), py::arg("rows"), py::arg("ldx"), py::arg("in_mul"),
       py::arg("blob"), py::arg("size"), py::arg("bias"), py::arg("y"), py::arg("ldy"), py::arg("nthreads"),

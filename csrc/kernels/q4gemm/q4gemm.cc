@@ -78,16 +78,6 @@ FzFns fz_fns(uint32_t isa_mask) {
   return {&q4_fz_group_sums__portable, &q4_fz_offset_panel__portable};
 }
 
-// The vector ISAs a kernel of ISA `isa` may use (its own and the ones every CPU with it has): the float-zero
-// helpers follow the kernel, so a forced or emulated portable kernel keeps the portable helpers.
-uint32_t vector_isas_of(uint32_t isa) {
-  constexpr uint32_t avx512_family = kIsaAvx512 | kIsaAvx512Vnni | kIsaAvx512Vbmi2 | kIsaAmx | kIsaAmxBf16;
-  if (isa & avx512_family) return kIsaAvx512 | kIsaAvx2;
-  if (isa & (kIsaAvx2 | kIsaAvxVnni)) return kIsaAvx2;
-  if (isa & (kIsaNeon | kIsaDotprod | kIsaI8mm)) return kIsaNeon;
-  return kIsaPortable;
-}
-
 // Float zero points (zero mode 2): the kernels computed x . s (u - 8); add
 // sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32), one task per
 // panel of 16 columns.
@@ -108,12 +98,12 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
                               const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
                               int nthreads, uint32_t isa_mask) {
   const Q4KernelInfo* ki = q4_select_kernel(kind, m, isa_mask);
-  q4_linear_with(ki, x, x_bf16, m, ldx, in_mul, w, bias, y, ldy, nthreads);
+  q4_linear_with(ki, x, x_bf16, m, ldx, in_mul, w, bias, y, ldy, nthreads, isa_mask);
   return ki;
 }
 
 void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
-                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads) {
+                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask) {
   if (m <= 0) return;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp, ng = w.n_groups;
@@ -124,7 +114,7 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
   const int64_t chunk = rows_per_chunk(k);
   std::unique_ptr<float[], FreeDeleter> xsum;
   if (w.fzeros) xsum = scratch<float>(m * ng);
-  const FzFns fz = fz_fns(vector_isas_of(ki->isa));
+  const FzFns fz = fz_fns(isa_mask);
 
   if (ki->kind == Q4KernelKind::kQ4Dyn) {
     auto a = scratch<uint8_t>(m * kp);

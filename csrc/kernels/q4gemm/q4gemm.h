@@ -89,9 +89,10 @@ const Q4KernelInfo* q4_linear(Q4KernelKind kind, const void* x, bool x_bf16, int
                               const float* in_mul, const Q4View& w, const float* bias, float* y, int64_t ldy,
                               int nthreads, uint32_t isa_mask);
 // The same with the micro-kernel given (tests force one by name, emulated ones included); its kind decides
-// dyn or weight-only.
+// dyn or weight-only. isa_mask chooses the float-zero offset helpers (the best vector ISA in it), as in
+// q4_linear: an emulated twin run with the CPU's mask gets the helpers its real kernel would.
 void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t m, int64_t ldx, const float* in_mul,
-                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads);
+                    const Q4View& w, const float* bias, float* y, int64_t ldy, int nthreads, uint32_t isa_mask);
 
 // Float zero points (zero mode 2), per ISA (fz_term.h; portable ones in q4gemm.cc): the float group sums of
 // one row (out[g] = sum of x[k], k in group g and k < k_end) and the offset term of one 16-column panel,
