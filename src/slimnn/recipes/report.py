@@ -58,7 +58,8 @@ def isa_words(info: dict[str, Any]) -> str:
                 has = " amx_tile" in f.read()
         except OSError:
             has = False
-        amx_txt = "AMX present but unused (slimnn has no AMX kernel)" if has else "no AMX on this CPU"
+        amx_txt = ("AMX on the CPU but not in use (the OS refused the tile state, or a ceiling such as SLIMNN_ISA or "
+                   "slimnn.isa.force excludes it)" if has else "no AMX on this CPU")
     else:
         amx_txt = "AMX in use"
     return (f"{used} (int8 dot products: {'VNNI' if vnni else 'no VNNI, slower int8 path'}; {amx_txt}; "
