@@ -144,6 +144,33 @@ def test_gpt2_every_conv1d_converted():
         assert F.cosine_similarity(m(ids).logits.flatten(), ref.flatten(), 0) > 0.999
 
 
+@pytest.mark.parametrize("embeddings", [False, True])
+def test_gpt2_loads_into_its_conv1d_skeleton(tmp_path, embeddings):
+    # the CLI tells users to load a compressed GPT-2 file into GPT2LMHeadModel built on the meta device: that
+    # skeleton has Conv1D modules where the file holds the compressed Linears compress_ made of them
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=300, n_positions=32,
+                                  bos_token_id=0, eos_token_id=0)
+    torch.manual_seed(0)
+    m = transformers.GPT2LMHeadModel(cfg).eval()
+    slimnn.compress_(m, slimnn.Int8Config(), filter_fn=(lambda mod, fqn: True) if embeddings else None)
+    ids = torch.randint(0, 300, (2, 10))
+    with torch.no_grad():
+        y = m(ids).logits
+    slimnn.save(m, tmp_path / "gpt2.safetensors")
+    with torch.device("meta"):
+        skeleton = transformers.GPT2LMHeadModel(cfg)
+    loaded = slimnn.load(tmp_path / "gpt2.safetensors", skeleton)
+    assert [n for n, mod in loaded.named_modules() if type(mod).__name__ == "Conv1D"] == []
+    with torch.no_grad():
+        assert_exact(loaded(ids).logits, y)
+    # a Conv1D of another width is refused by name
+    with torch.device("meta"):
+        wrong = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_inner=128,
+                                                                      vocab_size=300, n_positions=32))
+    with pytest.raises(slimnn.io.LoadError, match="mlp.c_fc.*out_features"):
+        slimnn.load(tmp_path / "gpt2.safetensors", wrong)
+
+
 @pytest.mark.slow
 def test_smollm2_shapes_size_targets():
     """SmolLM2-135M's shapes (random weights): int8 <= 0.30x and int4 <= 0.20x of the fp32 bytes, tie kept."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from .configs import Int8Config, SparseConfig
 from .techniques import Done, for_config, run_model_hooks, techniques
-from .techniques.embedding import tie_to_head
+from .techniques.embedding import is_hf_conv1d, tie_to_head
 from .techniques.fusion import fuse_activations_
 
 def _compose(configs: list) -> Any:
@@ -192,17 +192,11 @@ def compress_(
     return _finish(model, config, report)
 
 
-def _is_hf_conv1d(mod: nn.Module) -> bool:
-    """transformers' ``Conv1D`` (GPT-2 family): y = x @ W + b with W (in, out), i.e. a Linear with W^T."""
-    t = type(mod)
-    return t.__name__ == "Conv1D" and t.__module__.startswith("transformers.") and hasattr(mod, "nf")
-
-
 def _linear_twins_(model: nn.Module, keep: Callable) -> None:
     """Replaces every transformers ``Conv1D`` that ``keep`` accepts by the nn.Linear it is (weight transposed,
     the same values), so it is converted like any Linear."""
     for fqn, mod in list(model.named_modules()):
-        if not _is_hf_conv1d(mod) or not keep(mod, fqn) or mod._forward_hooks or mod._forward_pre_hooks:
+        if not is_hf_conv1d(mod) or not keep(mod, fqn) or mod._forward_hooks or mod._forward_pre_hooks:
             continue
         nx, nf = mod.weight.shape
         lin = nn.Linear(nx, nf, bias=mod.bias is not None, device="meta")

@@ -58,6 +58,7 @@ from ..formats.manifest import (
     TensorSpec,  # noqa: F401  (re-exported: slimnn.io.TensorSpec)
     dict_field,
 )
+from ..nn.base import is_hf_conv1d
 from ..nn.fused import FusedActivation
 from ..techniques import add_save_format, run_model_hooks, save_format_for, save_formats
 from ..techniques.fusion import activation_of
@@ -815,13 +816,16 @@ def _load(path: str, model: Optional[nn.Module], strict: bool) -> nn.Module:
             except AttributeError:
                 raise _fail(path, f"module {fqn!r} is in the file but not in the given model") from None
             meta = m["meta"]
-            if not isinstance(target, (nn.Linear, fmt.cls, _Slot, *_FLOAT_TWINS)) and not hasattr(target, "in_features"):
+            if is_hf_conv1d(target):  # compress_ converts GPT-2's Conv1D as the Linear it is (W transposed)
+                have = {"in_features": int(target.weight.shape[0]), "out_features": int(target.nf)}
+            elif isinstance(target, (nn.Linear, fmt.cls, _Slot, *_FLOAT_TWINS)) or hasattr(target, "in_features"):
+                have = {a: getattr(target, a) for a in ("in_features", "out_features") if hasattr(target, a)}
+            else:
                 raise _fail(path, f"module {fqn!r} is a {type(target).__name__} in the given model; the file "
                                   f"holds a compressed Linear there")
             for attr in ("in_features", "out_features"):
-                if attr in meta and getattr(target, attr, meta[attr]) != meta[attr]:
-                    raise _fail(path, f"module {fqn!r}: file has {attr}={meta[attr]}, model has "
-                                      f"{getattr(target, attr)}")
+                if attr in meta and have.get(attr, meta[attr]) != meta[attr]:
+                    raise _fail(path, f"module {fqn!r}: file has {attr}={meta[attr]}, model has {have[attr]}")
             spec = fmt.spec(meta)
             try:
                 new = fmt.from_canonical({k: get(prefix + k) for k in spec}, meta)

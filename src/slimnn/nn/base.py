@@ -55,3 +55,9 @@ def bare_linear(cls: type, config: Any, in_features: int, out_features: int) -> 
     mod.config = config
     mod.in_features, mod.out_features = in_features, out_features
     return mod
+
+
+def is_hf_conv1d(mod: nn.Module) -> bool:
+    """transformers' ``Conv1D`` (GPT-2 family): y = x @ W + b with W (in, out), i.e. a Linear with W^T."""
+    t = type(mod)
+    return t.__name__ == "Conv1D" and t.__module__.startswith("transformers.") and hasattr(mod, "nf")

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..nn.base import is_hf_conv1d
 from ..math.calibration import call_model, progress_iter
 from ..runtime.info import cpu_info
 from ..techniques import for_config, techniques
@@ -141,8 +142,9 @@ def layer_bytes(mod: nn.Module) -> int:
 
 
 def is_linear_like(mod: nn.Module) -> bool:
-    """An ``nn.Linear`` or a compressed replacement of one."""
-    return type(mod) is nn.Linear or (hasattr(mod, "storage_bytes") and hasattr(mod, "in_features"))
+    """An ``nn.Linear`` (or transformers' ``Conv1D``, the Linear GPT-2 uses) or a compressed replacement of one."""
+    return (type(mod) is nn.Linear or is_hf_conv1d(mod)
+            or (hasattr(mod, "storage_bytes") and hasattr(mod, "in_features")))
 
 
 def linear_bytes(model: nn.Module) -> int:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..configs import Int4Config, Int8Config
 from ..formats.manifest import ModuleFormat, TensorSpec, int_field
 from ..formats.packed import pack_q4, pack_q8, unpack_q4, unpack_q8
+from ..nn.base import is_hf_conv1d  # noqa: F401  (re-exported for api: Conv1D is converted there)
 from ..nn.embedding import QuantEmbedding
 from . import int4 as _int4  # noqa: F401  (registers int4 before it is extended below)
 from .registry import for_config, register
