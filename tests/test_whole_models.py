@@ -41,7 +41,7 @@ def test_cnn_compress_fold_fuse_save_load(tmp_path):
     assert [type(m[i]) for i in (0, 3, 6)] == [Conv2dInt8] * 3
     assert all(isinstance(m[i], FoldedBatchNorm) for i in (1, 4, 7))
     assert isinstance(m[2], FusedConvActivation) and m[0].activation == "relu6" and m[3].activation == "hardswish"
-    assert report.prepared == {"0": "folded 1", "3": "folded 4", "6": "folded 7"}
+    assert report.prepared == {"0": "BatchNorm 1 folded in", "3": "BatchNorm 4 folded in", "6": "BatchNorm 7 folded in"}
     assert report.float_modules == {}
     y = m(x)
     assert F.cosine_similarity(y.flatten(), ref.flatten(), 0) > 0.999

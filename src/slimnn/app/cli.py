@@ -403,6 +403,19 @@ def _config_json(cfg: Any) -> Any:
     return json.loads(cfg.to_json()) if hasattr(cfg, "to_json") else str(cfg)
 
 
+def _float_weight(m: Any) -> Any:
+    """A copy of the float weight of a layer slimnn compresses (Linear layout for GPT-2's Conv1D), else None."""
+    from torch import nn
+
+    from ..nn.base import is_hf_conv1d
+
+    if type(m) in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding):
+        return m.weight.detach().clone()
+    if is_hf_conv1d(m):
+        return m.weight.detach().t().clone()
+    return None
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     if os.path.isdir(args.output):
         raise UserError(f"{args.output}: is a folder; OUT is the file to write")
@@ -440,9 +453,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         target = getattr(model[0], "model", None) or getattr(model[0], "auto_model", None) or model
     lb0, b0 = linear_bytes(target), model_bytes(target)
     in_size = os.path.getsize(args.input) if os.path.isfile(args.input) else None
-    ref_w = {n: m.weight.detach().clone() for n, m in target.named_modules() if type(m) is nn.Linear}
+    ref_w = {n: w for n, m in target.named_modules() if (w := _float_weight(m)) is not None}
     if not ref_w:
-        raise UserError(f"{args.input}: the model has no torch.nn.Linear layer to compress")
+        raise UserError(f"{args.input}: the model has no layer slimnn compresses (torch.nn.Linear, Conv1d, Conv2d, "
+                        f"Embedding, transformers' Conv1D)")
     t0 = time.perf_counter()
     rep = slimnn.compress_(target, cfg, filter_fn=(lambda m, n: not excl.search(n)) if excl else None)
     secs = time.perf_counter() - t0
@@ -453,15 +467,19 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UserError(f"--format {args.format}: the compressed model cannot be saved by this slimnn: {e}") from None
     rows = []
     for n, m in target.named_modules():
-        if not n or not is_linear_like(m):
+        if not n or not (is_linear_like(m) or n in rep.converted or n in rep.skipped):
             continue
         note = ""
-        if n in ref_w and hasattr(m, "dequantized_weight"):
-            w0 = ref_w[n]
-            err = (m.dequantized_weight() - w0).norm() / w0.norm().clamp_min(1e-30)
-            note = f"weight SQNR {-20 * torch.log10(err.clamp_min(1e-12)).item():.1f} dB"
+        w0 = ref_w.get(n)
+        if w0 is not None and hasattr(m, "dequantized_weight") and n not in rep.prepared:
+            wq = m.dequantized_weight()
+            if wq.shape == w0.shape:
+                err = (wq - w0).norm() / w0.norm().clamp_min(1e-30)
+                note = f"weight SQNR {-20 * torch.log10(err.clamp_min(1e-12)).item():.1f} dB"
         elif n in rep.skipped:
             note = rep.skipped[n]
+        if n in rep.prepared:  # e.g. a BatchNorm folded in: the float weight it is compared with changed
+            note = rep.prepared[n]
         rows.append(LayerRow(n, layer_format(m), layer_kernel(m), layer_bytes(m), note=note))
     lb, b = linear_bytes(target), model_bytes(target)
     nan = float("nan")

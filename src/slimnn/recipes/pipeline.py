@@ -155,6 +155,8 @@ def linear_bytes(model: nn.Module) -> int:
 def layer_format(mod: nn.Module) -> str:
     """Short description of a layer's storage format, e.g. ``int8 dynamic`` or ``float32``."""
     cfg = getattr(mod, "config", None)
+    if callable(getattr(mod, "summary", None)) and hasattr(mod, "mode"):  # the int8 convs: "depthwise 3x3, dynamic"
+        return f"int8 {mod.summary()}"
     if cfg is None or not dataclasses.is_dataclass(cfg):
         w = getattr(mod, "weight", None)
         return str(w.dtype).replace("torch.", "") if isinstance(w, Tensor) else type(mod).__name__
@@ -181,6 +183,8 @@ def layer_kernel(mod: nn.Module, m: int = 16) -> str:
             return str(mod.kernel_name(m))
         except Exception:  # noqa: BLE001  (a kernel name is informative only)
             return "?"
+    if hasattr(mod, "last_kernel"):  # a slimnn layer that picks its kernel per call (convs): none ran yet
+        return "picked at the first call"
     return "torch"
 
 

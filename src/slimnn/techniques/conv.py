@@ -48,7 +48,7 @@ def prepare(model: nn.Module, targets: list, config: Int8Config) -> dict:
         return {}
     ids = {id(m) for _, m in targets}
     done = fold_batchnorm_(model, lambda conv: id(conv) in ids)
-    return {conv: f"folded {bn}" for conv, bn in done.items()}
+    return {conv: f"BatchNorm {bn} folded in" for conv, bn in done.items()}
 
 
 # --- saved form ---
