@@ -217,7 +217,7 @@ class _Norm:
         self.w, self.eps = w.detach(), float(eps)
 
     def __call__(self, x: Tensor) -> Tensor:
-        return self.w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        return self.w * (x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps))  # x * x: pow(x, 2)'s bits
 
 
 class _Layer:
@@ -234,7 +234,8 @@ class _Layer:
             self.act_fn = f.act_fn
         nq, nk = heads * hd, kv * hd
         self.qk = self.qkv.y[:, :nq + nk].view(heads + kv, 2, hd // 2)  # q and k heads, halves for rotate_half
-        self.v = self.qkv.y[:, nq + nk:].view(kv, hd)
+        self.kv_new = self.qkv.y[:, nq:].view(2, kv, hd)  # this position's (rotated) keys, then its values
+        self.q_ptr = self.qkv.y.data_ptr()
         self.gate, self.up = self.gu.views
         self.attn_out = torch.zeros(1, nq)
         self.scaling = float(a.scaling)
@@ -292,13 +293,24 @@ class Decoder:
         h2 = hd // 2
         self.cos = cos.reshape(self.max_len, 1, 2, h2).contiguous()
         self.sin = torch.cat([-sin[:, :h2], sin[:, h2:]], 1).reshape(self.max_len, 1, 2, h2).contiguous()
-        self.k_cache = torch.zeros(len(self.layers), kv, self.max_len, hd)
-        self.v_cache = torch.zeros(len(self.layers), kv, self.max_len, hd)
+        # The KV cache: per layer and position, the keys then the values of every kv head ([L, pos, 2, kv, hd]),
+        # so one copy writes a position; attention reads keys and values through strides.
+        self.cache = torch.zeros(len(self.layers), self.max_len, 2, kv, hd)
+        for ly, c in zip(self.layers, self.cache):
+            ly.cache = c
+            ly.k_ptr = c.data_ptr()
+            ly.v_ptr = ly.k_ptr + 4 * kv * hd
         self.length = 0  # tokens in the cache
-        self._attn_sizes = [1, heads, kv, 1, 0, hd, hd]
-        self._cache_st = [kv * self.max_len * hd, self.max_len * hd, hd]
-        self._q_st = [(heads + kv) * hd, hd, (heads + kv) * hd]
-        self._o_st = [heads * hd, hd, heads * hd]
+        # Attention of the one new position: the query heads that share kv head j are query rows of one
+        # [batch 1, kv heads, groups, hd] problem (transformers' repeat_kv maps query head h to kv head
+        # h // groups), so the kernel reads each kv head's keys once for its group.
+        g = heads // kv
+        n_qkv = self.layers[0].qkv.n if self.layers else 0
+        self._attn_sizes = [1, kv, kv, g, 0, hd, hd]
+        self._q_st = [n_qkv, g * hd, hd]
+        self._cache_st = [self.max_len * 2 * kv * hd, hd, 2 * kv * hd]
+        self._o_st = [heads * hd, g * hd, hd]
+        self._ids = torch.zeros(1, 1, dtype=torch.long)
 
     # -- state --
     def reset(self) -> None:
@@ -324,9 +336,9 @@ class Decoder:
         with torch.inference_mode():
             cache = DynamicCache(config=self.config)
             out = self.model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            for i, layer in enumerate(cache.layers):
-                self.k_cache[i, :, :t].copy_(layer.keys[0])
-                self.v_cache[i, :, :t].copy_(layer.values[0])
+            for c, layer in zip(self.cache, cache.layers):
+                c[:t, 0].copy_(layer.keys[0].transpose(0, 1))
+                c[:t, 1].copy_(layer.values[0].transpose(0, 1))
         self.length = t
         return out.logits[:, -1].to(_F32)
 
@@ -342,20 +354,19 @@ class Decoder:
             raise ValueError(f"Decoder.step: token must be an int in [0, {self.vocab}), got {token!r}")
         nt = get_num_threads()
         with torch.inference_mode():
-            h = self.embed(torch.tensor([[token]])).reshape(1, -1).to(_F32)
+            self._ids.fill_(token)
+            h = self.embed(self._ids).reshape(1, -1).to(_F32)
             cos, sin = self.cos[pos], self.sin[pos]
-            sizes = self._attn_sizes
+            sizes, qst, cst, ost = self._attn_sizes, self._q_st, self._cache_st, self._o_st
             sizes[4] = pos + 1
-            kc, vc, cst = self.k_cache, self.v_cache, self._cache_st
-            heads, kv = self.heads, self.kv
-            for i, ly in enumerate(self.layers):
+            attn = _C.attention_f32
+            for ly in self.layers:
                 ly.qkv(ly.n1(h), nt)
                 qk = ly.qk
-                rot = qk * cos + qk.flip(1) * sin  # q and k heads: (x * cos) + (rotate_half(x) * sin)
-                kc[i, :, pos].copy_(rot[heads:].view(kv, -1))
-                vc[i, :, pos].copy_(ly.v)
-                _C.attention_f32(sizes, rot.data_ptr(), self._q_st, kc[i].data_ptr(), cst, vc[i].data_ptr(), cst,
-                                 ly.attn_out.data_ptr(), self._o_st, 0, 0, [0, 0, 0], False, ly.scaling, nt, "")
+                torch.add(qk * cos, qk.flip(1) * sin, out=qk)  # (x * cos) + (rotate_half(x) * sin), q and k heads
+                ly.cache[pos].copy_(ly.kv_new)
+                attn(sizes, ly.q_ptr, qst, ly.k_ptr, cst, ly.v_ptr, cst, ly.attn_out.data_ptr(), ost, 0, 0, [0, 0, 0],
+                     False, ly.scaling, nt, "")
                 h = h + ly.o(ly.attn_out, nt)
                 ly.gu(ly.n2(h), nt)
                 if ly.act_fn is None:
