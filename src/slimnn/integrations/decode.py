@@ -98,40 +98,41 @@ def fuse_rows(mods: Sequence[nn.Module]) -> Optional[nn.Module]:
 
 
 class _Call:
-    """y[:, col0:col0+n] (a row of ``y``'s storage) = act(x W^T + b) for one layer, through the bound kernel
-    when the layer is an Int8Linear / Int4Linear, else through the module (its output copied in)."""
+    """y[:, col0:col0+n] (a row of ``y``'s storage) = x W^T + b (with an Int8Linear's fused activation) for one
+    layer, through the bound kernel when the layer is an Int8Linear / Int4Linear, else through the module (its
+    output copied in). x: a float32 (1, K) contiguous row. The call holds the bias / input factors it points
+    at, so they outlive it even if the module's buffers are replaced (the Decoder reads the model as built)."""
 
-    def __init__(self, mod: nn.Module, y: Tensor, col0: int, act: int = 0) -> None:
+    def __init__(self, mod: nn.Module, y: Tensor, col0: int) -> None:
         self.mod, self.y, self.col0 = mod, y, col0
         self.n, self.k = mod.out_features, mod.in_features
         self.view = y[:, col0:col0 + self.n]
         self.ptr = y.data_ptr() + 4 * col0
         self.ldy = y.shape[1]
         t = type(mod)
-        b = getattr(mod, "bias", None)
-        self.bias_ptr = 0 if b is None else b.data_ptr()
+        self.bias = getattr(mod, "bias", None)
+        self.bias_ptr = 0 if self.bias is None else self.bias.data_ptr()
         if t is Int8Linear and mod.config.kernel != "reference":
             self.kind = _Q8_KIND[mod.config.mode]
-            self.act = act if act else mod._act_code
+            self.act = mod._act_code
+            self.packed = mod.packed
             self.run = self._q8
         elif t is Int4Linear and mod.config.kernel != "reference":
-            if act:
-                raise ValueError("an Int4Linear has no fused activation")
             self.kind = _Q4_KIND[mod.config.mode]
+            self.in_mul = mod.in_mul
             self.in_mul_ptr = 0 if mod.in_mul is None else mod.in_mul.data_ptr()
+            self.packed = mod.packed
             self.run = self._q4
         else:
-            if act:
-                raise ValueError("only an Int8Linear takes a fused activation")
             self.run = self._module
 
     def _q8(self, x: Tensor, nt: int) -> None:
-        p = self.mod.packed
+        p = self.packed
         _C.q8_linear(self.kind, x.data_ptr(), False, 1, self.k, p.data_ptr(), p.numel(), self.bias_ptr, self.ptr,
                      self.ldy, nt, self.act)
 
     def _q4(self, x: Tensor, nt: int) -> None:
-        p = self.mod.packed
+        p = self.packed
         _C.q4_linear(self.kind, x.data_ptr(), False, 1, self.k, self.in_mul_ptr, p.data_ptr(), p.numel(),
                      self.bias_ptr, self.ptr, self.ldy, nt)
 
@@ -142,9 +143,9 @@ class _Call:
 class _Group:
     """The layers ``mods`` that read one input, writing one (1, sum of N) float32 buffer: one fused kernel
     call when :func:`fuse_rows` can merge them and the fused call gives the separate calls' bits (checked
-    here on random inputs), else one call per layer into its slice. ``acts``: activation code per layer (an
-    Int8Linear's fused epilogue activation; 0 none). A fused group applies the first layer's activation
-    after the call with the activation kernel the epilogue uses (``_C.act_apply``), checked likewise."""
+    here on random inputs), else one call per layer into its slice. Only the first layer may have a fused
+    epilogue activation (an Int8Linear gate_proj's SiLU): a fused group then applies it to its columns after
+    the call with the activation kernel the epilogues use (``_C.act_apply``), checked likewise."""
 
     def __init__(self, mods: Sequence[nn.Module], fuse: bool = True) -> None:
         self.n = sum(m.out_features for m in mods)
@@ -247,7 +248,9 @@ class Decoder:
 
     ``max_len``: tokens the cache holds (prompt + new); default the model's ``max_position_embeddings``,
     capped at 4096. ``fuse=False`` keeps every projection its own kernel call (for comparison).
-    Raises ValueError for a model it does not support.
+    Raises ValueError for a model it does not support. The Decoder reads the model's weights as they were
+    when it was built (fused copies of q/k/v and gate/up among them): build a new one after changing the
+    model. One Decoder serves one sequence at a time (its buffers are shared between calls).
     """
 
     def __init__(self, model: nn.Module, max_len: Optional[int] = None, fuse: bool = True) -> None:
