@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+import slimnn
 from slimnn.app import llm
 
 
@@ -57,6 +58,16 @@ def test_greedy_timed_equals_generate():
     with torch.no_grad():
         ref = m.generate(prompt, max_new_tokens=5, do_sample=False, pad_token_id=0)[0, 7:].tolist()
     assert toks == ref
+
+
+def test_decoder_timed_equals_greedy_timed():
+    m = _tiny_llama()
+    slimnn.compress_(m, slimnn.Int8Config())
+    slimnn.fast_attention_(m)  # the same attention kernel in transformers' loop and in the decoder
+    prompt = torch.randint(0, 64, (1, 7))
+    pre, dec, toks = llm.decoder_timed(slimnn.Decoder(m, max_len=16), prompt, 8)
+    assert pre > 0 and dec > 0
+    assert toks == llm.greedy_timed(m, prompt, 8)[2]
 
 
 def test_missing_package_is_a_clear_error(monkeypatch):

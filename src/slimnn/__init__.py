@@ -42,6 +42,7 @@ def _load() -> None:
         from .recipes.distill import distill
         from .recipes.mixed import mixed_int4_
         from .integrations.transformers import fast_attention_
+        from .integrations.decode import Decoder, generate
         from .integrations.onnx import export_onnx
         from .integrations import hf_quantizer as _hf_quantizer, onnx as _onnx
         from .ops import inductor as _inductor
@@ -62,6 +63,7 @@ def _load() -> None:
 
 __all__ = [
     "CompressionReport",
+    "Decoder",
     "LoadError",
     "Int4Config",
     "Int8Config",
@@ -74,6 +76,7 @@ __all__ = [
     "export_onnx",
     "fast_attention_",
     "fuse_activations_",
+    "generate",
     "get_num_threads",
     "isa",
     "kernels",

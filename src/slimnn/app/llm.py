@@ -17,6 +17,8 @@ tokens/s = new / time of the ``--new`` one-token steps. Median over ``--runs`` r
 round by round so a noisy neighbour hits them alike. llama.cpp (``llama-cpp-python``) is measured only when it
 is importable: a GGUF is written from the same float32 tensors (``gguf`` package) and quantized by llama.cpp
 itself to Q8_0 / Q4_0 / Q4_1, loaded without extra (AMX repack) buffers where the binding exposes the switch.
+Each slimnn variant is also decoded by ``slimnn.Decoder`` (rows ending in "(slimnn.Decoder)": the same model
+and prefill, then the decoder's fused, static-cache steps; ``--no-decoder`` leaves them out).
 """
 
 from __future__ import annotations
@@ -235,6 +237,26 @@ def greedy_timed(model: Any, prompt: Any, new: int) -> tuple[float, float, list]
     return t1 - t0, t2 - t1, toks
 
 
+def decoder_timed(dec: Any, prompt: Any, new: int) -> tuple[float, float, list]:
+    """:func:`greedy_timed` through a ``slimnn.Decoder`` (prefill: the model's own forward pass; then ``new``
+    one-token steps of the decoder): (prefill seconds, decode seconds, the generated ids)."""
+    import torch
+
+    t0 = time.perf_counter()
+    logits = dec.prefill(prompt)
+    t1 = time.perf_counter()
+    toks = []
+    for _ in range(new):
+        tok = int(torch.argmax(logits, -1))
+        toks.append(tok)
+        logits = dec.step(tok)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, toks
+
+
+DECODER = " (slimnn.Decoder)"  # suffix of the rows decoded by slimnn.Decoder instead of transformers' loop
+
+
 def model_mb(model: Any) -> float:
     """Bytes of parameters and buffers (a tensor shared by several modules counted once), in MB."""
     seen, total = set(), 0
@@ -413,8 +435,10 @@ def _llama(llama_cpp: Any, kw: dict) -> Any:
 # ---- the table ----------------------------------------------------------------------------------------
 
 def run(threads: list, runs: int, prompt: int, new: int, ppl_tokens: int, ctx: int, calib: int,
-        only: Optional[list] = None, log: Callable[[str], None] = print, off_grid: bool = False) -> list:
-    """Builds every variant, measures it, returns rows (dicts) in variant order."""
+        only: Optional[list] = None, log: Callable[[str], None] = print, off_grid: bool = False,
+        decoder: bool = True) -> list:
+    """Builds every variant, measures it, returns rows (dicts) in variant order. ``decoder``: also decode every
+    slimnn variant through ``slimnn.Decoder`` (rows named with the DECODER suffix, timed in the same rounds)."""
     import tempfile
 
     import torch
@@ -438,24 +462,31 @@ def run(threads: list, runs: int, prompt: int, new: int, ppl_tokens: int, ctx: i
         built[name] = build(copy.deepcopy(base))
         log(f"[{time.perf_counter() - t_start:.0f}s] built {name} ({time.perf_counter() - t:.0f}s)")
     rows = {n: {"MB": model_mb(m)} for n, m in built.items()}
+    # name -> (timing function, model or decoder, the row it shares size and perplexity with)
+    timed: dict[str, tuple[Callable, Any, str]] = {n: (greedy_timed, m, n) for n, m in built.items()}
+    if decoder:
+        for n, m in built.items():
+            if n.startswith("slimnn"):
+                timed[n + DECODER] = (decoder_timed, slimnn.Decoder(m, max_len=prompt + new + 1), n)
     torch.set_num_threads(max(threads))
     ref_toks = None
     for n, m in built.items():
         rows[n]["ppl"] = perplexity(m, sp.ppl, ctx)
-        _, _, toks = greedy_timed(m, sp.prompt, new)
-        ref_toks = toks if ref_toks is None else ref_toks
-        rows[n]["same tokens"] = sum(a == b for a, b in zip(toks, ref_toks)) / new
         log(f"[{time.perf_counter() - t_start:.0f}s] {n}: perplexity {rows[n]['ppl']:.3f}")
+    for n, (fn, obj, base_row) in timed.items():
+        _, _, toks = fn(obj, sp.prompt, new)
+        ref_toks = toks if ref_toks is None else ref_toks
+        rows.setdefault(n, dict(rows[base_row]))["same tokens"] = sum(a == b for a, b in zip(toks, ref_toks)) / new
     for nt in threads:
         torch.set_num_threads(nt)
         slimnn.set_num_threads(nt)
-        times: dict[str, tuple[list, list]] = {n: ([], []) for n in built}
+        times: dict[str, tuple[list, list]] = {n: ([], []) for n in timed}
         for _ in range(runs):  # interleaved: one run of every variant per round
-            for n, m in built.items():
-                pre, dec, _ = greedy_timed(m, sp.prompt, new)
+            for n, (fn, obj, _) in timed.items():
+                pre, dec, _ = fn(obj, sp.prompt, new)
                 times[n][0].append(prompt / pre)
                 times[n][1].append(new / dec)
-        for n in built:
+        for n in timed:
             rows[n][f"prefill {nt}t"] = statistics.median(times[n][0])
             rows[n][f"decode {nt}t"] = statistics.median(times[n][1])
         log(f"[{time.perf_counter() - t_start:.0f}s] timed at {nt} thread(s)")
@@ -469,7 +500,9 @@ def run(threads: list, runs: int, prompt: int, new: int, ppl_tokens: int, ctx: i
         log("llama-cpp-python is not importable: llama.cpp rows not measured")
     fp = rows.get("HF fp32", {}).get("ppl")
     out = []
-    for n, r in rows.items():
+    order = [k for n in built for k in (n, n + DECODER) if k in rows] + [n for n in rows if n not in timed]
+    for n in order:
+        r = rows[n]
         r["name"] = n
         r["ppl vs fp32"] = None if fp is None else r["ppl"] / fp - 1
         out.append(r)
@@ -500,7 +533,7 @@ def main(args: Any) -> int:
     info = slimnn.cpu_info()
     print(f"CPU: {info.get('model', info.get('vendor', '?'))}; ISA paths: {isa_words(info)}")
     rows = run(args.threads, args.runs, args.prompt, args.new, args.ppl_tokens, args.ctx, args.calib, args.only,
-               log=(lambda s: None) if args.quiet else print, off_grid=args.off_grid)
+               log=(lambda s: None) if args.quiet else print, off_grid=args.off_grid, decoder=not args.no_decoder)
     print(format_table(rows, args.threads))
     if args.json:
         with open(args.json, "w") as f:
@@ -521,4 +554,6 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--off-grid", action="store_true", help="first rotate the model's residual stream by a random "
                    "orthogonal matrix (same function, weights off the Q4_1 grid they were dequantized from)")
+    p.add_argument("--no-decoder", action="store_true", help="time slimnn variants through transformers' decode "
+                   "loop only (default: also through slimnn.Decoder, rows marked" + DECODER + ")")
     p.add_argument("--quiet", action="store_true", help="print only the table")
