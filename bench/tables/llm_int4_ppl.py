@@ -31,6 +31,18 @@ def _int4(gs, sym, fz, search, imp="none"):
     return q
 
 
+def _gptq(gs, fz, imp="rms_abs"):
+    """GPTQ (act order) with the group parameters of the data-free float-zero (or integer-zero) search."""
+    from slimnn.math.gptq import gptq_quantize
+
+    def q(w, h):
+        _, s, z = quantize_int4(w, gs, False, torch.float16, search=True, float_zeros=fz, importance=imp)
+        c, s, z = gptq_quantize(w, h, gs, False, torch.float16, act_order=True, params=(s, z))
+        return dequantize_int4(c, s, z, gs), 4 + (32 if fz else 20) / gs
+    q.needs_hessian = True
+    return q
+
+
 def _int8(w):
     q, s = quantize_int8_symmetric(w)
     return dequantize_int8(q, s), 8 + 32 / w.shape[1]
@@ -62,7 +74,28 @@ RECIPES = {
     "g32 fz search rms_abs, v/down edge int8": (_int4(32, False, True, True, "rms_abs"),
                                                 _kinds(("v_proj", "down_proj"), EDGE)),
     "g32 fz search rms_abs, edge blocks int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("proj",), EDGE)),
+    "GPTQ g32 fz search rms_abs": (_gptq(32, True), None),
+    "GPTQ g32 fz search rms_abs, v/down edge int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), EDGE)),
+    "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
 }
+
+
+def _hessians(model, lins, calib):
+    """H = 2/n X^T X of every Linear's inputs over the calibration sequences, from one pass of the float model
+    (with int8 heads): GPTQ without the layer-by-layer re-run (each layer sees float inputs)."""
+    acc, hooks = {}, []
+    for f, m in lins:
+        def hook(mod, inp, f=f):
+            x = inp[0].reshape(-1, inp[0].shape[-1]).double()
+            h, n = acc.get(f, (0.0, 0))
+            acc[f] = (h + x.t() @ x, n + x.shape[0])
+        hooks.append(m.register_forward_pre_hook(hook))
+    with torch.inference_mode():
+        for x in calib:
+            model(x, use_cache=False)
+    for h in hooks:
+        h.remove()
+    return {f: (2.0 / n * h).float() for f, (h, n) in acc.items()}
 
 
 def main() -> int:
@@ -72,13 +105,14 @@ def main() -> int:
     ap.add_argument("--llama-cpp", action="store_true", help="also score llama.cpp's quantizers")
     ap.add_argument("--ppl-tokens", type=int, default=2048)
     ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--calib", type=int, default=8, help="calibration sequences (of --ctx tokens) for GPTQ rows")
     a = ap.parse_args()
     torch.set_num_threads(1)
     path = llm.smollm2_gguf()
     tok, model = llm.load_gguf_llama(path)
     if a.off_grid:
         llm.rotate_off_grid(model)
-    sp = llm.text_splits(tok, a.ppl_tokens, 0, 0, a.ctx)
+    sp = llm.text_splits(tok, a.ppl_tokens, 0, a.calib, a.ctx)
     lins = [(f, m) for f, m in model.named_modules() if isinstance(m, torch.nn.Linear) and f != "lm_head"]
     orig = {f: m.weight.data.clone() for f, m in lins}
     heads = [m for m in (model.lm_head, model.model.embed_tokens)]
@@ -89,6 +123,10 @@ def main() -> int:
     for h in heads:  # int8 heads in every recipe (a tied table is quantized once)
         h.weight.data = _int8(h.weight.data)[0]
     n_blocks = len(model.model.layers)
+    hess = {}
+    want = [n for n in RECIPES if not a.only or any(o.lower() in n.lower() for o in a.only)]
+    if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
+        hess = _hessians(model, lins, sp.calib)
     for name, (q4, rule) in RECIPES.items():
         if a.only and not any(o.lower() in name.lower() for o in a.only):
             continue
@@ -97,7 +135,10 @@ def main() -> int:
         for f, m in lins:
             i = int(f.split(".")[2])
             w = orig[f]
-            dq, b = _int8(w) if rule is not None and rule(f, i, n_blocks) else q4(w)
+            if rule is not None and rule(f, i, n_blocks):
+                dq, b = _int8(w)
+            else:
+                dq, b = q4(w, hess[f]) if getattr(q4, "needs_hessian", False) else q4(w)
             m.weight.data = dq
             bits += b * w.numel()
         mb = bits / 8 / 1e6
