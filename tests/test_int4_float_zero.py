@@ -110,8 +110,10 @@ def test_weights_exclude_elements_and_shape_checks():
         quantize_int4(w, 32, True, float_zeros=True)
     with pytest.raises(ValueError, match="float_zeros"):
         slimnn.Int4Config(float_zeros=True)  # symmetric by default
-    with pytest.raises(ValueError, match="rtn"):
-        slimnn.Int4Config(float_zeros=True, symmetric=False, method="gptq")
+    with pytest.raises(ValueError, match="awq"):
+        slimnn.Int4Config(float_zeros=True, symmetric=False, method="awq")
+    with pytest.raises(ValueError, match="act_order"):
+        slimnn.Int4Config(float_zeros=True, symmetric=False, method="gptq", gptq_act_order=False)
     assert int4_params_search is not None  # the integer-zero search stays available
 
 

@@ -81,3 +81,28 @@ def test_importance_on_all_zero_groups_stays_finite(imp, fz):
     assert bool(torch.isfinite(s.float()).all()) and bool(torch.isfinite(z.float()).all())
     d = dequantize_int4(c, s, z, 32)
     assert float(d[0].abs().max()) == 0.0 and float(d[4, 32:64].abs().max()) == 0.0
+
+
+def test_compress_gptq_on_float_zero_search_groups():
+    import slimnn
+    from slimnn.formats import unpack_q4
+
+    gen = torch.Generator().manual_seed(7)
+    model = torch.nn.Sequential(torch.nn.Linear(72, 40), torch.nn.ReLU(), torch.nn.Linear(40, 24))
+    data = [torch.randn(16, 72, generator=gen) @ (torch.eye(72) + 0.2 * torch.randn(72, 72, generator=gen))
+            for _ in range(4)]
+    x = torch.cat(data)
+    with torch.no_grad():
+        ref = model(x)
+    import copy
+    rtn, gq = copy.deepcopy(model), copy.deepcopy(model)
+    kw = dict(group_size=32, symmetric=False, float_zeros=True, scale_search=True, importance="rms_abs",
+              mode="weight_only", progress=False)
+    slimnn.compress_(rtn, slimnn.Int4Config(**kw))
+    slimnn.compress_(gq, slimnn.Int4Config(method="gptq", calib_data=data, **kw))
+    _, _, zeros, _ = unpack_q4(gq[0].packed)
+    assert zeros is not None and zeros.is_floating_point()
+    with torch.no_grad():
+        e_rtn = float((rtn(x) - ref).square().sum())
+        e_gq = float((gq(x) - ref).square().sum())
+    assert e_gq < e_rtn
