@@ -99,9 +99,9 @@ class Int4Config:
         last eighth of the layers in module order) first. 0 (default): every such Linear int4.
     """
 
-    group_size: Optional[int] = 64
+    group_size: Optional[int] = 32
     method: str = "rtn"
-    symmetric: bool = True
+    symmetric: Optional[bool] = None
     scale_dtype: str = "float16"
     mode: str = "dynamic"
     kernel: str = "auto"
@@ -113,14 +113,21 @@ class Int4Config:
     awq_clip: bool = True
     max_calib_rows: int = 2048
     progress: bool = True
-    scale_search: bool = False
-    float_zeros: bool = False
+    scale_search: bool = True
+    float_zeros: Optional[bool] = None
     head_int8: bool = True
-    importance: str = "none"
+    importance: str = "rms_abs"
     int8_fraction: float = 0.0
     version: int = 1
 
     def __post_init__(self) -> None:
+        # defaults (issue 15): asymmetric groups with float zero points, unless the symmetry is chosen: an explicit
+        # symmetric=False keeps integer zero points, as it meant before float zero points existed
+        sym_auto = self.symmetric is None
+        if sym_auto:
+            object.__setattr__(self, "symmetric", False)
+        if self.float_zeros is None:
+            object.__setattr__(self, "float_zeros", sym_auto and self.method != "awq")
         gs = self.group_size
         if gs is not None and (isinstance(gs, bool) or not isinstance(gs, int) or gs < 32 or gs % 32):
             raise ValueError(f"Int4Config.group_size must be None or a positive multiple of 32, got {gs!r}")
@@ -183,7 +190,15 @@ def config_from_json(text: str) -> Any:
     unknown = set(data) - fields
     if unknown:
         raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}")
+    if cls is Int4Config:  # written before these fields existed: their values then (the defaults changed since)
+        for name, then in _INT4_ABSENT.items():
+            data.setdefault(name, then)
     return cls(**data)
+
+
+_INT4_ABSENT = {"float_zeros": False, "scale_search": False, "importance": "none", "int8_fraction": 0.0,
+                "head_int8": False}
+"""Int4Config fields a file may lack (written by an older slimnn), with the behaviour it had without them."""
 
 
 @dataclass(frozen=True)
