@@ -106,3 +106,21 @@ def test_compress_gptq_on_float_zero_search_groups():
         e_rtn = float((rtn(x) - ref).square().sum())
         e_gq = float((gq(x) - ref).square().sum())
     assert e_gq < e_rtn
+
+
+def test_old_config_json_loads_as_written():
+    # a file written before float zero points / the search existed has none of those fields: it meant integer
+    # zero points and the min/max rule, whatever today's defaults are
+    import json
+
+    import slimnn
+    from slimnn.configs import config_from_json
+
+    d = json.loads(slimnn.Int4Config(symmetric=False).to_json())
+    for name in ("float_zeros", "scale_search", "importance", "int8_fraction", "head_int8"):
+        d.pop(name)
+    cfg = config_from_json(json.dumps(d))
+    assert cfg.symmetric is False and cfg.float_zeros is False and cfg.scale_search is False
+    assert cfg.importance == "none" and cfg.head_int8 is False
+    new = slimnn.Int4Config()
+    assert config_from_json(new.to_json()) == new and new.float_zeros and new.group_size == 32
