@@ -74,8 +74,10 @@ RECIPES = {
     "g32 fz search rms_abs, v/down edge int8": (_int4(32, False, True, True, "rms_abs"),
                                                 _kinds(("v_proj", "down_proj"), EDGE)),
     "g32 fz search rms_abs, edge blocks int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("proj",), EDGE)),
+    "g32 fz search rms_abs, v int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("v_proj",), None)),
+    "g32 fz search rms_abs, down int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("down_proj",), None)),
     "GPTQ g32 fz search rms_abs": (_gptq(32, True), None),
-    "GPTQ g32 fz search rms_abs, v/down edge int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), EDGE)),
+    "GPTQ g32 fz search rms_abs, v/down int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), None)),
     "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
 }
 

@@ -280,6 +280,8 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
         "slimnn int8 weight-only": comp(slimnn.Int8Config(mode="weight_only")),
         "slimnn int4 default": comp(I4(progress=False)),
         "slimnn int4 default, head int4": comp(I4(head_int8=False, progress=False)),
+        "slimnn int4 g64 sym RTN (default before issue 15)": comp(I4(group_size=64, symmetric=True, scale_search=False,
+                                                                     progress=False)),
         "slimnn int4 g32 sym RTN": comp(I4(group_size=32, symmetric=True, scale_search=False, head_int8=False,
                                            progress=False)),
         "slimnn int4 g64 asym scale search": comp(I4(group_size=64, symmetric=False, scale_search=True,
@@ -311,6 +313,7 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
                                                       scale_search=True, progress=False)),
     }
     if calib:  # one partial forward pass over the data per layer (210 layers): minutes on 2 cores
+        out["slimnn int4 default GPTQ (calibrated)"] = comp(I4(method="gptq", calib_data=calib, progress=False))
         out["slimnn int4 g32 asym GPTQ (calibrated)"] = comp(I4(group_size=32, symmetric=False, method="gptq",
                                                                calib_data=calib, progress=False))
     return out
