@@ -100,6 +100,11 @@ def _hessians(model, lins, calib):
     return {f: (2.0 / n * h).float() for f, (h, n) in acc.items()}
 
 
+def _picked(name, only):
+    """``--only`` words: a recipe whose name holds one of them, or equals one given as ``=name``."""
+    return not only or any(name == o[1:] if o.startswith("=") else o.lower() in name.lower() for o in only)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--off-grid", action="store_true")
@@ -126,11 +131,11 @@ def main() -> int:
         h.weight.data = _int8(h.weight.data)[0]
     n_blocks = len(model.model.layers)
     hess = {}
-    want = [n for n in RECIPES if not a.only or any(o.lower() in n.lower() for o in a.only)]
+    want = [n for n in RECIPES if _picked(n, a.only)]
     if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
         hess = _hessians(model, lins, sp.calib)
     for name, (q4, rule) in RECIPES.items():
-        if a.only and not any(o.lower() in name.lower() for o in a.only):
+        if not _picked(name, a.only):
             continue
         t0 = time.perf_counter()
         bits = 0.0
