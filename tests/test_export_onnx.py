@@ -17,7 +17,7 @@ _SRC = os.path.dirname(os.path.dirname(os.path.abspath(slimnn.__file__)))
 
 FORMATS = {
     "int8": slimnn.Int8Config(),
-    "int4": slimnn.Int4Config(group_size=32),
+    "int4": slimnn.Int4Config(group_size=32, symmetric=True),
     "sparse": slimnn.SparseConfig(0.8, backend="sparse"),
     "bitmap_int8": [slimnn.SparseConfig(0.9, backend="sparse"), slimnn.Int8Config()],
     "lowrank_residual": slimnn.LowRankConfig(rank_ratio=0.5, sparse_residual=0.01, progress=False),
@@ -123,7 +123,7 @@ def test_export_onnx_int8_runs_in_onnxruntime(cfg, tmp_path):
 
 def test_export_onnx_names_the_layers_it_cannot_export(tmp_path):
     m = _mlp()
-    slimnn.compress_(m, slimnn.Int4Config(group_size=32))
+    slimnn.compress_(m, slimnn.Int4Config(group_size=32, symmetric=True))
     with pytest.raises(ValueError, match=r"no ONNX export.*Int4Linear"):
         slimnn.export_onnx(m, (torch.randn(2, 64),), str(tmp_path / "m.onnx"))
 

@@ -420,7 +420,10 @@ def test_compress_calibrated_model_beats_rtn(mode):
     errs = {}
     for method in ("rtn", "gptq", "awq"):
         m = copy.deepcopy(model)
-        cfg = slimnn.Int4Config(group_size=32, method=method, mode=mode, calib_data=calib, progress=False)
+        # the min/max symmetric groups (the default before issue 15): on this outlier MLP GPTQ on the searched
+        # float-zero groups of today's default is no better than their RTN (the LM is where it pays)
+        cfg = slimnn.Int4Config(group_size=32, symmetric=True, scale_search=False, importance="none", method=method,
+                                mode=mode, calib_data=calib, progress=False)
         report = slimnn.compress_(m, cfg)
         assert set(report.converted) == {"up", "down"}
         assert isinstance(m.up, Int4Linear) and m.up.config.method == method

@@ -109,9 +109,15 @@ def test_weights_exclude_elements_and_shape_checks():
     with pytest.raises(ValueError, match="symmetric=False"):
         quantize_int4(w, 32, True, float_zeros=True)
     with pytest.raises(ValueError, match="float_zeros"):
-        slimnn.Int4Config(float_zeros=True)  # symmetric by default
-    with pytest.raises(ValueError, match="rtn"):
-        slimnn.Int4Config(float_zeros=True, symmetric=False, method="gptq")
+        slimnn.Int4Config(float_zeros=True, symmetric=True)
+    assert slimnn.Int4Config().float_zeros and not slimnn.Int4Config(symmetric=True).float_zeros  # auto
+    assert not slimnn.Int4Config(symmetric=False).float_zeros  # an explicit choice keeps integer zero points
+    assert not slimnn.Int4Config(method="awq").float_zeros and not slimnn.Int4Config(method="awq").symmetric
+    assert slimnn.Int4Config(symmetric=False, float_zeros=True) == slimnn.Int4Config()  # resolved, so equal
+    with pytest.raises(ValueError, match="awq"):
+        slimnn.Int4Config(float_zeros=True, symmetric=False, method="awq")
+    with pytest.raises(ValueError, match="act_order"):
+        slimnn.Int4Config(float_zeros=True, symmetric=False, method="gptq", gptq_act_order=False)
     assert int4_params_search is not None  # the integer-zero search stays available
 
 

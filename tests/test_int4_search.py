@@ -3,6 +3,8 @@ min/max rule, codes consistent with the stored scales, and the module runs on it
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -49,10 +51,9 @@ def test_codes_match_stored_scales(sym):
 def test_module_with_search_matches_its_reference(mode):
     torch.manual_seed(0)
     lin = torch.nn.Linear(96, 40)
-    cfg = slimnn.Int4Config(group_size=32, scale_search=True, mode=mode)
+    cfg = slimnn.Int4Config(group_size=32, symmetric=True, scale_search=True, importance="none", mode=mode)
     mod = slimnn.nn.Int4Linear.from_linear(lin, cfg)
-    ref = slimnn.nn.Int4Linear.from_linear(lin, slimnn.Int4Config(group_size=32, scale_search=True, mode=mode,
-                                                                   kernel="reference"))
+    ref = slimnn.nn.Int4Linear.from_linear(lin, dataclasses.replace(cfg, kernel="reference"))
     x = torch.randn(5, 96)
     torch.testing.assert_close(mod(x), ref(x), rtol=1e-4, atol=1e-4)
     codes, scales, zeros = quantize_int4(lin.weight, 32, True, search=True)

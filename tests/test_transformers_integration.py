@@ -23,7 +23,7 @@ transformers.utils.logging.disable_progress_bar()
 
 FORMATS = {
     "int8_dynamic": slimnn.Int8Config(),
-    "int4_g32_sym": slimnn.Int4Config(group_size=32),
+    "int4_g32_sym": slimnn.Int4Config(group_size=32, symmetric=True),
     "int4_g64_asym_weight_only": slimnn.Int4Config(group_size=64, symmetric=False, mode="weight_only"),
     "int4_per_channel_bf16_scales": slimnn.Int4Config(group_size=None, scale_dtype="bfloat16"),
     "sparse_csr_fp32": slimnn.SparseConfig(0.7, backend="sparse"),

@@ -80,12 +80,13 @@ class Int4Config:
     awq_grid: number of steps of AWQ's exponent search in [0, 1]. awq_clip: also search a clipping ratio per
         group. max_calib_rows: activation rows (tokens) kept per layer for AWQ's searches (sampled evenly).
     progress: show a progress bar over layers during calibration (needs tqdm).
-    scale_search: ``method="rtn"`` only: per group, search the scale (and zero point) that minimises the
+    scale_search: ``method="rtn"`` or ``"gptq"`` (act order): per group, search the scale (and zero point) that minimises the
         group's squared error (:func:`slimnn.math.quantize.int4_params_search`, or with ``float_zeros``
         :func:`slimnn.math.quantize.int4_params_float_zero`) instead of the min/max rule.
     float_zeros: ``symmetric=False`` only: float zero points (w = scale * (q - z), z a float stored in the
         scale dtype: a group's minimum need not lie on a code; llama.cpp's Q4_1 / K-quants), instead of integer
-        ones. Same kernels (the driver adds one term per group). ``method="rtn"`` only for now.
+        ones. Same kernels (the driver adds one term per group). ``method="rtn"`` or ``"gptq"`` (GPTQ then
+        keeps the searched groups' scales and zero points and compensates the rounding error).
     head_int8: Linears shaped like a vocabulary head (at least 16384 outputs and 8x more outputs than inputs:
         ``lm_head``, and the embedding tied to it) are converted to int8 (``Int8Config(mode=...)``, per
         channel) instead of int4, as llama.cpp keeps its output tensor at 6-8 bits in its Q4 files: the head
@@ -98,9 +99,9 @@ class Int4Config:
         last eighth of the layers in module order) first. 0 (default): every such Linear int4.
     """
 
-    group_size: Optional[int] = 64
+    group_size: Optional[int] = 32
     method: str = "rtn"
-    symmetric: bool = True
+    symmetric: Optional[bool] = None
     scale_dtype: str = "float16"
     mode: str = "dynamic"
     kernel: str = "auto"
@@ -112,14 +113,21 @@ class Int4Config:
     awq_clip: bool = True
     max_calib_rows: int = 2048
     progress: bool = True
-    scale_search: bool = False
-    float_zeros: bool = False
+    scale_search: bool = True
+    float_zeros: Optional[bool] = None
     head_int8: bool = True
-    importance: str = "none"
+    importance: str = "rms_abs"
     int8_fraction: float = 0.0
     version: int = 1
 
     def __post_init__(self) -> None:
+        # defaults (issue 15): asymmetric groups with float zero points, unless the symmetry is chosen: an explicit
+        # symmetric=False keeps integer zero points, as it meant before float zero points existed
+        sym_auto = self.symmetric is None
+        if sym_auto:
+            object.__setattr__(self, "symmetric", False)
+        if self.float_zeros is None:
+            object.__setattr__(self, "float_zeros", sym_auto and self.method != "awq")
         gs = self.group_size
         if gs is not None and (isinstance(gs, bool) or not isinstance(gs, int) or gs < 32 or gs % 32):
             raise ValueError(f"Int4Config.group_size must be None or a positive multiple of 32, got {gs!r}")
@@ -154,8 +162,12 @@ class Int4Config:
         f = self.int8_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
             raise ValueError(f"Int4Config.int8_fraction must be a number in [0, 1], got {f!r}")
-        if self.float_zeros and self.method != "rtn":
-            raise ValueError(f"Int4Config.float_zeros is implemented for method='rtn' only, got {self.method!r}")
+        if self.float_zeros and self.method == "awq":
+            raise ValueError("Int4Config.float_zeros is implemented for method='rtn' and 'gptq', not 'awq'")
+        if (self.float_zeros or self.scale_search) and self.method == "gptq" and not (
+                self.gptq_act_order or self.group_size is None):
+            raise ValueError("Int4Config(method='gptq') with scale_search / float_zeros needs gptq_act_order=True "
+                             "(the searched groups are fixed before GPTQ updates any column)")
         _check_version(self)
 
     def to_json(self) -> str:
@@ -178,7 +190,15 @@ def config_from_json(text: str) -> Any:
     unknown = set(data) - fields
     if unknown:
         raise ValueError(f"unknown fields for {cls.__name__}: {sorted(unknown)}")
+    if cls is Int4Config:  # written before these fields existed: their values then (the defaults changed since)
+        for name, then in _INT4_ABSENT.items():
+            data.setdefault(name, then)
     return cls(**data)
+
+
+_INT4_ABSENT = {"float_zeros": False, "scale_search": False, "importance": "none", "int8_fraction": 0.0,
+                "head_int8": False}
+"""Int4Config fields a file may lack (written by an older slimnn), with the behaviour it had without them."""
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,8 @@ def technique_variants(st: nn.Module, calib: list[dict], progress: bool = False,
     m = copy.deepcopy(st)
     # GPTQ's own bar (per layer) unless the demo is quiet: this step takes minutes on a busy machine.
     rep = slimnn.mixed_int4_(m[0].auto_model, calib, min_ratio=6.0,
-                             int4_config=slimnn.Int4Config(method="gptq", progress=progress))
+                             int4_config=slimnn.Int4Config(group_size=64, symmetric=True, scale_search=False,
+                                                           importance="none", method="gptq", progress=progress))
     n8 = sum(c == "int8" for c in rep.choice.values())
     out.append(("slimnn int4 GPTQ mixed", m, f"mixed_int4_: {len(rep.choice) - n8} layers GPTQ int4 (group 64), "
                 f"{n8} most sensitive in int8, Linear weights >= 6x smaller"))

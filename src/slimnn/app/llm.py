@@ -302,6 +302,8 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
         "slimnn int8 weight-only": comp(slimnn.Int8Config(mode="weight_only")),
         "slimnn int4 default": comp(I4(progress=False)),
         "slimnn int4 default, head int4": comp(I4(head_int8=False, progress=False)),
+        "slimnn int4 g64 sym RTN (default before issue 15)": comp(I4(group_size=64, symmetric=True, scale_search=False,
+                                                                     progress=False)),
         "slimnn int4 g32 sym RTN": comp(I4(group_size=32, symmetric=True, scale_search=False, head_int8=False,
                                            progress=False)),
         "slimnn int4 g64 asym scale search": comp(I4(group_size=64, symmetric=False, scale_search=True,
@@ -333,6 +335,7 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
                                                       scale_search=True, progress=False)),
     }
     if calib:  # one partial forward pass over the data per layer (210 layers): minutes on 2 cores
+        out["slimnn int4 default GPTQ (calibrated)"] = comp(I4(method="gptq", calib_data=calib, progress=False))
         out["slimnn int4 g32 asym GPTQ (calibrated)"] = comp(I4(group_size=32, symmetric=False, method="gptq",
                                                                calib_data=calib, progress=False))
     return out
@@ -342,6 +345,12 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
 
 def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _head_tied(model: Any) -> bool:
+    """Whether ``model``'s lm_head reads the embedding table itself (same storage)."""
+    head, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    return head is not None and head.weight.data_ptr() == emb.weight.data_ptr()
 
 
 def write_gguf_f32(model: Any, src_gguf: str, out: str) -> None:
@@ -364,11 +373,16 @@ def write_gguf_f32(model: Any, src_gguf: str, out: str) -> None:
             w.add_key_value(key, f.contents(), vtype)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    for t in reader.tensors:
-        a = sd[_hf_name(t.name)]
-        if ".attn_q." in t.name or ".attn_k." in t.name:
-            a = rope_permute(a, heads if ".attn_q." in t.name else kv, inverse=False)
-        w.add_tensor(t.name, np.ascontiguousarray(a, dtype=np.float32))
+    names = [t.name for t in reader.tensors]
+    if "output.weight" not in names and not _head_tied(model):
+        # the source ties the head to the embedding, this model does not (rotate_off_grid unties it): without
+        # its own output tensor llama.cpp would read the head from token_embd, i.e. another function
+        names.append("output.weight")
+    for name in names:
+        a = sd[_hf_name(name)]
+        if ".attn_q." in name or ".attn_k." in name:
+            a = rope_permute(a, heads if ".attn_q." in name else kv, inverse=False)
+        w.add_tensor(name, np.ascontiguousarray(a, dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -68,8 +68,14 @@ def gptq_quantize(
     damp: float = 0.01,
     block_size: int = 128,
     act_order: bool = True,
+    params: Optional[tuple[Tensor, Optional[Tensor]]] = None,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """GPTQ of W (N x K) given H = 2/n * sum_t x_t x_t^T (K x K) of its calibration inputs.
+
+    ``params``: optional fixed group parameters ``(scales, zeros)`` in the canonical layout (n_groups x N;
+    zeros uint8, float in the scales' dtype for float zero points, or None when symmetric), e.g. those of the
+    data-free scale search (:func:`slimnn.math.quantize.quantize_int4`); they replace the min/max rule's
+    static groups (``act_order`` or per channel only, since they are fixed before any column is updated).
 
     Inputs that never fire (H[k, k] == 0) get zero weight. ``damp`` * mean(diag H) is added to the diagonal
     for a stable Cholesky factorization; if it still fails, the damping is raised tenfold (up to 3 times).
@@ -95,7 +101,16 @@ def gptq_quantize(
     gs = k if group_size is None else group_size
     ng = -(-k // gs)
     static = act_order or group_size is None
-    if static:  # parameters per group from the original weights
+    if params is not None and not static:
+        raise ValueError("gptq_quantize: fixed params need act_order=True (or group_size=None)")
+    if params is not None:
+        s_all, z_all = params[0].t(), None if params[1] is None else params[1].t()
+        if tuple(s_all.shape) != (n, ng) or (z_all is not None and tuple(z_all.shape) != (n, ng)):
+            raise ValueError(f"gptq_quantize: params must be {ng} x {n} (n_groups x N), got {tuple(params[0].shape)}")
+        if (z_all is None) != symmetric:
+            raise ValueError("gptq_quantize: params' zeros must be None exactly when symmetric")
+        block = block_size
+    elif static:  # parameters per group from the original weights
         wg, _ = group_view(w, gs)
         s_all, z_all = int4_params(wg, symmetric, scale_dtype)  # (N, G)
         block = block_size

@@ -322,9 +322,9 @@ def int4_importance(wg: Tensor, kind: str) -> Tensor:
     if kind == "none":
         return torch.ones_like(w)
     ms = w.square().mean(-1, keepdim=True)
-    if kind == "rms_abs":
-        return ms.sqrt() + w.abs()
-    return w.square() + 1e-6 * ms
+    imp = ms.sqrt() + w.abs() if kind == "rms_abs" else w.square() + 1e-6 * ms
+    # an all-zero group would weigh every element 0 (its range then empty, its zero point NaN): plain weights
+    return torch.where(ms > 0, imp, torch.ones_like(imp))
 
 
 def quantize_int4(

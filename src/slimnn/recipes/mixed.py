@@ -90,7 +90,10 @@ def mixed_int4_(
         raise ValueError("mixed_int4_: calib_data is empty")
     if not (isinstance(min_ratio, (int, float)) and min_ratio > 0):
         raise ValueError(f"mixed_int4_: min_ratio must be a positive number, got {min_ratio!r}")
-    int4_config = int4_config or Int4Config(method="gptq", progress=False)
+    # its own int4 default: GPTQ on g64 symmetric min/max groups, the size its min_ratio budget was tuned for
+    # (Int4Config()'s float-zero g32 groups are ~25% larger: 5.9x instead of 7.1x smaller than float32)
+    int4_config = int4_config or Int4Config(group_size=64, symmetric=True, scale_search=False, importance="none",
+                                            method="gptq", progress=False)
     if int4_config.method != "rtn" and int4_config.calib_data is None:
         int4_config = dataclasses.replace(int4_config, calib_data=data)
     keep_config = keep_config or Int8Config()

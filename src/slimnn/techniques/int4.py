@@ -21,7 +21,7 @@ from ..configs import Int4Config
 from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.gptq import awq_quantize, gptq_quantize
-from ..math.quantize import INT4_SCALE_DTYPES
+from ..math.quantize import INT4_SCALE_DTYPES, quantize_int4
 from ..nn.int4 import Int4Linear
 from .registry import register, single_module_technique
 
@@ -130,9 +130,16 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
             )[fqn]
             in_mul = None
             if config.method == "gptq":
+                params = None
+                if config.scale_search or config.float_zeros:  # the data-free search's groups, then GPTQ
+                    _, ps, pz = quantize_int4(
+                        lin.weight, config.group_size, config.symmetric, sdt, search=config.scale_search,
+                        float_zeros=config.float_zeros, importance=config.importance,
+                    )
+                    params = (ps, pz)
                 codes, scales, zeros = gptq_quantize(
                     lin.weight, st.hessian(), config.group_size, config.symmetric, sdt, config.gptq_damp,
-                    config.gptq_block, config.gptq_act_order,
+                    config.gptq_block, config.gptq_act_order, params=params,
                 )
             else:
                 in_mul, codes, scales, zeros = awq_quantize(

@@ -1,0 +1,196 @@
+"""Perplexity of int4 recipes on SmolLM2-135M, on its Q4_1 grid and off it (``--off-grid``), fast: each recipe's
+weights are quantized and dequantized in place (the canonical form of ``slimnn.math.quantize``, the same codes,
+scales and zero points the Int4Linear blobs hold) and the float model is scored, so no kernel runs and the
+activations stay float (the W4A8 kernels add their activation rounding on top: ``slimnn llm`` measures that).
+Heads (lm_head, the embedding) are int8 per channel, as ``Int4Config(head_int8=True)`` does. llama.cpp's own
+quantizers (Q4_0, Q4_1, Q4_K_S, Q4_K_M, from a float32 GGUF of the same, possibly rotated, weights) are scored
+on the same tokens when ``llama-cpp-python`` imports.
+
+    PYTHONPATH=src python3 bench/tables/llm_int4_ppl.py [--off-grid] [--only NAME ...] [--llama-cpp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import torch
+
+from slimnn.app import llm
+from slimnn.math.quantize import dequantize_int4, quantize_int4, quantize_int8_symmetric, dequantize_int8
+
+
+def _int4(gs, sym, fz, search, imp="none"):
+    def q(w):
+        c, s, z = quantize_int4(w, gs, sym, torch.float16, search=search, float_zeros=fz, importance=imp)
+        bits = 4 + (16 + (0 if sym else (16 if fz else 4))) / gs
+        return dequantize_int4(c, s, z, gs), bits
+    return q
+
+
+def _gptq(gs, fz, imp="rms_abs"):
+    """GPTQ (act order) with the group parameters of the data-free float-zero (or integer-zero) search."""
+    from slimnn.math.gptq import gptq_quantize
+
+    def q(w, h):
+        _, s, z = quantize_int4(w, gs, False, torch.float16, search=True, float_zeros=fz, importance=imp)
+        c, s, z = gptq_quantize(w, h, gs, False, torch.float16, act_order=True, params=(s, z))
+        return dequantize_int4(c, s, z, gs), 4 + (32 if fz else 20) / gs
+    q.needs_hessian = True
+    return q
+
+
+def _int8(w):
+    q, s = quantize_int8_symmetric(w)
+    return dequantize_int8(q, s), 8 + 32 / w.shape[1]
+
+
+def _kinds(kinds, blocks):
+    """A rule: int8 for Linears whose name holds one of ``kinds`` in the given blocks (None: all)."""
+    def rule(fqn, i, n):
+        return any(k in fqn for k in kinds) and (blocks is None or i in blocks(n))
+    return rule
+
+
+EDGE = lambda n: set(range(2)) | set(range(n - 2, n))  # noqa: E731
+
+
+RECIPES = {
+    "int4 default (g64 sym RTN)": (_int4(64, True, False, False), None),
+    "g32 sym RTN": (_int4(32, True, False, False), None),
+    "g32 sym search": (_int4(32, True, False, True), None),
+    "g32 asym search": (_int4(32, False, False, True), None),
+    "g32 fz min/max": (_int4(32, False, True, False), None),
+    "g32 fz search": (_int4(32, False, True, True), None),
+    "g32 fz search rms_abs": (_int4(32, False, True, True, "rms_abs"), None),
+    "g32 fz search square": (_int4(32, False, True, True, "square"), None),
+    "g64 fz search": (_int4(64, False, True, True), None),
+    "g64 fz search rms_abs": (_int4(64, False, True, True, "rms_abs"), None),
+    "g32 fz search rms_abs, v/down int8": (_int4(32, False, True, True, "rms_abs"),
+                                           _kinds(("v_proj", "down_proj"), None)),
+    "g32 fz search rms_abs, v/down edge int8": (_int4(32, False, True, True, "rms_abs"),
+                                                _kinds(("v_proj", "down_proj"), EDGE)),
+    "g32 fz search rms_abs, edge blocks int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("proj",), EDGE)),
+    "g32 fz search rms_abs, v int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("v_proj",), None)),
+    "g32 fz search rms_abs, down int8": (_int4(32, False, True, True, "rms_abs"), _kinds(("down_proj",), None)),
+    "GPTQ g32 fz search rms_abs": (_gptq(32, True), None),
+    "GPTQ g32 fz search rms_abs, v/down int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), None)),
+    "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
+}
+
+
+def _hessians(model, lins, calib):
+    """H = 2/n X^T X of every Linear's inputs over the calibration sequences, from one pass of the float model
+    (with int8 heads): GPTQ without the layer-by-layer re-run (each layer sees float inputs)."""
+    acc, hooks = {}, []
+    for f, m in lins:
+        def hook(mod, inp, f=f):
+            x = inp[0].reshape(-1, inp[0].shape[-1]).double()
+            h, n = acc.get(f, (0.0, 0))
+            acc[f] = (h + x.t() @ x, n + x.shape[0])
+        hooks.append(m.register_forward_pre_hook(hook))
+    with torch.inference_mode():
+        for x in calib:
+            model(x, use_cache=False)
+    for h in hooks:
+        h.remove()
+    return {f: (2.0 / n * h).float() for f, (h, n) in acc.items()}
+
+
+def _picked(name, only):
+    """``--only`` words: a recipe whose name holds one of them, or equals one given as ``=name``."""
+    return not only or any(name == o[1:] if o.startswith("=") else o.lower() in name.lower() for o in only)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--off-grid", action="store_true")
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--llama-cpp", action="store_true", help="also score llama.cpp's quantizers")
+    ap.add_argument("--ppl-tokens", type=int, default=2048)
+    ap.add_argument("--ctx", type=int, default=512)
+    ap.add_argument("--calib", type=int, default=8, help="calibration sequences (of --ctx tokens) for GPTQ rows")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    path = llm.smollm2_gguf()
+    tok, model = llm.load_gguf_llama(path)
+    if a.off_grid:
+        llm.rotate_off_grid(model)
+    sp = llm.text_splits(tok, a.ppl_tokens, 0, a.calib, a.ctx)
+    lins = [(f, m) for f, m in model.named_modules() if isinstance(m, torch.nn.Linear) and f != "lm_head"]
+    orig = {f: m.weight.data.clone() for f, m in lins}
+    heads = [m for m in (model.lm_head, model.model.embed_tokens)]
+    head_orig = [h.weight.data.clone() for h in heads]
+    fp = llm.perplexity(model, sp.ppl, a.ctx)
+    grid = "off grid" if a.off_grid else "on grid"
+    print(f"fp32 ({grid}): perplexity {fp:.3f}", flush=True)
+    for h in heads:  # int8 heads in every recipe (a tied table is quantized once)
+        h.weight.data = _int8(h.weight.data)[0]
+    n_blocks = len(model.model.layers)
+    hess = {}
+    want = [n for n in RECIPES if _picked(n, a.only)]
+    if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
+        hess = _hessians(model, lins, sp.calib)
+    for name, (q4, rule) in RECIPES.items():
+        if not _picked(name, a.only):
+            continue
+        t0 = time.perf_counter()
+        bits = 0.0
+        for f, m in lins:
+            i = int(f.split(".")[2])
+            w = orig[f]
+            if rule is not None and rule(f, i, n_blocks):
+                dq, b = _int8(w)
+            else:
+                dq, b = q4(w, hess[f]) if getattr(q4, "needs_hessian", False) else q4(w)
+            m.weight.data = dq
+            bits += b * w.numel()
+        mb = bits / 8 / 1e6
+        p = llm.perplexity(model, sp.ppl, a.ctx)
+        print(f"| {name} | {mb:.1f} | {p:.3f} ({p / fp - 1:+.1%}) | [{time.perf_counter() - t0:.0f}s]", flush=True)
+    for (f, m) in lins:
+        m.weight.data = orig[f]
+    for h, w in zip(heads, head_orig):
+        h.weight.data = w
+    if a.llama_cpp and llm.llama_cpp_available():
+        import llama_cpp
+        import numpy as np
+
+        with tempfile.TemporaryDirectory() as d:
+            f32 = os.path.join(d, "f32.gguf")
+            llm.write_gguf_f32(model, path, f32)
+            ids = sp.ppl[0].tolist()
+            for qname, ftype in (("F32", 0), ("Q4_0", 2), ("Q4_1", 3), ("Q4_K_S", 14), ("Q4_K_M", 15)):
+                dst = f32
+                if ftype:
+                    dst = os.path.join(d, f"{qname}.gguf")
+                    params = llama_cpp.llama_model_quantize_default_params()
+                    params.ftype = ftype
+                    if llama_cpp.llama_model_quantize(f32.encode(), dst.encode(), params) != 0:
+                        raise RuntimeError(qname)
+                kw = dict(model_path=dst, n_ctx=a.ctx, n_batch=a.ctx, n_threads=1, n_threads_batch=1,
+                          logits_all=True, verbose=False)
+                lm = llm._llama(llama_cpp, kw)
+                nll, cnt = 0.0, 0
+                for lo in range(0, len(ids) - 1, a.ctx):
+                    x = ids[lo:lo + a.ctx]
+                    if len(x) < 2:
+                        break
+                    lm.reset()
+                    lm.eval(x)
+                    lg = np.asarray(lm.scores[: len(x) - 1], dtype=np.float64)
+                    lse = np.log(np.exp(lg - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
+                    nll += float((lse - lg[np.arange(len(x) - 1), x[1:]]).sum())
+                    cnt += len(x) - 1
+                p = float(np.exp(nll / cnt))
+                mb = os.path.getsize(dst) / 1e6
+                print(f"| llama.cpp {qname} (file, whole model) | {mb:.1f} | {p:.3f} ({p / fp - 1:+.1%}) |", flush=True)
+                del lm
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
