@@ -95,6 +95,9 @@ def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
     wf = (q.float() * scales.view(-1, 1, 1, 1)).abs().double()
     if mode == "weight_only" or co.is_depthwise(c, oc, g):
         m = F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw)
+    elif quant == "per_pixel":  # |qa - zp| * a_scale <= |x| + a_scale: bounded by the field's absmax, twice
+        m = 2 * F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw) + F.conv2d(
+            F.pad(torch.ones_like(x).double(), (l, r, t, b)), wf, **kw) * x.abs().amax(dim=(1, 2, 3), keepdim=True).double() / 127
     else:
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []
@@ -138,6 +141,58 @@ def test_dense_matches_reference(isa, case, mode):
     ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
     kk = case[5] ** 2 * case[1] // case[9]
     assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", DENSE, ids=str)
+def test_dense_per_pixel_matches_reference(isa, case):
+    need(isa)
+    x, q, scales, bias = make(case)
+    with slimnn.isa.forced(isa):
+        y, name = run(case, x, q, scales, bias, "dynamic", quant="per_pixel")
+    assert name.endswith("__" + GEMM_ISA[isa]), name
+    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, "dynamic", "per_pixel")
+    kk = case[5] ** 2 * case[1] // case[9]
+    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, "dynamic", "per_pixel"),
+                 what=f"{isa} per_pixel {case}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_per_pixel_integer_accumulation_exact(isa):
+    """quant="per_pixel": unit weight scales, no bias: y / (each pixel's a_scale) is its exact int32 sum, and
+    the scale is the one of that pixel's receptive field (padding taps 0.0)."""
+    need(isa)
+    for case in DENSE:
+        n, c, h, w, oc, k, s, p, d, g = case
+        if n == 0:
+            continue
+        x, q, _, _ = make(case, seed=1)
+        x[:, :, ::2] *= 8  # rows of very different ranges: one scale per image would not fit them
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, torch.ones(oc), None, "dynamic", quant="per_pixel")
+        t, b, l, r = co.pads4(p)
+        acc, a_scale, ok = R.conv2d_per_pixel_i32(x, q, (l, r, t, b), (s, s), (d, d), g)
+        assert ok.all() and acc.abs().max() < 2**24
+        a = a_scale.double().repeat_interleave(oc // g, dim=3)
+        got = (y.permute(0, 2, 3, 1).double() / a).round().to(torch.int64)
+        assert_exact(got, acc, f"{isa} per_pixel {case}")
+
+
+def test_per_pixel_non_finite_is_local():
+    """A NaN reaches only the outputs of the pixels whose receptive field holds it (per pixel)."""
+    case = (2, 8, 6, 6, 16, 3, 1, 1, 1, 1)
+    x, q, scales, bias = make(case)
+    x[1, 2, 3, 3] = float("nan")
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_pixel")
+    bad = torch.zeros(2, 6, 6, dtype=torch.bool)
+    bad[1, 2:5, 2:5] = True
+    assert torch.isnan(y.permute(0, 2, 3, 1)[bad]).all()
+    assert torch.isfinite(y.permute(0, 2, 3, 1)[~bad]).all()
+    pw = (1, 8, 3, 3, 16, 1, 1, 0, 1, 1)
+    x, q, scales, bias = make(pw)
+    x[0, 5, 1, 2] = float("inf")
+    y, _ = run(pw, x, q, scales, bias, "dynamic", quant="per_pixel")
+    assert torch.isnan(y[0, :, 1, 2]).all() and torch.isfinite(y).sum() == 16 * 8
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -235,14 +290,15 @@ def test_fused_activation(act):
 
 
 @pytest.mark.parametrize("case", [DENSE[1], DENSE[5], DENSE[10], DW[0], DW[6]], ids=str)
-def test_threads_bit_identical(case):
+@pytest.mark.parametrize("quant", ["per_image", "per_pixel"])
+def test_threads_bit_identical(case, quant):
     x, q, scales, bias = make(case)
     outs = []
     for t in (1, 2, 3):
         slimnn.set_num_threads(t)
-        outs.append(run(case, x, q, scales, bias)[0])
+        outs.append(run(case, x, q, scales, bias, quant=quant)[0])
     for o in outs[1:]:
-        assert_exact(o, outs[0], f"threads {case}")
+        assert_exact(o, outs[0], f"threads {case} {quant}")
 
 
 def test_channels_first_input_same_result():

@@ -33,8 +33,12 @@ enum : int {
 };
 constexpr int kConvNumActivations = 7;
 
-// Quantization scope of the dyn path: one (scale, zero point) for the whole batch or one per image.
-enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1 };
+// Quantization scope of the dyn path: one (scale, zero point) for the whole batch, one per image, or one per
+// GEMM row (kConvQuantPerPixel: each output pixel's receptive field, i.e. its im2col row of kh*kw*c/groups
+// values, padding taps included as 0.0, quantized on its own with the row quantizer of the micro-kernel's ISA,
+// quantize_row_u8; for a 1x1 conv that is the input pixel's channel vector). Per pixel needs no pass over the
+// whole image: each task quantizes its block of rows while it is in cache, right before its GEMM.
+enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1, kConvQuantPerPixel = 2 };
 
 struct ConvShape {
   int64_t n, h, w, c;          // input, NHWC
@@ -100,8 +104,9 @@ const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
 // --- ops (threaded drivers) ----------------------------------------------------------------------------------
 // Dense/pointwise: w holds s.groups views, group g producing output channels [g*oc/g, (g+1)*oc/g) from input
 // channels [g*c/g, (g+1)*c/g); each view is N = oc/groups by K = kh*kw*c/groups, K in (ky, kx, c) order.
-// x: NHWC fp32, y: NHWC fp32 (n*oh*ow*oc). bias may be null. A non-finite value in an image (per image) or in
-// the batch (per tensor) makes that image's (the batch's) output NaN on the dyn path. Returns the
+// x: NHWC fp32, y: NHWC fp32 (n*oh*ow*oc). bias may be null. A non-finite value in an image (per image), in
+// the batch (per tensor) or in a pixel's receptive field (per pixel) makes that image's (the batch's, that
+// pixel's group of output channels) output NaN on the dyn path. Returns the
 // micro-kernel used.
 const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w, const float* bias,
                             int act, int quant, float* y, int nthreads, uint32_t isa_mask);

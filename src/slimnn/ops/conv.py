@@ -9,7 +9,8 @@ channels-last. Weights: int8 (oc, c/groups, kh, kw) with one fp32 scale per outp
 Paths (chosen from the shape, see csrc/kernels/conv/conv.h):
 - dense / pointwise (any groups except depthwise): q8 blobs, one per group, N = oc/groups by
   K = kh*kw*c/groups in (ky, kx, c) order, run as an implicit GEMM on the qgemm micro-kernels;
-  ``mode="dynamic"`` quantizes activations to uint8 (per image or per tensor, measured per call),
+  ``mode="dynamic"`` quantizes activations to uint8 (per image, per tensor or per pixel: each output
+  pixel's receptive field on its own, measured per call),
   ``"weight_only"`` keeps them fp32.
 - depthwise (groups == c == oc): fp32 activations times the int8 weights (both modes).
 """
@@ -29,7 +30,7 @@ from ..runtime.threads import get_num_threads
 
 # Activation codes of the conv kernels (csrc/kernels/act/act.h 0-4, csrc/kernels/conv/conv.h 5-6).
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "relu6": 5, "hardswish": 6}
-QUANT = {"per_tensor": 0, "per_image": 1}
+QUANT = {"per_tensor": 0, "per_image": 1, "per_pixel": 2}
 MODES = ("dynamic", "weight_only")
 
 
