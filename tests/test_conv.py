@@ -564,3 +564,21 @@ def test_conv2d_bias_correction_against_float_math(groups, k):
     drift = (q(x).double() - ref).mean(dim=(0, 2, 3)).abs()
     drift0 = (plain(x).double() - ref).mean(dim=(0, 2, 3)).abs()
     assert float(drift.max()) < 2e-5 < float(drift0.max())
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_relu6_keeps_nan(isa):
+    """ReLU6 is fused into the depthwise kernels' stores and vectorized on the dense path: a NaN input stays
+    NaN (as in torch's F.relu6) on every ISA, values clamp to [0, 6] elsewhere."""
+    need(isa)
+    for case in (DW[0], DW[2], DW[3], (1, 24, 3, 3, 40, 1, 1, 0, 1, 1)):
+        x, q, scales, bias = make(case)
+        x = x * 10
+        x[0, 1, 1, 1] = float("nan")
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, scales, bias, "weight_only", "relu6")
+        pre = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, "weight_only")
+        assert torch.equal(torch.isnan(y), torch.isnan(pre)) and torch.isnan(y).any(), f"{isa} {case}"
+        ok = ~torch.isnan(y)
+        assert float(y[ok].min()) >= 0.0 and float(y[ok].max()) <= 6.0
+        assert (y[ok] == 6.0).any() and (y[ok] == 0.0).any()

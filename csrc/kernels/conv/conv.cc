@@ -26,10 +26,11 @@ void conv_apply_act(int act, float* y, int64_t rows, int64_t cols, int64_t ld, u
     apply_activation(select_act(isa_mask), act, y, rows, cols, ld);
     return;
   }
+  const ConvClamp clamp = select_conv_quant(isa_mask)->clamp;
   for (int64_t r = 0; r < rows; ++r) {
     float* p = y + r * ld;
     if (act == kConvActRelu6) {
-      for (int64_t i = 0; i < cols; ++i) p[i] = std::min(std::max(p[i], 0.0f), 6.0f);
+      clamp(p, cols, 0.0f, 6.0f);
     } else {  // kConvActHardSwish, torch's formula: x * relu6(x + 3) / 6
       for (int64_t i = 0; i < cols; ++i) p[i] = p[i] * std::min(std::max(p[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
     }
@@ -316,6 +317,7 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
   // Rows of output pixels per task: about 16K outputs each.
   const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(s.ow * c, 1));
   const int64_t n_tasks = (rows + per - 1) / per;
+  const bool fuse_relu6 = act == kConvActRelu6;  // the kernels clamp each output as they store it
   auto task = [&](int64_t t) {
     for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
       const int64_t img = r / s.oh, oy = r % s.oh;
@@ -327,6 +329,8 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
       a.h = s.h, a.w = s.w, a.c = c, a.cp = cp;
       a.kh = s.kh, a.kw = s.kw, a.sh = s.sh, a.sw = s.sw, a.ph = s.ph, a.pw = s.pw, a.dh = s.dh, a.dw = s.dw;
       a.oy = oy;
+      a.lo = fuse_relu6 ? 0.0f : -std::numeric_limits<float>::infinity();
+      a.hi = fuse_relu6 ? 6.0f : std::numeric_limits<float>::infinity();
       const int64_t iy0 = oy * s.sh - s.ph;
       const bool rows_in = iy0 >= 0 && iy0 + (s.kh - 1) * s.dh < s.h;
       if (fixed && rows_in && ox_a < ox_b) {
@@ -336,7 +340,7 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
       } else {
         gen->fn(a, 0, s.ow);
       }
-      conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
+      if (!fuse_relu6) conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
     }
   };
   parallel_for(n_tasks, nthreads, task);

@@ -68,6 +68,7 @@ struct DwArgs {
   int64_t h, w, c, cp;
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
   int64_t oy;
+  float lo, hi;                // fused clamp of every output: min(hi, max(lo, y)); -inf, +inf for none
 };
 using DwUkernel = void (*)(const DwArgs& a, int64_t ox0, int64_t ox1);
 
@@ -92,11 +93,14 @@ const DwKernelInfo* select_conv_dw(DwKind kind, uint32_t isa_mask);
 // every ISA gives the same bytes.
 using ConvMinMax = bool (*)(const float* x, int64_t n, float* mn, float* mx);
 using ConvQuantizeU8 = void (*)(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q);
-struct ConvQuantInfo {
+// clamp: y[i] = min(hi, max(lo, y[i])) in place for i < n, NaN kept (the dense path's ReLU6 epilogue).
+using ConvClamp = void (*)(float* y, int64_t n, float lo, float hi);
+struct ConvQuantInfo {  // the ISA's elementwise helpers of the conv drivers
   uint32_t isa;
   const char* name;
   ConvMinMax minmax;
   ConvQuantizeU8 quantize;
+  ConvClamp clamp;
 };
 const ConvQuantInfo* conv_quant_table(int* count);
 const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
