@@ -582,3 +582,13 @@ def test_fused_relu6_keeps_nan(isa):
         ok = ~torch.isnan(y)
         assert float(y[ok].min()) >= 0.0 and float(y[ok].max()) <= 6.0
         assert (y[ok] == 6.0).any() and (y[ok] == 0.0).any()
+
+
+def test_python_out_size_matches_kernel():
+    """The ops compute the output size in Python (no call per conv): the kernels' formula, every case."""
+    for n in range(0, 9):
+        for k in range(1, 6):
+            for s in range(1, 4):
+                for pads in range(0, 5):
+                    for d in range(1, 4):
+                        assert co._out_len(n, k, s, pads, d) == _C.conv_out_size(n, k, s, pads, d), (n, k, s, pads, d)
