@@ -78,8 +78,9 @@ def time_impls(calls: dict, rounds: int = 15) -> dict[str, float]:
 def bench_layers(threads: int, batch: int) -> None:
     harness.set_threads(threads)
     print(f"# per layer, batch {batch}, {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; torch {torch.__version__}")
-    print("| layer | torch fp32 CL ms | torch bf16 ms | slimnn int8 ms | x fp32 | x bf16 | kernel | SQNR int8 dB | SQNR bf16 dB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| layer | torch fp32 CL ms | torch bf16 ms | slimnn int8 ms | x fp32 | x bf16 | kernel | SQNR int8 dB | SQNR bf16 dB "
+          "| int8 per-pixel ms | x fp32 | SQNR per-pixel dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, c, oc, h, k, s, g in LAYERS:
         torch.manual_seed(0)
         conv = nn.Conv2d(c, oc, k, s, k // 2, groups=g).eval()
@@ -99,9 +100,14 @@ def bench_layers(threads: int, batch: int) -> None:
                 "bf16": (lambda: None, lambda: bf(xb)),
                 "int8": (lambda: None, lambda: q(x)),
             }
+            if not q.depthwise:  # quant="per_pixel": one scale per output pixel's receptive field
+                qp = Conv2dInt8.from_conv(conv, quant="per_pixel")
+                yp = qp(x)
+                calls["pix"] = (lambda: None, lambda: qp(x))
             t = time_impls(calls)
+        pix = (f" {t['pix']*1e3:.3f} | {t['fp32']/t['pix']:.2f} | {sqnr(yp, ref):.1f} |" if "pix" in t else " | | |")
         print(f"| {name} | {t['fp32']*1e3:.3f} | {t['bf16']*1e3:.3f} | {t['int8']*1e3:.3f} | {t['fp32']/t['int8']:.2f} | "
-              f"{t['bf16']/t['int8']:.2f} | {q.last_kernel} | {sqnr(yq, ref):.1f} | {sqnr(yb, ref):.1f} |")
+              f"{t['bf16']/t['int8']:.2f} | {q.last_kernel} | {sqnr(yq, ref):.1f} | {sqnr(yb, ref):.1f} |" + pix)
 
 
 # --- the real CNN -------------------------------------------------------------------------------------------
@@ -179,6 +185,11 @@ def bench_model(threads: int, n_per: int) -> None:
         yb = torch.cat([bf(x[i:i + 16].to(torch.bfloat16)).float() for i in range(0, x.shape[0], 16)])
         qw, _ = int8_model(model, "weight_only")  # where the rest of the loss is: weights or activations
         yw = torch.cat([qw(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        qp = copy.deepcopy(q)  # the same int8 model with one activation scale per output pixel
+        for m in qp.modules():
+            if isinstance(m, Conv2dInt8):
+                m.quant = "per_pixel"
+        yp = torch.cat([qp(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
     qb, fb = conv_bytes(q)
     print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
           f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
@@ -189,6 +200,7 @@ def bench_model(threads: int, n_per: int) -> None:
     rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
             "logit cos mean | min |", "|---|---|---|---|---|---|---|",
             agreement_table("slimnn int8", y, ref, natural),
+            agreement_table("slimnn int8, quant=per_pixel", yp, ref, natural),
             agreement_table("slimnn int8 weight-only (fp32 activations)", yw, ref, natural),
             agreement_table("torch bf16", yb, ref, natural)]
     with tempfile.TemporaryDirectory() as d:
@@ -202,18 +214,21 @@ def bench_model(threads: int, n_per: int) -> None:
             sess = None
             print(f"ONNX Runtime int8: failed: {type(e).__name__}: {e}")
         print("\n".join(rows))
-        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT |")
-        print("|---|---|---|---|---|---|")
+        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT | int8 per-pixel ms | x ORT |")
+        print("|---|---|---|---|---|---|---|---|")
         for bs in (1, 8):
             xb = x[:bs].contiguous(memory_format=torch.channels_last)
             xn = x[:bs].contiguous().numpy()
             with torch.no_grad():
-                calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb))}
+                calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb)),
+                         "pix": (lambda: None, lambda: qp(xb))}
                 if sess is not None:
                     calls["ort"] = (lambda: None, lambda: sess.run(None, {"x": xn}))
                 t = time_impls(calls, rounds=9)
             o = t.get("ort", float("nan"))
-            print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | {o/t['int8']:.2f} |")
+            print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | "
+                  f"{o/t['int8']:.2f} | {t['pix']*1e3:.2f} | {o/t['pix']:.2f} |")
+        print(f"load average after the timings: {os.getloadavg()[0]:.2f} (1 min)")
 
 
 def diagnose(n_per: int) -> None:

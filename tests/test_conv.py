@@ -130,31 +130,31 @@ def test_reference_tracks_float_conv():
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", DENSE, ids=str)
-@pytest.mark.parametrize("mode", co.MODES)
-def test_dense_matches_reference(isa, case, mode):
+@pytest.mark.parametrize("mode,quant", [("dynamic", "per_image"), ("dynamic", "per_pixel"), ("weight_only", "per_image")])
+def test_dense_matches_reference(isa, case, mode, quant):
     need(isa)
     x, q, scales, bias = make(case)
     with slimnn.isa.forced(isa):
-        y, name = run(case, x, q, scales, bias, mode)
+        y, name = run(case, x, q, scales, bias, mode, quant=quant)
     assert name.endswith("__" + (GEMM_ISA if mode == "dynamic" else DW_ISA)[isa]), name  # no VNNI wo kernel
     assert y.is_contiguous(memory_format=torch.channels_last)
-    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
+    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode, quant)
     kk = case[5] ** 2 * case[1] // case[9]
-    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
+    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode, quant),
+                 what=f"{isa} {mode} {quant} {case}")
 
 
-@pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("case", DENSE, ids=str)
-def test_dense_per_pixel_matches_reference(isa, case):
-    need(isa)
-    x, q, scales, bias = make(case)
-    with slimnn.isa.forced(isa):
-        y, name = run(case, x, q, scales, bias, "dynamic", quant="per_pixel")
-    assert name.endswith("__" + GEMM_ISA[isa]), name
-    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, "dynamic", "per_pixel")
-    kk = case[5] ** 2 * case[1] // case[9]
-    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, "dynamic", "per_pixel"),
-                 what=f"{isa} per_pixel {case}")
+def unit_scale_runs(isa, quant):
+    """(case, x, q, y) for every non-empty DENSE case: the dyn path with unit weight scales and no bias, so
+    y / a_scale is the integer sum; x has rows of very different ranges (one scale per image fits them badly)."""
+    for case in DENSE:
+        if case[0] == 0:
+            continue
+        x, q, _, _ = make(case, seed=1)
+        x[:, :, ::2] *= 8
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, torch.ones(case[4]), None, "dynamic", quant=quant)
+        yield case, x, q, y
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -162,14 +162,8 @@ def test_per_pixel_integer_accumulation_exact(isa):
     """quant="per_pixel": unit weight scales, no bias: y / (each pixel's a_scale) is its exact int32 sum, and
     the scale is the one of that pixel's receptive field (padding taps 0.0)."""
     need(isa)
-    for case in DENSE:
+    for case, x, q, y in unit_scale_runs(isa, "per_pixel"):
         n, c, h, w, oc, k, s, p, d, g = case
-        if n == 0:
-            continue
-        x, q, _, _ = make(case, seed=1)
-        x[:, :, ::2] *= 8  # rows of very different ranges: one scale per image would not fit them
-        with slimnn.isa.forced(isa):
-            y, _ = run(case, x, q, torch.ones(oc), None, "dynamic", quant="per_pixel")
         t, b, l, r = co.pads4(p)
         acc, a_scale, ok = R.conv2d_per_pixel_i32(x, q, (l, r, t, b), (s, s), (d, d), g)
         assert ok.all() and acc.abs().max() < 2**24
@@ -214,14 +208,8 @@ def test_depthwise_matches_reference(isa, case):
 def test_integer_accumulation_exact(isa, quant):
     """Unit weight scales and no bias: y / a_scale is the int32 sum itself, which must be exact."""
     need(isa)
-    for case in DENSE:
+    for case, x, q, y in unit_scale_runs(isa, quant):
         n, c, h, w, oc, k, s, p, d, g = case
-        if n == 0:
-            continue
-        x, q, _, _ = make(case, seed=1)
-        ones = torch.ones(oc)
-        with slimnn.isa.forced(isa):
-            y, _ = run(case, x, q, ones, None, "dynamic", quant=quant)
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         start = 0
         for blk in blocks:
