@@ -3,6 +3,7 @@
     python bench/bench_conv.py layers [--threads 1]      # MobileNet/EfficientNet layer shapes
     python bench/bench_conv.py model  [--threads 1]      # EfficientNet-Lite0 on real photographs
     python bench/bench_conv.py diagnose [--crops 2]       # its per-layer SQNR on real activations
+    python bench/bench_conv.py profile [--batch 1]       # time per layer type, and ORT's per operator
 
 Per layer: slimnn Conv2dInt8 (dynamic int8; depthwise fp32 x int8) vs torch fp32 conv (channels-last,
 oneDNN) and torch bf16, with the SQNR of each against the float64 conv of the same float weights.
@@ -78,8 +79,9 @@ def time_impls(calls: dict, rounds: int = 15) -> dict[str, float]:
 def bench_layers(threads: int, batch: int) -> None:
     harness.set_threads(threads)
     print(f"# per layer, batch {batch}, {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; torch {torch.__version__}")
-    print("| layer | torch fp32 CL ms | torch bf16 ms | slimnn int8 ms | x fp32 | x bf16 | kernel | SQNR int8 dB | SQNR bf16 dB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| layer | torch fp32 CL ms | torch bf16 ms | slimnn int8 ms | x fp32 | x bf16 | kernel | SQNR int8 dB | SQNR bf16 dB "
+          "| int8 per-pixel ms | x fp32 | SQNR per-pixel dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, c, oc, h, k, s, g in LAYERS:
         torch.manual_seed(0)
         conv = nn.Conv2d(c, oc, k, s, k // 2, groups=g).eval()
@@ -99,9 +101,14 @@ def bench_layers(threads: int, batch: int) -> None:
                 "bf16": (lambda: None, lambda: bf(xb)),
                 "int8": (lambda: None, lambda: q(x)),
             }
+            if not q.depthwise:  # quant="per_pixel": one scale per output pixel's receptive field
+                qp = Conv2dInt8.from_conv(conv, quant="per_pixel")
+                yp = qp(x)
+                calls["pix"] = (lambda: None, lambda: qp(x))
             t = time_impls(calls)
+        pix = (f" {t['pix']*1e3:.3f} | {t['fp32']/t['pix']:.2f} | {sqnr(yp, ref):.1f} |" if "pix" in t else " | | |")
         print(f"| {name} | {t['fp32']*1e3:.3f} | {t['bf16']*1e3:.3f} | {t['int8']*1e3:.3f} | {t['fp32']/t['int8']:.2f} | "
-              f"{t['bf16']/t['int8']:.2f} | {q.last_kernel} | {sqnr(yq, ref):.1f} | {sqnr(yb, ref):.1f} |")
+              f"{t['bf16']/t['int8']:.2f} | {q.last_kernel} | {sqnr(yq, ref):.1f} | {sqnr(yb, ref):.1f} |" + pix)
 
 
 # --- the real CNN -------------------------------------------------------------------------------------------
@@ -179,6 +186,11 @@ def bench_model(threads: int, n_per: int) -> None:
         yb = torch.cat([bf(x[i:i + 16].to(torch.bfloat16)).float() for i in range(0, x.shape[0], 16)])
         qw, _ = int8_model(model, "weight_only")  # where the rest of the loss is: weights or activations
         yw = torch.cat([qw(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        qp = copy.deepcopy(q)  # the same int8 model with one activation scale per output pixel
+        for m in qp.modules():
+            if isinstance(m, Conv2dInt8):
+                m.quant = "per_pixel"
+        yp = torch.cat([qp(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
     qb, fb = conv_bytes(q)
     print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
           f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
@@ -189,6 +201,7 @@ def bench_model(threads: int, n_per: int) -> None:
     rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
             "logit cos mean | min |", "|---|---|---|---|---|---|---|",
             agreement_table("slimnn int8", y, ref, natural),
+            agreement_table("slimnn int8, quant=per_pixel", yp, ref, natural),
             agreement_table("slimnn int8 weight-only (fp32 activations)", yw, ref, natural),
             agreement_table("torch bf16", yb, ref, natural)]
     with tempfile.TemporaryDirectory() as d:
@@ -202,18 +215,21 @@ def bench_model(threads: int, n_per: int) -> None:
             sess = None
             print(f"ONNX Runtime int8: failed: {type(e).__name__}: {e}")
         print("\n".join(rows))
-        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT |")
-        print("|---|---|---|---|---|---|")
+        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT | int8 per-pixel ms | x ORT |")
+        print("|---|---|---|---|---|---|---|---|")
         for bs in (1, 8):
             xb = x[:bs].contiguous(memory_format=torch.channels_last)
             xn = x[:bs].contiguous().numpy()
             with torch.no_grad():
-                calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb))}
+                calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb)),
+                         "pix": (lambda: None, lambda: qp(xb))}
                 if sess is not None:
                     calls["ort"] = (lambda: None, lambda: sess.run(None, {"x": xn}))
                 t = time_impls(calls, rounds=9)
             o = t.get("ort", float("nan"))
-            print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | {o/t['int8']:.2f} |")
+            print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | "
+                  f"{o/t['int8']:.2f} | {t['pix']*1e3:.2f} | {o/t['pix']:.2f} |")
+        print(f"load average after the timings: {os.getloadavg()[0]:.2f} (1 min)")
 
 
 def diagnose(n_per: int) -> None:
@@ -251,14 +267,83 @@ def diagnose(n_per: int) -> None:
                   f"{sqnr(act(fw(xi)), ref):.1f} | {sqnr(m(xi), ref):.1f} |")
 
 
+def profile(batch: int, threads: int) -> None:
+    """Where the time goes at one batch size: slimnn int8 per layer type (forward hooks, so each conv's own
+    time with its Python call) and ONNX Runtime's int8 model per operator type (its own profiler)."""
+    import collections
+    import json
+    import time
+
+    import onnxruntime as ort
+
+    harness.set_threads(threads)
+    model = load_effnet_lite0()
+    photos = photographs()
+    x = crops(photos, 1)[:batch]
+    q, _ = int8_model(model)
+    tot: dict[str, float] = collections.defaultdict(float)
+    start: dict[int, float] = {}
+
+    def kind(m: Conv2dInt8) -> str:
+        what = m.summary().split(",")[0]
+        return what if m.depthwise or m.in_channels >= 100 else f"{what}, {m.in_channels} in"
+
+    hooks = []
+    for m in q.modules():
+        if isinstance(m, Conv2dInt8):
+            hooks.append(m.register_forward_pre_hook(lambda mod, i: start.__setitem__(id(mod), time.perf_counter())))
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o: tot.__setitem__(kind(mod), tot[kind(mod)] + time.perf_counter() - start[id(mod)])))
+    xb = x.contiguous(memory_format=torch.channels_last)
+    reps = 10
+    with torch.no_grad():
+        for _ in range(3):
+            q(xb)
+        tot.clear()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            q(xb)
+        total = (time.perf_counter() - t0) / reps
+    for h in hooks:
+        h.remove()
+    print(f"# batch {batch}, {threads} thread(s); load average {os.getloadavg()[0]:.2f}")
+    print(f"| slimnn int8 per layer type (total {total * 1e3:.2f} ms) | ms |\n|---|---|")
+    for k, v in sorted(tot.items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {v / reps * 1e3:.2f} |")
+    with tempfile.TemporaryDirectory() as d:
+        ort_int8(model, crops(photos, 3, seed=1), threads, d)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(d, "profile")
+        sess = ort.InferenceSession(os.path.join(d, "int8.onnx"), so, providers=["CPUExecutionProvider"])
+        xn = x.contiguous().numpy()
+        for _ in range(reps + 3):
+            sess.run(None, {"x": xn})
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    runs = sorted(e["dur"] for e in events if e.get("name") == "model_run")
+    ops: dict[str, float] = collections.defaultdict(float)
+    nodes: collections.Counter = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            ops[e["args"].get("op_name")] += e["dur"]
+            nodes[e["args"].get("op_name")] += 1
+    print(f"| ORT int8 per operator (model_run median {runs[len(runs) // 2] / 1e3:.2f} ms) | ms | nodes |\n|---|---|---|")
+    for k, v in sorted(ops.items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {v / len(runs) / 1e3:.2f} | {nodes[k] // len(runs)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["layers", "model", "diagnose"])
+    ap.add_argument("what", choices=["layers", "model", "diagnose", "profile"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="layers: batch size")
     ap.add_argument("--crops", type=int, default=24, help="model: crops per photograph")
     a = ap.parse_args()
-    if a.what == "layers":
+    if a.what == "profile":
+        profile(a.batch, a.threads)
+    elif a.what == "layers":
         bench_layers(a.threads, a.batch)
     elif a.what == "diagnose":
         diagnose(a.crops)

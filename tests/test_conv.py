@@ -95,6 +95,9 @@ def magnitude(case, x, q, scales, bias, mode, quant="per_image"):
     wf = (q.float() * scales.view(-1, 1, 1, 1)).abs().double()
     if mode == "weight_only" or co.is_depthwise(c, oc, g):
         m = F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw)
+    elif quant == "per_pixel":  # |qa - zp| * a_scale <= |x| + a_scale: bounded by the field's absmax, twice
+        m = 2 * F.conv2d(F.pad(x.abs().double(), (l, r, t, b)), wf, **kw) + F.conv2d(
+            F.pad(torch.ones_like(x).double(), (l, r, t, b)), wf, **kw) * x.abs().amax(dim=(1, 2, 3), keepdim=True).double() / 127
     else:
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []
@@ -127,17 +130,63 @@ def test_reference_tracks_float_conv():
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("case", DENSE, ids=str)
-@pytest.mark.parametrize("mode", co.MODES)
-def test_dense_matches_reference(isa, case, mode):
+@pytest.mark.parametrize("mode,quant", [("dynamic", "per_image"), ("dynamic", "per_pixel"), ("weight_only", "per_image")])
+def test_dense_matches_reference(isa, case, mode, quant):
     need(isa)
     x, q, scales, bias = make(case)
     with slimnn.isa.forced(isa):
-        y, name = run(case, x, q, scales, bias, mode)
+        y, name = run(case, x, q, scales, bias, mode, quant=quant)
     assert name.endswith("__" + (GEMM_ISA if mode == "dynamic" else DW_ISA)[isa]), name  # no VNNI wo kernel
     assert y.is_contiguous(memory_format=torch.channels_last)
-    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode)
+    ref = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, mode, quant)
     kk = case[5] ** 2 * case[1] // case[9]
-    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode), what=f"{isa} {mode} {case}")
+    assert_close(y, ref, k=kk, magnitude=magnitude(case, x, q, scales, bias, mode, quant),
+                 what=f"{isa} {mode} {quant} {case}")
+
+
+def unit_scale_runs(isa, quant):
+    """(case, x, q, y) for every non-empty DENSE case: the dyn path with unit weight scales and no bias, so
+    y / a_scale is the integer sum; x has rows of very different ranges (one scale per image fits them badly)."""
+    for case in DENSE:
+        if case[0] == 0:
+            continue
+        x, q, _, _ = make(case, seed=1)
+        x[:, :, ::2] *= 8
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, torch.ones(case[4]), None, "dynamic", quant=quant)
+        yield case, x, q, y
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_per_pixel_integer_accumulation_exact(isa):
+    """quant="per_pixel": unit weight scales, no bias: y / (each pixel's a_scale) is its exact int32 sum, and
+    the scale is the one of that pixel's receptive field (padding taps 0.0)."""
+    need(isa)
+    for case, x, q, y in unit_scale_runs(isa, "per_pixel"):
+        n, c, h, w, oc, k, s, p, d, g = case
+        t, b, l, r = co.pads4(p)
+        acc, a_scale, ok = R.conv2d_per_pixel_i32(x, q, (l, r, t, b), (s, s), (d, d), g)
+        assert ok.all() and acc.abs().max() < 2**24
+        a = a_scale.double().repeat_interleave(oc // g, dim=3)
+        got = (y.permute(0, 2, 3, 1).double() / a).round().to(torch.int64)
+        assert_exact(got, acc, f"{isa} per_pixel {case}")
+
+
+def test_per_pixel_non_finite_is_local():
+    """A NaN reaches only the outputs of the pixels whose receptive field holds it (per pixel)."""
+    case = (2, 8, 6, 6, 16, 3, 1, 1, 1, 1)
+    x, q, scales, bias = make(case)
+    x[1, 2, 3, 3] = float("nan")
+    y, _ = run(case, x, q, scales, bias, "dynamic", quant="per_pixel")
+    bad = torch.zeros(2, 6, 6, dtype=torch.bool)
+    bad[1, 2:5, 2:5] = True
+    assert torch.isnan(y.permute(0, 2, 3, 1)[bad]).all()
+    assert torch.isfinite(y.permute(0, 2, 3, 1)[~bad]).all()
+    pw = (1, 8, 3, 3, 16, 1, 1, 0, 1, 1)
+    x, q, scales, bias = make(pw)
+    x[0, 5, 1, 2] = float("inf")
+    y, _ = run(pw, x, q, scales, bias, "dynamic", quant="per_pixel")
+    assert torch.isnan(y[0, :, 1, 2]).all() and torch.isfinite(y).sum() == 16 * 8
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -159,14 +208,8 @@ def test_depthwise_matches_reference(isa, case):
 def test_integer_accumulation_exact(isa, quant):
     """Unit weight scales and no bias: y / a_scale is the int32 sum itself, which must be exact."""
     need(isa)
-    for case in DENSE:
+    for case, x, q, y in unit_scale_runs(isa, quant):
         n, c, h, w, oc, k, s, p, d, g = case
-        if n == 0:
-            continue
-        x, q, _, _ = make(case, seed=1)
-        ones = torch.ones(oc)
-        with slimnn.isa.forced(isa):
-            y, _ = run(case, x, q, ones, None, "dynamic", quant=quant)
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         start = 0
         for blk in blocks:
@@ -235,14 +278,15 @@ def test_fused_activation(act):
 
 
 @pytest.mark.parametrize("case", [DENSE[1], DENSE[5], DENSE[10], DW[0], DW[6]], ids=str)
-def test_threads_bit_identical(case):
+@pytest.mark.parametrize("quant", ["per_image", "per_pixel"])
+def test_threads_bit_identical(case, quant):
     x, q, scales, bias = make(case)
     outs = []
     for t in (1, 2, 3):
         slimnn.set_num_threads(t)
-        outs.append(run(case, x, q, scales, bias)[0])
+        outs.append(run(case, x, q, scales, bias, quant=quant)[0])
     for o in outs[1:]:
-        assert_exact(o, outs[0], f"threads {case}")
+        assert_exact(o, outs[0], f"threads {case} {quant}")
 
 
 def test_channels_first_input_same_result():
@@ -508,3 +552,31 @@ def test_conv2d_bias_correction_against_float_math(groups, k):
     drift = (q(x).double() - ref).mean(dim=(0, 2, 3)).abs()
     drift0 = (plain(x).double() - ref).mean(dim=(0, 2, 3)).abs()
     assert float(drift.max()) < 2e-5 < float(drift0.max())
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_fused_relu6_keeps_nan(isa):
+    """ReLU6 is fused into the depthwise kernels' stores and vectorized on the dense path: a NaN input stays
+    NaN (as in torch's F.relu6) on every ISA, values clamp to [0, 6] elsewhere."""
+    need(isa)
+    for case in (DW[0], DW[2], DW[3], (1, 24, 3, 3, 40, 1, 1, 0, 1, 1)):
+        x, q, scales, bias = make(case)
+        x = x * 10
+        x[0, 1, 1, 1] = float("nan")
+        with slimnn.isa.forced(isa):
+            y, _ = run(case, x, q, scales, bias, "weight_only", "relu6")
+        pre = R.conv2d_reference(x, q, scales, bias, *case[6:8], case[8], case[9], None, "weight_only")
+        assert torch.equal(torch.isnan(y), torch.isnan(pre)) and torch.isnan(y).any(), f"{isa} {case}"
+        ok = ~torch.isnan(y)
+        assert float(y[ok].min()) >= 0.0 and float(y[ok].max()) <= 6.0
+        assert (y[ok] == 6.0).any() and (y[ok] == 0.0).any()
+
+
+def test_python_out_size_matches_kernel():
+    """The ops compute the output size in Python (no call per conv): the kernels' formula, every case."""
+    for n in range(0, 9):
+        for k in range(1, 6):
+            for s in range(1, 4):
+                for pads in range(0, 5):
+                    for d in range(1, 4):
+                        assert co._out_len(n, k, s, pads, d) == _C.conv_out_size(n, k, s, pads, d), (n, k, s, pads, d)

@@ -90,8 +90,8 @@ void bind_conv(py::module_& m) {
         if (kind == "q8_dyn") kk = KernelKind::kQ8Dyn;
         else if (kind == "q8_wo") kk = KernelKind::kQ8Wo;
         else throw py::value_error("conv2d_q8: kind must be 'q8_dyn' or 'q8_wo'");
-        if (quant != kConvQuantPerTensor && quant != kConvQuantPerImage)
-          throw py::value_error("conv2d_q8: quant must be 0 (per tensor) or 1 (per image)");
+        if (quant != kConvQuantPerTensor && quant != kConvQuantPerImage && quant != kConvQuantPerPixel)
+          throw py::value_error("conv2d_q8: quant must be 0 (per tensor), 1 (per image) or 2 (per pixel)");
         if (x_numel != s.n * s.h * s.w * s.c) throw py::value_error("conv2d_q8: input size does not match the shape");
         if (y_numel != s.n * s.oh * s.ow * s.oc) throw py::value_error("conv2d_q8: output size does not match the shape");
         std::vector<Q8View> views;

@@ -21,6 +21,7 @@ namespace {
 
 // Depthwise entries (kernels.inc): the general path first, then the two fixed-size ones.
 void conv_dw_f32_general__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_general(a, ox0, ox1); }
+void conv_clamp__neon(float* y, int64_t n, float lo, float hi) { conv_neon::clamp_row(y, n, lo, hi); }
 void conv_dw_f32_3x3__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed<3>(a, ox0, ox1); }
 void conv_dw_f32_5x5__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed<5>(a, ox0, ox1); }
 

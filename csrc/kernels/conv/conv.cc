@@ -26,10 +26,11 @@ void conv_apply_act(int act, float* y, int64_t rows, int64_t cols, int64_t ld, u
     apply_activation(select_act(isa_mask), act, y, rows, cols, ld);
     return;
   }
+  const ConvClamp clamp = select_conv_quant(isa_mask)->clamp;
   for (int64_t r = 0; r < rows; ++r) {
     float* p = y + r * ld;
     if (act == kConvActRelu6) {
-      for (int64_t i = 0; i < cols; ++i) p[i] = std::min(std::max(p[i], 0.0f), 6.0f);
+      clamp(p, cols, 0.0f, 6.0f);
     } else {  // kConvActHardSwish, torch's formula: x * relu6(x + 3) / 6
       for (int64_t i = 0; i < cols; ++i) p[i] = p[i] * std::min(std::max(p[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
     }
@@ -122,6 +123,12 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
   const int64_t og = s.oc / s.groups;
   const int64_t kp = w[0].kp, in_img = s.h * s.w * s.c;
   const bool dyn = kind == KernelKind::kQ8Dyn;
+  // Per pixel: each task quantizes its own rows (no image-wide pass); x is never copied as a whole.
+  const bool per_pixel = dyn && quant == kConvQuantPerPixel;
+  // A 1x1, stride 1, unpadded conv of one group: GEMM row r is input pixel r (c values, stride c).
+  const bool pointwise = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.ph1 == 0 &&
+                         s.pw1 == 0 && s.groups == 1;
+  const int64_t k_real = s.kh * s.kw * (s.c / s.groups);
   // 1x1, stride 1, no padding, one group: the activations are the GEMM rows when they have kp columns.
   const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.ph1 == 0 &&
                       s.pw1 == 0 && s.groups == 1 && s.c == kp;
@@ -133,7 +140,7 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
   std::unique_ptr<uint8_t[], FreeDeleter> img_ok;
   std::unique_ptr<float[], FreeDeleter> img_scale;
   std::unique_ptr<int32_t[], FreeDeleter> img_zp;
-  if (dyn) {
+  if (dyn && !per_pixel) {
     const ConvQuantInfo* qk = select_conv_quant(isa_mask);
     const int64_t chunks_img = (in_img + kChunk - 1) / kChunk;
     const int64_t n_chunks = s.n * std::max<int64_t>(chunks_img, 1);
@@ -209,9 +216,32 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
     const Q8View& wv = w[g];
     const Q8Epilogue base = qdriver::q8_epilogue(wv, s.oc);
     std::unique_ptr<uint8_t[], FreeDeleter> abuf;
+    std::unique_ptr<float[], FreeDeleter> pscale, frow;
+    std::unique_ptr<int32_t[], FreeDeleter> pzp;
+    std::unique_ptr<uint8_t[], FreeDeleter> pok;
     const void* a;
     int64_t lda = kp;
-    if (direct) {
+    bool any_bad = false;
+    if (per_pixel) {
+      // Quantize rows [r0, r1) (their receptive fields) with the micro-kernel's row quantizer.
+      abuf = scratch<uint8_t>((r1 - r0) * kp);
+      pscale = scratch<float>(r1 - r0);
+      pzp = scratch<int32_t>(r1 - r0);
+      pok = scratch<uint8_t>(r1 - r0);
+      if (!pointwise) frow = scratch<float>(kp);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* src = x + r * s.c;
+        if (!pointwise) {
+          im2col_f32(x, s, r / pix, g, r % pix, r % pix + 1, kp, frow.get());
+          src = frow.get();
+        }
+        const bool ok = qdriver::quantize_row(ki->quantize, src, k_real, kp, abuf.get() + (r - r0) * kp,
+                                              &pscale[r - r0], &pzp[r - r0]);
+        pok[r - r0] = ok;
+        any_bad = any_bad || !ok;
+      }
+      a = abuf.get();
+    } else if (direct) {
       a = dyn ? static_cast<const void*>(q.get() + r0 * kp) : static_cast<const void*>(x + r0 * kp);
     } else {
       abuf = scratch<uint8_t>((r1 - r0) * kp * elem);
@@ -233,8 +263,8 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
       qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.y = y + r * s.oc + g * og + c.n0;
         if (dyn) {
-          e.a_scale = row_scale.get() + r;
-          e.a_zp = row_zp.get() + r;
+          e.a_scale = per_pixel ? pscale.get() + (r - r0) : row_scale.get() + r;
+          e.a_zp = per_pixel ? pzp.get() + (r - r0) : row_zp.get() + r;
           reinterpret_cast<Q8DynUkernel>(ki->fn)(mr, static_cast<int>(c.panels),
                                                  static_cast<const uint8_t*>(a) + (r - r0) * lda, lda,
                                                  wv.w + c.p0 * 16 * kp, kp, e);
@@ -246,10 +276,18 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
         conv_apply_act(act, e.y, mr, e.ncols, s.oc, isa_mask);
       });
     }
+    if (any_bad) {  // rows whose receptive field was not finite: NaN over the columns this task wrote
+      const qdriver::ColBlock cl = qdriver::col_block(nb1 - 1, ki->np, panels_total);
+      const int64_t n0 = qdriver::col_block(nb0, ki->np, panels_total).n0;
+      const int64_t n1 = std::min<int64_t>(og, cl.n0 + cl.panels * 16);
+      for (int64_t r = r0; r < r1; ++r)
+        if (!pok[r - r0])
+          std::fill(y + r * s.oc + g * og + n0, y + r * s.oc + g * og + n1, std::numeric_limits<float>::quiet_NaN());
+    }
   };
   parallel_for(s.groups * row_tasks * col_splits, nthreads, task);
 
-  if (dyn)
+  if (dyn && !per_pixel)
     for (int64_t i = 0; i < s.n; ++i)
       if (!img_ok[i])
         std::fill(y + i * pix * s.oc, y + (i + 1) * pix * s.oc, std::numeric_limits<float>::quiet_NaN());
@@ -279,6 +317,7 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
   // Rows of output pixels per task: about 16K outputs each.
   const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(s.ow * c, 1));
   const int64_t n_tasks = (rows + per - 1) / per;
+  const bool fuse_relu6 = act == kConvActRelu6;  // the kernels clamp each output as they store it
   auto task = [&](int64_t t) {
     for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
       const int64_t img = r / s.oh, oy = r % s.oh;
@@ -290,6 +329,8 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
       a.h = s.h, a.w = s.w, a.c = c, a.cp = cp;
       a.kh = s.kh, a.kw = s.kw, a.sh = s.sh, a.sw = s.sw, a.ph = s.ph, a.pw = s.pw, a.dh = s.dh, a.dw = s.dw;
       a.oy = oy;
+      a.lo = fuse_relu6 ? 0.0f : -std::numeric_limits<float>::infinity();
+      a.hi = fuse_relu6 ? 6.0f : std::numeric_limits<float>::infinity();
       const int64_t iy0 = oy * s.sh - s.ph;
       const bool rows_in = iy0 >= 0 && iy0 + (s.kh - 1) * s.dh < s.h;
       if (fixed && rows_in && ox_a < ox_b) {
@@ -299,7 +340,7 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
       } else {
         gen->fn(a, 0, s.ow);
       }
-      conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
+      if (!fuse_relu6) conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
     }
   };
   parallel_for(n_tasks, nthreads, task);

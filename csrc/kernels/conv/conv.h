@@ -33,8 +33,12 @@ enum : int {
 };
 constexpr int kConvNumActivations = 7;
 
-// Quantization scope of the dyn path: one (scale, zero point) for the whole batch or one per image.
-enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1 };
+// Quantization scope of the dyn path: one (scale, zero point) for the whole batch, one per image, or one per
+// GEMM row (kConvQuantPerPixel: each output pixel's receptive field, i.e. its im2col row of kh*kw*c/groups
+// values, padding taps included as 0.0, quantized on its own with the row quantizer of the micro-kernel's ISA,
+// quantize_row_u8; for a 1x1 conv that is the input pixel's channel vector). Per pixel needs no pass over the
+// whole image: each task quantizes its block of rows while it is in cache, right before its GEMM.
+enum : int { kConvQuantPerTensor = 0, kConvQuantPerImage = 1, kConvQuantPerPixel = 2 };
 
 struct ConvShape {
   int64_t n, h, w, c;          // input, NHWC
@@ -64,6 +68,7 @@ struct DwArgs {
   int64_t h, w, c, cp;
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
   int64_t oy;
+  float lo, hi;                // fused clamp of every output: min(hi, max(lo, y)); -inf, +inf for none
 };
 using DwUkernel = void (*)(const DwArgs& a, int64_t ox0, int64_t ox1);
 
@@ -88,11 +93,14 @@ const DwKernelInfo* select_conv_dw(DwKind kind, uint32_t isa_mask);
 // every ISA gives the same bytes.
 using ConvMinMax = bool (*)(const float* x, int64_t n, float* mn, float* mx);
 using ConvQuantizeU8 = void (*)(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q);
-struct ConvQuantInfo {
+// clamp: y[i] = min(hi, max(lo, y[i])) in place for i < n, NaN kept (the dense path's ReLU6 epilogue).
+using ConvClamp = void (*)(float* y, int64_t n, float lo, float hi);
+struct ConvQuantInfo {  // the ISA's elementwise helpers of the conv drivers
   uint32_t isa;
   const char* name;
   ConvMinMax minmax;
   ConvQuantizeU8 quantize;
+  ConvClamp clamp;
 };
 const ConvQuantInfo* conv_quant_table(int* count);
 const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
@@ -100,8 +108,9 @@ const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
 // --- ops (threaded drivers) ----------------------------------------------------------------------------------
 // Dense/pointwise: w holds s.groups views, group g producing output channels [g*oc/g, (g+1)*oc/g) from input
 // channels [g*c/g, (g+1)*c/g); each view is N = oc/groups by K = kh*kw*c/groups, K in (ky, kx, c) order.
-// x: NHWC fp32, y: NHWC fp32 (n*oh*ow*oc). bias may be null. A non-finite value in an image (per image) or in
-// the batch (per tensor) makes that image's (the batch's) output NaN on the dyn path. Returns the
+// x: NHWC fp32, y: NHWC fp32 (n*oh*ow*oc). bias may be null. A non-finite value in an image (per image), in
+// the batch (per tensor) or in a pixel's receptive field (per pixel) makes that image's (the batch's, that
+// pixel's group of output channels) output NaN on the dyn path. Returns the
 // micro-kernel used.
 const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w, const float* bias,
                             int act, int quant, float* y, int nthreads, uint32_t isa_mask);

@@ -14,6 +14,10 @@ constexpr int W = 1;
 inline V vload(const float* p) { return *p; }
 inline void vstore(float* p, V v) { *p = v; }
 inline V vfma(V a, V b, V acc) { return a * b + acc; }
+inline V vset1(float f) { return f; }
+using M = bool;
+inline M vgt(V a, V b) { return a > b; }  // false when either is NaN, as _CMP_GT_OQ
+inline V vselect(M m, V a, V b) { return m ? a : b; }
 
 #include "kernels/conv/dw_impl.inc"
 
@@ -22,6 +26,7 @@ inline V vfma(V a, V b, V acc) { return a * b + acc; }
 void conv_dw_f32_3x3__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<3>(a, ox0, ox1); }
 void conv_dw_f32_5x5__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<5>(a, ox0, ox1); }
 void conv_dw_f32_general__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_general(a, ox0, ox1); }
+void conv_clamp__portable(float* y, int64_t n, float lo, float hi) { portable::clamp_row(y, n, lo, hi); }
 
 bool conv_minmax__portable(const float* x, int64_t n, float* mn, float* mx) {
   float lo = *mn, hi = *mx;

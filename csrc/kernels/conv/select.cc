@@ -6,7 +6,8 @@ namespace slimnn {
 #define SLIMNN_CONV_DW(kind, isa_bit, isa_word, name) void name(const DwArgs&, int64_t, int64_t);
 #define SLIMNN_CONV_QUANT(isa_bit, isa_word)                            \
   bool conv_minmax__##isa_word(const float*, int64_t, float*, float*); \
-  void conv_quantize_u8__##isa_word(const float*, int64_t, float, int32_t, uint8_t*);
+  void conv_quantize_u8__##isa_word(const float*, int64_t, float, int32_t, uint8_t*); \
+  void conv_clamp__##isa_word(float*, int64_t, float, float);
 #include "kernels/conv/kernels.inc"
 #undef SLIMNN_CONV_DW
 #undef SLIMNN_CONV_QUANT
@@ -22,7 +23,8 @@ const DwKernelInfo kDw[] = {
 const ConvQuantInfo kQuant[] = {
 #define SLIMNN_CONV_DW(kind, isa_bit, isa_word, name)
 #define SLIMNN_CONV_QUANT(isa_bit, isa_word) \
-  {isa_bit, "conv_quantize_u8__" #isa_word, &conv_minmax__##isa_word, &conv_quantize_u8__##isa_word},
+  {isa_bit, "conv_quantize_u8__" #isa_word, &conv_minmax__##isa_word, &conv_quantize_u8__##isa_word, \
+   &conv_clamp__##isa_word},
 #include "kernels/conv/kernels.inc"
 #undef SLIMNN_CONV_DW
 #undef SLIMNN_CONV_QUANT

@@ -20,6 +20,7 @@ namespace {
 void conv_dw_f32_3x3__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_fixed<3>(a, ox0, ox1); }
 void conv_dw_f32_5x5__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_fixed<5>(a, ox0, ox1); }
 void conv_dw_f32_general__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_general(a, ox0, ox1); }
+void conv_clamp__avx2(float* y, int64_t n, float lo, float hi) { avx2::clamp_row(y, n, lo, hi); }
 
 bool conv_minmax__avx2(const float* x, int64_t n, float* mn, float* mx) {
   __m256 lo = _mm256_set1_ps(*mn), hi = _mm256_set1_ps(*mx);

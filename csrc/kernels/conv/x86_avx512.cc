@@ -20,6 +20,7 @@ namespace {
 void conv_dw_f32_3x3__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_fixed<3>(a, ox0, ox1); }
 void conv_dw_f32_5x5__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_fixed<5>(a, ox0, ox1); }
 void conv_dw_f32_general__avx512(const DwArgs& a, int64_t ox0, int64_t ox1) { avx512::dw_general(a, ox0, ox1); }
+void conv_clamp__avx512(float* y, int64_t n, float lo, float hi) { avx512::clamp_row(y, n, lo, hi); }
 
 bool conv_minmax__avx512(const float* x, int64_t n, float* mn, float* mx) {
   __m512 lo = _mm512_set1_ps(*mn), hi = _mm512_set1_ps(*mx);

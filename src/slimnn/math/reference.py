@@ -307,6 +307,42 @@ def quantize_activation_u8(x: Tensor) -> tuple[Tensor, float, int, bool]:
     return q, float(s), int(zp), True
 
 
+def conv2d_per_pixel_i32(x: Tensor, q: Tensor, pad, stride, dilation, groups: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The dyn path's integer part with quant="per_pixel": each output pixel's receptive field in one group,
+    its kh*kw*c/groups values in (ky, kx, c) order with padding taps 0.0, quantized as one row by
+    quantize_rows_u8. pad: (left, right, top, bottom). Returns (acc int64 (n, oh, ow, oc): sum (qa - zp) * q,
+    exact; a_scale float32 (n, oh, ow, groups); finite bool (n, oh, ow, groups))."""
+    n, c, _, _ = x.shape
+    oc, cg, kh, kw = q.shape
+    xp = torch.nn.functional.pad(x.to(torch.float32), pad)
+    cols = torch.nn.functional.unfold(xp, (kh, kw), dilation=dilation, stride=stride)  # (n, c*kh*kw, L), (c, ky, kx)
+    oh = (xp.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    og = oc // groups
+    accs, a_scales, oks = [], [], []
+    for g in range(groups):
+        rows = cols.view(n, c, kh * kw, oh * ow)[:, g * cg:(g + 1) * cg]  # (n, cg, taps, L)
+        rows = rows.permute(0, 3, 2, 1).reshape(-1, kh * kw * cg)  # (n*L, taps*cg): (ky, kx, c) order
+        qa, a_scale, zp, finite = quantize_rows_u8(rows)
+        wg = q[g * og:(g + 1) * og].permute(0, 2, 3, 1).reshape(og, -1)  # (og, taps*cg)
+        acc = dot_u8_s8(qa, wg) - zp.to(torch.int64).unsqueeze(1) * wg.to(torch.int64).sum(1)
+        accs.append(acc.view(n, oh, ow, og))
+        a_scales.append(a_scale.view(n, oh, ow, 1))
+        oks.append(finite.view(n, oh, ow, 1))
+    return torch.cat(accs, dim=3), torch.cat(a_scales, dim=3), torch.cat(oks, dim=3)
+
+
+def _conv2d_per_pixel(x: Tensor, q: Tensor, scales: Tensor, pad, stride, dilation, groups: int) -> Tensor:
+    """conv2d_per_pixel_i32 scaled back to float64 (N, OC, OH, OW); a non-finite field gives NaN outputs for
+    that pixel and group."""
+    acc, a_scale, finite = conv2d_per_pixel_i32(x, q, pad, stride, dilation, groups)
+    og = q.shape[0] // groups
+    a = a_scale.double().repeat_interleave(og, dim=3)
+    y = acc.double() * a * scales.double()
+    y[~finite.repeat_interleave(og, dim=3)] = float("nan")
+    return y.permute(0, 3, 1, 2)
+
+
 def conv2d_reference(
     x: Tensor, q: Tensor, scales: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
     groups: int = 1, activation: Optional[str] = None, mode: str = "dynamic", quant: str = "per_image",
@@ -322,6 +358,8 @@ def conv2d_reference(
     pad = (l, r, t, b)
     if mode == "weight_only" or conv_is_depthwise(c, oc, groups):
         y = torch.nn.functional.conv2d(torch.nn.functional.pad(x.double(), pad), wf.double(), **kw)
+    elif quant == "per_pixel":
+        y = _conv2d_per_pixel(x, q, scales, pad, stride, dilation, groups)
     else:
         blocks = [x] if quant == "per_tensor" else list(x.split(1))
         outs = []

@@ -2,7 +2,8 @@
 
 Weights: symmetric int8, one scale per output channel, rounded so that each input channel's taps keep
 their sum (``math.quantize.quantize_int8_sum_preserving``). Activations: ``mode="dynamic"``
-quantizes them to uint8 per image (or per tensor, ``quant="per_tensor"``), measured on each call;
+quantizes them to uint8 per image (or per tensor, ``quant="per_tensor"``, or per output pixel's receptive
+field, ``quant="per_pixel"``: finer, slower on few input channels, see docs/conv.md), measured on each call;
 ``"weight_only"`` keeps them fp32. Depthwise convs (groups == in == out channels) always run fp32
 activations times int8 weights (see csrc/kernels/conv/conv.h for why).
 

@@ -9,13 +9,15 @@ channels-last. Weights: int8 (oc, c/groups, kh, kw) with one fp32 scale per outp
 Paths (chosen from the shape, see csrc/kernels/conv/conv.h):
 - dense / pointwise (any groups except depthwise): q8 blobs, one per group, N = oc/groups by
   K = kh*kw*c/groups in (ky, kx, c) order, run as an implicit GEMM on the qgemm micro-kernels;
-  ``mode="dynamic"`` quantizes activations to uint8 (per image or per tensor, measured per call),
+  ``mode="dynamic"`` quantizes activations to uint8 (per image, per tensor or per pixel: each output
+  pixel's receptive field on its own, measured per call),
   ``"weight_only"`` keeps them fp32.
 - depthwise (groups == c == oc): fp32 activations times the int8 weights (both modes).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -29,7 +31,7 @@ from ..runtime.threads import get_num_threads
 
 # Activation codes of the conv kernels (csrc/kernels/act/act.h 0-4, csrc/kernels/conv/conv.h 5-6).
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "relu6": 5, "hardswish": 6}
-QUANT = {"per_tensor": 0, "per_image": 1}
+QUANT = {"per_tensor": 0, "per_image": 1, "per_pixel": 2}
 MODES = ("dynamic", "weight_only")
 
 
@@ -83,11 +85,28 @@ def _prepare(x: Tensor, c: int, op: str) -> Tensor:
     return x.to(torch.float32).contiguous(memory_format=torch.channels_last)
 
 
-def _geometry(kernel_size, stride, padding, dilation) -> tuple[tuple, tuple, tuple, tuple]:
-    """The conv arguments as (kh, kw), (sh, sw), four pads (t, b, l, r), (dh, dw); ValueError if malformed."""
+def _geometry_uncached(kernel_size, stride, padding, dilation) -> tuple[tuple, tuple, tuple, tuple]:
     kernel, stride, dilation = (as_pair(v, nm) for v, nm in
                                 ((kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
     return kernel, stride, pads4(padding), dilation
+
+
+# A module's geometry is the same tuples on every call: normalizing them once saves most of the Python
+# overhead of a small conv (a 7x7 layer's kernel takes tens of microseconds). Errors are not cached.
+_geometry_cached = functools.lru_cache(maxsize=1024)(_geometry_uncached)
+
+
+def _geometry(kernel_size, stride, padding, dilation) -> tuple[tuple, tuple, tuple, tuple]:
+    """The conv arguments as (kh, kw), (sh, sw), four pads (t, b, l, r), (dh, dw); ValueError if malformed."""
+    try:
+        return _geometry_cached(kernel_size, stride, padding, dilation)
+    except TypeError:  # unhashable arguments (lists, from the traced ops): normalize them every time
+        return _geometry_uncached(kernel_size, stride, padding, dilation)
+
+
+def _out_len(n: int, k: int, s: int, pads: int, d: int) -> int:
+    span = n + pads - d * (k - 1) - 1  # conv_out_size of csrc/kernels/conv (tests check they agree)
+    return 0 if span < 0 else span // s + 1
 
 
 def _conv_io(x: Tensor, c: int, oc: int, kernel, stride, padding, dilation, bias: Optional[Tensor],
@@ -95,7 +114,9 @@ def _conv_io(x: Tensor, c: int, oc: int, kernel, stride, padding, dilation, bias
     """What every conv op checks and allocates alike: x as channels-last fp32 (C = ``c``), the empty
     channels-last output (N, ``oc``, OH, OW) (ValueError if the kernel does not fit), the checked bias."""
     x = _prepare(x, c, op)
-    oh, ow = out_size(x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    t, b, l, r = padding  # already four pads (_geometry)
+    oh = _out_len(x.shape[2], kernel[0], stride[0], t + b, dilation[0])
+    ow = _out_len(x.shape[3], kernel[1], stride[1], l + r, dilation[1])
     if oh <= 0 or ow <= 0:
         raise ValueError(f"{op}: the kernel {kernel} (dilation {dilation}) does not fit the padded input {tuple(x.shape[2:])}")
     y = torch.empty((x.shape[0], oc, oh, ow), dtype=torch.float32, memory_format=torch.channels_last)
