@@ -116,7 +116,7 @@ class Int4Config:
     scale_search: bool = True
     float_zeros: Optional[bool] = None
     head_int8: bool = True
-    importance: str = "rms_abs"
+    importance: str = "none"
     int8_fraction: float = 0.0
     version: int = 1
 
