@@ -20,7 +20,12 @@ import time
 import torch
 
 from slimnn.app import llm
-from slimnn.math.quantize import dequantize_int4, quantize_int4, quantize_int8_symmetric, dequantize_int8
+from slimnn.math.quantize import (
+    dequantize_int4,
+    dequantize_int8,
+    quantize_int4,
+    quantize_int8_symmetric,
+)
 
 
 def _int4(gs, sym, fz, search, imp="none"):
@@ -55,7 +60,7 @@ def _kinds(kinds, blocks):
     return rule
 
 
-EDGE = lambda n: set(range(2)) | set(range(n - 2, n))  # noqa: E731
+EDGE = lambda n: set(range(2)) | set(range(n - 2, n))
 
 
 RECIPES = {
@@ -157,7 +162,6 @@ def main() -> int:
         h.weight.data = w
     if a.llama_cpp and llm.llama_cpp_available():
         import llama_cpp
-        import numpy as np
 
         with tempfile.TemporaryDirectory() as d:
             f32 = os.path.join(d, "f32.gguf")
@@ -174,18 +178,7 @@ def main() -> int:
                 kw = dict(model_path=dst, n_ctx=a.ctx, n_batch=a.ctx, n_threads=1, n_threads_batch=1,
                           logits_all=True, verbose=False)
                 lm = llm._llama(llama_cpp, kw)
-                nll, cnt = 0.0, 0
-                for lo in range(0, len(ids) - 1, a.ctx):
-                    x = ids[lo:lo + a.ctx]
-                    if len(x) < 2:
-                        break
-                    lm.reset()
-                    lm.eval(x)
-                    lg = np.asarray(lm.scores[: len(x) - 1], dtype=np.float64)
-                    lse = np.log(np.exp(lg - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
-                    nll += float((lse - lg[np.arange(len(x) - 1), x[1:]]).sum())
-                    cnt += len(x) - 1
-                p = float(np.exp(nll / cnt))
+                p = llm.llama_cpp_perplexity(lm, ids, a.ctx)
                 mb = os.path.getsize(dst) / 1e6
                 print(f"| llama.cpp {qname} (file, whole model) | {mb:.1f} | {p:.3f} ({p / fp - 1:+.1%}) |", flush=True)
                 del lm

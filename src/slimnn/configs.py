@@ -63,10 +63,14 @@ scaling searched on calibration inputs, plus a per-group clipping search (Lin et
 class Int4Config:
     """4-bit weights, group-wise along K (or per output channel), optionally calibrated on data.
 
-    group_size: ``None`` for one scale per output channel, else a positive multiple of 32 (32, 64, 128, 256).
+    Default (issue 15): g32, asymmetric with float zero points, the least-squares scale/minimum search, heads
+    int8: the best no-data recipe measured on SmolLM2 on and off its grid (docs/int4.md).
+
+    group_size: ``None`` for one scale per output channel, else a positive multiple of 32 (32 default, 64, 128).
         K need not be a multiple of it: the last group is shorter (no padding cost beyond K rounded up to 8).
     method: one of :data:`INT4_METHODS`. ``"gptq"`` and ``"awq"`` need ``calib_data``.
-    symmetric: ``True``: code 8 is zero, no zero points. ``False``: one integer zero point per group.
+    symmetric: ``True``: code 8 is zero, no zero points. ``False``: one integer zero point per group (unless
+        ``float_zeros=True``). ``None`` (default): asymmetric, with float zero points (``float_zeros`` left None).
     scale_dtype: ``"float16"`` (default), ``"bfloat16"`` or ``"float32"``: how scales are stored (fp16 halves
         the scale bytes streamed per token next to fp32).
     mode: ``"dynamic"`` (W4A8: activations quantized per row to uint8 at run time, integer dot products;
@@ -116,7 +120,7 @@ class Int4Config:
     scale_search: bool = True
     float_zeros: Optional[bool] = None
     head_int8: bool = True
-    importance: str = "rms_abs"
+    importance: str = "none"
     int8_fraction: float = 0.0
     version: int = 1
 

@@ -420,21 +420,27 @@ def llama_cpp_rows(f32_gguf: str, workdir: str, prompt: list, ppl_ids: list, new
                 dec.append(new / (t2 - t1))
             row[f"prefill {n}t"], row[f"decode {n}t"] = statistics.median(pre), statistics.median(dec)
         kw.update(logits_all=True, n_ctx=ctx, n_batch=ctx)
-        llm = _llama(llama_cpp, kw)
-        nll, cnt = 0.0, 0
-        for lo in range(0, len(ppl_ids) - 1, ctx):
-            x = ppl_ids[lo:lo + ctx]
-            if len(x) < 2:
-                break
-            llm.reset()
-            llm.eval(x)
-            lg = np.asarray(llm.scores[: len(x) - 1], dtype=np.float64)
-            lse = np.log(np.exp(lg - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
-            nll += float((lse - lg[np.arange(len(x) - 1), x[1:]]).sum())
-            cnt += len(x) - 1
-        row["ppl"] = float(np.exp(nll / cnt))
+        row["ppl"] = llama_cpp_perplexity(_llama(llama_cpp, kw), ppl_ids, ctx)
         rows[f"llama.cpp {qname}"] = row
     return rows
+
+
+def llama_cpp_perplexity(llm: Any, ppl_ids: list, ctx: int) -> float:
+    """:func:`perplexity` of a llama.cpp ``Llama`` (made with ``logits_all=True``, ``n_ctx >= ctx``)."""
+    import numpy as np
+
+    nll, cnt = 0.0, 0
+    for lo in range(0, len(ppl_ids) - 1, ctx):
+        x = ppl_ids[lo:lo + ctx]
+        if len(x) < 2:
+            break
+        llm.reset()
+        llm.eval(x)
+        lg = np.asarray(llm.scores[: len(x) - 1], dtype=np.float64)
+        lse = np.log(np.exp(lg - lg.max(1, keepdims=True)).sum(1)) + lg.max(1)
+        nll += float((lse - lg[np.arange(len(x) - 1), x[1:]]).sum())
+        cnt += len(x) - 1
+    return float(np.exp(nll / cnt))
 
 
 def _llama(llama_cpp: Any, kw: dict) -> Any:

@@ -111,7 +111,9 @@ def mixed_int4_(
             refs = [pick(call_model(model, x)).detach().to(torch.float64) for x in data]
             ref_sq = sum(float(r.square().sum()) for r in refs) or 1.0
             rtn = Int4Config(group_size=int4_config.group_size, symmetric=int4_config.symmetric,
-                             scale_dtype=int4_config.scale_dtype, mode=int4_config.mode)
+                             scale_dtype=int4_config.scale_dtype, mode=int4_config.mode,
+                             scale_search=int4_config.scale_search, float_zeros=int4_config.float_zeros,
+                             importance=int4_config.importance)  # the probe rounds as the int4 layers will
             other_bytes = sum(_float_bytes(m) for n, m in model.named_modules() if type(m) is nn.Linear
                               and n not in names)
             for n in names:
