@@ -100,20 +100,11 @@ def eager_decode_s(model: Any, prompt: Any, new: int) -> float:
     return greedy_timed(model, prompt, new)[1]
 
 
-def engine_decode_s(model: Any, prompt: Any, new: int, _cache: dict = {}) -> Any:  # noqa: B006
-    """Seconds for ``new`` decode steps through ``slimnn.Decoder`` (built once per model), or None when this
-    slimnn has no Decoder."""
-    import slimnn
-
-    if not hasattr(slimnn, "Decoder"):
-        return None
+def decoder_decode_s(decoder: Any) -> Callable[[Any, Any, int], float]:
+    """Seconds for ``new`` decode steps through ``decoder`` (a ``slimnn.Decoder`` of that model)."""
     from slimnn.app.llm import decoder_timed
 
-    key = id(model)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = slimnn.Decoder(model, max_len=prompt.shape[1] + new + 1)
-    return decoder_timed(_cache[key], prompt, new)[1]
+    return lambda model, prompt, new: decoder_timed(decoder, prompt, new)[1]
 
 
 def main() -> int:
@@ -149,7 +140,7 @@ def main() -> int:
         print(f"built {name} in {time.perf_counter() - t:.0f}s: {nbytes / 1e9:.3f} GB of weights per token")
         paths = [("eager", eager_decode_s)]
         if not args.eager:
-            paths.append(("Decoder", engine_decode_s))
+            paths.append(("Decoder", decoder_decode_s(slimnn.Decoder(model, max_len=args.prompt + args.new + 1))))
         for nt in args.threads:
             torch.set_num_threads(nt)
             slimnn.set_num_threads(nt)
@@ -157,18 +148,13 @@ def main() -> int:
                 secs = []
                 with torch.inference_mode():
                     for _ in range(args.runs):
-                        s = fn(model, prompt, args.new)
-                        if s is None:
-                            break
-                        secs.append(s / args.new)
-                if not secs:
-                    continue
+                        secs.append(fn(model, prompt, args.new) / args.new)
                 per_tok = statistics.median(secs)
                 gbs = nbytes / per_tok / 1e9
                 rows.append((name, pname, nt, nbytes, per_tok, gbs, gbs / bw[nt]))
                 print(f"  {pname} {nt}t: {1 / per_tok:.2f} tok/s, {gbs:.1f} GB/s = {gbs / bw[nt]:.0%} of DRAM")
         slimnn.set_num_threads(None)
-        del model
+        del model, paths  # the Decoder holds the model (and its fused copies)
         gc.collect()
     print()
     print("| variant | decode path | threads | GB/token | tok/s | weight GB/s | share of DRAM read bandwidth |")
