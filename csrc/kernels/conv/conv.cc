@@ -130,8 +130,7 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
                          s.pw1 == 0 && s.groups == 1;
   const int64_t k_real = s.kh * s.kw * (s.c / s.groups);
   // 1x1, stride 1, no padding, one group: the activations are the GEMM rows when they have kp columns.
-  const bool direct = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.ph1 == 0 &&
-                      s.pw1 == 0 && s.groups == 1 && s.c == kp;
+  const bool direct = pointwise && s.c == kp;
 
   // --- dyn: quantize the activations (one scale per image or per batch) ---
   std::unique_ptr<uint8_t[], FreeDeleter> q;
