@@ -156,6 +156,8 @@ def compress_(
         report.prepared = tech.prepare(model, targets, cfg)
     if tech.convert_model is not None and tech.convert_model(model, targets, cfg, report):
         _embeddings_(model, embeddings, targets, handler, cfg, report)
+        if fuse and tech.fuse is not None:  # e.g. a calibrated conv's ReLU6 into its kernel
+            report.fused = tech.fuse(model)
         _account(model, report, float_weights)
         return _finish(model, config, report)
     plan = tech.plan(model, targets, cfg) if tech.plan is not None else {}

@@ -33,12 +33,24 @@ class Int8Config:
         ``"weight_only"``: activations stay float; weights are widened in registers. More accurate,
         for accuracy-sensitive layers and memory-bound batch-1 decoding.
     group_size: ``None`` for one scale per output channel, else a positive multiple of 4 (e.g. 32, 64, 128).
+    method: ``"rtn"`` (default, no data): round to nearest (convolutions: their taps keep their sum, plus bias
+        correction). ``"gptq"``: GPTQ error compensation (:func:`slimnn.math.gptq.gptq_quantize_int8`) of
+        every conv and Linear, layer by layer in module order, each with the Hessian of the inputs it sees in
+        the model as converted so far over ``calib_data``; per output channel only (``group_size=None``).
+    calib_data: for ``method="gptq"``: an iterable of model inputs (a Tensor -> ``model(x)``, a tuple ->
+        ``model(*x)``, a dict -> ``model(**x)``); not serialized, not compared.
+    gptq_damp: GPTQ's damping, a fraction of the Hessian's mean diagonal.
+    progress: show a progress bar while calibrating (``method="gptq"``).
     """
 
     mode: str = "dynamic"
     group_size: Optional[int] = None
     kernel: str = "auto"
     version: int = 1
+    method: str = "rtn"
+    calib_data: Any = dataclasses.field(default=None, compare=False, repr=False)
+    gptq_damp: float = 0.01
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("dynamic", "weight_only"):
@@ -46,11 +58,44 @@ class Int8Config:
         gs = self.group_size
         if gs is not None and (isinstance(gs, bool) or not isinstance(gs, int) or gs < 4 or gs % 4):
             raise ValueError(f"Int8Config.group_size must be None or a positive multiple of 4, got {gs!r}")
+        if self.method not in INT8_METHODS:
+            raise ValueError(f"Int8Config.method must be one of {INT8_METHODS}, got {self.method!r}")
+        if self.method == "gptq" and gs is not None:
+            raise ValueError("Int8Config(method='gptq') is per output channel: group_size must be None")
+        _check_calib(self)
+        if not (isinstance(self.gptq_damp, (int, float)) and not isinstance(self.gptq_damp, bool)
+                and 0 < self.gptq_damp < 1):
+            raise ValueError(f"Int8Config.gptq_damp must be in (0, 1), got {self.gptq_damp!r}")
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"Int8Config.progress must be a bool, got {self.progress!r}")
         _check_kernel(self)
         _check_version(self)
 
     def to_json(self) -> str:
-        return json.dumps({"type": type(self).__name__, **dataclasses.asdict(self)}, sort_keys=True)
+        # Only what describes the stored weights: the calibration settings are dropped, and so is the method when
+        # it is round to nearest, so round-to-nearest files read exactly as before ``method`` existed.
+        d = json.loads(_json_without_data(self))
+        d.pop("gptq_damp")
+        d.pop("progress")
+        if d["method"] == "rtn":
+            d.pop("method")
+        return json.dumps(d, sort_keys=True)
+
+
+INT8_METHODS = ("rtn", "gptq")
+"""``Int8Config.method`` values: ``"rtn"`` (no data) and ``"gptq"`` (needs ``calib_data``)."""
+
+
+def _json_without_data(cfg: Any) -> str:
+    d = dataclasses.asdict(dataclasses.replace(cfg, calib_data=None))
+    d.pop("calib_data")
+    return json.dumps({"type": type(cfg).__name__, **d}, sort_keys=True)
+
+
+def _check_calib(cfg: Any) -> None:
+    data = cfg.calib_data
+    if isinstance(data, (str, bytes)) or (data is not None and not hasattr(data, "__iter__")):
+        raise ValueError(f"{type(cfg).__name__}.calib_data must be None or an iterable of model inputs")
 
 
 INT4_METHODS = ("rtn", "gptq", "awq")
@@ -146,10 +191,7 @@ class Int4Config:
         if self.mode not in ("dynamic", "weight_only"):
             raise ValueError(f"Int4Config.mode must be 'dynamic' or 'weight_only', got {self.mode!r}")
         _check_kernel(self)
-        if isinstance(self.calib_data, (str, bytes)) or (
-            self.calib_data is not None and not hasattr(self.calib_data, "__iter__")
-        ):
-            raise ValueError("Int4Config.calib_data must be None or an iterable of model inputs")
+        _check_calib(self)
         for name in ("gptq_act_order", "awq_clip", "progress", "scale_search", "float_zeros", "head_int8"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Int4Config.{name} must be a bool, got {getattr(self, name)!r}")
@@ -175,9 +217,7 @@ class Int4Config:
         _check_version(self)
 
     def to_json(self) -> str:
-        d = dataclasses.asdict(dataclasses.replace(self, calib_data=None))
-        d.pop("calib_data")
-        return json.dumps({"type": type(self).__name__, **d}, sort_keys=True)
+        return _json_without_data(self)
 
 
 _ALLOWED: dict[str, type] = {"Int8Config": Int8Config}

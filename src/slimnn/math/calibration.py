@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -171,3 +172,55 @@ def capture_linear_inputs(
             if st.n_rows == 0:
                 raise ValueError(f"calibration: layer {name!r} was never called by the model on the calibration data")
     return stats
+
+
+def conv_patches(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+                 dilation: tuple[int, int], groups: int) -> Tensor:
+    """The rows a 2-d convolution multiplies with its weight: ``x`` (N, C, H, W), zero ``pads`` (top, bottom,
+    left, right); returns (groups, N * out_pixels, C/groups * kh * kw) with each row ordered as the weight's
+    (c, kh, kw) flattening, so conv2d(x, W) for group g is ``patches[g] @ W_g.reshape(oc_g, -1).T``."""
+    n, c = x.shape[0], x.shape[1]
+    cg = c // groups
+    if tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and not any(pads):
+        rows = x.permute(0, 2, 3, 1).reshape(-1, groups, cg)
+        return rows.permute(1, 0, 2)
+    top, bottom, left, right = pads
+    xp = F.pad(x, (left, right, top, bottom)) if any(pads) else x
+    p = F.unfold(xp, tuple(kernel), dilation=tuple(dilation), stride=tuple(stride))  # (N, C*kh*kw, L)
+    t = cg * kernel[0] * kernel[1]
+    return p.reshape(n, groups, t, -1).permute(1, 0, 3, 2).reshape(groups, -1, t)
+
+
+def capture_patch_grams(model: nn.Module, module: nn.Module, calib_data: Sequence[Any],
+                        patches: Callable[[Tensor], Tensor]) -> tuple[Tensor, int]:
+    """Runs ``model`` over ``calib_data`` (model inputs, as :func:`capture_linear_inputs` takes them) and
+    returns (sum over rows of P^T P as (G, T, T) float64, rows) for ``patches(x) -> (G, rows, T)`` of
+    ``module``'s input x, one image at a time (memory O(G T^2 + one image's patches)). Each forward stops once
+    the module has run. ValueError if the model never calls it."""
+    acc: list = [None, 0]
+
+    def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else next(iter(kwargs.values()), None)
+        if not isinstance(x, Tensor):
+            raise TypeError("calibration: the layer was called without a tensor input")
+        x = x.detach().to(torch.float32)
+        for i in range(x.shape[0] if x.dim() == 4 else 1):  # images one at a time (their patches are large)
+            p = patches(x[i:i + 1] if x.dim() == 4 else x)
+            g = torch.bmm(p.transpose(1, 2), p).to(torch.float64)
+            acc[0] = g if acc[0] is None else acc[0] + g
+            acc[1] += p.shape[1]
+        raise _Stop
+
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for batch in calib_data:
+                try:
+                    call_model(model, batch)
+                except _Stop:
+                    pass
+    finally:
+        handle.remove()
+    if acc[0] is None:
+        raise ValueError("calibration: the layer was never called by the model on the calibration data")
+    return acc[0], acc[1]

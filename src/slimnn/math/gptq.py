@@ -1,4 +1,5 @@
-"""Calibrated int4 quantizers: GPTQ and AWQ, written from the papers (torch math, no kernels, no modules).
+"""Calibrated quantizers: GPTQ and AWQ for int4, GPTQ for int8 (:func:`gptq_quantize_int8`, used for
+convolutions), written from the papers (torch math, no kernels, no modules).
 
 Both return the int4 canonical form of :func:`slimnn.quantize.quantize_int4` (codes, scales, zeros), so
 their output packs and runs exactly like round to nearest.
@@ -20,7 +21,7 @@ their output packs and runs exactly like round to nearest.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -57,6 +58,26 @@ def _quantize_grouped(
     s, z = _params_clipped(wg, 1.0 if ratio is None else ratio, symmetric, scale_dtype)
     codes = int4_codes(wg, s, z).reshape(n, g * gs)[:, :k].contiguous()
     return codes, s.t().contiguous(), None if z is None else z.t().contiguous()
+
+
+def _inverse_upper_factor(h: Tensor, damp: float) -> Tensor:
+    """The upper Cholesky factor U of (H + damp * mean(diag H) * I)^-1 (H: ... x K x K, batched over the leading
+    dimensions), GPTQ's form of the inverse Hessian. If the factorization fails, the damping is raised tenfold
+    (up to 3 times), then ValueError."""
+    k = h.shape[-1]
+    diag_mean = torch.diagonal(h, dim1=-2, dim2=-1).mean(-1)
+    for attempt in range(4):
+        if h.dim() == 2:
+            add: Any = (damp * 10**attempt) * float(diag_mean)
+        else:
+            add = ((damp * 10**attempt) * diag_mean).unsqueeze(-1).unsqueeze(-1)
+        hd = h + add * torch.eye(k, dtype=h.dtype)
+        chol, info = torch.linalg.cholesky_ex(hd)
+        if not bool((info != 0).any()):
+            u, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
+            if not bool((info != 0).any()):
+                return u
+    raise ValueError("GPTQ: the Hessian is not positive definite even after damping (degenerate calibration data?)")
 
 
 def gptq_quantize(
@@ -119,18 +140,7 @@ def gptq_quantize(
     perm = torch.argsort(torch.diagonal(h), descending=True, stable=True) if act_order else torch.arange(k)
     w = w[:, perm]
     h = h[perm][:, perm]
-    u = None
-    base = float(torch.diagonal(h).mean())
-    for attempt in range(4):
-        hd = h + (damp * 10**attempt) * base * torch.eye(k)
-        chol, info = torch.linalg.cholesky_ex(hd)
-        if int(info) == 0:
-            u, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(chol), upper=True)
-            if int(info) == 0:
-                break
-        u = None
-    if u is None:
-        raise ValueError("GPTQ: the Hessian is not positive definite even after damping (degenerate calibration data?)")
+    u = _inverse_upper_factor(h, damp)
 
     codes = torch.zeros(n, k, dtype=torch.uint8)  # in permuted column order until the end
     if static:
@@ -259,3 +269,49 @@ def _search_clip(
         best_err = torch.where(better, err, best_err)
         best_r = torch.where(better, torch.full_like(best_r, r), best_r)
     return best_r
+
+
+def gptq_quantize_int8(w: Tensor, hessian: Tensor, damp: float = 0.01, block_size: int = 128) -> tuple[Tensor, Tensor]:
+    """GPTQ for symmetric int8 with one scale per output row (absmax / 127 of the original row, as round to
+    nearest has), batched: ``w`` (G x N x T) are G independent problems of N rows over T inputs, each with its
+    Hessian ``hessian[g]`` (G x T x T, = 2/n X_g^T X_g of its calibration inputs); 2-D ``w`` (N x T) with a
+    T x T Hessian is one problem. Used for convolutions: G = 1 with T = c * kh * kw for a dense conv, G = groups
+    (the channels, T = kh * kw, for a depthwise one). Columns in order, lazy batches of ``block_size``; an input
+    that never fires (H[t, t] == 0) gets zero weight. With H = I the result is round to nearest.
+    Returns (q int8 in [-127, 127], same shape as w; scales float32, w's shape without T)."""
+    one = w.dim() == 2
+    if one:
+        w, hessian = w.unsqueeze(0), hessian.unsqueeze(0)
+    if w.dim() != 3 or hessian.shape != (w.shape[0], w.shape[2], w.shape[2]):
+        raise ValueError(f"gptq_quantize_int8: hessian must be (G, T, T) for a weight (G, N, T), got "
+                         f"{tuple(hessian.shape)} for {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError("weight has NaN or infinite values")
+    h = hessian.detach().to(torch.float64).clone()
+    if not bool(torch.isfinite(h).all()):
+        raise ValueError("hessian has NaN or infinite values")
+    w = w.detach().to(torch.float64).clone()
+    g, n, t = w.shape
+    dead = torch.diagonal(h, dim1=-2, dim2=-1) == 0  # (G, T)
+    h = h + torch.diag_embed(dead.to(h.dtype))
+    w = w.masked_fill(dead.unsqueeze(1), 0.0)
+    s = w.abs().amax(-1) / 127.0  # (G, N)
+    s = torch.where(s > 0, s, torch.ones_like(s)).to(torch.float32)
+    sd = s.to(torch.float64)
+    u = _inverse_upper_factor(h, damp)
+    q = torch.zeros(g, n, t, dtype=torch.int8)
+    for i1 in range(0, t, block_size):
+        i2 = min(i1 + block_size, t)
+        w1 = w[:, :, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        u1 = u[:, i1:i2, i1:i2]
+        for j in range(i2 - i1):
+            wc = w1[:, :, j]
+            qc = torch.clamp(torch.round(wc / sd), -127, 127)
+            q[:, :, i1 + j] = qc.to(torch.int8)
+            e = (wc - qc * sd) / u1[:, j, j].unsqueeze(1)
+            w1[:, :, j:] -= e.unsqueeze(2) * u1[:, j, j:].unsqueeze(1)
+            err1[:, :, j] = e
+        if i2 < t:
+            w[:, :, i2:] -= err1 @ u[:, i1:i2, i2:]
+    return (q[0], s[0]) if one else (q, s)

@@ -17,7 +17,7 @@ hardswish, gelu, gelu_tanh) is applied by the kernel to each output block; ``fol
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..formats.packed import q8_info, unpack_q8
 from ..math import reference
+from ..math.calibration import conv_patches
 from ..math.quantize import quantize_int8_sum_preserving
 from ..ops import conv as co
 from ..ops.common import untraceable
@@ -133,6 +134,29 @@ def conv_padding(conv: nn.Module) -> Optional[tuple[int, int, int, int]]:
     return tuple(a + b for a, b in zip(p2, extra))  # type: ignore[return-value]
 
 
+def _float_bias(conv: nn.Module) -> Optional[Tensor]:
+    b = conv.bias
+    if b is None:
+        return None
+    b = b.detach().to(torch.float32).contiguous().clone()
+    if not bool(torch.isfinite(b).all()):
+        raise ValueError("conv bias has a NaN or infinite value")
+    return b
+
+
+def conv_patch_fn(conv: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``x -> (groups, rows, c/groups * kh * kw)``: the rows a float ``nn.Conv2d`` / ``nn.Conv1d`` (as
+    :func:`conv_padding` reads its padding) multiplies with its flattened weight, for calibration (GPTQ)."""
+    pads = conv_padding(conv)
+    if pads is None:
+        raise ValueError(f"{type(conv).__name__} with padding_mode={conv.padding_mode!r} is not supported")
+    if isinstance(conv, nn.Conv1d):
+        k, s, d = (1, conv.kernel_size[0]), (1, conv.stride[0]), (1, conv.dilation[0])
+        return lambda x: conv_patches(x.unsqueeze(2), k, s, pads, d, conv.groups)
+    k, s, d = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation)
+    return lambda x: conv_patches(x, k, s, pads, d, conv.groups)
+
+
 class Conv2dInt8(nn.Module):
     """y = act(conv2d(x, W) + b) with W int8 (one scale per output channel). Build with :meth:`from_conv`.
 
@@ -186,6 +210,49 @@ class Conv2dInt8(nn.Module):
         cls, conv: nn.Module, mode: str = "dynamic", quant: str = "per_image", activation: Optional[str] = None,
     ) -> "Conv2dInt8":
         """Quantizes ``conv`` (an ``nn.Conv2d``, or ``nn.Conv1d`` for :class:`Conv1dInt8`) into a new module."""
+        mod, w = cls._shell(conv, mode, quant, activation)
+        k = mod.kernel_size
+        # Per output channel; each input channel's kh*kw taps (the whole row of a 1x1) keep their sum, so the
+        # filter's response to a locally constant input is exact to half a step (math.quantize says why).
+        taps = k[0] * k[1]
+        q, scales = quantize_int8_sum_preserving(w.reshape(w.shape[0], -1), taps if taps > 1 else None)
+        mod._set_weight(q.reshape(w.shape), scales.reshape(-1))
+        b = _float_bias(conv)
+        mean = conv.__dict__.get(INPUT_MEAN)
+        if mean is not None and mean.shape == (conv.in_channels,):
+            # Bias correction: the rounding error's expected output, sum over (c, taps) of (deq - w) * E[x_c],
+            # moves into the bias (E[x] from the BatchNorm before, see fold_batchnorm_; border taps that read
+            # the zero padding are counted as if they read the mean).
+            err = (q.reshape(w.shape).double() * scales.reshape(-1, 1, 1, 1).double() - w.double()).sum(dim=(2, 3))
+            if conv.groups == conv.in_channels == conv.out_channels:
+                shift = err[:, 0] * mean.double()
+            else:
+                cg = conv.in_channels // conv.groups
+                shift = (err * mean.double().view(conv.groups, 1, cg).expand(conv.groups, w.shape[0] // conv.groups, cg)
+                         .reshape(w.shape[0], cg)).sum(dim=1)
+            b = ((b.double() if b is not None else 0.0) - shift).to(torch.float32).contiguous()
+        mod.register_buffer("bias", b)
+        return mod
+
+    @classmethod
+    def from_quantized(cls, conv: nn.Module, q: Tensor, scales: Tensor, mode: str = "dynamic",
+                       quant: str = "per_image", activation: Optional[str] = None) -> "Conv2dInt8":
+        """A new module with ``conv``'s geometry and bias and the given int8 weights ``q`` (conv.weight's shape,
+        values in [-127, 127]) and per-output-channel ``scales`` (e.g. from GPTQ); no bias correction."""
+        mod, w = cls._shell(conv, mode, quant, activation)
+        q = q.reshape(w.shape)
+        if q.dtype != torch.int8 or (q.numel() and int(q.min()) < -127):
+            raise ValueError("from_quantized: q must be int8 in [-127, 127]")
+        scales = scales.detach().to(torch.float32).reshape(-1)
+        if scales.numel() != mod.out_channels or not bool(torch.isfinite(scales).all()) or not bool((scales > 0).all()):
+            raise ValueError(f"from_quantized: scales must be {mod.out_channels} finite positive values")
+        mod._set_weight(q, scales)
+        mod.register_buffer("bias", _float_bias(conv))
+        return mod
+
+    @classmethod
+    def _shell(cls, conv: nn.Module, mode: str, quant: str, activation: Optional[str]) -> tuple["Conv2dInt8", Tensor]:
+        """The module with ``conv``'s geometry and no weights yet, and conv's float32 weight as (oc, c/g, kh, kw)."""
         want = nn.Conv1d if cls._is_1d else nn.Conv2d
         if not isinstance(conv, want):
             raise TypeError(f"{cls.__name__}.from_conv expects an {want.__name__}, got {type(conv).__name__}")
@@ -204,31 +271,7 @@ class Conv2dInt8(nn.Module):
         mod = cls.__new__(cls)
         nn.Module.__init__(mod)
         mod._setup(conv.in_channels, conv.out_channels, k, s, pads, d, conv.groups, mode, quant, activation)
-        # Per output channel; each input channel's kh*kw taps (the whole row of a 1x1) keep their sum, so the
-        # filter's response to a locally constant input is exact to half a step (math.quantize says why).
-        taps = k[0] * k[1]
-        q, scales = quantize_int8_sum_preserving(w.reshape(w.shape[0], -1), taps if taps > 1 else None)
-        mod._set_weight(q.reshape(w.shape), scales.reshape(-1))
-        b = conv.bias
-        if b is not None:
-            b = b.detach().to(torch.float32).contiguous().clone()
-            if not bool(torch.isfinite(b).all()):
-                raise ValueError("conv bias has a NaN or infinite value")
-        mean = conv.__dict__.get(INPUT_MEAN)
-        if mean is not None and mean.shape == (conv.in_channels,):
-            # Bias correction: the rounding error's expected output, sum over (c, taps) of (deq - w) * E[x_c],
-            # moves into the bias (E[x] from the BatchNorm before, see fold_batchnorm_; border taps that read
-            # the zero padding are counted as if they read the mean).
-            err = (q.reshape(w.shape).double() * scales.reshape(-1, 1, 1, 1).double() - w.double()).sum(dim=(2, 3))
-            if conv.groups == conv.in_channels == conv.out_channels:
-                shift = err[:, 0] * mean.double()
-            else:
-                cg = conv.in_channels // conv.groups
-                shift = (err * mean.double().view(conv.groups, 1, cg).expand(conv.groups, w.shape[0] // conv.groups, cg)
-                         .reshape(w.shape[0], cg)).sum(dim=1)
-            b = ((b.double() if b is not None else 0.0) - shift).to(torch.float32).contiguous()
-        mod.register_buffer("bias", b)
-        return mod
+        return mod, w
 
     def int8_weight(self) -> tuple[Tensor, Tensor]:
         """(q int8 (oc, c/g, kh, kw), scales fp32 (oc,)): the canonical weights."""

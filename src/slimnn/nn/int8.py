@@ -121,6 +121,26 @@ class Int8Linear(nn.Module):
         mod.last_kernel = None
         return mod
 
+    @classmethod
+    def from_quantized(cls, linear: nn.Linear, q: Tensor, scales: Tensor, config: Optional[Int8Config] = None) -> "Int8Linear":
+        """A new Int8Linear with ``linear``'s shape and bias and the given per-channel int8 weights ``q``
+        (N x K in [-127, 127]) and ``scales`` (N), e.g. from GPTQ."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_quantized expects an nn.Linear, got {type(linear).__name__}")
+        config = config or Int8Config()
+        n, k = linear.out_features, linear.in_features
+        if q.shape != (n, k) or q.dtype != torch.int8 or (q.numel() and int(q.min()) < -127):
+            raise ValueError(f"from_quantized: q must be int8 ({n}, {k}) in [-127, 127], got {q.dtype} {tuple(q.shape)}")
+        scales = scales.detach().to(torch.float32).reshape(-1)
+        if scales.numel() != n or not bool(torch.isfinite(scales).all()) or not bool((scales > 0).all()):
+            raise ValueError(f"from_quantized: scales must be {n} finite positive values")
+        mod = bare_linear(cls, config, k, n)
+        mod.activation = None
+        mod.register_buffer("packed", pack_q8(q.contiguous(), scales.reshape(1, n).contiguous(), None))
+        mod.register_buffer("bias", float_bias(linear.bias, n))
+        mod.last_kernel = None
+        return mod
+
     @property
     def mode(self) -> str:
         return self.config.mode

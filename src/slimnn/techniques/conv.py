@@ -20,9 +20,13 @@ from torch import Tensor, nn
 
 from ..configs import Int8Config
 from ..formats.manifest import ModuleFormat, TensorSpec, bool_field, int_field
+from ..math.calibration import capture_patch_grams, progress_iter
+from ..math.gptq import gptq_quantize_int8
 from ..nn.conv import (
-    Conv1dInt8, Conv2dInt8, FoldedBatchNorm, FusedConvActivation, conv_padding, fold_batchnorm_, fuse_conv_activations_,
+    Conv1dInt8, Conv2dInt8, FoldedBatchNorm, FusedConvActivation, conv_padding, conv_patch_fn, fold_batchnorm_,
+    fuse_conv_activations_,
 )
+from ..nn.int8 import Int8Linear
 from ..ops.conv import ACTIVATIONS, QUANT
 from .registry import for_config, register
 
@@ -37,6 +41,54 @@ def convert(layer: nn.Module, config: Int8Config) -> Any:
         return f"{type(layer).__name__} with padding_mode={layer.padding_mode!r} is not converted"
     cls = Conv1dInt8 if isinstance(layer, nn.Conv1d) else Conv2dInt8
     return cls.from_conv(layer, mode=config.mode)
+
+
+def convert_model(model: nn.Module, targets: list, config: Int8Config, report: Any) -> bool:
+    """``method="gptq"``: every conv and Linear of ``targets`` in order, each quantized by GPTQ with the Hessian
+    of its inputs in the model as converted so far (the earlier layers already int8) over ``config.calib_data``.
+    A layer reachable under several names is converted once."""
+    if config.method != "gptq":
+        return False
+    if config.calib_data is None:
+        raise ValueError("Int8Config(method='gptq') needs calibration data: pass calib_data=<iterable of model inputs>")
+    data = list(config.calib_data)
+    if not data:
+        raise ValueError("Int8Config.calib_data is empty")
+    was_training = model.training
+    model.eval()
+    done: dict[int, nn.Module] = {}
+    try:
+        for fqn, layer in progress_iter(targets, "int8 gptq", config.progress):
+            new = done.get(id(layer))
+            if new is None:
+                new = _gptq_layer(model, layer, data, config)
+                if isinstance(new, str):
+                    report.skipped[fqn] = new
+                    continue
+                done[id(layer)] = new
+            model.set_submodule(fqn, new)
+            summary = getattr(new, "summary", None)
+            report.converted[fqn] = type(new).__name__ + (f" ({summary()})" if callable(summary) else "") + ", GPTQ"
+    finally:
+        model.train(was_training)
+    return True
+
+
+def _gptq_layer(model: nn.Module, layer: nn.Module, data: list, config: Int8Config) -> Any:
+    if isinstance(layer, _CONVS):
+        if conv_padding(layer) is None:
+            return f"{type(layer).__name__} with padding_mode={layer.padding_mode!r} is not converted"
+        patches, groups = conv_patch_fn(layer), layer.groups
+    else:
+        patches, groups = (lambda x: x.reshape(1, -1, x.shape[-1])), 1
+    gram, rows = capture_patch_grams(model, layer, data, patches)
+    w = layer.weight.detach().to(torch.float32)
+    q, scales = gptq_quantize_int8(w.reshape(groups, w.shape[0] // groups, -1), gram * (2.0 / max(rows, 1)),
+                                   config.gptq_damp)
+    if isinstance(layer, nn.Linear):
+        return Int8Linear.from_quantized(layer, q.reshape(w.shape), scales.reshape(-1), config)
+    cls = Conv1dInt8 if isinstance(layer, nn.Conv1d) else Conv2dInt8
+    return cls.from_quantized(layer, q.reshape(w.shape), scales.reshape(-1), mode=config.mode)
 
 
 def accepts(layer: nn.Module) -> bool:
@@ -150,5 +202,6 @@ TECHNIQUE = register(dataclasses.replace(
     save_formats=_BASE.save_formats + _FORMATS,
     accepts=accepts,
     prepare=prepare,
+    convert_model=convert_model,
     fuse=fuse_conv_activations_,
 ))
