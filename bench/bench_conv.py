@@ -158,8 +158,26 @@ def agreement_table(name: str, y: torch.Tensor, ref: torch.Tensor, natural: torc
     for t in (0.3, 0.5):
         sel = natural & (conf >= t)
         cells.append(f"{agree[sel].float().mean() * 100:.1f}% (n={int(sel.sum())})")
+    top2 = ref.topk(2, dim=1).values
+    sure = (top2[:, 0] - top2[:, 1]) >= 0.3  # fp32's top-1 leads its runner-up by >= 0.3 logits
+    cells.append(f"{agree[sure].float().mean() * 100:.1f}% (n={int(sure.sum())})")
     cos = F.cosine_similarity(y, ref, dim=1)
-    return f"| {name} | " + " | ".join(cells) + f" | {cos.mean():.5f} | {cos.min():.5f} |"
+    rms = (y - ref).pow(2).mean().sqrt()
+    return f"| {name} | " + " | ".join(cells) + f" | {cos.mean():.5f} | {cos.min():.5f} | {rms:.4f} |"
+
+
+def weights_rounded(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """The float model, BatchNorm folded, with every conv and Linear weight rounded to ``dtype`` and back
+    (activations stay fp32): how much of the int8 model's disagreement a 16-bit weight format would have."""
+    from slimnn.nn.conv import fold_batchnorm_
+
+    m = copy.deepcopy(model)
+    fold_batchnorm_(m)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                mod.weight.copy_(mod.weight.to(dtype).to(torch.float32))
+    return m
 
 
 def load_effnet_lite0() -> nn.Module:
@@ -191,6 +209,15 @@ def bench_model(threads: int, n_per: int) -> None:
             if isinstance(m, Conv2dInt8):
                 m.quant = "per_pixel"
         yp = torch.cat([qp(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        calib_batches = [calib[i:i + 12] for i in range(0, calib.shape[0], 12)]
+        qg = copy.deepcopy(model)  # calibrated rounding: GPTQ on the 36 crops ORT calibrates on
+        slimnn.compress_(qg, slimnn.Int8Config(method="gptq", calib_data=calib_batches))
+        yg = torch.cat([qg(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        qgw = copy.deepcopy(model)
+        slimnn.compress_(qgw, slimnn.Int8Config(mode="weight_only", method="gptq", calib_data=calib_batches))
+        ygw = torch.cat([qgw(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
+        w16 = {dt: weights_rounded(model, dt) for dt in (torch.bfloat16, torch.float16)}
+        y16 = {dt: torch.cat([m(x[i:i + 16]) for i in range(0, x.shape[0], 16)]) for dt, m in w16.items()}
     qb, fb = conv_bytes(q)
     print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
           f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
@@ -199,10 +226,14 @@ def bench_model(threads: int, n_per: int) -> None:
           f"{len(report.fused)} activations fused; {report.summary()}")
     print(f"conv weight bytes: int8 {qb / 1e6:.3f} MB vs fp32 {fb / 1e6:.3f} MB = {qb / fb:.3f}x")
     rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
-            "logit cos mean | min |", "|---|---|---|---|---|---|---|",
+            "fp32 margin >= 0.3 | logit cos mean | min | logit error rms |", "|---|---|---|---|---|---|---|---|---|",
             agreement_table("slimnn int8", y, ref, natural),
             agreement_table("slimnn int8, quant=per_pixel", yp, ref, natural),
             agreement_table("slimnn int8 weight-only (fp32 activations)", yw, ref, natural),
+            agreement_table("slimnn int8, method=gptq (36 calibration crops)", yg, ref, natural),
+            agreement_table("slimnn int8 weight-only, method=gptq", ygw, ref, natural),
+            agreement_table("fp32 with bf16-rounded weights", y16[torch.bfloat16], ref, natural),
+            agreement_table("fp32 with fp16-rounded weights", y16[torch.float16], ref, natural),
             agreement_table("torch bf16", yb, ref, natural)]
     with tempfile.TemporaryDirectory() as d:
         try:
