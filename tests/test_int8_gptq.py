@@ -176,3 +176,23 @@ class _Skips(nn.Module):  # holds a Linear its forward never calls
 
     def forward(self, x):  # noqa: ANN001, ANN201
         return self.a(x)
+
+
+def test_gptq_keeps_a_tied_head_round_to_nearest():
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(11, 8)
+            self.mid = nn.Linear(8, 8)
+            self.head = nn.Linear(8, 11, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, ids):  # noqa: ANN001, ANN201
+            return self.head(torch.relu(self.mid(self.emb(ids))))
+
+    torch.manual_seed(5)
+    model = Tied().eval()
+    rtn = slimnn.nn.int8.Int8Linear.from_linear(model.head)
+    rep = slimnn.compress_(model, slimnn.Int8Config(method="gptq", calib_data=[torch.randint(0, 11, (2, 6))]))
+    assert "round to nearest" in rep.converted["head"] and rep.converted["mid"].endswith("GPTQ")
+    assert torch.equal(model.head.packed, rtn.packed)

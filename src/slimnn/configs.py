@@ -36,7 +36,8 @@ class Int8Config:
     method: ``"rtn"`` (default, no data): round to nearest (convolutions: their taps keep their sum, plus bias
         correction). ``"gptq"``: GPTQ error compensation (:func:`slimnn.math.gptq.gptq_quantize_int8`) of
         every conv and Linear, layer by layer in module order, each with the Hessian of the inputs it sees in
-        the model as converted so far over ``calib_data``; per output channel only (``group_size=None``).
+        the model as converted so far over ``calib_data``; per output channel only (``group_size=None``). A
+        head tied to an embedding keeps round to nearest. Measured a win for convs, not for LLMs (docs/conv.md).
     calib_data: for ``method="gptq"``: an iterable of model inputs (a Tensor -> ``model(x)``, a tuple ->
         ``model(*x)``, a dict -> ``model(**x)``); not serialized, not compared.
     gptq_damp: GPTQ's damping, a fraction of the Hessian's mean diagonal.

@@ -57,9 +57,17 @@ def convert_model(model: nn.Module, targets: list, config: Int8Config, report: A
     was_training = model.training
     model.eval()
     done: dict[int, nn.Module] = {}
+    # A head tied to an embedding keeps round to nearest: the lookup reads the same rows, and GPTQ's rows
+    # serve the head's outputs, not the table (on SmolLM2 a GPTQ'd tied head measured worse than RTN).
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     try:
         for fqn, layer in progress_iter(targets, "int8 gptq", config.progress):
             new = done.get(id(layer))
+            if new is None and id(layer.weight) in tables:
+                new = done[id(layer)] = _BASE.convert(layer, config)
+                model.set_submodule(fqn, new)
+                report.converted[fqn] = type(new).__name__ + " (tied to an embedding: round to nearest)"
+                continue
             if new is None:
                 new = _gptq_layer(model, layer, data, config)
                 if isinstance(new, str):
