@@ -428,7 +428,7 @@ def conv2d_static_reference(
         acc = torch.nn.functional.conv2d(torch.nn.functional.pad(codes.double() - zp, pad), q.double(), **kw)
         y = acc * (torch.tensor(s_in, dtype=torch.float32).double() * scales.double().view(1, -1, 1, 1))
         if x.dtype != torch.uint8:
-            bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+            bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
             y[bad] = float("nan")
     if bias is not None:
         y = y + bias.double().view(1, -1, 1, 1)
