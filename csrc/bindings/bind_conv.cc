@@ -208,13 +208,14 @@ void bind_conv(py::module_& m) {
         const ConvStaticIO io = st ? static_io(x, x_u8, in_scale, in_zp, y, y_u8, out_scale, out_zp, "conv2d_dw_prepared")
                                    : ConvStaticIO{};
         const DwKernelInfo* ki;
+        bool finite = true;
         {
           py::gil_scoped_release nogil;
           ki = conv2d_dw_prepared(x_u8 ? nullptr : as_ptr<const float>(x), s, as_ptr<const float>(wf),
                                   as_ptr<const float>(bias_p), act, st ? &io : nullptr, y_u8 ? nullptr : as_ptr<float>(y),
-                                  nthreads, current_isa_mask());
+                                  &finite, nthreads, current_isa_mask());
         }
-        return std::string(ki->name);
+        return py::make_tuple(std::string(ki->name), finite);
       },
       py::arg("x"), py::arg("x_u8"), py::arg("x_numel"), py::arg("dims"), py::arg("wf"), py::arg("wf_numel"),
       py::arg("bias_p"), py::arg("bias_numel"), py::arg("act"), py::arg("in_scale"), py::arg("in_zp"), py::arg("y"),

@@ -380,12 +380,14 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
     for (int64_t ch = 0; ch < cp; ++ch)
       wf[t * cp + ch] = ch < c ? float(wq[ch * taps + t]) * scales[ch] : 0.0f;
   for (int64_t ch = 0; ch < cp; ++ch) bf[ch] = bias && ch < c ? bias[ch] : 0.0f;
-  return conv2d_dw_prepared(x, s, wf.get(), bf.get(), act, nullptr, y, nthreads, isa_mask);
+  return conv2d_dw_prepared(x, s, wf.get(), bf.get(), act, nullptr, y, nullptr, nthreads, isa_mask);
 }
 
 const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const float* wf, const float* bias_p,
-                                       int act, const ConvStaticIO* io, float* y, int nthreads, uint32_t isa_mask) {
+                                       int act, const ConvStaticIO* io, float* y, bool* finite, int nthreads,
+                                       uint32_t isa_mask) {
   nthreads = std::max(1, nthreads);
+  if (finite) *finite = true;
   const bool fixed = s.dh == 1 && s.dw == 1 && s.kh == s.kw && (s.kh == 3 || s.kh == 5);
   const DwKernelInfo* gen = select_conv_dw(DwKind::kGeneral, isa_mask);
   const DwKernelInfo* fast = fixed ? select_conv_dw(s.kh == 3 ? DwKind::k3x3 : DwKind::k5x5, isa_mask) : gen;
@@ -405,6 +407,11 @@ const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const
   const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(s.ow * c, 1));
   const int64_t n_tasks = (rows + per - 1) / per;
   const bool fuse_relu6 = act == kConvActRelu6;  // the kernels clamp each output as they store it
+  std::unique_ptr<uint8_t[], FreeDeleter> task_ok;
+  if (yq) {
+    task_ok = scratch<uint8_t>(n_tasks);
+    std::memset(task_ok.get(), 1, n_tasks);
+  }
   auto task = [&](int64_t t) {
     // uint8 output: each output row is computed in fp32 here (in L1/L2), then requantized
     std::unique_ptr<float[], FreeDeleter> rowbuf;
@@ -434,11 +441,15 @@ const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const
         gen->fn(a, 0, s.ow);
       }
       if (!fuse_relu6 && !(yq && act == 1)) conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
-      if (yq)
-        qk->requant(a.y, s.ow * c, 1.0f / io->out_scale, io->out_zp, qlo, qhi, yq + (img * s.oh + oy) * s.ow * c);
+      if (yq && !qk->requant(a.y, s.ow * c, 1.0f / io->out_scale, io->out_zp, qlo, qhi,
+                             yq + (img * s.oh + oy) * s.ow * c))
+        task_ok[t] = 0;
     }
   };
   parallel_for(n_tasks, nthreads, task);
+  if (yq && finite)
+    for (int64_t t = 0; t < n_tasks; ++t)
+      if (!task_ok[t]) *finite = false;
   return fast;
 }
 

@@ -155,8 +155,11 @@ const KernelInfo* conv2d_q8_static(const float* x, const ConvShape& s, const Q8V
 // Depthwise with its weights prepared once (wf fp32 [kh*kw][cp], cp = C rounded up to 16, zero tail:
 // wf[t][c] = float(wq[c][t]) * scales[c], the product conv2d_dw forms per call; bias [cp], zero tail) and,
 // when io is non-null, static uint8 input and/or output as above. io null: conv2d_dw's exact computation.
+// finite (out, may be null): false when a uint8 output was not finite before requantization (a NaN or an
+// infinity in an fp32 input that reached an output); those bytes are undefined (the caller raises).
 const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const float* wf, const float* bias_p,
-                                       int act, const ConvStaticIO* io, float* y, int nthreads, uint32_t isa_mask);
+                                       int act, const ConvStaticIO* io, float* y, bool* finite, int nthreads,
+                                       uint32_t isa_mask);
 
 // Test hooks. The dyn path's activation quantization of one image (or of the batch): scale and zero point
 // from the range of x[0..count) (containing 0), then q = clamp(rint(x / scale) + zp, 0, 255) with the same

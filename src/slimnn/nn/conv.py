@@ -28,6 +28,8 @@ from ..math import reference
 from ..math.quantize import quantize_int8_sum_preserving
 from ..ops import conv as co
 from ..ops.common import untraceable
+from ..runtime.threads import get_num_threads
+from .. import _C
 
 class _OpaqueChildren(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: ARG002
@@ -281,6 +283,10 @@ class Conv2dInt8(nn.Module):
         static = self.quant == co.STATIC
         if isinstance(x, Tensor) and x.dtype == torch.uint8 and not static:
             raise ValueError(f"{type(self).__name__}: a uint8 input needs quant='static' (it is {self.quant!r})")
+        if static:
+            y = self._static_planned(x)
+            if y is not None:
+                return y
         if self.depthwise:
             wf, bp = self._dw_prepared()
             in_q = self._static_in_q() if static else None
@@ -294,6 +300,50 @@ class Conv2dInt8(nn.Module):
             y, name = co.conv2d_q8(x, self.packed, self.group_bytes, self.out_channels, self.kernel_size,
                                    self.stride, self.padding, self.dilation, self.groups, self.bias,
                                    self.activation, self.mode, self.quant)
+        self.__dict__["last_kernel"] = name
+        if static:
+            self._static_plan(x, y)
+        return y
+
+    # quant="static" runs every layer of a model on each call, where the Python checks of ops.conv cost as
+    # much as a small layer's kernel: after one checked call, a call with the same input shape, dtype and
+    # layout (and the same grids and activation) goes to _C directly, which re-checks every size itself.
+    def _plan_key(self, x: Tensor) -> tuple:
+        b = self.bias
+        weights = (self.packed.numel(), self.group_bytes) if not self.depthwise else ()
+        return (x.shape, x.dtype, x.stride(), self.in_q, self.out_q, self.activation, self.depthwise, weights,
+                None if b is None else (b.dtype, b.shape, b.is_contiguous()))
+
+    def _static_plan(self, x: Tensor, y: Tensor) -> None:
+        if not (isinstance(x, Tensor) and x.dtype in (torch.float32, torch.uint8) and x.device.type == "cpu"
+                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+            return
+        t, b, l, r = self.padding
+        n, c, h, w = x.shape
+        dims = [n, h, w, c, self.out_channels, *self.kernel_size, *self.stride, t, b, l, r, *self.dilation, self.groups]
+        self.__dict__["_plan"] = (self._plan_key(x), dims, tuple(y.shape), y.dtype, co.ACTIVATIONS[self.activation])
+
+    def _static_planned(self, x: Tensor) -> Optional[Tensor]:
+        plan = self.__dict__.get("_plan")
+        if plan is None or not isinstance(x, Tensor) or plan[0] != self._plan_key(x):
+            return None
+        _, dims, shape, dtype, act = plan
+        y = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
+        (isc, izp), out_u8 = self.in_q, self.out_q is not None
+        osc, ozp = self.out_q if out_u8 else (1.0, 0)
+        u8 = x.dtype == torch.uint8
+        if self.depthwise:
+            wf, bp = self._dw_prepared()
+            name, finite = _C.conv2d_dw_prepared(x.data_ptr(), u8, x.numel(), dims, wf.data_ptr(), wf.numel(),
+                                                 bp.data_ptr(), bp.numel(), act, isc, izp, y.data_ptr(), out_u8, osc,
+                                                 ozp, y.numel(), get_num_threads())
+        else:
+            name, finite = _C.conv2d_q8_static(x.data_ptr(), u8, x.numel(), dims, self.packed.data_ptr(),
+                                               self.group_bytes, 0 if self.bias is None else self.bias.data_ptr(), act,
+                                               isc, izp, y.data_ptr(), out_u8, osc, ozp, y.numel(), get_num_threads())
+        if not finite and out_u8:
+            raise ValueError(f"{type(self).__name__}: the input holds a NaN or an infinity, which a uint8 output "
+                             "cannot carry")
         self.__dict__["last_kernel"] = name
         return y
 
@@ -346,7 +396,8 @@ class Conv2dInt8(nn.Module):
 
     def summary(self) -> str:
         kind = "depthwise" if self.depthwise else ("pointwise" if self.kernel_size == (1, 1) else "dense")
-        return f"{kind} {self.kernel_size[0]}x{self.kernel_size[1]}, {self.mode}"
+        st = ", static" + (" (uint8 out)" if self.out_q else "") if self.quant == co.STATIC else ""
+        return f"{kind} {self.kernel_size[0]}x{self.kernel_size[1]}, {self.mode}{st}"
 
     def extra_repr(self) -> str:
         return (

@@ -276,13 +276,13 @@ def conv2d_dw_prepared(
     out_q = None if out_q is None else check_qparams(out_q, "output", "conv2d_dw")
     x, y, _ = _conv_io(x, c, c, kernel, stride, padding, dilation, None, "conv2d_dw",
                        torch.uint8 if out_q else torch.float32, u8_in=u8_in)
-    if out_q is not None and not u8_in and not bool(torch.isfinite(x).all()):
-        raise ValueError("conv2d_dw: the input holds a NaN or an infinity, which a uint8 output cannot carry")
-    name = _C.conv2d_dw_prepared(
+    name, finite = _C.conv2d_dw_prepared(
         x.data_ptr(), u8_in, x.numel(), _dims(x, c, kernel, stride, padding, dilation, c), wf.data_ptr(), wf.numel(),
         bias_p.data_ptr(), bias_p.numel(), ACTIVATIONS[activation], in_q[0], in_q[1], y.data_ptr(), out_q is not None,
         out_q[0] if out_q else 1.0, out_q[1] if out_q else 0, y.numel(), get_num_threads(),
     )
+    if not finite:
+        raise ValueError("conv2d_dw: the input holds a NaN or an infinity, which a uint8 output cannot carry")
     return y, name
 
 
