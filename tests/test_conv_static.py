@@ -365,3 +365,24 @@ def test_static_uncalibrated_layers_stay_dynamic():
     assert q.stem.quant == "static"
     with pytest.raises(ValueError, match="partly static"):
         slimnn.static_quantize_convs_(q, [torch.randn(1, 3, 8, 8)])
+
+
+def test_planned_calls_follow_module_changes():
+    """After a checked call, same-shape calls skip the Python checks; changing a grid, the activation or the
+    input's shape or layout goes through the checked path again."""
+    _, q, _ = static_net()
+    m = q.b1.expand
+    x = torch.randn(1, 16, 6, 6, generator=torch.Generator().manual_seed(15)).contiguous(memory_format=torch.channels_last)
+    y1, y2 = m(x), m(x)
+    assert torch.equal(y1, y2) and y1.dtype == torch.uint8
+    keep, m.out_q = m.out_q, None
+    assert m(x).dtype == torch.float32
+    m.out_q = keep
+    m.activation = None
+    assert torch.equal(m(x), m.reference_forward(x)) or (m(x).int() - m.reference_forward(x).int()).abs().max() <= 1
+    m.activation = "relu6"
+    assert torch.equal(m(x), y1)
+    assert torch.equal(m(x.contiguous()), y1)  # channels-first: converted, same codes
+    assert m(torch.randn(2, 16, 3, 5)).shape == (2, 48, 3, 5)
+    with pytest.raises(ValueError):
+        m(torch.randn(1, 15, 6, 6))

@@ -308,12 +308,6 @@ class Conv2dInt8(nn.Module):
     # quant="static" runs every layer of a model on each call, where the Python checks of ops.conv cost as
     # much as a small layer's kernel: after one checked call, a call with the same input shape, dtype and
     # layout (and the same grids and activation) goes to _C directly, which re-checks every size itself.
-    def _plan_key(self, x: Tensor) -> tuple:
-        b = self.bias
-        weights = (self.packed.numel(), self.group_bytes) if not self.depthwise else ()
-        return (x.shape, x.dtype, x.stride(), self.in_q, self.out_q, self.activation, self.depthwise, weights,
-                None if b is None else (b.dtype, b.shape, b.is_contiguous()))
-
     def _static_plan(self, x: Tensor, y: Tensor) -> None:
         if not (isinstance(x, Tensor) and x.dtype in (torch.float32, torch.uint8) and x.device.type == "cpu"
                 and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
@@ -321,16 +315,24 @@ class Conv2dInt8(nn.Module):
         t, b, l, r = self.padding
         n, c, h, w = x.shape
         dims = [n, h, w, c, self.out_channels, *self.kernel_size, *self.stride, t, b, l, r, *self.dilation, self.groups]
-        self.__dict__["_plan"] = (self._plan_key(x), dims, tuple(y.shape), y.dtype, co.ACTIVATIONS[self.activation])
+        # what the checked call saw: the input's shape, dtype and strides, and (by identity) the module state
+        # it read; a change to any of them goes through the checked path again
+        state = (self.in_q, self.out_q, self.activation, self.bias, None if self.depthwise else self.packed)
+        self.__dict__["_plan"] = ((x.shape, x.dtype, x.stride()), state, dims, tuple(y.shape), y.dtype,
+                                  co.ACTIVATIONS[self.activation])
 
     def _static_planned(self, x: Tensor) -> Optional[Tensor]:
         plan = self.__dict__.get("_plan")
-        if plan is None or not isinstance(x, Tensor) or plan[0] != self._plan_key(x):
+        if plan is None or not isinstance(x, Tensor) or plan[0] != (x.shape, x.dtype, x.stride()):
             return None
-        _, dims, shape, dtype, act = plan
+        in_q, out_q, act_name, bias, packed = plan[1]
+        if (in_q is not self.in_q or out_q is not self.out_q or act_name is not self.activation or bias is not self.bias
+                or (packed is not None and packed is not self.packed)):
+            return None
+        _, _, dims, shape, dtype, act = plan
         y = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
-        (isc, izp), out_u8 = self.in_q, self.out_q is not None
-        osc, ozp = self.out_q if out_u8 else (1.0, 0)
+        (isc, izp), out_u8 = in_q, out_q is not None
+        osc, ozp = out_q if out_u8 else (1.0, 0)
         u8 = x.dtype == torch.uint8
         if self.depthwise:
             wf, bp = self._dw_prepared()
@@ -338,8 +340,8 @@ class Conv2dInt8(nn.Module):
                                                  bp.data_ptr(), bp.numel(), act, isc, izp, y.data_ptr(), out_u8, osc,
                                                  ozp, y.numel(), get_num_threads())
         else:
-            name, finite = _C.conv2d_q8_static(x.data_ptr(), u8, x.numel(), dims, self.packed.data_ptr(),
-                                               self.group_bytes, 0 if self.bias is None else self.bias.data_ptr(), act,
+            name, finite = _C.conv2d_q8_static(x.data_ptr(), u8, x.numel(), dims, packed.data_ptr(),
+                                               self.group_bytes, 0 if bias is None else bias.data_ptr(), act,
                                                isc, izp, y.data_ptr(), out_u8, osc, ozp, y.numel(), get_num_threads())
         if not finite and out_u8:
             raise ValueError(f"{type(self).__name__}: the input holds a NaN or an infinity, which a uint8 output "
