@@ -21,19 +21,9 @@ namespace {
 }  // namespace conv_neon
 
 // Depthwise entries (kernels.inc): the general path first, then the two fixed-size ones.
-// fp32 input (XF) or, on the static path, uint8 input (XU8)
-#define SLIMNN_DW_ENTRY(name, call)                                            \
-  void name(const DwArgs& a, int64_t ox0, int64_t ox1) {                       \
-    using namespace conv_neon;                                                 \
-    if (a.xq)                                                                  \
-      call(a, XU8{a.xq, a.xs, a.xzs}, ox0, ox1);                               \
-    else                                                                       \
-      call(a, XF{a.x}, ox0, ox1);                                              \
-  }
-SLIMNN_DW_ENTRY(conv_dw_f32_general__neon, dw_general)
-SLIMNN_DW_ENTRY(conv_dw_f32_3x3__neon, dw_fixed<3>)
-SLIMNN_DW_ENTRY(conv_dw_f32_5x5__neon, dw_fixed<5>)
-#undef SLIMNN_DW_ENTRY
+void conv_dw_f32_3x3__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed_entry<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed_entry<5>(a, ox0, ox1); }
+void conv_dw_f32_general__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_general_entry(a, ox0, ox1); }
 void conv_clamp__neon(float* y, int64_t n, float lo, float hi) { conv_neon::clamp_row(y, n, lo, hi); }
 void conv_hardswish__neon(float* y, int64_t n) { conv_neon::hardswish_row(y, n); }
 // The scalar loop of dw_impl.inc (the bytes of every other ISA).

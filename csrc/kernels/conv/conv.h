@@ -11,9 +11,10 @@
 //        y[p][o] = a_scale * w_scale[o] * sum_{taps, c} (q[tap][c] - zp) * w[o][tap][c] + bias[o]
 //      wo (weight-only): fp32 im2col rows (padding 0.0), q8 weight-only micro-kernel.
 //  - depthwise (groups = cin = cout): its own kernels (kernels.inc), fp32 activations times int8 weights
-//    expanded to fp32 once per call (C * kh * kw values), accumulated in fp32 lanes over channels. Used for
-//    both modes: the op does only kh*kw multiply-adds per input element, so quantizing the input would cost as
-//    much as the convolution and win nothing. Fast paths for 3x3 and 5x5 (dilation 1, any stride) on interior
+//    expanded to fp32 (C * kh * kw values: per call by conv2d_dw, once per module by conv2d_dw_prepared),
+//    accumulated in fp32 lanes over channels. Used for both modes: the op does only kh*kw multiply-adds per
+//    input element, so quantizing the input would cost as much as the convolution and win nothing; on the
+//    static path (below) the input may already be uint8, read and dequantized in registers. Fast paths for 3x3 and 5x5 (dilation 1, any stride) on interior
 //    pixels; a general path (any k, stride, dilation, padding) for the rest.
 // Every path then adds the bias and applies the activation (codes of kernels/act/act.h, plus kRelu6 and
 // kHardSwish below) to each block of outputs while it is in cache. Output is NHWC fp32.

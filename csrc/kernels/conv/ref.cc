@@ -28,19 +28,9 @@ inline V vselect(M m, V a, V b) { return m ? a : b; }
 
 }  // namespace portable
 
-// fp32 input (XF) or, on the static path, uint8 input (XU8)
-#define SLIMNN_DW_ENTRY(name, call)                                            \
-  void name(const DwArgs& a, int64_t ox0, int64_t ox1) {                       \
-    using namespace portable;                                                  \
-    if (a.xq)                                                                  \
-      call(a, XU8{a.xq, a.xs, a.xzs}, ox0, ox1);                               \
-    else                                                                       \
-      call(a, XF{a.x}, ox0, ox1);                                              \
-  }
-SLIMNN_DW_ENTRY(conv_dw_f32_3x3__portable, dw_fixed<3>)
-SLIMNN_DW_ENTRY(conv_dw_f32_5x5__portable, dw_fixed<5>)
-SLIMNN_DW_ENTRY(conv_dw_f32_general__portable, dw_general)
-#undef SLIMNN_DW_ENTRY
+void conv_dw_f32_3x3__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed_entry<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed_entry<5>(a, ox0, ox1); }
+void conv_dw_f32_general__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_general_entry(a, ox0, ox1); }
 void conv_clamp__portable(float* y, int64_t n, float lo, float hi) { portable::clamp_row(y, n, lo, hi); }
 void conv_hardswish__portable(float* y, int64_t n) { portable::hardswish_row(y, n); }
 bool conv_requant_u8__portable(const float* x, int64_t n, float inv, int32_t zp, int32_t lo, int32_t hi, uint8_t* q) {

@@ -17,19 +17,9 @@ namespace {
 }  // namespace
 }  // namespace avx2
 
-// fp32 input (XF) or, on the static path, uint8 input (XU8)
-#define SLIMNN_DW_ENTRY(name, call)                                            \
-  void name(const DwArgs& a, int64_t ox0, int64_t ox1) {                       \
-    using namespace avx2;                                                      \
-    if (a.xq)                                                                  \
-      call(a, XU8{a.xq, a.xs, a.xzs}, ox0, ox1);                               \
-    else                                                                       \
-      call(a, XF{a.x}, ox0, ox1);                                              \
-  }
-SLIMNN_DW_ENTRY(conv_dw_f32_3x3__avx2, dw_fixed<3>)
-SLIMNN_DW_ENTRY(conv_dw_f32_5x5__avx2, dw_fixed<5>)
-SLIMNN_DW_ENTRY(conv_dw_f32_general__avx2, dw_general)
-#undef SLIMNN_DW_ENTRY
+void conv_dw_f32_3x3__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_fixed_entry<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_fixed_entry<5>(a, ox0, ox1); }
+void conv_dw_f32_general__avx2(const DwArgs& a, int64_t ox0, int64_t ox1) { avx2::dw_general_entry(a, ox0, ox1); }
 void conv_clamp__avx2(float* y, int64_t n, float lo, float hi) { avx2::clamp_row(y, n, lo, hi); }
 void conv_hardswish__avx2(float* y, int64_t n) { avx2::hardswish_row(y, n); }
 

@@ -170,10 +170,7 @@ def conv2d_q8(
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_q8: unknown activation {activation!r}")
     kernel, stride, padding, dilation = _geometry(kernel_size, stride, padding, dilation)
-    if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
-        raise ValueError("conv2d_q8: packed weights must be a contiguous 1-D uint8 tensor")
-    if group_bytes <= 0 or packed.numel() != group_bytes * groups:
-        raise ValueError(f"conv2d_q8: packed weights hold {packed.numel()} bytes, expected {groups} x {group_bytes}")
+    _check_packed(packed, group_bytes, groups, "conv2d_q8")
     c = x.shape[1] if isinstance(x, Tensor) and x.dim() == 4 else -1
     x, y, b = _conv_io(x, c, out_channels, kernel, stride, padding, dilation, bias, "conv2d_q8")
     name = _C.conv2d_q8(
@@ -221,10 +218,7 @@ def conv2d_q8_static(
     in_q = check_qparams(in_q, "input", "conv2d_q8_static")
     out_q = None if out_q is None else check_qparams(out_q, "output", "conv2d_q8_static")
     kernel, stride, padding, dilation = _geometry(kernel_size, stride, padding, dilation)
-    if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
-        raise ValueError("conv2d_q8_static: packed weights must be a contiguous 1-D uint8 tensor")
-    if group_bytes <= 0 or packed.numel() != group_bytes * groups:
-        raise ValueError(f"conv2d_q8_static: packed weights hold {packed.numel()} bytes, expected {groups} x {group_bytes}")
+    _check_packed(packed, group_bytes, groups, "conv2d_q8_static")
     c = x.shape[1] if isinstance(x, Tensor) and x.dim() == 4 else -1
     x, y, b = _conv_io(x, c, out_channels, kernel, stride, padding, dilation, bias, "conv2d_q8_static",
                        torch.uint8 if out_q else torch.float32, u8_in=True)
@@ -284,6 +278,13 @@ def conv2d_dw_prepared(
     if not finite:
         raise ValueError("conv2d_dw: the input holds a NaN or an infinity, which a uint8 output cannot carry")
     return y, name
+
+
+def _check_packed(packed: Tensor, group_bytes: int, groups: int, op: str) -> None:
+    if packed.dtype != torch.uint8 or packed.dim() != 1 or not packed.is_contiguous():
+        raise ValueError(f"{op}: packed weights must be a contiguous 1-D uint8 tensor")
+    if group_bytes <= 0 or packed.numel() != group_bytes * groups:
+        raise ValueError(f"{op}: packed weights hold {packed.numel()} bytes, expected {groups} x {group_bytes}")
 
 
 def _check_bias(bias: Optional[Tensor], n: int, op: str) -> Optional[Tensor]:
