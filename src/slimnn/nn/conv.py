@@ -326,22 +326,23 @@ class Conv2dInt8(nn.Module):
         if plan is None or not isinstance(x, Tensor) or plan[0] != (x.shape, x.dtype, x.stride()):
             return None
         in_q, out_q, act_name, bias, packed = plan[1]
-        if (in_q is not self.in_q or out_q is not self.out_q or act_name is not self.activation or bias is not self.bias
-                or (packed is not None and packed is not self.packed)):
+        buffers, attrs = self._buffers, self.__dict__  # plain dict lookups: nn.Module.__getattr__ costs a call each
+        if (in_q is not attrs["in_q"] or out_q is not attrs["out_q"] or act_name is not attrs["activation"]
+                or bias is not buffers.get("bias") or (packed is not None and packed is not buffers.get("packed"))):
             return None
         _, _, dims, shape, dtype, act = plan
         y = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
         (isc, izp), out_u8 = in_q, out_q is not None
         osc, ozp = out_q if out_u8 else (1.0, 0)
         u8 = x.dtype == torch.uint8
-        if self.depthwise:
+        if packed is None:  # depthwise
             wf, bp = self._dw_prepared()
             name, finite = _C.conv2d_dw_prepared(x.data_ptr(), u8, x.numel(), dims, wf.data_ptr(), wf.numel(),
                                                  bp.data_ptr(), bp.numel(), act, isc, izp, y.data_ptr(), out_u8, osc,
                                                  ozp, y.numel(), get_num_threads())
         else:
             name, finite = _C.conv2d_q8_static(x.data_ptr(), u8, x.numel(), dims, packed.data_ptr(),
-                                               self.group_bytes, 0 if bias is None else bias.data_ptr(), act,
+                                               attrs["group_bytes"], 0 if bias is None else bias.data_ptr(), act,
                                                isc, izp, y.data_ptr(), out_u8, osc, ozp, y.numel(), get_num_threads())
         if not finite and out_u8:
             raise ValueError(f"{type(self).__name__}: the input holds a NaN or an infinity, which a uint8 output "
