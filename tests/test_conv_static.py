@@ -124,28 +124,29 @@ def test_static_conv_matches_reference(isa, case):
     dw = co.is_depthwise(c, oc, g)
     in_q = grid(x) if x.numel() else (0.05, 10)
     codes = R.requantize_u8(x, *in_q)
-    for xin in (x, codes):
-        for act in (None, "relu6", "hardswish"):
-            with slimnn.isa.forced(isa):
-                y, name = static_run(case, xin, q, scales, bias, act, in_q, None)
-            assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
-            expect = f"__{DW_ISA[isa]}" if dw else f"__{GEMM_ISA[isa]}"
-            assert name.endswith(expect), name
-            ref = R.conv2d_static_reference(xin, q, scales, bias, s, p, d, g, act, in_q)
-            xr = (codes.double() - in_q[1]) * in_q[0] if not dw else x.double()
-            kk = k * k * (c // g)
-            if dw and xin.dtype == torch.uint8:  # dequantized in fp32 as q * s - zp * s: rounding relative to both
-                xr = (codes.double() + in_q[1]) * in_q[0]
-                kk *= 2
-            assert_close(y, ref, k=kk, magnitude=static_magnitude(case, xr, q, scales, bias),
-                         what=f"{isa} {case} {xin.dtype} {act}")
-            # uint8 out: byte-exact against requant of the same kernel's fp32 output
-            out_q = grid(y) if y.numel() and float(y.abs().max()) > 0 else (0.03, 7)
-            with slimnn.isa.forced(isa):
-                yq, _ = static_run(case, xin, q, scales, bias, act, in_q, out_q)
-            assert yq.dtype == torch.uint8 and yq.shape == y.shape
-            lo, hi = R.conv_act_qrange(act, *out_q)
-            assert_exact(yq, R.requantize_u8(y, *out_q, lo, hi), f"{isa} {case} u8 out {act}")
+    # each activation on both input kinds would repeat the same code paths: these four cover fp32 / uint8
+    # input x fp32 / uint8 output x none / clamp-folded / applied-before-requant epilogues
+    for xin, act in ((x, None), (x, "hardswish"), (codes, "relu6"), (codes, None)):
+        with slimnn.isa.forced(isa):
+            y, name = static_run(case, xin, q, scales, bias, act, in_q, None)
+        assert y.dtype == torch.float32 and y.is_contiguous(memory_format=torch.channels_last)
+        expect = f"__{DW_ISA[isa]}" if dw else f"__{GEMM_ISA[isa]}"
+        assert name.endswith(expect), name
+        ref = R.conv2d_static_reference(xin, q, scales, bias, s, p, d, g, act, in_q)
+        xr = (codes.double() - in_q[1]) * in_q[0] if not dw else x.double()
+        kk = k * k * (c // g)
+        if dw and xin.dtype == torch.uint8:  # dequantized in fp32 as q * s - zp * s: rounding relative to both
+            xr = (codes.double() + in_q[1]) * in_q[0]
+            kk *= 2
+        assert_close(y, ref, k=kk, magnitude=static_magnitude(case, xr, q, scales, bias),
+                     what=f"{isa} {case} {xin.dtype} {act}")
+        # uint8 out: byte-exact against requant of the same kernel's fp32 output
+        out_q = grid(y) if y.numel() and float(y.abs().max()) > 0 else (0.03, 7)
+        with slimnn.isa.forced(isa):
+            yq, _ = static_run(case, xin, q, scales, bias, act, in_q, out_q)
+        assert yq.dtype == torch.uint8 and yq.shape == y.shape
+        lo, hi = R.conv_act_qrange(act, *out_q)
+        assert_exact(yq, R.requantize_u8(y, *out_q, lo, hi), f"{isa} {case} u8 out {act}")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -386,3 +387,20 @@ def test_planned_calls_follow_module_changes():
     assert m(torch.randn(2, 16, 3, 5)).shape == (2, 48, 3, 5)
     with pytest.raises(ValueError):
         m(torch.randn(1, 15, 6, 6))
+
+
+def test_conv1d_chain_static():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv1d(8, 24, 3, padding=1), nn.ReLU6(), nn.Conv1d(24, 24, 5, padding=2, groups=24),
+                        nn.ReLU(), nn.Conv1d(24, 6, 1)).eval()
+    q = copy.deepcopy(net)
+    slimnn.compress_(q, slimnn.Int8Config())
+    gen = torch.Generator().manual_seed(4)
+    slimnn.static_quantize_convs_(q, [torch.randn(2, 8, 40, generator=gen) for _ in range(2)])
+    assert q[0].out_q == q[2].in_q and q[2].out_q == q[4].in_q and q[4].out_q is None
+    x = torch.randn(3, 8, 37, generator=gen)
+    with torch.no_grad():
+        y, ref = q(x), net(x)
+    assert y.dtype == torch.float32 and y.shape == ref.shape
+    assert F.cosine_similarity(y.flatten(1), ref.flatten(1)).min() > 0.99
+    assert q[0](x).dtype == torch.uint8
