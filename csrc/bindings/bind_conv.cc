@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,47 @@ ConvShape make_shape(const std::vector<int64_t>& d, const char* op) {
 
 void check_act(int act, const char* op) {
   if (act < 0 || act >= kConvNumActivations) throw py::value_error(std::string(op) + ": unknown activation code");
+}
+
+ConvStaticIO static_io(uintptr_t x, bool x_u8, float in_scale, int in_zp, uintptr_t y, bool y_u8, float out_scale,
+                       int out_zp, const char* op) {
+  const std::string o(op);
+  auto check = [&](float sc, int zp, const char* what) {
+    if (!(sc > 0.0f) || !std::isfinite(sc) || !std::isfinite(1.0f / sc) || zp < 0 || zp > 255)
+      throw py::value_error(o + ": " + what + " scale must be finite and > 0 (and its reciprocal finite), zero point in [0, 255]");
+  };
+  check(in_scale, in_zp, "input");
+  if (y_u8) check(out_scale, out_zp, "output");
+  ConvStaticIO io;
+  io.xq = x_u8 ? as_ptr<const uint8_t>(x) : nullptr;
+  io.in_scale = in_scale, io.in_zp = in_zp;
+  io.yq = y_u8 ? as_ptr<uint8_t>(y) : nullptr;
+  io.out_scale = y_u8 ? out_scale : 1.0f, io.out_zp = y_u8 ? out_zp : 0;
+  return io;
+}
+
+std::vector<Q8View> group_views(const ConvShape& s, uintptr_t blob, size_t group_bytes, const char* op) {
+  std::vector<Q8View> views;
+  const int64_t kg = s.kh * s.kw * (s.c / s.groups), og = s.oc / s.groups;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    views.push_back(q8_view(as_ptr<const uint8_t>(blob) + g * group_bytes, group_bytes, false));
+    if (views.back().n != og || views.back().k != kg)
+      throw py::value_error(std::string(op) + ": packed weights of group " + std::to_string(g) + " are " +
+                            std::to_string(views.back().n) + " x " + std::to_string(views.back().k) +
+                            ", the conv needs " + std::to_string(og) + " x " + std::to_string(kg));
+  }
+  return views;
+}
+
+const ConvQuantInfo* quant_by_isa(const std::string& isa, const char* op) {
+  int n = 0;
+  const ConvQuantInfo* t = conv_quant_table(&n);
+  for (int i = 0; i < n; ++i)
+    if (isa == std::string(t[i].name).substr(std::string("conv_quantize_u8__").size())) {
+      if ((t[i].isa & current_isa_mask()) == 0) throw py::value_error(std::string(op) + ": this CPU lacks " + isa);
+      return &t[i];
+    }
+  throw py::value_error(std::string(op) + ": no helpers for ISA " + isa);
 }
 
 }  // namespace
@@ -94,15 +136,7 @@ void bind_conv(py::module_& m) {
           throw py::value_error("conv2d_q8: quant must be 0 (per tensor), 1 (per image) or 2 (per pixel)");
         if (x_numel != s.n * s.h * s.w * s.c) throw py::value_error("conv2d_q8: input size does not match the shape");
         if (y_numel != s.n * s.oh * s.ow * s.oc) throw py::value_error("conv2d_q8: output size does not match the shape");
-        std::vector<Q8View> views;
-        const int64_t kg = s.kh * s.kw * (s.c / s.groups), og = s.oc / s.groups;
-        for (int64_t g = 0; g < s.groups; ++g) {
-          views.push_back(q8_view(as_ptr<const uint8_t>(blob) + g * group_bytes, group_bytes, false));
-          if (views.back().n != og || views.back().k != kg)
-            throw py::value_error("conv2d_q8: packed weights of group " + std::to_string(g) + " are " +
-                                  std::to_string(views.back().n) + " x " + std::to_string(views.back().k) +
-                                  ", the conv needs " + std::to_string(og) + " x " + std::to_string(kg));
-        }
+        const std::vector<Q8View> views = group_views(s, blob, group_bytes, "conv2d_q8");
         const KernelInfo* ki;
         {
           py::gil_scoped_release nogil;
@@ -133,6 +167,91 @@ void bind_conv(py::module_& m) {
       },
       py::arg("x"), py::arg("x_numel"), py::arg("dims"), py::arg("wq"), py::arg("w_numel"), py::arg("scales"),
       py::arg("bias"), py::arg("act"), py::arg("y"), py::arg("y_numel"), py::arg("nthreads"));
+  // Static (calibrated) activation quantization: x and y are uint8 codes when x_u8 / y_u8, else fp32.
+  m.def(
+      "conv2d_q8_static",
+      [](uintptr_t x, bool x_u8, int64_t x_numel, const std::vector<int64_t>& dims, uintptr_t blob,
+         size_t group_bytes, uintptr_t bias, int act, float in_scale, int in_zp, uintptr_t y, bool y_u8,
+         float out_scale, int out_zp, int64_t y_numel, int nthreads) {
+        const ConvShape s = make_shape(dims, "conv2d_q8_static");
+        check_act(act, "conv2d_q8_static");
+        const ConvStaticIO io = static_io(x, x_u8, in_scale, in_zp, y, y_u8, out_scale, out_zp, "conv2d_q8_static");
+        if (x_numel != s.n * s.h * s.w * s.c) throw py::value_error("conv2d_q8_static: input size does not match the shape");
+        if (y_numel != s.n * s.oh * s.ow * s.oc) throw py::value_error("conv2d_q8_static: output size does not match the shape");
+        const std::vector<Q8View> views = group_views(s, blob, group_bytes, "conv2d_q8_static");
+        const KernelInfo* ki;
+        bool finite = true;
+        {
+          py::gil_scoped_release nogil;
+          ki = conv2d_q8_static(x_u8 ? nullptr : as_ptr<const float>(x), s, views.data(), as_ptr<const float>(bias),
+                                act, io, y_u8 ? nullptr : as_ptr<float>(y), &finite, nthreads, current_isa_mask());
+        }
+        return py::make_tuple(std::string(ki->name), finite);
+      },
+      py::arg("x"), py::arg("x_u8"), py::arg("x_numel"), py::arg("dims"), py::arg("blob"), py::arg("group_bytes"),
+      py::arg("bias"), py::arg("act"), py::arg("in_scale"), py::arg("in_zp"), py::arg("y"), py::arg("y_u8"),
+      py::arg("out_scale"), py::arg("out_zp"), py::arg("y_numel"), py::arg("nthreads"));
+  m.def(
+      "conv2d_dw_prepared",
+      [](uintptr_t x, bool x_u8, int64_t x_numel, const std::vector<int64_t>& dims, uintptr_t wf, int64_t wf_numel,
+         uintptr_t bias_p, int64_t bias_numel, int act, float in_scale, int in_zp, uintptr_t y, bool y_u8,
+         float out_scale, int out_zp, int64_t y_numel, int nthreads) {
+        const ConvShape s = make_shape(dims, "conv2d_dw_prepared");
+        check_act(act, "conv2d_dw_prepared");
+        if (s.groups != s.c || s.oc != s.c) throw py::value_error("conv2d_dw_prepared: needs groups == in == out channels");
+        const int64_t cp = (s.c + 15) / 16 * 16;
+        if (x_numel != s.n * s.h * s.w * s.c) throw py::value_error("conv2d_dw_prepared: input size does not match the shape");
+        if (y_numel != s.n * s.oh * s.ow * s.oc) throw py::value_error("conv2d_dw_prepared: output size does not match the shape");
+        if (wf_numel != s.kh * s.kw * cp || bias_numel != cp)
+          throw py::value_error("conv2d_dw_prepared: prepared weights must be kh*kw x cp and bias cp floats");
+        const bool st = x_u8 || y_u8;
+        const ConvStaticIO io = st ? static_io(x, x_u8, in_scale, in_zp, y, y_u8, out_scale, out_zp, "conv2d_dw_prepared")
+                                   : ConvStaticIO{};
+        const DwKernelInfo* ki;
+        bool finite = true;
+        {
+          py::gil_scoped_release nogil;
+          ki = conv2d_dw_prepared(x_u8 ? nullptr : as_ptr<const float>(x), s, as_ptr<const float>(wf),
+                                  as_ptr<const float>(bias_p), act, st ? &io : nullptr, y_u8 ? nullptr : as_ptr<float>(y),
+                                  &finite, nthreads, current_isa_mask());
+        }
+        return py::make_tuple(std::string(ki->name), finite);
+      },
+      py::arg("x"), py::arg("x_u8"), py::arg("x_numel"), py::arg("dims"), py::arg("wf"), py::arg("wf_numel"),
+      py::arg("bias_p"), py::arg("bias_numel"), py::arg("act"), py::arg("in_scale"), py::arg("in_zp"), py::arg("y"),
+      py::arg("y_u8"), py::arg("out_scale"), py::arg("out_zp"), py::arg("y_numel"), py::arg("nthreads"));
+  m.def(
+      "conv_requant_u8",
+      [](uintptr_t x, int64_t n, float inv, int zp, int lo, int hi, uintptr_t q, const std::string& isa) {
+        if (n < 0 || zp < 0 || zp > 255 || lo < 0 || hi > 255 || lo > hi)
+          throw py::value_error("conv_requant_u8: need n >= 0 and 0 <= lo <= hi <= 255, 0 <= zp <= 255");
+        const ConvQuantInfo* k = quant_by_isa(isa, "conv_requant_u8");
+        bool ok;
+        {
+          py::gil_scoped_release nogil;
+          ok = k->requant(as_ptr<const float>(x), n, inv, zp, lo, hi, as_ptr<uint8_t>(q));
+        }
+        return ok;
+      },
+      py::arg("x"), py::arg("n"), py::arg("inv"), py::arg("zp"), py::arg("lo"), py::arg("hi"), py::arg("q"),
+      py::arg("isa"), "Test hook: one ISA's requant of n floats (the static path's uint8 epilogue).");
+  m.def(
+      "conv_hardswish",
+      [](uintptr_t y, int64_t n, const std::string& isa) {
+        if (n < 0) throw py::value_error("conv_hardswish: n must be >= 0");
+        const ConvQuantInfo* k = quant_by_isa(isa, "conv_hardswish");
+        py::gil_scoped_release nogil;
+        k->hardswish(as_ptr<float>(y), n);
+      },
+      py::arg("y"), py::arg("n"), py::arg("isa"), "Test hook: one ISA's hard-swish of n floats, in place.");
+  m.def(
+      "conv_act_qrange",
+      [](int act, float out_scale, int out_zp) {
+        int32_t lo, hi;
+        conv_act_qrange(act, out_scale, out_zp, &lo, &hi);
+        return py::make_tuple(lo, hi);
+      },
+      py::arg("act"), py::arg("out_scale"), py::arg("out_zp"), "The uint8 clamp of an activation on an output grid.");
   m.def(
       "conv_quant_params",
       [](uintptr_t x, int64_t count) {

@@ -37,6 +37,7 @@ def _load() -> None:
         from .math import prune
         from .api import CompressionReport, compress_
         from .techniques.fusion import fuse_activations_
+        from .nn.conv import static_quantize_convs_
         from .io import LoadError, load, save
         from .recipes.pipeline import autocompress
         from .recipes.distill import distill
@@ -87,6 +88,7 @@ __all__ = [
     "prune",
     "save",
     "set_num_threads",
+    "static_quantize_convs_",
     "techniques",
 ]
 

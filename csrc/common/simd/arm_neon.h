@@ -48,6 +48,12 @@ inline V vload_i8(const int8_t* p) {
   const int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(b)));
   return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
 }
+inline V vload_u8(const uint8_t* p) {  // W uint8 values widened to fp32 (reads exactly W bytes)
+  uint32_t b;
+  __builtin_memcpy(&b, p, 4);
+  const uint16x8_t h = vmovl_u8(vreinterpret_u8_u32(vdup_n_u32(b)));
+  return vcvtq_f32_u32(vmovl_u16(vget_low_u16(h)));
+}
 inline V vfma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
 inline V vfms(V a, V b, V c) { return vfmaq_f32(vnegq_f32(c), a, b); }  // a * b - c (fused)
 inline V vfnma(V a, V b, V c) { return vfmsq_f32(c, a, b); }           // c - a * b (fused)

@@ -26,6 +26,12 @@ inline void vstore_m(float* p, M m, V x) { _mm512_mask_storeu_ps(p, m, x); }
 inline V vload_i8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
 }
+// W uint8 values widened to fp32 (reads exactly W bytes). The maskz forms: the plain ones trip gcc 12's
+// -Wuninitialized inside its own header (_mm512_undefined_*) when inlined into the depthwise templates.
+inline V vload_u8(const uint8_t* p) {
+  const __m512i w = _mm512_maskz_cvtepu8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_maskz_cvtepi32_ps(0xffff, w);
+}
 inline V vabs(V x) {
   return _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_castps_si512(_mm512_set1_ps(-0.0f)), _mm512_castps_si512(x)));
 }

@@ -4,6 +4,7 @@
 // (int32 -> int16 -> uint8), the same clamp as the scalar code.
 #include <arm_neon.h>
 
+#include <cmath>
 #include <limits>
 
 #include "kernels/conv/conv.h"
@@ -20,10 +21,15 @@ namespace {
 }  // namespace conv_neon
 
 // Depthwise entries (kernels.inc): the general path first, then the two fixed-size ones.
-void conv_dw_f32_general__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_general(a, ox0, ox1); }
+void conv_dw_f32_3x3__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed_entry<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed_entry<5>(a, ox0, ox1); }
+void conv_dw_f32_general__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_general_entry(a, ox0, ox1); }
 void conv_clamp__neon(float* y, int64_t n, float lo, float hi) { conv_neon::clamp_row(y, n, lo, hi); }
-void conv_dw_f32_3x3__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed<3>(a, ox0, ox1); }
-void conv_dw_f32_5x5__neon(const DwArgs& a, int64_t ox0, int64_t ox1) { conv_neon::dw_fixed<5>(a, ox0, ox1); }
+void conv_hardswish__neon(float* y, int64_t n) { conv_neon::hardswish_row(y, n); }
+// The scalar loop of dw_impl.inc (the bytes of every other ISA).
+bool conv_requant_u8__neon(const float* x, int64_t n, float inv, int32_t zp, int32_t lo, int32_t hi, uint8_t* q) {
+  return conv_neon::requant_row(x, n, inv, zp, lo, hi, q);
+}
 
 bool conv_minmax__portable(const float* x, int64_t n, float* mn, float* mx);
 void conv_quantize_u8__portable(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q);

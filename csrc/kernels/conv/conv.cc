@@ -26,14 +26,23 @@ void conv_apply_act(int act, float* y, int64_t rows, int64_t cols, int64_t ld, u
     apply_activation(select_act(isa_mask), act, y, rows, cols, ld);
     return;
   }
-  const ConvClamp clamp = select_conv_quant(isa_mask)->clamp;
+  const ConvQuantInfo* qk = select_conv_quant(isa_mask);
   for (int64_t r = 0; r < rows; ++r) {
     float* p = y + r * ld;
-    if (act == kConvActRelu6) {
-      clamp(p, cols, 0.0f, 6.0f);
-    } else {  // kConvActHardSwish, torch's formula: x * relu6(x + 3) / 6
-      for (int64_t i = 0; i < cols; ++i) p[i] = p[i] * std::min(std::max(p[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
-    }
+    if (act == kConvActRelu6)
+      qk->clamp(p, cols, 0.0f, 6.0f);
+    else  // kConvActHardSwish, torch's formula: x * relu6(x + 3) / 6
+      qk->hardswish(p, cols);
+  }
+}
+
+void conv_act_qrange(int act, float out_scale, int32_t out_zp, int32_t* lo, int32_t* hi) {
+  *lo = 0, *hi = 255;
+  if (act == 1 || act == kConvActRelu6) *lo = out_zp;  // q(0) = zp exactly
+  if (act == kConvActRelu6) {
+    // q(6) with the requant formula: rint(6 * (1 / scale)) + zp, clamped
+    const float v = 6.0f * (1.0f / out_scale);
+    *hi = v >= 255.0f ? 255 : std::min<int32_t>(255, static_cast<int32_t>(std::nearbyint(v)) + out_zp);
   }
 }
 
@@ -114,9 +123,14 @@ void im2col_f32(const float* x, const ConvShape& s, int64_t img, int64_t g, int6
 
 }  // namespace
 
-const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w, const float* bias,
-                            int act, int quant, float* y, int nthreads, uint32_t isa_mask) {
+namespace {
+
+// conv2d_q8 and conv2d_q8_static: st null is the dynamic path, untouched.
+const KernelInfo* conv2d_q8_impl(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w,
+                                 const float* bias, int act, int quant, const ConvStaticIO* st, float* y,
+                                 bool* finite, int nthreads, uint32_t isa_mask) {
   nthreads = std::max(1, nthreads);
+  if (finite) *finite = true;
   const int64_t pix = s.oh * s.ow, m = s.n * pix;
   const KernelInfo* ki = select_kernel(kind, m, isa_mask);
   if (m == 0 || s.oc == 0) return ki;
@@ -124,7 +138,7 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
   const int64_t kp = w[0].kp, in_img = s.h * s.w * s.c;
   const bool dyn = kind == KernelKind::kQ8Dyn;
   // Per pixel: each task quantizes its own rows (no image-wide pass); x is never copied as a whole.
-  const bool per_pixel = dyn && quant == kConvQuantPerPixel;
+  const bool per_pixel = dyn && !st && quant == kConvQuantPerPixel;
   // A 1x1, stride 1, unpadded conv of one group: GEMM row r is input pixel r (c values, stride c).
   const bool pointwise = s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && s.ph1 == 0 &&
                          s.pw1 == 0 && s.groups == 1;
@@ -139,7 +153,33 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
   std::unique_ptr<uint8_t[], FreeDeleter> img_ok;
   std::unique_ptr<float[], FreeDeleter> img_scale;
   std::unique_ptr<int32_t[], FreeDeleter> img_zp;
-  if (dyn && !per_pixel) {
+  const uint8_t* qa = nullptr;  // the uint8 activations of the whole batch (q, or the static input)
+  if (st) {
+    // static: fixed (scale, zero point); an fp32 input is quantized in chunks with its finiteness checked
+    img_ok = scratch<uint8_t>(s.n);
+    for (int64_t i = 0; i < s.n; ++i) img_ok[i] = 1;
+    if (st->xq) {
+      qa = st->xq;
+    } else {
+      const ConvQuantInfo* qk = select_conv_quant(isa_mask);
+      const int64_t chunks_img = std::max<int64_t>((in_img + kChunk - 1) / kChunk, 1);
+      auto part_ok = scratch<uint8_t>(s.n * chunks_img);
+      q = scratch<uint8_t>(s.n * in_img);
+      const float inv = 1.0f / st->in_scale;
+      auto quantize = [&](int64_t t) {
+        const int64_t img = t / chunks_img, i0 = (t % chunks_img) * kChunk, i1 = std::min(in_img, i0 + kChunk);
+        part_ok[t] = i1 > i0 ? qk->requant(x + img * in_img + i0, i1 - i0, inv, st->in_zp, 0, 255,
+                                           q.get() + img * in_img + i0) : 1;
+      };
+      parallel_for(s.n * chunks_img, nthreads, quantize);
+      for (int64_t t = 0; t < s.n * chunks_img; ++t)
+        if (!part_ok[t]) img_ok[t / chunks_img] = 0;
+      qa = q.get();
+    }
+    row_scale = scratch<float>(m);
+    row_zp = scratch<int32_t>(m);
+    for (int64_t r = 0; r < m; ++r) row_scale[r] = st->in_scale, row_zp[r] = st->in_zp;
+  } else if (dyn && !per_pixel) {
     const ConvQuantInfo* qk = select_conv_quant(isa_mask);
     const int64_t chunks_img = (in_img + kChunk - 1) / kChunk;
     const int64_t n_chunks = s.n * std::max<int64_t>(chunks_img, 1);
@@ -189,6 +229,7 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
         qk->quantize(x + img * in_img + i0, i1 - i0, 1.0f / img_scale[img], img_zp[img], dst);
     };
     parallel_for(n_chunks, nthreads, quantize);
+    qa = q.get();
     row_scale = scratch<float>(m);
     row_zp = scratch<int32_t>(m);
     for (int64_t r = 0; r < m; ++r) row_scale[r] = img_scale[r / pix], row_zp[r] = img_zp[r / pix];
@@ -241,26 +282,38 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
       }
       a = abuf.get();
     } else if (direct) {
-      a = dyn ? static_cast<const void*>(q.get() + r0 * kp) : static_cast<const void*>(x + r0 * kp);
+      a = dyn ? static_cast<const void*>(qa + r0 * kp) : static_cast<const void*>(x + r0 * kp);
     } else {
       abuf = scratch<uint8_t>((r1 - r0) * kp * elem);
       // im2col of rows [r0, r1), which may span images
       for (int64_t r = r0; r < r1;) {
         const int64_t img = r / pix, p0 = r % pix, p1 = std::min(pix, p0 + (r1 - r));
         if (dyn)
-          conv_im2col_u8(q.get(), s, img, g, row_zp[r], p0, p1, kp, abuf.get() + (r - r0) * kp);
+          conv_im2col_u8(qa, s, img, g, row_zp[r], p0, p1, kp, abuf.get() + (r - r0) * kp);
         else
           im2col_f32(x, s, img, g, p0, p1, kp, reinterpret_cast<float*>(abuf.get()) + (r - r0) * kp);
         r += p1 - p0;
       }
       a = abuf.get();
     }
+    // uint8 output: each micro-kernel call writes an fp32 tile (mr x one column block) that is requantized
+    // while in L1
+    const bool out_u8 = st && st->yq;
+    std::unique_ptr<float[], FreeDeleter> tile;
+    int32_t qlo = 0, qhi = 255;
+    const ConvQuantInfo* qk = out_u8 ? select_conv_quant(isa_mask) : nullptr;
+    if (out_u8) {
+      tile = scratch<float>(int64_t(ki->mr) * ki->np * 16);
+      conv_act_qrange(act, st->out_scale, st->out_zp, &qlo, &qhi);
+    }
+    const bool act_in_clamp = out_u8 && (act == 1 || act == kConvActRelu6);
     for (int64_t nb = nb0; nb < nb1; ++nb) {
       const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
       // wv.n == og (checked at load)
       Q8Epilogue e = qdriver::q8_block_epilogue(base, wv, bias ? bias + g * og : nullptr, c);
+      if (out_u8) e.ldy = ki->np * 16;
       qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
-        e.y = y + r * s.oc + g * og + c.n0;
+        e.y = out_u8 ? tile.get() : y + r * s.oc + g * og + c.n0;
         if (dyn) {
           e.a_scale = per_pixel ? pscale.get() + (r - r0) : row_scale.get() + r;
           e.a_zp = per_pixel ? pzp.get() + (r - r0) : row_zp.get() + r;
@@ -272,7 +325,14 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
                                                 static_cast<const float*>(a) + (r - r0) * lda, lda,
                                                 wv.w + c.p0 * 16 * kp, kp, e);
         }
-        conv_apply_act(act, e.y, mr, e.ncols, s.oc, isa_mask);
+        if (!out_u8) {
+          conv_apply_act(act, e.y, mr, e.ncols, s.oc, isa_mask);
+          return;
+        }
+        if (!act_in_clamp) conv_apply_act(act, e.y, mr, e.ncols, e.ldy, isa_mask);
+        const float inv = 1.0f / st->out_scale;
+        for (int i = 0; i < mr; ++i)
+          qk->requant(e.y + i * e.ldy, e.ncols, inv, st->out_zp, qlo, qhi, st->yq + (r + i) * s.oc + g * og + c.n0);
       });
     }
     if (any_bad) {  // rows whose receptive field was not finite: NaN over the columns this task wrote
@@ -288,27 +348,57 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
 
   if (dyn && !per_pixel)
     for (int64_t i = 0; i < s.n; ++i)
-      if (!img_ok[i])
-        std::fill(y + i * pix * s.oc, y + (i + 1) * pix * s.oc, std::numeric_limits<float>::quiet_NaN());
+      if (!img_ok[i]) {
+        if (finite) *finite = false;
+        if (!st || !st->yq)
+          std::fill(y + i * pix * s.oc, y + (i + 1) * pix * s.oc, std::numeric_limits<float>::quiet_NaN());
+      }
   return ki;
+}
+
+}  // namespace
+
+const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s, const Q8View* w, const float* bias,
+                            int act, int quant, float* y, int nthreads, uint32_t isa_mask) {
+  return conv2d_q8_impl(kind, x, s, w, bias, act, quant, nullptr, y, nullptr, nthreads, isa_mask);
+}
+
+const KernelInfo* conv2d_q8_static(const float* x, const ConvShape& s, const Q8View* w, const float* bias, int act,
+                                   const ConvStaticIO& io, float* y, bool* finite, int nthreads, uint32_t isa_mask) {
+  return conv2d_q8_impl(KernelKind::kQ8Dyn, x, s, w, bias, act, kConvQuantPerImage, &io, y, finite, nthreads,
+                        isa_mask);
 }
 
 const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* wq, const float* scales,
                               const float* bias, int act, float* y, int nthreads, uint32_t isa_mask) {
-  nthreads = std::max(1, nthreads);
-  const bool fixed = s.dh == 1 && s.dw == 1 && s.kh == s.kw && (s.kh == 3 || s.kh == 5);
-  const DwKernelInfo* gen = select_conv_dw(DwKind::kGeneral, isa_mask);
-  const DwKernelInfo* fast = fixed ? select_conv_dw(s.kh == 3 ? DwKind::k3x3 : DwKind::k5x5, isa_mask) : gen;
-  const int64_t rows = s.n * s.oh;
-  if (rows == 0 || s.ow == 0 || s.c == 0) return fast;
   const int64_t c = s.c, cp = (c + 15) / 16 * 16, taps = s.kh * s.kw;
-  // The int8 weights, expanded once per call to fp32 [tap][cp] (C * kh * kw values; zero tail).
+  // The int8 weights, expanded to fp32 [tap][cp] (C * kh * kw values; zero tail). The modules prepare them
+  // once (conv2d_dw_prepared); this entry forms them per call.
   auto wf = scratch<float>(taps * cp);
   auto bf = scratch<float>(cp);
   for (int64_t t = 0; t < taps; ++t)
     for (int64_t ch = 0; ch < cp; ++ch)
       wf[t * cp + ch] = ch < c ? float(wq[ch * taps + t]) * scales[ch] : 0.0f;
   for (int64_t ch = 0; ch < cp; ++ch) bf[ch] = bias && ch < c ? bias[ch] : 0.0f;
+  return conv2d_dw_prepared(x, s, wf.get(), bf.get(), act, nullptr, y, nullptr, nthreads, isa_mask);
+}
+
+const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const float* wf, const float* bias_p,
+                                       int act, const ConvStaticIO* io, float* y, bool* finite, int nthreads,
+                                       uint32_t isa_mask) {
+  nthreads = std::max(1, nthreads);
+  if (finite) *finite = true;
+  const bool fixed = s.dh == 1 && s.dw == 1 && s.kh == s.kw && (s.kh == 3 || s.kh == 5);
+  const DwKernelInfo* gen = select_conv_dw(DwKind::kGeneral, isa_mask);
+  const DwKernelInfo* fast = fixed ? select_conv_dw(s.kh == 3 ? DwKind::k3x3 : DwKind::k5x5, isa_mask) : gen;
+  const int64_t rows = s.n * s.oh;
+  if (rows == 0 || s.ow == 0 || s.c == 0) return fast;
+  const int64_t c = s.c, cp = (c + 15) / 16 * 16;
+  const uint8_t* xq = io ? io->xq : nullptr;
+  uint8_t* yq = io ? io->yq : nullptr;
+  int32_t qlo = 0, qhi = 255;
+  if (yq) conv_act_qrange(act, io->out_scale, io->out_zp, &qlo, &qhi);
+  const ConvQuantInfo* qk = select_conv_quant(isa_mask);
   // Output columns whose window lies inside the image horizontally: [ox_a, ox_b).
   const int64_t ox_a = std::min(s.ow, (s.pw + s.sw - 1) / s.sw);
   const int64_t last = s.w - 1 - (s.kw - 1) * s.dw + s.pw;  // largest ox * sw allowed
@@ -317,14 +407,25 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
   const int64_t per = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(s.ow * c, 1));
   const int64_t n_tasks = (rows + per - 1) / per;
   const bool fuse_relu6 = act == kConvActRelu6;  // the kernels clamp each output as they store it
+  std::unique_ptr<uint8_t[], FreeDeleter> task_ok;
+  if (yq) {
+    task_ok = scratch<uint8_t>(n_tasks);
+    std::memset(task_ok.get(), 1, n_tasks);
+  }
   auto task = [&](int64_t t) {
+    // uint8 output: each output row is computed in fp32 here (in L1/L2), then requantized
+    std::unique_ptr<float[], FreeDeleter> rowbuf;
+    if (yq) rowbuf = scratch<float>(s.ow * c);
     for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
       const int64_t img = r / s.oh, oy = r % s.oh;
       DwArgs a;
-      a.x = x + img * s.h * s.w * c;
-      a.wf = wf.get();
-      a.bias = bf.get();
-      a.y = y + (img * s.oh + oy) * s.ow * c;
+      a.x = xq ? nullptr : x + img * s.h * s.w * c;
+      a.xq = xq ? xq + img * s.h * s.w * c : nullptr;
+      a.xs = xq ? io->in_scale : 0.0f;
+      a.xzs = xq ? float(io->in_zp) * io->in_scale : 0.0f;
+      a.wf = wf;
+      a.bias = bias_p;
+      a.y = yq ? rowbuf.get() : y + (img * s.oh + oy) * s.ow * c;
       a.h = s.h, a.w = s.w, a.c = c, a.cp = cp;
       a.kh = s.kh, a.kw = s.kw, a.sh = s.sh, a.sw = s.sw, a.ph = s.ph, a.pw = s.pw, a.dh = s.dh, a.dw = s.dw;
       a.oy = oy;
@@ -339,10 +440,16 @@ const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* 
       } else {
         gen->fn(a, 0, s.ow);
       }
-      if (!fuse_relu6) conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
+      if (!fuse_relu6 && !(yq && act == 1)) conv_apply_act(act, a.y, 1, s.ow * c, s.ow * c, isa_mask);
+      if (yq && !qk->requant(a.y, s.ow * c, 1.0f / io->out_scale, io->out_zp, qlo, qhi,
+                             yq + (img * s.oh + oy) * s.ow * c))
+        task_ok[t] = 0;
     }
   };
   parallel_for(n_tasks, nthreads, task);
+  if (yq && finite)
+    for (int64_t t = 0; t < n_tasks; ++t)
+      if (!task_ok[t]) *finite = false;
   return fast;
 }
 

@@ -11,9 +11,10 @@
 //        y[p][o] = a_scale * w_scale[o] * sum_{taps, c} (q[tap][c] - zp) * w[o][tap][c] + bias[o]
 //      wo (weight-only): fp32 im2col rows (padding 0.0), q8 weight-only micro-kernel.
 //  - depthwise (groups = cin = cout): its own kernels (kernels.inc), fp32 activations times int8 weights
-//    expanded to fp32 once per call (C * kh * kw values), accumulated in fp32 lanes over channels. Used for
-//    both modes: the op does only kh*kw multiply-adds per input element, so quantizing the input would cost as
-//    much as the convolution and win nothing. Fast paths for 3x3 and 5x5 (dilation 1, any stride) on interior
+//    expanded to fp32 (C * kh * kw values: per call by conv2d_dw, once per module by conv2d_dw_prepared),
+//    accumulated in fp32 lanes over channels. Used for both modes: the op does only kh*kw multiply-adds per
+//    input element, so quantizing the input would cost as much as the convolution and win nothing; on the
+//    static path (below) the input may already be uint8, read and dequantized in registers. Fast paths for 3x3 and 5x5 (dilation 1, any stride) on interior
 //    pixels; a general path (any k, stride, dilation, padding) for the rest.
 // Every path then adds the bias and applies the activation (codes of kernels/act/act.h, plus kRelu6 and
 // kHardSwish below) to each block of outputs while it is in cache. Output is NHWC fp32.
@@ -61,7 +62,9 @@ int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pads, int64
 // the image for the fixed-size kernels (3x3, 5x5); the general kernel bounds-checks each tap (padding = 0).
 // Reads exactly C floats per input pixel, writes exactly C floats per output pixel.
 struct DwArgs {
-  const float* x;
+  const float* x;              // fp32 input, or (when xq is set) unused
+  const uint8_t* xq;           // static path: uint8 input, real value = (q - zp) * xs = q * xs - xzs; or null
+  float xs, xzs;
   const float* wf;
   const float* bias;
   float* y;                    // output row oy, first pixel (ox = 0)
@@ -95,12 +98,20 @@ using ConvMinMax = bool (*)(const float* x, int64_t n, float* mn, float* mx);
 using ConvQuantizeU8 = void (*)(const float* x, int64_t n, float inv, int32_t zp, uint8_t* q);
 // clamp: y[i] = min(hi, max(lo, y[i])) in place for i < n, NaN kept (the dense path's ReLU6 epilogue).
 using ConvClamp = void (*)(float* y, int64_t n, float lo, float hi);
+// requant (static path): q[i] = rint(min(max(x[i] * inv, lo - zp), hi - zp)) + zp, i.e. the quantize formula
+// clamped to [lo, hi] (0 <= lo <= hi <= 255) in float before the conversion (a NaN product gives lo); returns
+// false if some x[i] is not finite. A ReLU / ReLU6 before it is the clamp [q(0), q(6)] (rint is monotone).
+using ConvRequantU8 = bool (*)(const float* x, int64_t n, float inv, int32_t zp, int32_t lo, int32_t hi, uint8_t* q);
+// hardswish: y = y * min(max(y + 3, 0), 6) / 6 in place, torch's operation order on every lane.
+using ConvHardSwish = void (*)(float* y, int64_t n);
 struct ConvQuantInfo {  // the ISA's elementwise helpers of the conv drivers
   uint32_t isa;
   const char* name;
   ConvMinMax minmax;
   ConvQuantizeU8 quantize;
   ConvClamp clamp;
+  ConvRequantU8 requant;
+  ConvHardSwish hardswish;
 };
 const ConvQuantInfo* conv_quant_table(int* count);
 const ConvQuantInfo* select_conv_quant(uint32_t isa_mask);
@@ -119,6 +130,37 @@ const KernelInfo* conv2d_q8(KernelKind kind, const float* x, const ConvShape& s,
 // Returns the kernel used for interior pixels.
 const DwKernelInfo* conv2d_dw(const float* x, const ConvShape& s, const int8_t* wq, const float* scales,
                               const float* bias, int act, float* y, int nthreads, uint32_t isa_mask);
+
+// --- static (calibrated) activation quantization -------------------------------------------------------------
+// The dyn path with the input's (scale, zero point) fixed at calibration instead of measured per call, and
+// optionally a uint8 output requantized with the next conv's input parameters, so a chain of convs passes
+// uint8 tensors (4x fewer bytes than fp32, and no quantization pass at each conv's input).
+//   input: xq (uint8 NHWC, real value (q - in_zp) * in_scale) or, when xq is null, the fp32 x quantized
+//          with (in_scale, in_zp) by requant (clamped to [0, 255]); padded taps read in_zp (0.0).
+//   output: yq (uint8 NHWC) = requant(y, 1 / out_scale, out_zp) with a ReLU / ReLU6 epilogue folded into
+//          the clamp and any other activation applied to the fp32 block first; or, when yq is null, fp32 y.
+// The integer part is the dyn path's, exact. finite (out, may be null): false when the fp32 input held a NaN
+// or an infinity; then fp32 outputs of that image are NaN and uint8 outputs undefined (the caller raises).
+struct ConvStaticIO {
+  const uint8_t* xq;
+  float in_scale;
+  int32_t in_zp;
+  uint8_t* yq;
+  float out_scale;
+  int32_t out_zp;
+};
+// The uint8 clamp of a conv activation on the output grid (act: none, relu or relu6; others: [0, 255]).
+void conv_act_qrange(int act, float out_scale, int32_t out_zp, int32_t* lo, int32_t* hi);
+const KernelInfo* conv2d_q8_static(const float* x, const ConvShape& s, const Q8View* w, const float* bias, int act,
+                                   const ConvStaticIO& io, float* y, bool* finite, int nthreads, uint32_t isa_mask);
+// Depthwise with its weights prepared once (wf fp32 [kh*kw][cp], cp = C rounded up to 16, zero tail:
+// wf[t][c] = float(wq[c][t]) * scales[c], the product conv2d_dw forms per call; bias [cp], zero tail) and,
+// when io is non-null, static uint8 input and/or output as above. io null: conv2d_dw's exact computation.
+// finite (out, may be null): false when a uint8 output was not finite before requantization (a NaN or an
+// infinity in an fp32 input that reached an output); those bytes are undefined (the caller raises).
+const DwKernelInfo* conv2d_dw_prepared(const float* x, const ConvShape& s, const float* wf, const float* bias_p,
+                                       int act, const ConvStaticIO* io, float* y, bool* finite, int nthreads,
+                                       uint32_t isa_mask);
 
 // Test hooks. The dyn path's activation quantization of one image (or of the batch): scale and zero point
 // from the range of x[0..count) (containing 0), then q = clamp(rint(x / scale) + zp, 0, 255) with the same

@@ -14,6 +14,11 @@ constexpr int W = 1;
 inline V vload(const float* p) { return *p; }
 inline void vstore(float* p, V v) { *p = v; }
 inline V vfma(V a, V b, V acc) { return a * b + acc; }
+inline V vfms(V a, V b, V c) { return a * b - c; }
+inline V vadd(V a, V b) { return a + b; }
+inline V vmul(V a, V b) { return a * b; }
+inline V vdiv(V a, V b) { return a / b; }
+inline V vload_u8(const uint8_t* p) { return float(*p); }
 inline V vset1(float f) { return f; }
 using M = bool;
 inline M vgt(V a, V b) { return a > b; }  // false when either is NaN, as _CMP_GT_OQ
@@ -23,10 +28,14 @@ inline V vselect(M m, V a, V b) { return m ? a : b; }
 
 }  // namespace portable
 
-void conv_dw_f32_3x3__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<3>(a, ox0, ox1); }
-void conv_dw_f32_5x5__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed<5>(a, ox0, ox1); }
-void conv_dw_f32_general__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_general(a, ox0, ox1); }
+void conv_dw_f32_3x3__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed_entry<3>(a, ox0, ox1); }
+void conv_dw_f32_5x5__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_fixed_entry<5>(a, ox0, ox1); }
+void conv_dw_f32_general__portable(const DwArgs& a, int64_t ox0, int64_t ox1) { portable::dw_general_entry(a, ox0, ox1); }
 void conv_clamp__portable(float* y, int64_t n, float lo, float hi) { portable::clamp_row(y, n, lo, hi); }
+void conv_hardswish__portable(float* y, int64_t n) { portable::hardswish_row(y, n); }
+bool conv_requant_u8__portable(const float* x, int64_t n, float inv, int32_t zp, int32_t lo, int32_t hi, uint8_t* q) {
+  return portable::requant_row(x, n, inv, zp, lo, hi, q);
+}
 
 bool conv_minmax__portable(const float* x, int64_t n, float* mn, float* mx) {
   float lo = *mn, hi = *mx;

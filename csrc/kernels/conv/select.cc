@@ -7,7 +7,9 @@ namespace slimnn {
 #define SLIMNN_CONV_QUANT(isa_bit, isa_word)                            \
   bool conv_minmax__##isa_word(const float*, int64_t, float*, float*); \
   void conv_quantize_u8__##isa_word(const float*, int64_t, float, int32_t, uint8_t*); \
-  void conv_clamp__##isa_word(float*, int64_t, float, float);
+  void conv_clamp__##isa_word(float*, int64_t, float, float); \
+  bool conv_requant_u8__##isa_word(const float*, int64_t, float, int32_t, int32_t, int32_t, uint8_t*); \
+  void conv_hardswish__##isa_word(float*, int64_t);
 #include "kernels/conv/kernels.inc"
 #undef SLIMNN_CONV_DW
 #undef SLIMNN_CONV_QUANT
@@ -24,7 +26,7 @@ const ConvQuantInfo kQuant[] = {
 #define SLIMNN_CONV_DW(kind, isa_bit, isa_word, name)
 #define SLIMNN_CONV_QUANT(isa_bit, isa_word) \
   {isa_bit, "conv_quantize_u8__" #isa_word, &conv_minmax__##isa_word, &conv_quantize_u8__##isa_word, \
-   &conv_clamp__##isa_word},
+   &conv_clamp__##isa_word, &conv_requant_u8__##isa_word, &conv_hardswish__##isa_word},
 #include "kernels/conv/kernels.inc"
 #undef SLIMNN_CONV_DW
 #undef SLIMNN_CONV_QUANT

@@ -103,6 +103,9 @@ class OnnxConvInt8(nn.Module):
         self.pad_arg = (t, l) if self.symmetric else (0, 0)
         self.pad4 = (l, r, t, b)  # F.pad's order: last dim first
         self.activation = mod.activation
+        # quant="static": the calibrated input grid as QuantizeLinear + DequantizeLinear (ONNX Runtime's QDQ
+        # form); the uint8 hand-over between convs becomes fp32 in the graph, the same values
+        self.in_q = mod.in_q if mod.quant == "static" else None
 
     def forward(self, x: Tensor) -> Tensor:
         import torch.ao.quantization.fx._decomposed  # noqa: F401  (registers quantized_decomposed ops)
@@ -110,6 +113,10 @@ class OnnxConvInt8(nn.Module):
         dq = torch.ops.quantized_decomposed
         w = dq.dequantize_per_channel(self.q, self.scales, None, 0, -127, 127, torch.int8)
         x4 = x.to(torch.float32)
+        if self.in_q is not None:
+            s, zp = self.in_q
+            x4 = dq.dequantize_per_tensor(dq.quantize_per_tensor(x4, s, zp, 0, 255, torch.uint8), s, zp, 0, 255,
+                                          torch.uint8)
         if self.one_d:
             x4 = x4.unsqueeze(2)
         if not self.symmetric:

@@ -376,6 +376,66 @@ def conv2d_reference(
     return conv_activation(y, activation).to(torch.float32)
 
 
+def static_range_params(mn: float, mx: float) -> tuple[float, int]:
+    """(scale, zero point) of a calibrated range [mn, mx] widened to hold 0: quantize_activation_u8's formula
+    (the kernels' u8_range_params) on the two ends."""
+    _, s, zp, ok = quantize_activation_u8(torch.tensor([float(mn), float(mx)], dtype=torch.float32))
+    if not ok:
+        raise ValueError(f"static quantization: the calibrated range [{mn}, {mx}] is not finite")
+    return s, zp
+
+
+def requantize_u8(y: Tensor, scale: float, zp: int, lo: int = 0, hi: int = 255) -> Tensor:
+    """The static path's uint8 epilogue (conv.h ConvRequantU8): rint(min(max(y * inv, lo - zp), hi - zp)) + zp
+    with inv = 1 / scale and the product rounded to float32, ties to even; a NaN product gives lo."""
+    f32 = torch.float32
+    inv = torch.ones((), dtype=f32) / torch.tensor(scale, dtype=f32)
+    v = y.to(f32) * inv
+    v = torch.where(v > lo - zp, v, torch.tensor(float(lo - zp), dtype=f32))
+    v = torch.where(v < hi - zp, v, torch.tensor(float(hi - zp), dtype=f32))
+    return (torch.round(v) + zp).to(torch.uint8)
+
+
+def conv_act_qrange(activation: Optional[str], scale: float, zp: int) -> tuple[int, int]:
+    """The uint8 clamp a ReLU / ReLU6 folds into on the grid (scale, zp): [q(0), q(6)] (rint is monotone, so
+    clamping codes equals quantizing clamped values); [0, 255] for the other activations."""
+    if activation not in ("relu", "relu6"):
+        return 0, 255
+    hi = 255 if activation == "relu" else int(requantize_u8(torch.tensor([6.0]), scale, zp)[0])
+    return zp, hi
+
+
+def conv2d_static_reference(
+    x: Tensor, q: Tensor, scales: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
+    groups: int = 1, activation: Optional[str] = None, in_q: tuple[float, int] = (1.0, 0),
+    out_q: Optional[tuple[float, int]] = None,
+) -> Tensor:
+    """float64 reference of quant="static": x float (quantized with in_q, clamped to [0, 255]) or uint8 codes
+    on in_q; depthwise reads the dequantized codes (q - zp) * s, or float x as is (the fp32 path). Output
+    float32, or requantize_u8 of it on out_q (uint8). The dense integer part is exact in float64."""
+    stride, dilation = _conv_pair(stride, "stride"), _conv_pair(dilation, "dilation")
+    t, b, l, r = conv_pads4(padding)
+    pad = (l, r, t, b)
+    kw = dict(stride=stride, dilation=dilation, groups=groups)
+    s_in, zp = in_q
+    c, oc = x.shape[1], q.shape[0]
+    if conv_is_depthwise(c, oc, groups):
+        wf = (q.to(torch.float32) * scales.view(-1, 1, 1, 1)).double()
+        xr = (x.double() - zp) * s_in if x.dtype == torch.uint8 else x.to(torch.float32).double()
+        y = torch.nn.functional.conv2d(torch.nn.functional.pad(xr, pad), wf, **kw)
+    else:
+        codes = x if x.dtype == torch.uint8 else requantize_u8(x, s_in, zp)
+        acc = torch.nn.functional.conv2d(torch.nn.functional.pad(codes.double() - zp, pad), q.double(), **kw)
+        y = acc * (torch.tensor(s_in, dtype=torch.float32).double() * scales.double().view(1, -1, 1, 1))
+        if x.dtype != torch.uint8:
+            bad = ~torch.isfinite(x.flatten(1)).all(dim=1)
+            y[bad] = float("nan")
+    if bias is not None:
+        y = y + bias.double().view(1, -1, 1, 1)
+    y = conv_activation(y, activation).to(torch.float32)
+    return y if out_q is None else requantize_u8(y, *out_q)
+
+
 def conv2d_i32_reference(qa: Tensor, zp: int, q: Tensor, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """sum (qa - zp) * q over taps and channels, int64, padding contributing 0: the dyn path's integer part."""
     t, b, l, r = conv_pads4(padding)

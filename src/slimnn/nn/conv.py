@@ -29,6 +29,8 @@ from ..math.calibration import conv_patches
 from ..math.quantize import quantize_int8_sum_preserving
 from ..ops import conv as co
 from ..ops.common import untraceable
+from ..runtime.threads import get_num_threads
+from .. import _C
 
 class _OpaqueChildren(torch.fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:  # noqa: ARG002
@@ -181,8 +183,10 @@ class Conv2dInt8(nn.Module):
     def _setup(self, c, oc, k, s, p, d, groups, mode, quant, activation) -> None:
         if mode not in co.MODES:
             raise ValueError(f"{type(self).__name__}: mode must be one of {co.MODES}, got {mode!r}")
-        if quant not in co.QUANT:
-            raise ValueError(f"{type(self).__name__}: quant must be one of {tuple(co.QUANT)}, got {quant!r}")
+        if quant not in co.QUANTS:
+            raise ValueError(f"{type(self).__name__}: quant must be one of {co.QUANTS}, got {quant!r}")
+        if quant == co.STATIC and mode != "dynamic":
+            raise ValueError(f"{type(self).__name__}: quant='static' quantizes activations; it needs mode='dynamic'")
         if activation not in co.ACTIVATIONS:
             raise ValueError(f"{type(self).__name__}: unknown activation {activation!r}")
         if groups < 1 or c % groups or oc % groups:
@@ -192,6 +196,10 @@ class Conv2dInt8(nn.Module):
         self.mode, self.quant, self.activation = mode, quant, activation
         self.depthwise = co.is_depthwise(c, oc, groups)
         self.last_kernel: Optional[str] = None
+        # quant="static": the input grid (scale, zero point) set by calibration (static_quantize_convs_), and
+        # the output grid when this conv's output goes to one static conv alone (it then returns uint8).
+        self.in_q: Optional[tuple[float, int]] = None
+        self.out_q: Optional[tuple[float, int]] = None
 
     def _set_weight(self, q: Tensor, scales: Tensor) -> None:
         """q: int8 (oc, c/g, kh, kw), scales fp32 (oc,)."""
@@ -292,18 +300,96 @@ class Conv2dInt8(nn.Module):
         w = q.to(torch.float32) * s.view(-1, 1, 1, 1)
         return w.squeeze(2) if self._is_1d else w
 
+    def _dw_prepared(self) -> tuple[Tensor, Tensor]:
+        """The depthwise kernels' fp32 weights and padded bias (ops.conv.prepare_dw), formed once and formed
+        again only when qweight, scales or bias change (a load_state_dict, an in-place edit)."""
+        b = self.bias
+        key = (self.qweight.data_ptr(), self.qweight._version, self.scales.data_ptr(), self.scales._version,
+               None if b is None else (b.data_ptr(), b._version))
+        cached = self.__dict__.get("_dw_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, co.prepare_dw(self.qweight, self.scales, b))
+            self.__dict__["_dw_cache"] = cached
+        return cached[1]
+
+    def _static_in_q(self) -> tuple[float, int]:
+        if self.in_q is None:
+            raise ValueError(f"{type(self).__name__}: quant='static' is not calibrated; run "
+                             "slimnn.static_quantize_convs_(model, calib_data) first")
+        return self.in_q
+
     def forward4(self, x: Tensor) -> Tensor:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return self._traced_forward4(x)
         if torch._C._is_tracing():  # torch.jit.trace / TorchScript ONNX export: the trace would hold a constant
             untraceable(self)
+        static = self.quant == co.STATIC
+        if isinstance(x, Tensor) and x.dtype == torch.uint8 and not static:
+            raise ValueError(f"{type(self).__name__}: a uint8 input needs quant='static' (it is {self.quant!r})")
+        if static:
+            y = self._static_planned(x)
+            if y is not None:
+                return y
         if self.depthwise:
-            y, name = co.conv2d_dw(x, self.qweight, self.scales, self.kernel_size, self.stride, self.padding,
-                                   self.dilation, self.bias, self.activation)
+            wf, bp = self._dw_prepared()
+            in_q = self._static_in_q() if static else None
+            y, name = co.conv2d_dw_prepared(x, wf, bp, self.in_channels, self.kernel_size, self.stride, self.padding,
+                                            self.dilation, self.activation, in_q, self.out_q if static else None)
+        elif static:
+            y, name = co.conv2d_q8_static(x, self.packed, self.group_bytes, self.out_channels, self.kernel_size,
+                                          self.stride, self.padding, self.dilation, self.groups, self.bias,
+                                          self.activation, self._static_in_q(), self.out_q)
         else:
             y, name = co.conv2d_q8(x, self.packed, self.group_bytes, self.out_channels, self.kernel_size,
                                    self.stride, self.padding, self.dilation, self.groups, self.bias,
                                    self.activation, self.mode, self.quant)
+        self.__dict__["last_kernel"] = name
+        if static:
+            self._static_plan(x, y)
+        return y
+
+    # quant="static" runs every layer of a model on each call, where the Python checks of ops.conv cost as
+    # much as a small layer's kernel: after one checked call, a call with the same input shape, dtype and
+    # layout (and the same grids and activation) goes to _C directly, which re-checks every size itself.
+    def _static_plan(self, x: Tensor, y: Tensor) -> None:
+        if not (isinstance(x, Tensor) and x.dtype in (torch.float32, torch.uint8) and x.device.type == "cpu"
+                and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+            return
+        t, b, l, r = self.padding
+        n, c, h, w = x.shape
+        dims = [n, h, w, c, self.out_channels, *self.kernel_size, *self.stride, t, b, l, r, *self.dilation, self.groups]
+        # what the checked call saw: the input's shape, dtype and strides, and (by identity) the module state
+        # it read; a change to any of them goes through the checked path again
+        state = (self.in_q, self.out_q, self.activation, self.bias, None if self.depthwise else self.packed)
+        self.__dict__["_plan"] = ((x.shape, x.dtype, x.stride()), state, dims, tuple(y.shape), y.dtype,
+                                  co.ACTIVATIONS[self.activation])
+
+    def _static_planned(self, x: Tensor) -> Optional[Tensor]:
+        plan = self.__dict__.get("_plan")
+        if plan is None or not isinstance(x, Tensor) or plan[0] != (x.shape, x.dtype, x.stride()):
+            return None
+        in_q, out_q, act_name, bias, packed = plan[1]
+        buffers, attrs = self._buffers, self.__dict__  # plain dict lookups: nn.Module.__getattr__ costs a call each
+        if (in_q is not attrs["in_q"] or out_q is not attrs["out_q"] or act_name is not attrs["activation"]
+                or bias is not buffers.get("bias") or (packed is not None and packed is not buffers.get("packed"))):
+            return None
+        _, _, dims, shape, dtype, act = plan
+        y = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last)
+        (isc, izp), out_u8 = in_q, out_q is not None
+        osc, ozp = out_q if out_u8 else (1.0, 0)
+        u8 = x.dtype == torch.uint8
+        if packed is None:  # depthwise
+            wf, bp = self._dw_prepared()
+            name, finite = _C.conv2d_dw_prepared(x.data_ptr(), u8, x.numel(), dims, wf.data_ptr(), wf.numel(),
+                                                 bp.data_ptr(), bp.numel(), act, isc, izp, y.data_ptr(), out_u8, osc,
+                                                 ozp, y.numel(), get_num_threads())
+        else:
+            name, finite = _C.conv2d_q8_static(x.data_ptr(), u8, x.numel(), dims, packed.data_ptr(),
+                                               attrs["group_bytes"], 0 if bias is None else bias.data_ptr(), act,
+                                               isc, izp, y.data_ptr(), out_u8, osc, ozp, y.numel(), get_num_threads())
+        if not finite and out_u8:
+            raise ValueError(f"{type(self).__name__}: the input holds a NaN or an infinity, which a uint8 output "
+                             "cannot carry")
         self.__dict__["last_kernel"] = name
         return y
 
@@ -314,6 +400,13 @@ class Conv2dInt8(nn.Module):
         if torch.onnx.is_in_onnx_export():
             untraceable(self)
         k, s, p, d = list(self.kernel_size), list(self.stride), list(reference.conv_pads4(self.padding)), list(self.dilation)
+        if self.quant == co.STATIC:
+            (isc, izp), (osc, ozp) = self._static_in_q(), self.out_q or (None, 0)
+            if self.depthwise:
+                return torch.ops.slimnn.conv2d_dw_static(x, self.qweight, self.scales, k, s, p, d, self.bias,
+                                                         self.activation, isc, izp, osc, ozp)
+            return torch.ops.slimnn.conv2d_q8_static(x, self.packed, self.group_bytes, self.out_channels, k, s, p, d,
+                                                     self.groups, self.bias, self.activation, isc, izp, osc, ozp)
         if self.depthwise:
             return torch.ops.slimnn.conv2d_dw(x, self.qweight, self.scales, k, s, p, d, self.bias, self.activation)
         return torch.ops.slimnn.conv2d_q8(x, self.packed, self.group_bytes, self.out_channels, k, s, p, d,
@@ -324,11 +417,16 @@ class Conv2dInt8(nn.Module):
             raise TypeError(f"{type(self).__name__}: input must be a torch.Tensor, got {type(x).__name__}")
         dt = x.dtype
         y = self.forward4(x)
-        return y if dt == torch.float32 else y.to(dt)
+        # uint8 in (codes) or out (this conv feeds a static conv alone): the codes pass as they are
+        return y if dt in (torch.float32, torch.uint8) or y.dtype == torch.uint8 else y.to(dt)
 
     def reference_forward(self, x: Tensor) -> Tensor:
-        """The float64 reference of what the kernel computes (slimnn.math.reference.conv2d_reference)."""
+        """The float64 reference of what the kernel computes (slimnn.math.reference.conv2d_reference, or
+        conv2d_static_reference for quant="static")."""
         q, s = self.int8_weight()
+        if self.quant == co.STATIC:
+            return reference.conv2d_static_reference(x, q, s, self.bias, self.stride, self.padding, self.dilation,
+                                                     self.groups, self.activation, self._static_in_q(), self.out_q)
         return reference.conv2d_reference(x, q, s, self.bias, self.stride, self.padding, self.dilation, self.groups,
                                    self.activation, self.mode, self.quant)
 
@@ -344,13 +442,16 @@ class Conv2dInt8(nn.Module):
 
     def summary(self) -> str:
         kind = "depthwise" if self.depthwise else ("pointwise" if self.kernel_size == (1, 1) else "dense")
-        return f"{kind} {self.kernel_size[0]}x{self.kernel_size[1]}, {self.mode}"
+        st = ", static" + (" (uint8 out)" if self.out_q else "") if self.quant == co.STATIC else ""
+        return f"{kind} {self.kernel_size[0]}x{self.kernel_size[1]}, {self.mode}{st}"
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, bias={self.bias is not None}, "
-            f"mode={self.mode}" + (f", quant={self.quant}" if self.mode == "dynamic" and not self.depthwise else "")
+            f"mode={self.mode}" + (f", quant={self.quant}" if self.mode == "dynamic" and (not self.depthwise or self.quant == co.STATIC) else "")
+            + (f", in_q=({self.in_q[0]:.6g}, {self.in_q[1]})" if self.in_q else "")
+            + (f", out_q=({self.out_q[0]:.6g}, {self.out_q[1]}) uint8" if self.out_q else "")
             + ("" if self.activation is None else f", activation={self.activation}")
             + (f", kernel={self.last_kernel}" if self.last_kernel else "")
         )
@@ -402,7 +503,7 @@ class Conv1dInt8(Conv2dInt8):
             raise ValueError(f"Conv1dInt8: input must be (N, C, L), got {tuple(x.shape)}")
         dt = x.dtype
         y = self.forward4(x.unsqueeze(2)).squeeze(2)
-        return y if dt == torch.float32 else y.to(dt)
+        return y if dt in (torch.float32, torch.uint8) or y.dtype == torch.uint8 else y.to(dt)
 
     def reference_forward(self, x: Tensor) -> Tensor:
         return super().reference_forward(x.unsqueeze(2)).squeeze(2)
@@ -609,3 +710,118 @@ def fuse_conv_activations_(model: nn.Module) -> dict[str, str]:
                 fused[prefix + conv_name] = f"{a} (from {prefix + act_name})"
             setattr(parent, act_name, FusedConvActivation(a, ",".join(convs)))
     return fused
+
+
+# --- static activation quantization (calibrated) -------------------------------------------------------------
+
+_PASS_THROUGH = (nn.Identity, FoldedBatchNorm, FusedConvActivation)  # exact types: forward returns its input
+
+
+def _static_links(model: nn.Module) -> list[tuple[str, str]]:
+    """(producer fqn, consumer fqn) of static int8 convs where the producer's output provably reaches the
+    consumer alone: in their parent's traced forward, the producer's only call has one user, a chain of
+    pass-through modules (folded BatchNorms, fused activations, identities; no hooks) each with one user, ending
+    at the consumer's only call with that value as its only argument. Neither conv may have hooks (they would
+    see uint8 codes) or appear twice in the model. A residual add, a pooling, a squeeze-excitation multiply
+    or anything else between them is a user that is not a pass-through: no link, the tensor stays fp32."""
+    uses = _uses(model)
+    links = []
+    for pname, parent in model.named_modules():
+        kids = dict(parent.named_children())
+        if sum(isinstance(m, Conv2dInt8) and m.quant == co.STATIC for m in kids.values()) < 2:
+            continue
+        graph = _traced_calls(parent)
+        if graph is None:
+            continue
+        calls: dict[str, int] = {}
+        for node in graph.nodes:
+            if node.op == "call_module":
+                calls[node.target] = calls.get(node.target, 0) + 1
+
+        def static_conv(name: str) -> bool:
+            m = kids.get(name)
+            return (isinstance(m, Conv2dInt8) and m.quant == co.STATIC and calls.get(name) == 1 and uses[id(m)] == 1
+                    and not (m._forward_hooks or m._forward_pre_hooks))
+
+        def only_user(node):  # noqa: ANN001, ANN202
+            if len(node.users) != 1:
+                return None
+            u = next(iter(node.users))
+            ok = u.op == "call_module" and "." not in u.target and u.args == (node,) and not u.kwargs
+            return u if ok else None
+
+        for node in graph.nodes:
+            if node.op != "call_module" or "." in node.target or not static_conv(node.target):
+                continue
+            u = only_user(node)
+            while u is not None and type(kids.get(u.target)) in _PASS_THROUGH and not (
+                    kids[u.target]._forward_hooks or kids[u.target]._forward_pre_hooks):
+                u = only_user(u)
+            if u is not None and u.target != node.target and static_conv(u.target):
+                prefix = f"{pname}." if pname else ""
+                links.append((prefix + node.target, prefix + u.target))
+    return links
+
+
+def static_quantize_convs_(model: nn.Module, calib_data: Any, progress: bool = False) -> dict[str, str]:
+    """Switches every dynamic int8 conv of ``model`` (after ``compress_``) to ``quant="static"``: each conv's
+    input range is measured over ``calib_data`` (an iterable of model inputs, as :func:`call_model` takes them;
+    min and max over all of it, widened to hold 0, as ONNX Runtime's default MinMax calibration) and becomes a
+    fixed uint8 grid; then each conv whose output provably goes to one static conv alone (:func:`_static_links`)
+    writes uint8 codes on that conv's grid, its ReLU / ReLU6 folded into the clamp, so those tensors cross
+    between layers as uint8. Convs that saw no calibration input stay dynamic. Returns {conv fqn: what it does}.
+    ``model`` is put in eval mode for the calibration and restored after."""
+    from ..math.calibration import call_model, progress_iter
+
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, Conv2dInt8) and m.mode == "dynamic"}
+    for m in convs.values():
+        if m.out_q is not None or (m.quant == co.STATIC and m.in_q is None):
+            raise ValueError("static_quantize_convs_: the model is partly static already; start from compress_")
+    ranges: dict[str, list[float]] = {}
+
+    def hook(name: str):  # noqa: ANN202
+        def pre(mod: nn.Module, args: tuple) -> None:
+            x = args[0]
+            if not isinstance(x, Tensor) or not x.is_floating_point() or x.numel() == 0:
+                return
+            x = x.detach().to(torch.float32)
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"static_quantize_convs_: {name} sees a NaN or an infinity in the calibration data")
+            r = ranges.setdefault(name, [0.0, 0.0])
+            r[0], r[1] = min(r[0], float(x.min())), max(r[1], float(x.max()))
+        return pre
+
+    saved = {n: (m.quant, m.in_q, m.out_q) for n, m in convs.items()}
+    for m in convs.values():  # calibrate on the dynamic float path
+        m.quant, m.in_q, m.out_q = ("per_image" if m.quant == co.STATIC else m.quant), None, None
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in convs.items()]
+    was = model.training
+    model.eval()
+    try:
+        items = calib_data if isinstance(calib_data, (list, tuple)) else list(calib_data)
+        if not items:
+            raise ValueError("static_quantize_convs_: calib_data is empty")
+        with torch.no_grad():
+            for batch in progress_iter(items, "calibrating conv inputs", progress):
+                call_model(model, batch)
+    except BaseException:
+        for n, m in convs.items():
+            m.quant, m.in_q, m.out_q = saved[n]
+        raise
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    report: dict[str, str] = {}
+    for n, m in convs.items():
+        if n not in ranges:
+            m.quant = saved[n][0] if saved[n][0] != co.STATIC else "per_image"
+            report[n] = "not called on the calibration data: stays dynamic"
+            continue
+        m.quant, m.in_q = co.STATIC, reference.static_range_params(*ranges[n])
+        report[n] = f"static input grid (scale {m.in_q[0]:.6g}, zero point {m.in_q[1]})"
+    for prod, cons in _static_links(model):
+        mods = dict(model.named_modules())
+        mods[prod].out_q = mods[cons].in_q
+        report[prod] += f"; uint8 output to {cons}"
+    return report

@@ -27,7 +27,7 @@ from ..nn.conv import (
     fuse_conv_activations_,
 )
 from ..nn.int8 import Int8Linear
-from ..ops.conv import ACTIVATIONS, QUANT
+from ..ops.conv import ACTIVATIONS, QUANTS, STATIC, check_qparams
 from .registry import for_config, register
 
 _BASE = for_config(Int8Config)  # the int8 technique (techniques/int8.py registers first)
@@ -125,6 +125,9 @@ def _to_canonical(mod: nn.Module) -> tuple[dict[str, Tensor], dict[str, Any]]:
         "dilation": list(mod.dilation), "groups": mod.groups, "bias": mod.bias is not None,
         "mode": mod.mode, "quant": mod.quant, "activation": mod.activation,
     }
+    if mod.quant == STATIC:  # the calibrated grids (floats written by json exactly, as repr)
+        meta["in_q"] = None if mod.in_q is None else [float(mod.in_q[0]), int(mod.in_q[1])]
+        meta["out_q"] = None if mod.out_q is None else [float(mod.out_q[0]), int(mod.out_q[1])]
     return tensors, meta
 
 
@@ -135,6 +138,17 @@ def _ints(meta: dict, key: str, n: int, lo: int) -> list:
     return v
 
 
+def _qgrid(meta: dict, key: str):  # noqa: ANN202
+    """A static conv's grid from the manifest: None, or [scale, zero point] checked (ValueError)."""
+    v = meta.get(key)
+    if v is None:
+        return None
+    if meta.get("quant") != STATIC or not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], (int, float)) \
+            or isinstance(v[0], bool):
+        raise ValueError(f"int8_conv field {key!r} must be null or [scale, zero point] of a static conv, got {v!r}")
+    return check_qparams((v[0], v[1]), key, "int8_conv")
+
+
 def _spec(meta: dict) -> TensorSpec:
     dims = int_field(meta, "dims", 1, 2)
     c, oc, g = int_field(meta, "in_channels", 1, 2**24), int_field(meta, "out_channels", 1, 2**24), int_field(meta, "groups", 1, 2**24)
@@ -142,8 +156,10 @@ def _spec(meta: dict) -> TensorSpec:
     _ints(meta, "stride", 2, 1), _ints(meta, "padding", 4, 0), _ints(meta, "dilation", 2, 1)
     if c % g or oc % g or (dims == 1 and kh != 1):
         raise ValueError(f"int8_conv: groups={g} must divide {c} and {oc} (and a Conv1d has kernel height 1)")
-    if meta.get("mode") not in ("dynamic", "weight_only") or meta.get("quant") not in QUANT:
+    if meta.get("mode") not in ("dynamic", "weight_only") or meta.get("quant") not in QUANTS:
         raise ValueError(f"int8_conv: bad mode/quant {meta.get('mode')!r}/{meta.get('quant')!r}")
+    for key in ("in_q", "out_q"):
+        _qgrid(meta, key)
     if meta.get("activation") not in ACTIVATIONS:
         raise ValueError(f"int8_conv: unknown activation {meta.get('activation')!r}")
     spec = {"q": (torch.int8, (oc, c // g, kh, kw)), "scales": (torch.float32, (oc,))}
@@ -168,6 +184,7 @@ def _from_canonical(tensors: dict[str, Tensor], meta: dict) -> nn.Module:
                meta["activation"])
     mod._set_weight(q.contiguous(), scales.contiguous())
     mod.register_buffer("bias", None if bias is None else bias.clone())
+    mod.in_q, mod.out_q = _qgrid(meta, "in_q"), _qgrid(meta, "out_q")
     return mod
 
 
