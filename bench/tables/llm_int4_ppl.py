@@ -28,9 +28,9 @@ from slimnn.math.quantize import (
 )
 
 
-def _int4(gs, sym, fz, search, imp="none"):
+def _int4(gs, sym, fz, search, imp="none", hqq=False):
     def q(w):
-        c, s, z = quantize_int4(w, gs, sym, torch.float16, search=search, float_zeros=fz, importance=imp)
+        c, s, z = quantize_int4(w, gs, sym, torch.float16, search=search, float_zeros=fz, importance=imp, hqq=hqq)
         bits = 4 + (16 + (0 if sym else (16 if fz else 4))) / gs
         return dequantize_int4(c, s, z, gs), bits
     return q
@@ -63,6 +63,17 @@ def _kinds(kinds, blocks):
 EDGE = lambda n: set(range(2)) | set(range(n - 2, n))
 
 
+class Budget:
+    """A rule chosen per run: int8 for the tensors of highest ``proxy`` score per extra byte while the block
+    Linears average at most ``bits`` bits per weight (int4 g32 float zero = 5.0, int8 per channel = 8 + 32/K).
+    Proxies, all without text: ``werr`` relative int4 weight error (``Int4Config(int8_fraction=)``'s, edges x2);
+    ``synth`` relative output error tr(dW H dW^T) / tr(W H W^T) with H from random token ids; ``kl`` the KL
+    divergence of the model's next-token distribution on random token ids when that tensor alone is int4."""
+
+    def __init__(self, bits, proxy):
+        self.bits, self.proxy = bits, proxy
+
+
 RECIPES = {
     "int4 default (g64 sym RTN)": (_int4(64, True, False, False), None),
     "g32 sym RTN": (_int4(32, True, False, False), None),
@@ -72,6 +83,8 @@ RECIPES = {
     "g32 fz search": (_int4(32, False, True, True), None),
     "g32 fz search rms_abs": (_int4(32, False, True, True, "rms_abs"), None),
     "g32 fz search square": (_int4(32, False, True, True, "square"), None),
+    "g32 fz min/max + HQQ": (_int4(32, False, True, False, hqq=True), None),
+    "g32 fz search + HQQ": (_int4(32, False, True, True, hqq=True), None),
     "g64 fz search": (_int4(64, False, True, True), None),
     "g64 fz search rms_abs": (_int4(64, False, True, True, "rms_abs"), None),
     "g32 fz search rms_abs, v/down int8": (_int4(32, False, True, True, "rms_abs"),
@@ -84,6 +97,9 @@ RECIPES = {
     "GPTQ g32 fz search rms_abs": (_gptq(32, True), None),
     "GPTQ g32 fz search rms_abs, v/down int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), None)),
     "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
+    "GPTQ g32 fz search": (_gptq(32, True, "none"), None),
+    **{f"g32 fz search, budget {b} bits ({p})": (_int4(32, False, True, True), Budget(b, p))
+       for b in (5.5, 6.0, 6.5) for p in ("werr", "synth", "kl")},
 }
 
 
@@ -105,6 +121,53 @@ def _hessians(model, lins, calib):
     return {f: (2.0 / n * h).float() for f, (h, n) in acc.items()}
 
 
+def _random_ids(model, n, ctx, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, model.config.vocab_size, (1, ctx), generator=gen) for _ in range(n)]
+
+
+def _scores(proxy, model, lins, orig, q4, hess_syn, probe):
+    """Per-tensor sensitivity (higher: more worth int8) for a :class:`Budget`."""
+    import torch.nn.functional as F
+
+    out = {}
+    if proxy == "kl":
+        with torch.inference_mode():
+            ref = [F.log_softmax(model(x, use_cache=False).logits.float(), -1) for x in probe]
+    n = len(lins)
+    for j, (f, m) in enumerate(lins):
+        w = orig[f]
+        dq, _ = q4(w)
+        if proxy == "werr":
+            edge = j < n / 8 or j >= n - n / 8
+            out[f] = float((dq - w).square().sum() / w.square().sum()) * (2.0 if edge else 1.0)
+        elif proxy == "synth":
+            h = hess_syn[f]
+            d = dq - w
+            out[f] = float(((d @ h) * d).sum() / ((w @ h) * w).sum())
+        else:
+            m.weight.data = dq
+            with torch.inference_mode():
+                kl = sum(float(F.kl_div(F.log_softmax(model(x, use_cache=False).logits.float(), -1), r,
+                                        log_target=True, reduction="batchmean")) for x, r in zip(probe, ref))
+            m.weight.data = w
+            out[f] = kl
+    return out
+
+
+def _budget_rule(budget, scores, lins, orig):
+    """The int8 set for ``budget``: greedy by score per extra bit, within the bits-per-weight budget."""
+    total = sum(orig[f].numel() for f, _ in lins)
+    allowed = (budget.bits - 5.0) * total
+    extra = {f: (8 + 32 / orig[f].shape[1] - 5.0) * orig[f].numel() for f, _ in lins}
+    keep, used = set(), 0.0
+    for f in sorted(scores, key=lambda f: -scores[f] / extra[f]):
+        if used + extra[f] <= allowed:
+            keep.add(f)
+            used += extra[f]
+    return lambda fqn, i, n: fqn in keep
+
+
 def _picked(name, only):
     """``--only`` words: a recipe whose name holds one of them, or equals one given as ``=name``."""
     return not only or any(name == o[1:] if o.startswith("=") else o.lower() in name.lower() for o in only)
@@ -118,6 +181,8 @@ def main() -> int:
     ap.add_argument("--ppl-tokens", type=int, default=2048)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--calib", type=int, default=8, help="calibration sequences (of --ctx tokens) for GPTQ rows")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="GPTQ rows calibrate on uniformly random token ids instead of text (no data)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     path = llm.smollm2_gguf()
@@ -138,11 +203,29 @@ def main() -> int:
     hess = {}
     want = [n for n in RECIPES if _picked(n, a.only)]
     if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
-        hess = _hessians(model, lins, sp.calib)
+        calib = _random_ids(model, a.calib, a.ctx, seed=1) if a.synthetic else sp.calib
+        hess = _hessians(model, lins, calib)
+    hess_syn, probe = {}, []
+    if any(isinstance(RECIPES[n][1], Budget) and RECIPES[n][1].proxy == "synth" for n in want):
+        hess_syn = hess if a.synthetic and hess else _hessians(model, lins, _random_ids(model, a.calib, a.ctx, seed=1))
+    if any(isinstance(RECIPES[n][1], Budget) and RECIPES[n][1].proxy == "kl" for n in want):
+        probe = _random_ids(model, 1, 64, seed=2)
+    score_cache = {}
     for name, (q4, rule) in RECIPES.items():
         if not _picked(name, a.only):
             continue
         t0 = time.perf_counter()
+        if isinstance(rule, Budget):
+            if rule.proxy not in score_cache:
+                score_cache[rule.proxy] = _scores(rule.proxy, model, lins, orig, q4, hess_syn, probe)
+            sc = score_cache[rule.proxy]
+            rule = _budget_rule(rule, sc, lins, orig)
+            chosen = sorted(f for f, _ in lins if rule(f, 0, 0))
+            kinds = {}
+            for f in chosen:
+                k = f.rsplit(".", 1)[-1]
+                kinds[k] = kinds.get(k, 0) + 1
+            print(f"  {name}: int8 {len(chosen)} tensors {kinds}", flush=True)
         bits = 0.0
         for f, m in lins:
             i = int(f.split(".")[2])
