@@ -6,7 +6,10 @@ Heads (lm_head, the embedding) are int8 per channel, as ``Int4Config(head_int8=T
 quantizers (Q4_0, Q4_1, Q4_K_S, Q4_K_M, from a float32 GGUF of the same, possibly rotated, weights) are scored
 on the same tokens when ``llama-cpp-python`` imports.
 
-    PYTHONPATH=src python3 bench/tables/llm_int4_ppl.py [--off-grid] [--only NAME ...] [--llama-cpp]
+    PYTHONPATH=src python3 bench/tables/llm_int4_ppl.py [--off-grid] [--only NAME ...] [--llama-cpp] [--synthetic]
+
+``--synthetic``: the GPTQ rows calibrate on uniformly random token ids (no data). Budget rows choose their int8
+tensors with ``Int4Config(bits_budget=...)``'s own selection (output-error rows rank on random token ids).
 """
 
 from __future__ import annotations
@@ -64,14 +67,25 @@ EDGE = lambda n: set(range(2)) | set(range(n - 2, n))
 
 
 class Budget:
-    """A rule chosen per run: int8 for the tensors of highest ``proxy`` score per extra byte while the block
-    Linears average at most ``bits`` bits per weight (int4 g32 float zero = 5.0, int8 per channel = 8 + 32/K).
-    Proxies, all without text: ``werr`` relative int4 weight error (``Int4Config(int8_fraction=)``'s, edges x2);
-    ``synth`` relative output error tr(dW H dW^T) / tr(W H W^T) with H from random token ids; ``kl`` the KL
-    divergence of the model's next-token distribution on random token ids when that tensor alone is int4."""
+    """A rule chosen per run by ``Int4Config(bits_budget=bits, sensitivity=...)``'s own selection
+    (``techniques.int4.int8_budget_layers``): int8 for the tensors of highest score per extra bit while the
+    block Linears average at most ``bits`` bits per weight (int4 g32 float zero = 5.0, int8 per channel =
+    8 + 32/K). ``werr``: ``sensitivity="weight_error"``; ``synth``: ``"output_error"`` on random token ids."""
 
     def __init__(self, bits, proxy):
         self.bits, self.proxy = bits, proxy
+
+    def rule(self, model, lins, orig, ctx):
+        from slimnn import Int4Config
+        from slimnn.techniques.int4 import int8_budget_layers
+
+        for f, m in lins:
+            m.weight.data = orig[f]
+        cal = llm.random_token_batches(model.config.vocab_size, 8, ctx, seed=1) if self.proxy == "synth" else None
+        cfg = Int4Config(bits_budget=self.bits, calib_data=cal, progress=False,
+                         sensitivity="output_error" if self.proxy == "synth" else "weight_error")
+        keep = int8_budget_layers(lins, cfg, model)
+        return lambda fqn, i, n: fqn in keep
 
 
 RECIPES = {
@@ -99,7 +113,9 @@ RECIPES = {
     "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
     "GPTQ g32 fz search": (_gptq(32, True, "none"), None),
     **{f"g32 fz search, budget {b} bits ({p})": (_int4(32, False, True, True), Budget(b, p))
-       for b in (5.5, 6.0, 6.5) for p in ("werr", "synth", "kl")},
+       for b in (5.5, 6.0, 6.5) for p in ("werr", "synth")},
+    **{f"GPTQ g32 fz search rms_abs, budget {b} bits (synth)": (_gptq(32, True), Budget(b, "synth"))
+       for b in (5.5, 6.0)},
 }
 
 
@@ -119,53 +135,6 @@ def _hessians(model, lins, calib):
     for h in hooks:
         h.remove()
     return {f: (2.0 / n * h).float() for f, (h, n) in acc.items()}
-
-
-def _random_ids(model, n, ctx, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, model.config.vocab_size, (1, ctx), generator=gen) for _ in range(n)]
-
-
-def _scores(proxy, model, lins, orig, q4, hess_syn, probe):
-    """Per-tensor sensitivity (higher: more worth int8) for a :class:`Budget`."""
-    import torch.nn.functional as F
-
-    out = {}
-    if proxy == "kl":
-        with torch.inference_mode():
-            ref = [F.log_softmax(model(x, use_cache=False).logits.float(), -1) for x in probe]
-    n = len(lins)
-    for j, (f, m) in enumerate(lins):
-        w = orig[f]
-        dq, _ = q4(w)
-        if proxy == "werr":
-            edge = j < n / 8 or j >= n - n / 8
-            out[f] = float((dq - w).square().sum() / w.square().sum()) * (2.0 if edge else 1.0)
-        elif proxy == "synth":
-            h = hess_syn[f]
-            d = dq - w
-            out[f] = float(((d @ h) * d).sum() / ((w @ h) * w).sum())
-        else:
-            m.weight.data = dq
-            with torch.inference_mode():
-                kl = sum(float(F.kl_div(F.log_softmax(model(x, use_cache=False).logits.float(), -1), r,
-                                        log_target=True, reduction="batchmean")) for x, r in zip(probe, ref))
-            m.weight.data = w
-            out[f] = kl
-    return out
-
-
-def _budget_rule(budget, scores, lins, orig):
-    """The int8 set for ``budget``: greedy by score per extra bit, within the bits-per-weight budget."""
-    total = sum(orig[f].numel() for f, _ in lins)
-    allowed = (budget.bits - 5.0) * total
-    extra = {f: (8 + 32 / orig[f].shape[1] - 5.0) * orig[f].numel() for f, _ in lins}
-    keep, used = set(), 0.0
-    for f in sorted(scores, key=lambda f: -scores[f] / extra[f]):
-        if used + extra[f] <= allowed:
-            keep.add(f)
-            used += extra[f]
-    return lambda fqn, i, n: fqn in keep
 
 
 def _picked(name, only):
@@ -203,23 +172,16 @@ def main() -> int:
     hess = {}
     want = [n for n in RECIPES if _picked(n, a.only)]
     if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
-        calib = _random_ids(model, a.calib, a.ctx, seed=1) if a.synthetic else sp.calib
+        calib = sp.calib
+        if a.synthetic:
+            calib = llm.random_token_batches(model.config.vocab_size, a.calib, a.ctx, seed=1)
         hess = _hessians(model, lins, calib)
-    hess_syn, probe = {}, []
-    if any(isinstance(RECIPES[n][1], Budget) and RECIPES[n][1].proxy == "synth" for n in want):
-        hess_syn = hess if a.synthetic and hess else _hessians(model, lins, _random_ids(model, a.calib, a.ctx, seed=1))
-    if any(isinstance(RECIPES[n][1], Budget) and RECIPES[n][1].proxy == "kl" for n in want):
-        probe = _random_ids(model, 1, 64, seed=2)
-    score_cache = {}
     for name, (q4, rule) in RECIPES.items():
         if not _picked(name, a.only):
             continue
         t0 = time.perf_counter()
         if isinstance(rule, Budget):
-            if rule.proxy not in score_cache:
-                score_cache[rule.proxy] = _scores(rule.proxy, model, lins, orig, q4, hess_syn, probe)
-            sc = score_cache[rule.proxy]
-            rule = _budget_rule(rule, sc, lins, orig)
+            rule = rule.rule(model, lins, orig, a.ctx)
             chosen = sorted(f for f, _ in lins if rule(f, 0, 0))
             kinds = {}
             for f in chosen:

@@ -313,6 +313,14 @@ def variants(calib: list, label: str = "calibrated") -> dict[str, Callable[[Any]
         return build
 
     I4 = slimnn.Int4Config
+
+    def budget(bits: float, sensitivity: str) -> Callable[[Any], Any]:
+        """``Int4Config()`` with ``bits_budget``; "output_error" ranks on 8 x 256 random token ids (no data)."""
+        def build(m: Any) -> Any:
+            cal = random_token_batches(m.config.vocab_size, 8, 256) if sensitivity == "output_error" else None
+            return comp(I4(bits_budget=bits, sensitivity=sensitivity, calib_data=cal, progress=False))(m)
+        return build
+
     out = {
         "HF fp32": lambda m: m,
         "slimnn int8 dynamic": comp(slimnn.Int8Config()),
@@ -348,6 +356,8 @@ def variants(calib: list, label: str = "calibrated") -> dict[str, Callable[[Any]
         "slimnn int4 g32 float-zero search, int8 25%": comp(I4(group_size=32, symmetric=False, float_zeros=True,
                                                                 scale_search=True, int8_fraction=0.25,
                                                                 progress=False)),
+        **{f"slimnn int4 default, budget {b} bits ({sens.replace('_', ' ')})": budget(b, sens)
+           for b in (5.5, 6.0) for sens in ("weight_error", "output_error")},
         "slimnn int4 g64 float-zero search": comp(I4(group_size=64, symmetric=False, float_zeros=True,
                                                       scale_search=True, progress=False)),
     }
