@@ -118,3 +118,25 @@ def test_rotate_off_grid_keeps_the_function():
     assert not torch.allclose(m.model.layers[0].self_attn.q_proj.weight, w0)
     assert m.lm_head.weight is not m.model.embed_tokens.weight  # untied: the head took the final gain
     assert bool((m.model.norm.weight == 1).all())
+
+
+def test_random_token_batches_and_calibration_length():
+    a = llm.random_token_batches(100, 3, 17, seed=4)
+    b = llm.random_token_batches(100, 3, 17, seed=4)
+    assert len(a) == 3 and all(x.shape == (1, 17) and x.dtype == torch.long for x in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # seeded: the same ids every run
+    assert int(torch.cat(a).min()) >= 0 and int(torch.cat(a).max()) < 100
+    assert not torch.equal(a[0], a[1])
+    for bad in ((0, 3, 17), (100, 0, 17), (100, 3, 0)):
+        with pytest.raises(ValueError, match="random_token_batches"):
+            llm.random_token_batches(*bad)
+
+    class Tok:
+        def __call__(self, text):
+            return {"input_ids": list(range(400))}
+
+    sp = llm.text_splits(Tok(), 100, 10, 3, 64, calib_ctx=20)
+    assert [c.shape for c in sp.calib] == [(1, 20)] * 3
+    assert sp.calib[0][0, 0] == 110 and sp.calib[2][0, -1] == 169  # after the perplexity and prompt slices
+    with pytest.raises(ValueError, match="tokens"):
+        llm.text_splits(Tok(), 100, 10, 3, 64, calib_ctx=200)

@@ -6,7 +6,10 @@ Heads (lm_head, the embedding) are int8 per channel, as ``Int4Config(head_int8=T
 quantizers (Q4_0, Q4_1, Q4_K_S, Q4_K_M, from a float32 GGUF of the same, possibly rotated, weights) are scored
 on the same tokens when ``llama-cpp-python`` imports.
 
-    PYTHONPATH=src python3 bench/tables/llm_int4_ppl.py [--off-grid] [--only NAME ...] [--llama-cpp]
+    PYTHONPATH=src python3 bench/tables/llm_int4_ppl.py [--off-grid] [--only NAME ...] [--llama-cpp] [--synthetic]
+
+``--synthetic``: the GPTQ rows calibrate on uniformly random token ids (no data). Budget rows choose their int8
+tensors with ``Int4Config(bits_budget=...)``'s own selection (output-error rows rank on random token ids).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from slimnn.math.quantize import (
 )
 
 
-def _int4(gs, sym, fz, search, imp="none"):
+def _int4(gs, sym, fz, search, imp="none", hqq=False):
     def q(w):
-        c, s, z = quantize_int4(w, gs, sym, torch.float16, search=search, float_zeros=fz, importance=imp)
+        c, s, z = quantize_int4(w, gs, sym, torch.float16, search=search, float_zeros=fz, importance=imp, hqq=hqq)
         bits = 4 + (16 + (0 if sym else (16 if fz else 4))) / gs
         return dequantize_int4(c, s, z, gs), bits
     return q
@@ -63,6 +66,28 @@ def _kinds(kinds, blocks):
 EDGE = lambda n: set(range(2)) | set(range(n - 2, n))
 
 
+class Budget:
+    """A rule chosen per run by ``Int4Config(bits_budget=bits, sensitivity=...)``'s own selection
+    (``techniques.int4.int8_budget_layers``): int8 for the tensors of highest score per extra bit while the
+    block Linears average at most ``bits`` bits per weight (int4 g32 float zero = 5.0, int8 per channel =
+    8 + 32/K). ``werr``: ``sensitivity="weight_error"``; ``synth``: ``"output_error"`` on random token ids."""
+
+    def __init__(self, bits, proxy):
+        self.bits, self.proxy = bits, proxy
+
+    def rule(self, model, lins, orig, ctx):
+        from slimnn import Int4Config
+        from slimnn.techniques.int4 import int8_budget_layers
+
+        for f, m in lins:
+            m.weight.data = orig[f]
+        cal = llm.random_token_batches(model.config.vocab_size, 8, ctx, seed=1) if self.proxy == "synth" else None
+        cfg = Int4Config(bits_budget=self.bits, calib_data=cal, progress=False,
+                         sensitivity="output_error" if self.proxy == "synth" else "weight_error")
+        keep = int8_budget_layers(lins, cfg, model)
+        return lambda fqn, i, n: fqn in keep
+
+
 RECIPES = {
     "int4 default (g64 sym RTN)": (_int4(64, True, False, False), None),
     "g32 sym RTN": (_int4(32, True, False, False), None),
@@ -72,6 +97,8 @@ RECIPES = {
     "g32 fz search": (_int4(32, False, True, True), None),
     "g32 fz search rms_abs": (_int4(32, False, True, True, "rms_abs"), None),
     "g32 fz search square": (_int4(32, False, True, True, "square"), None),
+    "g32 fz min/max + HQQ": (_int4(32, False, True, False, hqq=True), None),
+    "g32 fz search + HQQ": (_int4(32, False, True, True, hqq=True), None),
     "g64 fz search": (_int4(64, False, True, True), None),
     "g64 fz search rms_abs": (_int4(64, False, True, True, "rms_abs"), None),
     "g32 fz search rms_abs, v/down int8": (_int4(32, False, True, True, "rms_abs"),
@@ -84,6 +111,11 @@ RECIPES = {
     "GPTQ g32 fz search rms_abs": (_gptq(32, True), None),
     "GPTQ g32 fz search rms_abs, v/down int8": (_gptq(32, True), _kinds(("v_proj", "down_proj"), None)),
     "GPTQ g32 asym search": (_gptq(32, False, "none"), None),
+    "GPTQ g32 fz search": (_gptq(32, True, "none"), None),
+    **{f"g32 fz search, budget {b} bits ({p})": (_int4(32, False, True, True), Budget(b, p))
+       for b in (5.5, 6.0, 6.5) for p in ("werr", "synth")},
+    **{f"GPTQ g32 fz search rms_abs, budget {b} bits (synth)": (_gptq(32, True), Budget(b, "synth"))
+       for b in (5.5, 6.0)},
 }
 
 
@@ -118,6 +150,8 @@ def main() -> int:
     ap.add_argument("--ppl-tokens", type=int, default=2048)
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--calib", type=int, default=8, help="calibration sequences (of --ctx tokens) for GPTQ rows")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="GPTQ rows calibrate on uniformly random token ids instead of text (no data)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     path = llm.smollm2_gguf()
@@ -138,11 +172,22 @@ def main() -> int:
     hess = {}
     want = [n for n in RECIPES if _picked(n, a.only)]
     if any(getattr(RECIPES[n][0], "needs_hessian", False) for n in want):
-        hess = _hessians(model, lins, sp.calib)
+        calib = sp.calib
+        if a.synthetic:
+            calib = llm.random_token_batches(model.config.vocab_size, a.calib, a.ctx, seed=1)
+        hess = _hessians(model, lins, calib)
     for name, (q4, rule) in RECIPES.items():
         if not _picked(name, a.only):
             continue
         t0 = time.perf_counter()
+        if isinstance(rule, Budget):
+            rule = rule.rule(model, lins, orig, a.ctx)
+            chosen = sorted(f for f, _ in lins if rule(f, 0, 0))
+            kinds = {}
+            for f in chosen:
+                k = f.rsplit(".", 1)[-1]
+                kinds[k] = kinds.get(k, 0) + 1
+            print(f"  {name}: int8 {len(chosen)} tensors {kinds}", flush=True)
         bits = 0.0
         for f, m in lins:
             i = int(f.split(".")[2])

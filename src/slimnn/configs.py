@@ -104,6 +104,9 @@ INT4_METHODS = ("rtn", "gptq", "awq")
 with a Hessian from calibration inputs (Frantar et al., 2022). ``"awq"``: activation-aware per-input-channel
 scaling searched on calibration inputs, plus a per-group clipping search (Lin et al., 2023)."""
 
+INT4_SENSITIVITIES = ("weight_error", "output_error")
+"""``Int4Config.sensitivity`` values (how ``bits_budget`` ranks Linears for int8)."""
+
 
 @dataclass(frozen=True)
 class Int4Config:
@@ -147,6 +150,15 @@ class Int4Config:
     int8_fraction: a size budget, without data: up to this fraction of the (non-head) Linear weights is kept
         at int8 per channel, the layers with the most int4 weight error (relative, times 2 in the first and
         last eighth of the layers in module order) first. 0 (default): every such Linear int4.
+    bits_budget: a size budget in bits per weight (``None``: none): the (non-head) Linears average at most this
+        many bits per weight, the rest int8 per channel (about 8 + 32/K bits; g32 float-zero int4 is 5.0), the
+        Linears of highest ``sensitivity`` per extra bit first (small, sensitive tensors before large ones).
+        Not together with ``int8_fraction``. E.g. ``bits_budget=5.5`` spends half a bit per weight on int8.
+    sensitivity: how ``bits_budget`` ranks the Linears. ``"weight_error"`` (default, no data): the relative int4
+        weight error, doubled in the first and last eighth of the layers. ``"output_error"``: the relative error
+        of each Linear's output, tr(dW H dW^T) / tr(W H W^T), H = X^T X of its inputs on ``calib_data`` in one
+        pass of the float model (with ``method="rtn"`` the data serve only this ranking; no data needed in the
+        sense of text: uniformly random token ids work for an LM, see ``slimnn.app.llm.random_token_batches``).
     """
 
     group_size: Optional[int] = 32
@@ -168,6 +180,8 @@ class Int4Config:
     head_int8: bool = True
     importance: str = "none"
     int8_fraction: float = 0.0
+    bits_budget: Optional[float] = None
+    sensitivity: str = "weight_error"
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -209,6 +223,14 @@ class Int4Config:
         f = self.int8_fraction
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 <= f <= 1.0:
             raise ValueError(f"Int4Config.int8_fraction must be a number in [0, 1], got {f!r}")
+        b = self.bits_budget
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 4.0 <= b <= 16.0):
+            raise ValueError(f"Int4Config.bits_budget must be None or a number of bits per weight in [4, 16], "
+                             f"got {b!r}")
+        if b is not None and f > 0:
+            raise ValueError("Int4Config: give bits_budget or int8_fraction, not both")
+        if self.sensitivity not in INT4_SENSITIVITIES:
+            raise ValueError(f"Int4Config.sensitivity must be one of {INT4_SENSITIVITIES}, got {self.sensitivity!r}")
         if self.float_zeros and self.method == "awq":
             raise ValueError("Int4Config.float_zeros is implemented for method='rtn' and 'gptq', not 'awq'")
         if (self.float_zeros or self.scale_search) and self.method == "gptq" and not (
@@ -242,7 +264,7 @@ def config_from_json(text: str) -> Any:
 
 
 _INT4_ABSENT = {"float_zeros": False, "scale_search": False, "importance": "none", "int8_fraction": 0.0,
-                "head_int8": False}
+                "head_int8": False, "bits_budget": None, "sensitivity": "weight_error"}
 """Int4Config fields a file may lack (written by an older slimnn), with the behaviour it had without them."""
 
 

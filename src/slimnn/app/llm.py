@@ -185,17 +185,20 @@ class TextSplits:
     calib: list   # calibration batches (1 x ctx each), disjoint from both
 
 
-def text_splits(tok: Any, ppl_tokens: int, prompt: int, calib: int, ctx: int) -> TextSplits:
+def text_splits(tok: Any, ppl_tokens: int, prompt: int, calib: int, ctx: int,
+                calib_ctx: Optional[int] = None) -> TextSplits:
+    """``calib`` sequences of ``calib_ctx`` tokens (default ``ctx``) after the perplexity and prompt slices."""
     import torch
 
+    cctx = ctx if calib_ctx is None else calib_ctx
     ids = torch.tensor(tok(english_text())["input_ids"], dtype=torch.long)
-    need = ppl_tokens + prompt + calib * ctx
+    need = ppl_tokens + prompt + calib * cctx
     if ids.numel() < need:
         raise ValueError(f"the text holds {ids.numel()} tokens, {need} asked")
     p = ids[:ppl_tokens].unsqueeze(0)
     q = ids[ppl_tokens:ppl_tokens + prompt].unsqueeze(0)
     c0 = ppl_tokens + prompt
-    cal = [ids[c0 + i * ctx:c0 + (i + 1) * ctx].unsqueeze(0) for i in range(calib)]
+    cal = [ids[c0 + i * cctx:c0 + (i + 1) * cctx].unsqueeze(0) for i in range(calib)]
     return TextSplits(p, q, cal)
 
 
@@ -277,8 +280,22 @@ def _with_embeddings(module: Any, fqn: str) -> bool:
 HEAD_FQNS = ("lm_head", "model.embed_tokens")
 
 
-def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
-    """Name -> function turning a copy of the float model into that row's model."""
+def random_token_batches(vocab_size: int, n: int, length: int, seed: int = 0) -> list:
+    """``n`` sequences (1 x ``length``) of token ids drawn uniformly from the vocabulary: calibration input
+    that needs no data (what the model does on any tokens: its outlier channels, the scale of each layer's
+    inputs), for ``Int4Config(method="gptq", calib_data=...)``."""
+    import torch
+
+    if n < 1 or length < 1 or vocab_size < 1:
+        raise ValueError(f"random_token_batches: n, length and vocab_size must be positive, got {n}, {length}, "
+                         f"{vocab_size}")
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, vocab_size, (1, length), generator=gen) for _ in range(n)]
+
+
+def variants(calib: list, label: str = "calibrated") -> dict[str, Callable[[Any], Any]]:
+    """Name -> function turning a copy of the float model into that row's model (``label`` names the GPTQ
+    rows' calibration data)."""
     import slimnn
 
     def comp(*cfgs: Any) -> Callable[[Any], Any]:
@@ -296,6 +313,14 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
         return build
 
     I4 = slimnn.Int4Config
+
+    def budget(bits: float, sensitivity: str) -> Callable[[Any], Any]:
+        """``Int4Config()`` with ``bits_budget``; "output_error" ranks on 8 x 256 random token ids (no data)."""
+        def build(m: Any) -> Any:
+            cal = random_token_batches(m.config.vocab_size, 8, 256) if sensitivity == "output_error" else None
+            return comp(I4(bits_budget=bits, sensitivity=sensitivity, calib_data=cal, progress=False))(m)
+        return build
+
     out = {
         "HF fp32": lambda m: m,
         "slimnn int8 dynamic": comp(slimnn.Int8Config()),
@@ -331,13 +356,15 @@ def variants(calib: list) -> dict[str, Callable[[Any], Any]]:
         "slimnn int4 g32 float-zero search, int8 25%": comp(I4(group_size=32, symmetric=False, float_zeros=True,
                                                                 scale_search=True, int8_fraction=0.25,
                                                                 progress=False)),
+        **{f"slimnn int4 default, budget {b} bits ({sens.replace('_', ' ')})": budget(b, sens)
+           for b in (5.5, 6.0) for sens in ("weight_error", "output_error")},
         "slimnn int4 g64 float-zero search": comp(I4(group_size=64, symmetric=False, float_zeros=True,
                                                       scale_search=True, progress=False)),
     }
     if calib:  # one partial forward pass over the data per layer (210 layers): minutes on 2 cores
-        out["slimnn int4 default GPTQ (calibrated)"] = comp(I4(method="gptq", calib_data=calib, progress=False))
-        out["slimnn int4 g32 asym GPTQ (calibrated)"] = comp(I4(group_size=32, symmetric=False, method="gptq",
-                                                               calib_data=calib, progress=False))
+        out[f"slimnn int4 default GPTQ ({label})"] = comp(I4(method="gptq", calib_data=calib, progress=False))
+        out[f"slimnn int4 g32 asym GPTQ ({label})"] = comp(I4(group_size=32, symmetric=False, method="gptq",
+                                                             calib_data=calib, progress=False))
     return out
 
 
@@ -456,7 +483,7 @@ def _llama(llama_cpp: Any, kw: dict) -> Any:
 
 def run(threads: list, runs: int, prompt: int, new: int, ppl_tokens: int, ctx: int, calib: int,
         only: Optional[list] = None, log: Callable[[str], None] = print, off_grid: bool = False,
-        decoder: bool = True) -> list:
+        decoder: bool = True, calib_ctx: Optional[int] = None, synthetic: bool = False) -> list:
     """Builds every variant, measures it, returns rows (dicts) in variant order. ``decoder``: also decode every
     slimnn variant through ``slimnn.Decoder`` (rows named with the DECODER suffix, timed in the same rounds)."""
     import tempfile
@@ -471,11 +498,16 @@ def run(threads: list, runs: int, prompt: int, new: int, ppl_tokens: int, ctx: i
     if off_grid:
         rotate_off_grid(base)
         log("residual stream rotated by a random orthogonal matrix (--off-grid): same function, weights on no grid")
-    sp = text_splits(tok, ppl_tokens, prompt, calib, ctx)
+    cctx = ctx if calib_ctx is None else calib_ctx
+    sp = text_splits(tok, ppl_tokens, prompt, 0 if synthetic else calib, ctx, cctx)
+    cal, label = sp.calib, "calibrated"
+    if synthetic and calib:
+        cal, label = random_token_batches(base.config.vocab_size, calib, cctx), "random tokens"
     log(f"[{time.perf_counter() - t_start:.0f}s] SmolLM2-135M-Instruct loaded (float32 from {GGUF_FILE}); text: "
-        f"{ppl_tokens} perplexity tokens, {prompt}-token prompt, {calib} x {ctx} calibration tokens")
+        f"{ppl_tokens} perplexity tokens, {prompt}-token prompt, {calib} x {cctx} calibration tokens"
+        + (" (random token ids)" if synthetic else ""))
     built = {}
-    for name, build in variants(sp.calib).items():
+    for name, build in variants(cal, label).items():
         if only and not any(o.lower() in name.lower() for o in only):
             continue
         t = time.perf_counter()
@@ -553,7 +585,8 @@ def main(args: Any) -> int:
     info = slimnn.cpu_info()
     print(f"CPU: {info.get('model', info.get('vendor', '?'))}; ISA paths: {isa_words(info)}")
     rows = run(args.threads, args.runs, args.prompt, args.new, args.ppl_tokens, args.ctx, args.calib, args.only,
-               log=(lambda s: None) if args.quiet else print, off_grid=args.off_grid, decoder=not args.no_decoder)
+               log=(lambda s: None) if args.quiet else print, off_grid=args.off_grid, decoder=not args.no_decoder,
+               calib_ctx=args.calib_ctx, synthetic=args.synthetic_calib)
     print(format_table(rows, args.threads))
     if args.json:
         with open(args.json, "w") as f:
@@ -570,6 +603,9 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--ctx", type=int, default=512, help="perplexity window and calibration sequence length")
     p.add_argument("--calib", type=int, default=0, help="calibration sequences (of --ctx tokens) for a GPTQ row "
                    "(default 0: no GPTQ row; it costs a partial forward pass per layer)")
+    p.add_argument("--calib-ctx", type=int, help="tokens per calibration sequence (default: --ctx)")
+    p.add_argument("--synthetic-calib", action="store_true", help="calibrate the GPTQ rows on uniformly random "
+                   "token ids instead of text: no data")
     p.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these words")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--off-grid", action="store_true", help="first rotate the model's residual stream by a random "

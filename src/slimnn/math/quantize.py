@@ -308,6 +308,57 @@ def int4_params_float_zero(
     return out_s.reshape(shape), out_z.reshape(shape)
 
 
+def int4_params_hqq(
+    wg: Tensor, scale_dtype: torch.dtype = torch.float16, init: Optional[tuple[Tensor, Tensor]] = None,
+    iters: int = 20, p: float = 0.7, beta: float = 10.0, kappa: float = 1.01, weight: Optional[Tensor] = None,
+    chunk: int = 1 << 16,
+) -> tuple[Tensor, Tensor]:
+    """Float zero points of each group of ``wg`` (..., gs) by half-quadratic optimisation, after HQQ (Badri &
+    Shaji, 2023), without data: the scale is kept (the min/max rule's, or ``init``'s) and the zero point
+    minimises the group's l_p error (``p`` < 1: a few large rounding errors cost less than many small ones, so
+    outliers do not pull the whole group). Each of ``iters`` rounds: codes for the current zero point, the
+    residual split by the l_p proximal step (shrinkage ``|e|^(p-1) / beta``), then the zero point in closed
+    form (the mean over the group), ``beta *= kappa``; a group keeps its last zero point that lowered the l_p
+    error. ``init``: (scales, zeros) to start from (e.g. :func:`int4_params_float_zero`'s), same shapes and
+    dtype as the result. ``weight``: per-element weights of the mean (0 leaves an element out). Returns
+    (scales, zeros) in ``scale_dtype``."""
+    if iters < 0 or not 0 < p <= 2 or beta <= 0 or kappa < 1:
+        raise ValueError(f"int4_params_hqq: iters >= 0, 0 < p <= 2, beta > 0, kappa >= 1 needed, got "
+                         f"{iters}, {p}, {beta}, {kappa}")
+    if init is None:
+        init = int4_params_float_zero(wg, scale_dtype, search=False, weight=weight)
+    shape = wg.shape[:-1]
+    w = wg.reshape(-1, wg.shape[-1]).to(torch.float32)
+    wt = torch.ones_like(w) if weight is None else weight.expand_as(wg).reshape(w.shape).to(torch.float32)
+    s_all = init[0].reshape(-1).to(torch.float32)
+    z_all = init[1].reshape(-1).to(torch.float32)
+    out_z = torch.empty(w.shape[0], dtype=scale_dtype)
+
+    def lp_err(x: Tensor, s: Tensor, z: Tensor) -> Tensor:
+        q = torch.round(x / s.unsqueeze(-1) + z.unsqueeze(-1)).clamp_(0, 15)
+        return ((s.unsqueeze(-1) * (q - z.unsqueeze(-1)) - x).abs().pow(p) * c).sum(-1)
+
+    for lo in range(0, w.shape[0], chunk):
+        x, s, c = w[lo:lo + chunk], s_all[lo:lo + chunk], wt[lo:lo + chunk]
+        z = z_all[lo:lo + chunk].to(scale_dtype).float()
+        best_z, best_e = z, lp_err(x, s, z)
+        b = beta
+        n = c.sum(-1).clamp(min=1e-30)
+        for _ in range(iters):
+            q = torch.round(x / s.unsqueeze(-1) + z.unsqueeze(-1)).clamp_(0, 15)
+            r = x - s.unsqueeze(-1) * (q - z.unsqueeze(-1))
+            a = r.abs()
+            e = torch.sign(r) * torch.relu(a - a.clamp(min=1e-12).pow(p - 1) / b)
+            z = ((q - (x - e) / s.unsqueeze(-1)) * c).sum(-1) / n
+            z = z.to(scale_dtype).float()
+            err = lp_err(x, s, z)
+            take = err < best_e
+            best_e, best_z = torch.where(take, err, best_e), torch.where(take, z, best_z)
+            b *= kappa
+        out_z[lo:lo + chunk] = best_z.to(scale_dtype)
+    return s_all.reshape(shape).to(scale_dtype), out_z.reshape(shape)
+
+
 INT4_IMPORTANCE = ("none", "rms_abs", "square")
 
 
@@ -335,6 +386,7 @@ def quantize_int4(
     search: bool = False,
     float_zeros: bool = False,
     importance: str = "none",
+    hqq: bool = False,
 ) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Round-to-nearest int4 quantization of W (N x K), group-wise along K (None: per output channel), with
     the min/max rule's scales or (``search=True``) the error-minimising ones of :func:`int4_params_search`.
@@ -345,8 +397,11 @@ def quantize_int4(
     it) is quantized over its real columns only. ``float_zeros`` (with ``symmetric=False``): float zero points
     (``zeros`` in ``scale_dtype``), from :func:`int4_params_float_zero` (searched when ``search``).
     ``importance`` (``search`` only): how the search weighs each element's squared error, see
-    :func:`int4_importance`.
+    :func:`int4_importance`. ``hqq`` (``float_zeros`` only): the zero points then refined by
+    :func:`int4_params_hqq` (half-quadratic l_p fit, scales kept).
     """
+    if hqq and not float_zeros:
+        raise ValueError("hqq refines float zero points: it needs float_zeros=True")
     if float_zeros and symmetric:
         raise ValueError("float zero points need symmetric=False (a symmetric format has no zero points)")
     w = check_weight(w)
@@ -369,6 +424,8 @@ def quantize_int4(
         weight = imp if weight is None else imp * weight
     if float_zeros:
         scales, zeros = int4_params_float_zero(wg, scale_dtype, search=search, weight=weight)
+        if hqq:
+            scales, zeros = int4_params_hqq(wg, scale_dtype, init=(scales, zeros), weight=weight)
     elif search:
         scales, zeros = int4_params_search(wg, symmetric, scale_dtype, weight=weight)
     else:

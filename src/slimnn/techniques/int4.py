@@ -67,32 +67,89 @@ def int4_sensitivity(linear: nn.Linear, config: Int4Config) -> float:
     return float(err / w.square().sum().clamp(min=1e-30))
 
 
-def int8_budget_layers(targets: list, config: Int4Config) -> set:
-    """The fqns of ``targets`` (int4 candidates, in module order) kept at int8 under ``config.int8_fraction``:
-    by decreasing score (relative int4 weight error, doubled in the first and last eighth of the list), as
-    long as their weights fit in that fraction of all candidates' weights."""
-    if config.int8_fraction <= 0 or not targets:
-        return set()
+def int4_bits_per_weight(config: Int4Config, k: int) -> float:
+    """Bits per weight of ``config``'s int4 format for a Linear of ``k`` inputs: 4 + the group's scale (and
+    zero point: a float in the scale dtype, or a 4-bit integer) over the group size."""
+    gs = k if config.group_size is None else config.group_size
+    sb = 32 if config.scale_dtype == "float32" else 16
+    zb = 0 if config.symmetric else (sb if config.float_zeros else 4)
+    return 4 + (sb + zb) / gs
+
+
+def int8_bits_per_weight(k: int) -> float:
+    """int8 per output channel: 8 bits and one float32 scale per row of ``k`` weights."""
+    return 8 + 32 / k
+
+
+def output_sensitivity(linear: nn.Linear, config: Int4Config, h: Tensor) -> float:
+    """The relative output error of ``linear`` rounded to int4 with ``config``'s format, for inputs of second
+    moment ``h`` (K x K, X^T X): tr(dW H dW^T) / tr(W H W^T), dW = Q(W) - W."""
+    from ..math.quantize import dequantize_int4
+
+    w = linear.weight.detach().to(torch.float32)
+    codes, scales, zeros = quantize_int4(
+        w, config.group_size, config.symmetric, INT4_SCALE_DTYPES[config.scale_dtype],
+        search=config.scale_search, float_zeros=config.float_zeros, importance=config.importance,
+    )
+    d = dequantize_int4(codes, scales, zeros, config.group_size) - w
+    h = h.to(torch.float32)
+    return float(((d @ h) * d).sum() / ((w @ h) * w).sum().clamp(min=1e-30))
+
+
+def _scores(model: nn.Module, targets: list, config: Int4Config) -> list:
+    """(score, fqn, weights, in_features) of each target in order, by ``config.sensitivity``."""
     n = len(targets)
-    scored = []
+    if config.sensitivity == "output_error" and config.bits_budget is not None:
+        if config.calib_data is None:
+            raise ValueError("Int4Config(sensitivity='output_error') needs calib_data (random token ids will do "
+                             "for an LM: slimnn.app.llm.random_token_batches)")
+        st = capture_linear_inputs(model, targets, list(config.calib_data), gram=True, gram_dtype=torch.float32,
+                                   require_called=True)
+        return [(output_sensitivity(lin, config, st[fqn].hessian()), fqn, lin.weight.numel(), lin.in_features)
+                for fqn, lin in targets]
+    out = []
     for i, (fqn, lin) in enumerate(targets):
         edge = i < n / 8 or i >= n - n / 8
-        scored.append((int4_sensitivity(lin, config) * (2.0 if edge else 1.0), fqn, lin.weight.numel()))
-    budget = config.int8_fraction * sum(s[2] for s in scored)
-    keep, used = set(), 0
-    for _score, fqn, size in sorted(scored, key=lambda s: -s[0]):
-        if used + size <= budget:
+        out.append((int4_sensitivity(lin, config) * (2.0 if edge else 1.0), fqn, lin.weight.numel(),
+                    lin.in_features))
+    return out
+
+
+def int8_budget_layers(targets: list, config: Int4Config, model: Any = None) -> set:
+    """The fqns of ``targets`` (int4 candidates, in module order) kept at int8 under the config's size budget.
+    ``int8_fraction``: by decreasing score (relative int4 weight error, doubled in the first and last eighth of
+    the list), as long as their weights fit in that fraction of all candidates' weights. ``bits_budget``: by
+    decreasing score per extra bit (int8's bits minus int4's, times the weights), as long as the candidates
+    average at most ``bits_budget`` bits per weight; scores by ``config.sensitivity`` (``"output_error"`` runs
+    ``model`` once over ``calib_data``)."""
+    if (config.int8_fraction <= 0 and config.bits_budget is None) or not targets:
+        return set()
+    scored = _scores(model, targets, config)
+    keep = set()
+    if config.bits_budget is None:
+        budget, used = config.int8_fraction * sum(s[2] for s in scored), 0
+        for _score, fqn, size, _k in sorted(scored, key=lambda s: -s[0]):
+            if used + size <= budget:
+                keep.add(fqn)
+                used += size
+        return keep
+    base = sum(size * int4_bits_per_weight(config, k) for _s, _f, size, k in scored)
+    room = config.bits_budget * sum(s[2] for s in scored) - base
+    extra = {fqn: size * (int8_bits_per_weight(k) - int4_bits_per_weight(config, k)) for _s, fqn, size, k in scored}
+    used = 0.0
+    for score, fqn, _size, _k in sorted(scored, key=lambda s: -s[0] / max(extra[s[1]], 1e-30)):
+        if used + extra[fqn] <= room:
             keep.add(fqn)
-            used += size
+            used += extra[fqn]
     return keep
 
 
 def convert_model(model: nn.Module, targets: list, config: Int4Config, report: Any) -> bool:
-    if config.method == "rtn" and config.int8_fraction <= 0:
+    if config.method == "rtn" and config.int8_fraction <= 0 and config.bits_budget is None:
         return False  # layer by layer, no data
     heads = [(f, m) for f, m in targets if _keeps_int8(m, config)]
     rest = [t for t in targets if t not in heads]
-    wide = int8_budget_layers(rest, config)
+    wide = int8_budget_layers(rest, config, model)
     for fqn, lin in heads + [t for t in rest if t[0] in wide]:
         new = _head_int8(lin, config)
         model.set_submodule(fqn, new)
