@@ -10,7 +10,7 @@ import torch
 
 import slimnn
 from slimnn import _C
-from slimnn.integrations.decode import Decoder, _Norm, _torch_lanes
+from slimnn.integrations.decode import Decoder, _Norm, _silu_block, _torch_lanes
 
 transformers = pytest.importorskip("transformers")
 
@@ -76,12 +76,8 @@ def test_native_step_bitwise_equals_python_step(name, act):
     b, tb = _steps(py, ids, 12)
     assert ta == tb
     # SiLU: an Int8Linear gate carries it in its epilogue (the act kernel on both sides); an int4 model's
-    # nn.SiLU is torch's in the Python step and the act kernel here: equal to rounding only.
-    if act == "relu" or name.startswith("int8"):
-        assert _same_bits(a, b)
-    else:
-        for x, y in zip(a, b):
-            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+    # nn.SiLU is torch's in the Python step and torch's formula (torch_silu kernels) here
+    assert _same_bits(a, b)
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "mistral"])
@@ -189,6 +185,26 @@ def test_rms_norm_has_torch_bits(n):
         assert torch.equal(out.view(torch.int32), norm(x).view(torch.int32))
 
 
+@pytest.mark.parametrize("kernel", [k["name"] for k in _C.torch_silu_kernels()])
+def test_torch_silu_kernels_have_torch_bits(kernel):
+    if not next(k for k in _C.torch_silu_kernels() if k["name"] == kernel)["available"]:
+        pytest.skip(f"{kernel}: this CPU lacks its ISA")
+    block = _silu_block(96)
+    assert block is not None  # this torch build's SiLU is reproduced
+    g = torch.Generator().manual_seed(3)
+    special = torch.tensor([0.0, -0.0, 1e-40, -1e-40, 88.0, -88.0, 100.5, -100.5, 104.5, -104.5, 200.0, -200.0,
+                            3e38, -3e38, float("inf"), float("-inf"), float("nan")])
+    for n in (1, 7, 16, 31, 32, 33, 100, 1536, 1537):
+        x = torch.randn(n, generator=g) * torch.exp(torch.randn(n, generator=g) * 2)
+        x[: min(n, special.numel())] = special[: min(n, special.numel())]
+        y = x.clone()
+        _C.torch_silu(y.data_ptr(), n, block, kernel)
+        want = torch.nn.functional.silu(x)
+        assert torch.equal(torch.isnan(y), torch.isnan(want))
+        keep = ~torch.isnan(want)
+        assert torch.equal(y[keep].view(torch.int32), want[keep].view(torch.int32)), n
+
+
 def test_plan_refuses_bad_inputs():
     model = _compressed(_tiny(), "int8")
     dec = Decoder(model, max_len=16)
@@ -217,6 +233,8 @@ def test_plan_refuses_bad_inputs():
     with pytest.raises(ValueError, match="q8_dynamic"):
         plan.add_q8(0, "o", "q9", blob.data_ptr(), blob.numel(), 0, 0, 0)
     with pytest.raises(ValueError, match="multiple"):
-        _C.DecodePlan(64, 3, 2, 16, 96, VOCAB, 16, 2, 8, *([dec._h.data_ptr()] * 6))
+        _C.DecodePlan(64, 3, 2, 16, 96, VOCAB, 16, 2, 8, 32, *([dec._h.data_ptr()] * 6))
     with pytest.raises(ValueError, match="torch_lanes"):
-        _C.DecodePlan(64, 4, 2, 16, 96, VOCAB, 16, 2, 3, *([dec._h.data_ptr()] * 6))
+        _C.DecodePlan(64, 4, 2, 16, 96, VOCAB, 16, 2, 3, 32, *([dec._h.data_ptr()] * 6))
+    with pytest.raises(ValueError, match="exclusive"):
+        plan.set_layer(0, dec._h.data_ptr(), 1e-5, dec._h.data_ptr(), 1e-5, dec._h.data_ptr(), 1.0, 4, True)

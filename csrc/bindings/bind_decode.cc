@@ -103,7 +103,7 @@ void bind_decode(py::module_& m) {
                    "One token of a Llama-architecture decoder in one call (kernels/decode). Holds raw pointers: "
                    "the caller keeps every tensor alive.")
       .def(py::init([](int64_t hidden, int64_t heads, int64_t kv, int64_t hd, int64_t inter, int64_t vocab,
-                       int64_t max_len, int64_t n_layers, int torch_lanes, uintptr_t cos, uintptr_t sin, uintptr_t h,
+                       int64_t max_len, int64_t n_layers, int torch_lanes, int64_t silu_block, uintptr_t cos, uintptr_t sin, uintptr_t h,
                        uintptr_t xn, uintptr_t attn, uintptr_t mlp) {
              if (hidden < 1 || heads < 1 || kv < 1 || hd < 2 || hd % 2 || inter < 1 || vocab < 1 || max_len < 1 ||
                  n_layers < 0)
@@ -111,34 +111,36 @@ void bind_decode(py::module_& m) {
              if (heads % kv) Plan::fail("query heads must be a multiple of key/value heads");
              if (torch_lanes != 1 && torch_lanes != 4 && torch_lanes != 8 && torch_lanes != 16)
                Plan::fail("torch_lanes must be 1, 4, 8 or 16");
+             if (silu_block < 0) Plan::fail("silu_block must be >= 0");
              for (auto [p, w] : {std::pair{cos, "cos"}, {sin, "sin"}, {h, "h"}, {xn, "xn"}, {attn, "attn"}, {mlp, "mlp"}})
                Plan::need_ptr(p, w);
              auto* p = new Plan();
              DecodeModel& d = p->m;
              d.hidden = hidden, d.heads = heads, d.kv = kv, d.hd = hd, d.inter = inter, d.vocab = vocab;
-             d.max_len = max_len, d.torch_lanes = torch_lanes;
+             d.max_len = max_len, d.torch_lanes = torch_lanes, d.silu_block = silu_block;
              d.layers.resize(size_t(n_layers));
              d.cos = as_ptr<const float>(cos), d.sin = as_ptr<const float>(sin);
              d.h = as_ptr<float>(h), d.xn = as_ptr<float>(xn), d.attn = as_ptr<float>(attn), d.mlp = as_ptr<float>(mlp);
              return p;
            }),
            py::arg("hidden"), py::arg("heads"), py::arg("kv"), py::arg("head_dim"), py::arg("inter"), py::arg("vocab"),
-           py::arg("max_len"), py::arg("n_layers"), py::arg("torch_lanes"), py::arg("cos"), py::arg("sin"),
+           py::arg("max_len"), py::arg("n_layers"), py::arg("torch_lanes"), py::arg("silu_block"), py::arg("cos"), py::arg("sin"),
            py::arg("h"), py::arg("xn"), py::arg("attn"), py::arg("mlp"))
       .def(
           "set_layer",
           [](Plan& p, int64_t i, uintptr_t norm1, double eps1, uintptr_t norm2, double eps2, uintptr_t cache,
-             double scaling, int mlp_act) {
+             double scaling, int mlp_act, bool torch_silu) {
             DecodeLayer& L = p.layer(i);
             Plan::need_ptr(norm1, "norm1"), Plan::need_ptr(norm2, "norm2"), Plan::need_ptr(cache, "cache");
             if (mlp_act < 0 || mlp_act >= kNumActivations) Plan::fail("unknown activation code");
             L.norm1 = as_ptr<const float>(norm1), L.norm2 = as_ptr<const float>(norm2);
             L.eps1 = float(eps1), L.eps2 = float(eps2), L.cache = as_ptr<float>(cache);
-            L.scaling = float(scaling), L.mlp_act = mlp_act;
+            if (torch_silu && mlp_act != 0) Plan::fail("torch_silu and mlp_act are exclusive");
+            L.scaling = float(scaling), L.mlp_act = mlp_act, L.mlp_torch_silu = torch_silu;
             p.ready = false;
           },
           py::arg("layer"), py::arg("norm1"), py::arg("eps1"), py::arg("norm2"), py::arg("eps2"), py::arg("cache"),
-          py::arg("scaling"), py::arg("mlp_act"))
+          py::arg("scaling"), py::arg("mlp_act"), py::arg("torch_silu") = false)
       .def(
           "set_final_norm",
           [](Plan& p, uintptr_t w, double eps) {
@@ -267,6 +269,22 @@ void bind_decode(py::module_& m) {
       },
       py::arg("x"), py::arg("w"), py::arg("eps"), py::arg("n"), py::arg("lanes"), py::arg("y"),
       "Test hook: the decode step's RMSNorm, w * (x * rsqrt(mean(x * x) + eps)) summed in torch's order.");
+  def_kernel_table(
+      m, "torch_silu_kernels", torch_silu_table, [](const TorchSiluInfo& k) { return kernel_row(k.name, k.isa); },
+      false);
+  m.def(
+      "torch_silu",
+      [](uintptr_t y, int64_t n, int64_t block, const std::string& kernel) {
+        if (n < 0 || block < 0) throw py::value_error("torch_silu: n and block must be >= 0");
+        int cnt = 0;
+        const TorchSiluInfo* t = torch_silu_table(&cnt);
+        const TorchSiluInfo* k = kernel.empty() ? select_torch_silu(current_isa_mask())
+                                                : named_kernel(t, cnt, kernel, "torch_silu ");
+        py::gil_scoped_release nogil;
+        torch_silu_row(k, as_ptr<float>(y), n, block);
+      },
+      py::arg("y"), py::arg("n"), py::arg("block"), py::arg("kernel") = "",
+      "Test hook: torch's float32 SiLU in place on n floats (the decode step's), `block` floats per vector step.");
 }
 
 }  // namespace slimnn

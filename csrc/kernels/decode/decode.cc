@@ -126,6 +126,12 @@ int64_t argmax_first(const float* y, int64_t n) {
 
 }  // namespace
 
+void torch_silu_row(const TorchSiluInfo* k, float* y, int64_t n, int64_t block) {
+  const int64_t nv = block > 0 ? n - n % block : n;
+  k->fn(y, nv);
+  for (int64_t i = nv; i < n; ++i) y[i] = y[i] / (1.0f + std::exp(-y[i]));
+}
+
 float torch_order_sum(const float* x, int64_t n, int lanes) {
   if (n < lanes || lanes <= 1) return row_sum(x, n, 1)[0];  // torch's scalar inner sum
   const int64_t vecs = n / lanes;
@@ -148,6 +154,7 @@ int64_t decode_step(const DecodeModel& m, int64_t token, int64_t pos, bool argma
                     uint32_t isa_mask) {
   nthreads = std::max(1, nthreads);
   const ActInfo* act = select_act(isa_mask);
+  const TorchSiluInfo* tsilu = select_torch_silu(isa_mask);
   const int64_t H = m.hidden, hd = m.hd, g = m.heads / m.kv;
   const int64_t nq = m.heads * hd, nkv = m.kv * hd;
   switch (m.embed_kind) {
@@ -187,6 +194,7 @@ int64_t decode_step(const DecodeModel& m, int64_t token, int64_t pos, bool argma
     float* gate = L.gu.y;
     const float* up = L.gu.y + m.inter;
     if (L.mlp_act != 0) act->fn(L.mlp_act, gate, m.inter);
+    if (L.mlp_torch_silu) torch_silu_row(tsilu, gate, m.inter, m.silu_block);
     for (int64_t i = 0; i < m.inter; ++i) m.mlp[i] = gate[i] * up[i];
     run_group(L.down, m.mlp, nthreads, isa_mask, act);
     add_into(m.h, L.down.y, H);

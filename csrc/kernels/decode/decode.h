@@ -18,8 +18,10 @@
 // built with -ffp-contract=off), residual adds, the gate * up product, and RMSNorm as
 // w * (x * (1 / sqrt(sum(x * x) / n + eps))) with the sum in torch's own order (its CPU sum kernel: vectors
 // of `torch_lanes` floats, 4 interleaved accumulators, a 4-level cascade of 16-step blocks; see
-// torch_order_sum in decode.cc). An activation the Python step takes from torch (an unfused nn.SiLU) is the
-// act kernel here: those models agree with the Python step to float rounding, not bit for bit.
+// torch_order_sum in decode.cc). An unfused nn.SiLU (int4 and float models keep torch's) is torch's own
+// float32 SiLU, x / (1 + exp(-x)): its vectorized exp (SLEEF's expf, torch_silu_f32 kernels below) on the
+// whole blocks of `silu_block` floats its loop takes, std::exp on the tail, as torch's CPU kernel does. Other
+// unfused activations (GELU) use the act kernels: those models agree with the Python step to rounding only.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -59,13 +61,15 @@ struct DecodeLayer {
   float eps1 = 0, eps2 = 0;
   DecodeGroup qkv, o, gu, down;  // qkv: [q heads | k heads | v heads] x hd; gu: [gate | up] x inter
   int mlp_act = 0;               // applied to the gate before gate * up (0: already applied, or none)
+  bool mlp_torch_silu = false;   // the gate's activation is torch's SiLU (then mlp_act is 0)
   float* cache = nullptr;        // [max_len][2][kv][hd]: keys then values of each position
   float scaling = 1;             // attention scale
 };
 
 struct DecodeModel {
   int64_t hidden = 0, heads = 0, kv = 0, hd = 0, inter = 0, vocab = 0, max_len = 0;
-  int torch_lanes = 16;          // float lanes of torch's CPU vector kernels (16 AVX-512, 8 AVX2 / default)
+  int torch_lanes = 8;           // float lanes of torch's CPU sum kernel (8 on x86-64: dispatched at AVX2)
+  int64_t silu_block = 32;       // floats per step of torch's vectorized elementwise loop (2 vectors)
   std::vector<DecodeLayer> layers;
   const float* final_norm = nullptr;
   float final_eps = 0;
@@ -90,6 +94,19 @@ struct DecodeModel {
 // maximum, or the first NaN) when `argmax`, else -1. The caller validated the model (bindings).
 int64_t decode_step(const DecodeModel& m, int64_t token, int64_t pos, bool argmax, int nthreads,
                     uint32_t isa_mask);
+
+// torch's float32 SiLU body in place on y[0, n): y = y / (1 + texp(-y)), texp the SLEEF-style exp of
+// torch's Vectorized<float> (torch_silu.inc). Every kernel gives the same bits (the portable one with std::fma).
+using TorchSiluFn = void (*)(float* y, int64_t n);
+struct TorchSiluInfo {
+  uint32_t isa;  // single ISA bit
+  const char* name;
+  TorchSiluFn fn;
+};
+const TorchSiluInfo* torch_silu_table(int* count);
+const TorchSiluInfo* select_torch_silu(uint32_t isa_mask);
+// torch's SiLU on a row of n floats: fn on the first n - n % block, y / (1 + std::exp(-y)) on the rest.
+void torch_silu_row(const TorchSiluInfo* k, float* y, int64_t n, int64_t block);
 
 // The pieces, exposed for tests. torch_order_sum: sum of x[0, n) in torch's CPU sum-kernel order for
 // vectors of `lanes` floats. rms_norm_torch_order: y = w * (x * (1 / sqrt(sum(x * x) / n + eps))).

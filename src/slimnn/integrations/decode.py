@@ -466,12 +466,36 @@ def _torch_lanes(norm: _Norm, n: int) -> Optional[int]:
     return None
 
 
-def _mlp_act(ly: _Layer) -> Optional[int]:
-    """The act-kernel code the C++ step applies to the gate (0: none, already applied); None if unknown."""
+def _silu_block(n: int) -> Optional[int]:
+    """The floats per vector step of torch's elementwise loop for which the C++ torch-order SiLU gives
+    ``torch.nn.functional.silu``'s bits on rows of ``n`` (32 on AVX-512, 16 on AVX2: two vectors); None if
+    none does (the C++ step then uses the act kernel's SiLU: the same function, rounded differently)."""
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.randn(1, n, generator=g) * s for s in (0.5, 4.0, 60.0)]
+    for block in (32, 16, 8, 0):
+        ok = True
+        for x in xs:
+            y = x.clone()
+            _C.torch_silu(y.data_ptr(), n, block)
+            if not torch.equal(y.view(torch.int32), torch.nn.functional.silu(x).view(torch.int32)):
+                ok = False
+                break
+        if ok:
+            return block
+    return None
+
+
+def _mlp_act(ly: _Layer, silu_block: Optional[int]) -> Optional[tuple[int, bool]]:
+    """(act-kernel code applied to the gate, 0 for none or already applied; whether it is torch's SiLU
+    instead), or None if the activation has no kernel here."""
     if ly.act_fn is None:
-        return 0
+        return 0, False
     name = activation_of(ly.act_fn) if isinstance(ly.act_fn, nn.Module) else None
-    return None if name is None else activation_code(name)
+    if name is None:
+        return None
+    if name == "silu" and silu_block is not None:  # nn.SiLU or transformers' SiLUActivation: F.silu either way
+        return 0, True
+    return activation_code(name), False
 
 
 def _native_plan(dec: "Decoder") -> tuple[Any, Optional[str]]:
@@ -481,17 +505,18 @@ def _native_plan(dec: "Decoder") -> tuple[Any, Optional[str]]:
         return None, "a model with no layers"
     hidden = dec.layers[0].n1.w.numel()
     inter = dec.layers[0].mlp_in.shape[1]
+    silu_block = _silu_block(inter)
     for i, ly in enumerate(dec.layers):
         if ly.mlp_in.shape[1] != inter or ly.o.n != hidden or ly.down.n != hidden:
             return None, f"layer {i} has other widths than layer 0"
-        if _mlp_act(ly) is None:
+        if _mlp_act(ly, silu_block) is None:
             return None, f"layer {i}: activation {type(ly.act_fn).__name__} has no slimnn kernel"
     lanes = _torch_lanes(dec.norm, hidden) or 8
     dec._h, dec._xn = torch.zeros(1, hidden), torch.zeros(1, hidden)
     dec._attn, dec._mlp = torch.zeros(1, dec.heads * dec.hd), torch.zeros(1, inter)
     dec._norm_w = [n.w.contiguous() for ly in dec.layers for n in (ly.n1, ly.n2)] + [dec.norm.w.contiguous()]
     plan = _C.DecodePlan(hidden, dec.heads, dec.kv, dec.hd, inter, dec.vocab, dec.max_len, len(dec.layers), lanes,
-                         dec.cos.data_ptr(), dec.sin.data_ptr(), dec._h.data_ptr(), dec._xn.data_ptr(),
+                         silu_block or 0, dec.cos.data_ptr(), dec.sin.data_ptr(), dec._h.data_ptr(), dec._xn.data_ptr(),
                          dec._attn.data_ptr(), dec._mlp.data_ptr())
 
     def add(layer: int, slot: str, grp: _Group) -> Optional[str]:
@@ -511,8 +536,9 @@ def _native_plan(dec: "Decoder") -> tuple[Any, Optional[str]]:
 
     for i, ly in enumerate(dec.layers):
         w1, w2 = dec._norm_w[2 * i], dec._norm_w[2 * i + 1]
+        code, torch_silu = _mlp_act(ly, silu_block)
         plan.set_layer(i, w1.data_ptr(), ly.n1.eps, w2.data_ptr(), ly.n2.eps, ly.cache.data_ptr(), ly.scaling,
-                       _mlp_act(ly))
+                       code, torch_silu)
         for slot in ("qkv", "o", "gu", "down"):
             why = add(i, slot, getattr(ly, slot))
             if why:
