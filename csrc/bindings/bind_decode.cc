@@ -46,9 +46,13 @@ struct Plan {
   static void need_ptr(uintptr_t p, const char* what) {
     if (p == 0) fail(std::string(what) + " is a null pointer");
   }
-  void add(DecodeGroup& g, DecodeLinear p) {
-    if (p.col0 < 0) fail("col0 < 0");
-    g.parts.push_back(p);
+  // Appends projection d (its kind, view and sizes set) at column col0 of the slot's group.
+  void add(int64_t layer, const std::string& slot, DecodeLinear d, int64_t col0, uintptr_t bias) {
+    DecodeGroup& g = group(layer, slot);
+    if (col0 < 0) fail("col0 < 0");
+    d.col0 = col0;
+    d.bias = as_ptr<const float>(bias);
+    g.parts.push_back(d);
   }
 
   // Sizes of every group against the model's dimensions; the parts of each group cover its columns once.
@@ -88,13 +92,6 @@ struct Plan {
     ready = true;
   }
 };
-
-DecodeLinear base(int64_t col0, uintptr_t bias) {
-  DecodeLinear p;
-  p.col0 = col0;
-  p.bias = as_ptr<const float>(bias);
-  return p;
-}
 
 }  // namespace
 
@@ -162,14 +159,12 @@ void bind_decode(py::module_& m) {
           "add_q8",
           [](Plan& p, int64_t layer, const std::string& slot, const std::string& kind, uintptr_t blob, size_t size,
              uintptr_t bias, int64_t col0, int act) {
-            DecodeGroup& g = p.group(layer, slot);
-            DecodeLinear d = base(col0, bias);
-            d.kind = DecodeLinear::kQ8, d.mode = static_cast<int>(q8_kind_from(kind));
             if (act < 0 || act >= kNumActivations) Plan::fail("unknown activation code");
-            d.act = act;
+            DecodeLinear d;
+            d.kind = DecodeLinear::kQ8, d.mode = static_cast<int>(q8_kind_from(kind)), d.act = act;
             d.q8 = q8_view(as_ptr<const uint8_t>(blob), size, false);
             d.n = d.q8.n, d.k = d.q8.k;
-            p.add(g, d);
+            p.add(layer, slot, d, col0, bias);
           },
           py::arg("layer"), py::arg("slot"), py::arg("kind"), py::arg("blob"), py::arg("size"), py::arg("bias"),
           py::arg("col0"), py::arg("act"))
@@ -177,8 +172,7 @@ void bind_decode(py::module_& m) {
           "add_q4",
           [](Plan& p, int64_t layer, const std::string& slot, const std::string& kind, uintptr_t blob, size_t size,
              uintptr_t bias, uintptr_t in_mul, int64_t col0) {
-            DecodeGroup& g = p.group(layer, slot);
-            DecodeLinear d = base(col0, bias);
+            DecodeLinear d;
             d.kind = DecodeLinear::kQ4;
             if (kind == "q4_dynamic")
               d.mode = static_cast<int>(Q4KernelKind::kQ4Dyn);
@@ -189,7 +183,7 @@ void bind_decode(py::module_& m) {
             d.q4 = q4_view(as_ptr<const uint8_t>(blob), size, false);
             d.in_mul = as_ptr<const float>(in_mul);
             d.n = d.q4.n, d.k = d.q4.k;
-            p.add(g, d);
+            p.add(layer, slot, d, col0, bias);
           },
           py::arg("layer"), py::arg("slot"), py::arg("kind"), py::arg("blob"), py::arg("size"), py::arg("bias"),
           py::arg("in_mul"), py::arg("col0"))
@@ -197,12 +191,11 @@ void bind_decode(py::module_& m) {
           "add_f32",
           [](Plan& p, int64_t layer, const std::string& slot, uintptr_t w, int64_t n, int64_t k, uintptr_t bias,
              int64_t col0) {
-            DecodeGroup& g = p.group(layer, slot);
             Plan::need_ptr(w, "weight");
             if (n < 1 || k < 1) Plan::fail("fp32 weight must be at least 1 x 1");
-            DecodeLinear d = base(col0, bias);
+            DecodeLinear d;
             d.kind = DecodeLinear::kF32, d.w = as_ptr<const float>(w), d.n = n, d.k = k;
-            p.add(g, d);
+            p.add(layer, slot, d, col0, bias);
           },
           py::arg("layer"), py::arg("slot"), py::arg("weight"), py::arg("n"), py::arg("k"), py::arg("bias"),
           py::arg("col0"))
