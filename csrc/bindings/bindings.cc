@@ -64,6 +64,7 @@ void bind_sparse(py::module_& m);
 void bind_bitmap(py::module_& m);
 void bind_attention(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_decode(py::module_& m);
 
 void bind_families(py::module_& m) {
   bind_lowrank(m);
@@ -72,6 +73,7 @@ void bind_families(py::module_& m) {
   bind_bitmap(m);
   bind_attention(m);
   bind_conv(m);
+  bind_decode(m);
 }
 
 }  // namespace slimnn

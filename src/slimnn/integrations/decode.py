@@ -40,8 +40,11 @@ from ..formats.packed import pack_q4, pack_q8, unpack_q4, unpack_q8
 from ..nn.base import bare_linear
 from ..nn.fused import FusedActivation
 from ..nn.int4 import Int4Linear
+from ..nn.embedding import QuantEmbedding
 from ..nn.int8 import Int8Linear
+from ..ops.q8 import activation_code
 from ..runtime.threads import get_num_threads
+from ..techniques.fusion import activation_of
 
 SUPPORTED = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}
 _Q8_KIND = {"dynamic": "q8_dynamic", "weight_only": "q8_weight_only"}
@@ -253,7 +256,8 @@ class Decoder:
     model. One Decoder serves one sequence at a time (its buffers are shared between calls).
     """
 
-    def __init__(self, model: nn.Module, max_len: Optional[int] = None, fuse: bool = True) -> None:
+    def __init__(self, model: nn.Module, max_len: Optional[int] = None, fuse: bool = True,
+                 native: bool = True) -> None:
         arch = type(model).__name__
         if arch not in SUPPORTED:
             raise ValueError(f"Decoder supports {sorted(SUPPORTED)}; got {arch}")
@@ -314,6 +318,21 @@ class Decoder:
         self._cache_st = [self.max_len * 2 * kv * hd, hd, 2 * kv * hd]
         self._o_st = [heads * hd, g * hd, hd]
         self._ids = torch.zeros(1, 1, dtype=torch.long)
+        self._plan: Any = None
+        self.native_reason: Optional[str] = "native=False" if not native else None
+        if native:
+            self._plan, self.native_reason = _native_plan(self)
+
+    @property
+    def native(self) -> bool:
+        """True when :meth:`step` runs the C++ decode step (one call per token); else the Python step
+        (``native_reason`` says why)."""
+        return self._plan is not None
+
+    def __repr__(self) -> str:
+        step = "native (C++, one call per token)" if self.native else f"python ({self.native_reason})"
+        return (f"Decoder({type(self.model).__name__}, layers={len(self.layers)}, max_len={self.max_len}, "
+                f"fused_groups={self.fused_groups()}, step={step})")
 
     # -- state --
     def reset(self) -> None:
@@ -348,6 +367,14 @@ class Decoder:
     def step(self, token: int) -> Tensor:
         """Appends ``token`` at the next position; returns the next position's logits (1 x vocab, a buffer
         the next call overwrites)."""
+        pos = self._check_step(token)
+        nt = get_num_threads()
+        if self._plan is not None:
+            self._native_step(token, pos, False, nt)
+            return self.head.y
+        return self._python_step(token, pos, nt)
+
+    def _check_step(self, token: Any) -> int:
         pos = self.length
         if pos >= self.max_len:
             raise ValueError(f"Decoder.step: the cache is full ({self.max_len} tokens)")
@@ -355,7 +382,19 @@ class Decoder:
             raise ValueError(f"Decoder: sequences longer than the sliding window ({self.window}) not supported")
         if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < self.vocab:
             raise ValueError(f"Decoder.step: token must be an int in [0, {self.vocab}), got {token!r}")
-        nt = get_num_threads()
+        return pos
+
+    def _native_step(self, token: int, pos: int, argmax: bool, nt: int) -> int:
+        """The C++ step (kernels/decode): the whole forward of one position, the GIL released once."""
+        if not self._native_embed:
+            with torch.inference_mode():
+                self._ids.fill_(token)
+                self._h.copy_(self.embed(self._ids).reshape(1, -1))
+        out = self._plan.step(token, pos, argmax, nt)
+        self.length = pos + 1
+        return out
+
+    def _python_step(self, token: int, pos: int, nt: int) -> Tensor:
         with torch.inference_mode():
             self._ids.fill_(token)
             h = self.embed(self._ids).reshape(1, -1).to(_F32)
@@ -395,13 +434,132 @@ class Decoder:
             return ids.clone()
         logits = self.prefill(ids)
         out = ids[0].tolist()
+        tok = int(torch.argmax(logits, -1))
         for n in range(max_new_tokens):
-            tok = int(torch.argmax(logits, -1))
             out.append(tok)
             if tok in stop or n == max_new_tokens - 1:
                 break
-            logits = self.step(tok)
+            if self._plan is not None:  # the greedy argmax in the same C++ call
+                tok = self._native_step(tok, self._check_step(tok), True, get_num_threads())
+            else:
+                tok = int(torch.argmax(self.step(tok), -1))
         return torch.tensor([out], dtype=torch.long)
+
+
+def _torch_lanes(norm: _Norm, n: int) -> Optional[int]:
+    """The vector width (floats) of torch's CPU sum kernel, found by matching its RMSNorm bits on random rows
+    (8 on x86-64 builds of torch 2.13, AVX-512 machines included: its sum kernel is dispatched at AVX2);
+    None when no width reproduces them (the C++ norm then rounds on its own, 8)."""
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(1, n, generator=g) * s for s in (1.0, 1e-3, 40.0)]
+    out = torch.empty(1, n)
+    w = norm.w.contiguous()
+    for lanes in (8, 16, 4, 1):
+        ok = True
+        for x in xs:
+            _C.torch_order_rms_norm(x.data_ptr(), w.data_ptr(), norm.eps, n, lanes, out.data_ptr())
+            if not torch.equal(out.view(torch.int32), norm(x).view(torch.int32)):
+                ok = False
+                break
+        if ok:
+            return lanes
+    return None
+
+
+def _silu_block(n: int) -> Optional[int]:
+    """The floats per vector step of torch's elementwise loop for which the C++ torch-order SiLU gives
+    ``torch.nn.functional.silu``'s bits on rows of ``n`` (32 on AVX-512, 16 on AVX2: two vectors); None if
+    none does (the C++ step then uses the act kernel's SiLU: the same function, rounded differently)."""
+    g = torch.Generator().manual_seed(2)
+    xs = [torch.randn(1, n, generator=g) * s for s in (0.5, 4.0, 60.0)]
+    for block in (32, 16, 8, 0):
+        ok = True
+        for x in xs:
+            y = x.clone()
+            _C.torch_silu(y.data_ptr(), n, block)
+            if not torch.equal(y.view(torch.int32), torch.nn.functional.silu(x).view(torch.int32)):
+                ok = False
+                break
+        if ok:
+            return block
+    return None
+
+
+def _mlp_act(ly: _Layer, silu_block: Optional[int]) -> Optional[tuple[int, bool]]:
+    """(act-kernel code applied to the gate, 0 for none or already applied; whether it is torch's SiLU
+    instead), or None if the activation has no kernel here."""
+    if ly.act_fn is None:
+        return 0, False
+    name = activation_of(ly.act_fn) if isinstance(ly.act_fn, nn.Module) else None
+    if name is None:
+        return None
+    if name == "silu" and silu_block is not None:  # nn.SiLU or transformers' SiLUActivation: F.silu either way
+        return 0, True
+    return activation_code(name), False
+
+
+def _native_plan(dec: "Decoder") -> tuple[Any, Optional[str]]:
+    """The C++ step of ``dec`` (``_C.DecodePlan`` over the Decoder's own buffers, tables and blobs), or None
+    and the reason it cannot run natively (the Python step then serves)."""
+    if not dec.layers:
+        return None, "a model with no layers"
+    hidden = dec.layers[0].n1.w.numel()
+    inter = dec.layers[0].mlp_in.shape[1]
+    silu_block = _silu_block(inter)
+    for i, ly in enumerate(dec.layers):
+        if ly.mlp_in.shape[1] != inter or ly.o.n != hidden or ly.down.n != hidden:
+            return None, f"layer {i} has other widths than layer 0"
+        if _mlp_act(ly, silu_block) is None:
+            return None, f"layer {i}: activation {type(ly.act_fn).__name__} has no slimnn kernel"
+    lanes = _torch_lanes(dec.norm, hidden) or 8
+    dec._h, dec._xn = torch.zeros(1, hidden), torch.zeros(1, hidden)
+    dec._attn, dec._mlp = torch.zeros(1, dec.heads * dec.hd), torch.zeros(1, inter)
+    dec._norm_w = [n.w.contiguous() for ly in dec.layers for n in (ly.n1, ly.n2)] + [dec.norm.w.contiguous()]
+    plan = _C.DecodePlan(hidden, dec.heads, dec.kv, dec.hd, inter, dec.vocab, dec.max_len, len(dec.layers), lanes,
+                         silu_block or 0, dec.cos.data_ptr(), dec.sin.data_ptr(), dec._h.data_ptr(), dec._xn.data_ptr(),
+                         dec._attn.data_ptr(), dec._mlp.data_ptr())
+
+    def add(layer: int, slot: str, grp: _Group) -> Optional[str]:
+        plan.set_group(layer, slot, grp.y.data_ptr(), grp.n, grp.k, grp.post_act[0], grp.post_act[1])
+        for c in grp.calls:
+            if c.run == c._q8:
+                plan.add_q8(layer, slot, c.kind, c.packed.data_ptr(), c.packed.numel(), c.bias_ptr, c.col0, c.act)
+            elif c.run == c._q4:
+                plan.add_q4(layer, slot, c.kind, c.packed.data_ptr(), c.packed.numel(), c.bias_ptr, c.in_mul_ptr,
+                            c.col0)
+            elif type(c.mod) is nn.Linear and c.mod.weight.dtype == _F32 and c.mod.weight.is_contiguous() and (
+                    c.bias is None or c.bias.is_contiguous()):
+                plan.add_f32(layer, slot, c.mod.weight.data_ptr(), c.n, c.k, c.bias_ptr, c.col0)
+            else:
+                return f"{slot} of layer {layer}: {type(c.mod).__name__} has no native kernel"
+        return None
+
+    for i, ly in enumerate(dec.layers):
+        w1, w2 = dec._norm_w[2 * i], dec._norm_w[2 * i + 1]
+        code, torch_silu = _mlp_act(ly, silu_block)
+        plan.set_layer(i, w1.data_ptr(), ly.n1.eps, w2.data_ptr(), ly.n2.eps, ly.cache.data_ptr(), ly.scaling,
+                       code, torch_silu)
+        for slot in ("qkv", "o", "gu", "down"):
+            why = add(i, slot, getattr(ly, slot))
+            if why:
+                return None, why
+    why = add(-1, "head", dec.head)
+    if why:
+        return None, why
+    plan.set_final_norm(dec._norm_w[-1].data_ptr(), dec.norm.eps)
+    emb = dec.embed
+    dec._native_embed = True
+    if type(emb) is nn.Embedding and emb.weight.dtype == _F32 and emb.weight.is_contiguous() and \
+            tuple(emb.weight.shape) == (dec.vocab, hidden):
+        plan.set_embedding("f32", emb.weight.data_ptr(), emb.weight.numel() * 4)
+    elif type(emb) is QuantEmbedding and emb.in_mul is None and (emb.num_embeddings, emb.embedding_dim) == (
+            dec.vocab, hidden):
+        plan.set_embedding(emb.fmt, emb.packed.data_ptr(), emb.packed.numel())
+    else:  # the module's own lookup, then the C++ step from the hidden row
+        dec._native_embed = False
+        plan.set_embedding("none")
+    plan.finalize()
+    return plan, None
 
 
 def _check_ids(input_ids: Any, vocab: int) -> Tensor:
