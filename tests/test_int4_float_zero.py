@@ -226,7 +226,7 @@ def _forced(name, x, blob, n, threads):
 
 @pytest.mark.parametrize("sdt", [torch.float16, torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("m,k,n,gs", [(1, 40, 17, 32), (1, 72, 47, 64), (2, 100, 33, 64), (1, 520, 31, 256),
-                                      (5, 96, 130, 32), (1, 600, 200, 32)])
+                                      (5, 96, 130, 32), (1, 600, 200, 32), (1, 8, 1, None), (3, 200, 37, None)])
 def test_fused_gemv_offset_term_gives_the_driver_pass_bits(sdt, m, k, n, gs):
     if "avx512vnni" not in slimnn.isa.detected():
         pytest.skip("this CPU lacks avx512vnni")

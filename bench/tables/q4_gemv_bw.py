@@ -6,8 +6,10 @@ second. Per shape (K in, N out) and format, enough distinct random matrices are 
 (``_C.q8_linear`` / ``_C.q4_linear``, as ``slimnn.Decoder`` does, preallocated output) once per matrix in turn.
 Formats are interleaved pass by pass; figures are medians of ``--runs`` passes.
 
-Bytes per call are what the kernel reads: codes plus scales (plus the fp32 offsets of float zero points, the
-q4 blob's derived term; the stored float zero points themselves are not read) plus the activation row.
+Formats: int8 per channel (``Int8Config()``), int4 g32 symmetric and int4 g32 float zero points
+(``Int4Config()``'s format), both with fp16 scales (the default ``scale_dtype``; a name ending in "fp32" uses fp32).
+Bytes per call are what the kernel reads: codes plus scales (plus, for float zero points, the zero points where
+the VNNI GEMV computes the offsets in registers, else the blob's fp32 offsets) plus the activation row.
 Each format's first matrix is checked against the dequantized float product once.
 
     PYTHONPATH=src python3 bench/tables/q4_gemv_bw.py [--threads 1 2] [--runs 7] [--shapes smollm 1b]
@@ -43,13 +45,15 @@ def make_blob(fmt: str, n: int, k: int, gen: torch.Generator) -> tuple[str, torc
     gs = 32
     ng = -(-k // gs)
     codes = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
-    dt = torch.float16 if fmt.endswith("fp16") else torch.float32
+    dt = torch.float32 if fmt.endswith("fp32") else torch.float16  # fp16: Int4Config's default scale_dtype
     sb = 2 if dt == torch.float16 else 4
     s = (torch.rand(ng, n, generator=gen) * 0.01 + 1e-3).to(dt)
     if fmt.startswith("int4 g32 sym"):
         return "q4_dynamic", pack_q4(codes, s, None, gs), n * k // 2 + ng * n * sb
     z = (torch.rand(ng, n, generator=gen) * 15).to(dt)
-    return "q4_dynamic", pack_q4(codes, s, z, gs), n * k // 2 + ng * n * (sb + 4)
+    # the VNNI GEMV reads the float zero points (o = s (8 - z) in registers); other paths read the fp32 offsets
+    zb = sb if _C.q4_select_kernel("q4_dynamic", 1) == "qgemm_q4_u8_1x64__avx512vnni" else 4
+    return "q4_dynamic", pack_q4(codes, s, z, gs), n * k // 2 + ng * n * (sb + zb)
 
 
 def dequant(fmt: str, blob: torch.Tensor, n: int, k: int) -> torch.Tensor:
@@ -79,7 +83,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--mib", type=float, default=256.0)
     ap.add_argument("--shapes", nargs="+", default=["smollm", "1b"])
-    ap.add_argument("--formats", nargs="+", default=["int8", "int4 g32 sym", "int4 g32 fzero", "int4 g32 fzero fp16"])
+    ap.add_argument("--formats", nargs="+", default=["int8", "int4 g32 sym", "int4 g32 fzero"])
     args = ap.parse_args()
     info = slimnn.cpu_info()
     print(f"cpu: {info['vendor']} {info['brand']}, best ISA {info['isa_best']}, torch {info['torch_version']}")

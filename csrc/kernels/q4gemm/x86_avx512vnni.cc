@@ -88,6 +88,20 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
     group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t, const __m512i (&acc)[MR][NP]) {
       store_exact<MR, NP>(acc, e, [&](int p, __mmask16) { return load_scales(e.scales, e.scale_dtype, p * 16); });
     });
+    if constexpr (MR == 1) {
+      if (e.fzeros) {  // per channel: y += s (8 - z) * xsum, as the driver's pass would
+        const __m512 xs = _mm512_set1_ps(e.xsum[0]), eight = _mm512_set1_ps(8.0f);
+        for (int p = 0; p < NP; ++p) {
+          const __mmask16 mask = col_mask(e.ncols, p);
+          const __m512 o = _mm512_mul_ps(load_scales(e.scales, e.scale_dtype, p * 16),
+                                         _mm512_sub_ps(eight, load_scales(e.fzeros, e.scale_dtype, p * 16)));
+          float* yp = e.y + p * 16;
+          // fma(o, xs, 0) as the pass computes it (a plain product would be contracted into y's add)
+          const __m512 t = _mm512_fmadd_ps(o, xs, _mm512_setzero_ps());
+          _mm512_mask_storeu_ps(yp, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, yp), t));
+        }
+      }
+    }
     return;
   }
   __m512 facc[MR][NP];
