@@ -212,6 +212,38 @@ def test_kernels_against_plain_float_math(isa, m, k, n, gs):
                     assert float((y - plain).abs().max()) / scale < 0.03, name
 
 
+# The VNNI GEMV adds the offset term in registers (s (8 - z) from the streamed zeros); the 8-row kernel of the
+# same ISA leaves it to the driver's pass. Both sum the groups in the same order: the same bits.
+FUSED_GEMV, DRIVER_PASS = "qgemm_q4_u8_1x64__avx512vnni", "qgemm_q4_u8_8x32__avx512vnni"
+
+
+def _forced(name, x, blob, n, threads):
+    m, k = x.shape
+    y = torch.full((m, n), float("inf"))
+    _C.q4_linear_forced(name, x.data_ptr(), False, m, k, 0, blob.data_ptr(), blob.numel(), 0, y.data_ptr(), n, threads)
+    return y
+
+
+@pytest.mark.parametrize("sdt", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("m,k,n,gs", [(1, 40, 17, 32), (1, 72, 47, 64), (2, 100, 33, 64), (1, 520, 31, 256),
+                                      (5, 96, 130, 32), (1, 600, 200, 32), (1, 8, 1, None), (3, 200, 37, None)])
+def test_fused_gemv_offset_term_gives_the_driver_pass_bits(sdt, m, k, n, gs):
+    if "avx512vnni" not in slimnn.isa.detected():
+        pytest.skip("this CPU lacks avx512vnni")
+    c, s, z = quantize_int4(_w(n, k, seed=k), gs, False, sdt, float_zeros=True)
+    blob = pack_q4(c, s, z, gs)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(n))
+    want = _forced(DRIVER_PASS, x, blob, n, 1)
+    for threads in (1, 2):
+        assert torch.equal(_forced(FUSED_GEMV, x, blob, n, threads), want)
+        assert torch.equal(_forced(DRIVER_PASS, x, blob, n, threads), want)
+    ref = reference.q4_linear_dynamic(x, c, s, z, gs, None, None)
+    assert float((want - ref).abs().max()) <= 1e-5 * (float(ref.abs().max()) + 1e-30)
+    x[0, k // 2] = float("nan")
+    y = _forced(FUSED_GEMV, x, blob, n, 2)
+    assert bool(torch.isnan(y[0]).all()) and torch.equal(y[1:], want[1:])
+
+
 def test_nan_rows_and_threads():
     c, s, z = quantize_int4(_w(40, 96), 32, False, torch.float16, float_zeros=True)
     blob = pack_q4(c, s, z, 32)

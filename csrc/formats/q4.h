@@ -12,8 +12,9 @@
 // Float zero points (header zero mode 2; blobs of modes 0 and 1 are unchanged, and readers that predate
 // mode 2 refuse it by name) reuse the symmetric kernels unchanged: W = s (u - 8) + o with the offset
 // o[g][n] = s (8 - z), so the kernels compute x . s (u - 8) exactly as for a symmetric blob (colsum and comp
-// hold the symmetric part) and the op driver adds sum_g o[g][n] * (sum_{k in g} x[m][k]) after them, in
-// portable C++ (every ISA path gets it).
+// hold the symmetric part) and sum_g o[g][n] * (sum_{k in g} x[m][k]) is added after them: by the op driver,
+// per task (every ISA path gets it), or inside the kernels flagged fz_fused (kernels/q4gemm/q4gemm.h), which
+// compute o from the streamed scale and zero point (the same bits) and so never read the fp32 offsets.
 //
 // Why this layout: W is stored as panels of 16 output columns; inside a panel K advances in steps of 8 and
 // each step is 64 bytes: byte c*4 + j holds k = 8s + j in its low nibble and k = 8s + 4 + j in its high

@@ -39,6 +39,8 @@ Q4Epilogue block_epilogue(const Q4Epilogue& base, const Q4View& w, const float* 
   const int sb = w.scale_dtype == ScaleDtype::kF32 ? 4 : 2;
   e.scales = static_cast<const uint8_t*>(w.scales) + n0 * w.n_groups * sb;  // panel n0/16, group 0
   e.zeros = w.zeros ? w.zeros + n0 * w.n_groups : nullptr;
+  e.fzeros = w.fzeros ? static_cast<const uint8_t*>(w.fzeros) + n0 * w.n_groups * sb : nullptr;  // q4_linear_with
+                                                                                              // keeps it for fz_fused kernels only
   e.colsum = w.colsum ? w.colsum + n0 : nullptr;
   e.comp = w.comp + n0;
   e.bias = bias ? bias + n0 : nullptr;
@@ -79,17 +81,40 @@ FzFns fz_fns(uint32_t isa_mask) {
 }
 
 // Float zero points (zero mode 2): the kernels computed x . s (u - 8); add
-// sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32), one task per
-// panel of 16 columns.
-void add_offset_term(const FzFns& fz, const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy,
-                     int nthreads) {
-  const int64_t ng = w.n_groups, panels = w.np / 16;
-  auto task = [&](int64_t p) {
+// sum_g o[g][n] * xsum[m][g] with the blob's offsets o = s (8 - z) ([np/16][n_groups][16], fp32) to rows
+// [r, r + rows) of the panels [p0, p0 + panels). Each row's sum runs over g in order whatever the row count,
+// so the bits do not depend on how rows and panels are split into calls.
+void add_offset_term(const FzFns& fz, const Q4View& w, const float* xsum, int64_t r, int64_t rows, int64_t p0,
+                     int64_t panels, float* y, int64_t ldy) {
+  const int64_t ng = w.n_groups;
+  for (int64_t p = p0; p < p0 + panels && p * 16 < w.n; ++p) {
     const int64_t n0 = p * 16;
-    fz.panel(w.offsets + q4_sz_index(0, n0, ng), ng, xsum, m, y + n0, ldy,
+    fz.panel(w.offsets + q4_sz_index(0, n0, ng), ng, xsum + r * ng, rows, y + r * ldy + n0, ldy,
              static_cast<int>(std::min<int64_t>(16, w.n - n0)));
-  };
-  parallel_for(panels, nthreads, task);
+  }
+}
+
+// The same over all m rows and every panel, one task per panel (after the panel kernels of kernels/wogemm).
+void add_offset_term_all(const FzFns& fz, const Q4View& w, const float* xsum, int64_t m, float* y, int64_t ldy,
+                         int nthreads) {
+  auto task = [&](int64_t p) { add_offset_term(fz, w, xsum, 0, m, p, 1, y, ldy); };
+  parallel_for(w.np / 16, nthreads, task);
+}
+
+// Panels per column block: the kernel's np, or fewer when that evens out the threads' shares of a single row
+// block (M = 1 decode: N = 576 is 36 panels, which blocks of 4 split 20 : 16 over two threads and blocks of 3
+// split 18 : 18). A thread's share is taken as ceil(blocks / threads) whole blocks (the tasks are handed out
+// dynamically, all about the same size); the largest np reaching the smallest share wins.
+int task_panels(int kernel_np, int64_t panels, int64_t row_blocks, int nthreads) {
+  if (nthreads <= 1 || row_blocks > 1 || panels <= 0) return kernel_np;
+  int best = kernel_np;
+  int64_t best_share = std::numeric_limits<int64_t>::max();
+  for (int np = kernel_np; np >= 1; --np) {
+    const int64_t blocks = (panels + np - 1) / np;
+    const int64_t share = std::min(panels, (blocks + nthreads - 1) / nthreads * np);
+    if (share < best_share) best = np, best_share = share;
+  }
+  return best;
 }
 
 }  // namespace
@@ -107,8 +132,9 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
   if (m <= 0) return;
   nthreads = std::max(1, nthreads);
   const int64_t k = w.k, kp = w.kp, ng = w.n_groups;
-  const qdriver::Blocking b = qdriver::plan(ki->mr, ki->np, m, w.np, nthreads);
   const int64_t panels_total = w.np / 16;
+  const int np_task = task_panels(ki->np, panels_total, (m + ki->mr - 1) / ki->mr, nthreads);
+  const qdriver::Blocking b = qdriver::plan(ki->mr, np_task, m, w.np, nthreads);
   Q4Epilogue base = base_epilogue(w);
   base.ldy = ldy;
   const int64_t chunk = rows_per_chunk(k);
@@ -136,19 +162,23 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
     };
     parallel_for((m + chunk - 1) / chunk, nthreads, quantize);
     const auto uk = reinterpret_cast<Q4DynUkernel>(ki->fn);
+    const bool fused = xsum && ki->fz_fused;
     auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
-      const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+      const qdriver::ColBlock c = qdriver::col_block(nb, np_task, panels_total);
       Q4Epilogue e = block_epilogue(base, w, bias, c);
+      if (!fused) e.fzeros = nullptr;
       qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
         e.a_scale = a_scale.get() + r;
         e.a_zp = a_zp.get() + r;
         e.a_sum = a_sum.get() + r * ng;
+        e.xsum = fused ? xsum.get() + r * ng : nullptr;
         e.y = y + r * ldy + c.n0;
         uk(mr, static_cast<int>(c.panels), a.get() + r * kp, kp, w.w + c.p0 * 8 * kp, kp, e);
       });
+      // In the same task (its outputs still in cache; no second pass over the threads).
+      if (xsum && !fused) add_offset_term(fz, w, xsum.get(), r0, r1 - r0, c.p0, c.panels, y, ldy);
     };
     qdriver::parallel_blocks(b, m, nthreads, run_block);
-    if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
     qdriver::nan_rows(finite.get(), 0, m, y, ldy, w.n);
     return;
   }
@@ -170,20 +200,21 @@ void q4_linear_with(const Q4KernelInfo* ki, const void* x, bool x_bf16, int64_t 
   }
   if (panel) {
     wo_panel_q4(reinterpret_cast<Q4WoPanelFn>(ki->fn), ki->mr, ki->np * 16, w, xf, m, lda, bias, y, ldy, nthreads);
-    if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
+    if (xsum) add_offset_term_all(fz, w, xsum.get(), m, y, ldy, nthreads);
     return;
   }
   const auto uk = reinterpret_cast<Q4WoUkernel>(ki->fn);
   auto run_block = [&](int64_t nb, int64_t r0, int64_t r1) {
-    const qdriver::ColBlock c = qdriver::col_block(nb, ki->np, panels_total);
+    const qdriver::ColBlock c = qdriver::col_block(nb, np_task, panels_total);
     Q4Epilogue e = block_epilogue(base, w, bias, c);
+    e.fzeros = nullptr;
     qdriver::for_row_steps(r0, r1, ki->mr, [&](int64_t r, int mr) {
       e.y = y + r * ldy + c.n0;
       uk(mr, static_cast<int>(c.panels), xf + r * lda, lda, w.w + c.p0 * 8 * kp, kp, e);
     });
+    if (xsum) add_offset_term(fz, w, xsum.get(), r0, r1 - r0, c.p0, c.panels, y, ldy);
   };
   qdriver::parallel_blocks(b, m, nthreads, run_block);
-  if (xsum) add_offset_term(fz, w, xsum.get(), m, y, ldy, nthreads);
 }
 
 void q4_fz_group_sums__portable(const float* x, int64_t k, int64_t gs, int64_t ng, float* out) {
@@ -211,6 +242,7 @@ void q4_dot_i32(const Q4KernelInfo* ki, const uint8_t* a, int64_t m, int64_t lda
     for (int64_t p0 = 0; p0 < panels_total; p0 += ki->np) {
       const int panels = static_cast<int>(std::min<int64_t>(ki->np, panels_total - p0));
       Q4Epilogue e = block_epilogue(base, w, nullptr, qdriver::col_block(p0 / ki->np, ki->np, panels_total));
+      e.fzeros = nullptr;
       e.a_sum = a_sum.get() + r * ng;
       ki->dot(mr, panels, a + r * lda, lda, w.w + p0 * 8 * w.kp, w.kp, e, out + r * ng * w.np + p0 * 16,
               ng * w.np);

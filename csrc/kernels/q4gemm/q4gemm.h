@@ -36,6 +36,12 @@ struct Q4Epilogue {
   const int32_t* a_zp;    // [mr] (dyn only)
   const int32_t* a_sum;   // [mr][n_groups] (dyn only): sum of the group's quantized activations
   const float* bias;      // offset to the block's first column, or nullptr
+  // Float zero points (zero mode 2), only for a kernel whose Q4KernelInfo::fz_fused is set (null otherwise):
+  // the kernel then adds sum_g s_g (8 - z_g) * xsum[m][g] itself, o = s (8 - z) computed in fp32 as packing
+  // derives the blob's offsets (so the same bits as the driver's offset pass, at 2 bytes per group and column
+  // less streamed with fp16 scales).
+  const void* fzeros;     // [panels][n_groups][16] in scale_dtype, from the block's first panel
+  const float* xsum;      // [mr][n_groups]: float sums of each group of the (unquantized) activations
   float* y;               // first row, first column of the block
   int64_t ldy;
   int64_t ncols;          // valid columns in the block (<= panels * 16); the rest are not written
@@ -69,6 +75,7 @@ struct Q4KernelInfo {
   void* fn;      // Q4DynUkernel or Q4WoUkernel
   Q4DotUkernel dot;           // dyn only
   Q4QuantizeRowU8 quantize;   // dyn only
+  bool fz_fused;              // dyn only: adds the float-zero offset term itself (Q4Epilogue::fzeros)
 };
 
 // All q4 kernels of the build, best first, from kernels.inc.

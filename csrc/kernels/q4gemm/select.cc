@@ -26,10 +26,15 @@ void qgemm_q4_u8_32x64__amxemu_dot(int, int, const uint8_t*, int64_t, const uint
                                    int32_t*, int64_t);
 
 namespace {
+// The kernels that add the float-zero offset term themselves (Q4Epilogue::fzeros); for the others the driver
+// adds it after each kernel call.
+constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == 0 || same_name(a + 1, b + 1)); }
+constexpr bool fz_fused(const char* name) { return same_name(name, "qgemm_q4_u8_1x64__avx512vnni"); }
+
 const Q4KernelInfo kTable[] = {
 #define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv)                                    \
   {Q4KernelKind::kind, isa_bit, #name, mr, np, gemv, reinterpret_cast<void*>(&name), \
-   SLIMNN_DOT_##kind(isa_word, name)},
+   SLIMNN_DOT_##kind(isa_word, name), fz_fused(#name)},
 #include "kernels/q4gemm/kernels.inc"
 #undef SLIMNN_KERNEL
 };
@@ -37,9 +42,9 @@ const Q4KernelInfo kTable[] = {
 // Test-only kernels: portable emulations of ISA kernels, run by name (tests), never by q4_select_kernel.
 const Q4KernelInfo kEmulated[] = {
     {Q4KernelKind::kQ4Dyn, kIsaPortable, "qgemm_q4_u8_32x64__amxemu", 32, 4, false,
-     reinterpret_cast<void*>(&qgemm_q4_u8_32x64__amxemu), &qgemm_q4_u8_32x64__amxemu_dot, &quantize_row_u8__portable},
+     reinterpret_cast<void*>(&qgemm_q4_u8_32x64__amxemu), &qgemm_q4_u8_32x64__amxemu_dot, &quantize_row_u8__portable, false},
     {Q4KernelKind::kQ4WoPanel, kIsaPortable, "qgemm_q4_f32_32x32__amxemu", 32, 2, false,
-     reinterpret_cast<void*>(&qgemm_q4_f32_32x32__amxemu), nullptr, nullptr},
+     reinterpret_cast<void*>(&qgemm_q4_f32_32x32__amxemu), nullptr, nullptr, false},
 };
 
 // The W4A8 AMX crossover: the AMX kernel is chosen from this many rows on, below it the best other ISA's.

@@ -88,16 +88,55 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
     group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t, const __m512i (&acc)[MR][NP]) {
       store_exact<MR, NP>(acc, e, [&](int p, __mmask16) { return load_scales(e.scales, e.scale_dtype, p * 16); });
     });
+    if constexpr (MR == 1) {
+      if (e.fzeros) {  // per channel: y += s (8 - z) * xsum, as the driver's pass would
+        const __m512 xs = _mm512_set1_ps(e.xsum[0]), eight = _mm512_set1_ps(8.0f);
+        for (int p = 0; p < NP; ++p) {
+          const __mmask16 mask = col_mask(e.ncols, p);
+          const __m512 o = _mm512_mul_ps(load_scales(e.scales, e.scale_dtype, p * 16),
+                                         _mm512_sub_ps(eight, load_scales(e.fzeros, e.scale_dtype, p * 16)));
+          float* yp = e.y + p * 16;
+          // fma(o, xs, 0) as the pass computes it (a plain product would be contracted into y's add)
+          const __m512 t = _mm512_fmadd_ps(o, xs, _mm512_setzero_ps());
+          _mm512_mask_storeu_ps(yp, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, yp), t));
+        }
+      }
+    }
     return;
   }
   __m512 facc[MR][NP];
   zero(facc);
-  group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t g, const __m512i (&acc)[MR][NP]) {
+  auto scaled = [&](int64_t g, const __m512i (&acc)[MR][NP], auto&& also) {
     for (int p = 0; p < NP; ++p) {
       const __m512 sg = load_scales(e.scales, e.scale_dtype, (p * e.n_groups + g) * 16);
       for (int m = 0; m < MR; ++m) facc[m][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[m][p]), sg, facc[m][p]);
+      also(p, sg);
     }
-  });
+  };
+  if constexpr (MR == 1) {
+    if (e.fzeros) {
+      // The float-zero offset term: o = s (8 - z), oacc += o * xsum_g (the driver's pass, fz_term.h, in registers).
+      __m512 oacc[NP];
+      zero(oacc);
+      const __m512 eight = _mm512_set1_ps(8.0f);
+      group_ints<1, NP>(a, lda, w, kp, e, [&](int64_t g, const __m512i (&acc)[1][NP]) {
+        const __m512 xs = _mm512_set1_ps(e.xsum[g]);
+        scaled(g, acc, [&](int p, __m512 sg) {
+          const __m512 z = load_scales(e.fzeros, e.scale_dtype, (p * e.n_groups + g) * 16);
+          oacc[p] = _mm512_fmadd_ps(_mm512_mul_ps(sg, _mm512_sub_ps(eight, z)), xs, oacc[p]);
+        });
+      });
+      store_panels<1, NP>(e, [&](int p, __mmask16 mask) {
+        const __m512 comp = _mm512_maskz_loadu_ps(mask, e.comp + p * 16);
+        return [&, p, comp](int, __m512 bias) {
+          const __m512 r = _mm512_fnmadd_ps(_mm512_set1_ps(float(e.a_zp[0])), comp, facc[0][p]);
+          return _mm512_add_ps(_mm512_fmadd_ps(r, _mm512_set1_ps(e.a_scale[0]), bias), oacc[p]);
+        };
+      });
+      return;
+    }
+  }
+  group_ints<MR, NP>(a, lda, w, kp, e, [&](int64_t g, const __m512i (&acc)[MR][NP]) { scaled(g, acc, [](int, __m512) {}); });
   store_comp<MR, NP>(facc, e);
 }
 
