@@ -12,6 +12,8 @@ import slimnn
 from slimnn import _C
 from slimnn.integrations.decode import Decoder, _Norm, _silu_block, _torch_lanes
 
+from test_decode import CONFIGS as DECODE_CONFIGS
+
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 120
@@ -29,16 +31,10 @@ def _tiny(arch="llama", seed=0, **kw):
     return transformers.MistralForCausalLM(transformers.MistralConfig(**common)).eval()
 
 
-CONFIGS = {
-    "int8": lambda: slimnn.Int8Config(),
-    "int8 weight-only": lambda: slimnn.Int8Config(mode="weight_only"),
-    "int8 g32": lambda: slimnn.Int8Config(group_size=32),
-    "int4 default": lambda: slimnn.Int4Config(progress=False),
-    "int4 g32 sym": lambda: slimnn.Int4Config(group_size=32, symmetric=True, head_int8=False, progress=False),
-    "int4 float-zero": lambda: slimnn.Int4Config(group_size=32, symmetric=False, float_zeros=True, head_int8=False,
-                                                 progress=False),
-    "int4 weight-only": lambda: slimnn.Int4Config(group_size=32, mode="weight_only", head_int8=False, progress=False),
-}
+# test_decode's compressed configs (its "fp32" entry is the uncompressed model) plus int4 weight-only
+CONFIGS = {name: make for name, make in DECODE_CONFIGS.items() if make is not None}
+CONFIGS["int4 weight-only"] = lambda: slimnn.Int4Config(group_size=32, mode="weight_only", head_int8=False,
+                                                         progress=False)
 
 
 def _compressed(model, name, embeddings=True):
