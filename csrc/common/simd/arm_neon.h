@@ -63,6 +63,7 @@ inline V vadd(V a, V b) { return vaddq_f32(a, b); }
 inline V vsub(V a, V b) { return vsubq_f32(a, b); }
 inline V vmax(V a, V b) { return vbslq_f32(vcgtq_f32(a, b), a, b); }  // a > b ? a : b (x86 maxps)
 inline V vmin(V a, V b) { return vbslq_f32(vcltq_f32(a, b), a, b); }  // a < b ? a : b (x86 minps)
+inline V vneg(V a) { return vnegq_f32(a); }  // sign bit flipped (NaN too), as x86's xor with -0.0f
 inline V vabs(V x) { return vabsq_f32(x); }
 inline V vround(V x) { return vrndnq_f32(x); }
 inline M vgt(V a, V b) { return vcgtq_f32(a, b); }  // ordered: false when either is NaN (_CMP_GT_OQ)

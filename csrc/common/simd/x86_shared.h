@@ -11,6 +11,7 @@ inline V vadd(V a, V b) { return SLIMNN_MM(add_ps)(a, b); }
 inline V vsub(V a, V b) { return SLIMNN_MM(sub_ps)(a, b); }
 inline V vmax(V a, V b) { return SLIMNN_MM(max_ps)(a, b); }  // a > b ? a : b per lane (maxps: b when either is NaN)
 inline V vmin(V a, V b) { return SLIMNN_MM(min_ps)(a, b); }
+inline V vneg(V a) { return SLIMNN_MM(xor_ps)(a, SLIMNN_MM(set1_ps)(-0.0f)); }  // sign bit flipped (NaN too)
 
 // Reductions: the 4 lanes of half4 (x86_avx2.h: (x0 + x4 + x2 + x6) + (x1 + x5 + x3 + x7), fixed order).
 inline float hsum(V x) {

@@ -1,30 +1,28 @@
-// The torch-order SiLU body over one vector width (included by x86_avx2.cc / x86_avx512.cc after their
-// lane definitions: V, kLanes, the intrinsics wrappers below). Same operations as ref.cc, lane by lane.
+// The torch-order SiLU body over one vector width: included by x86_avx2.cc / x86_avx512.cc inside their
+// ISA namespace, after common/simd/x86_<isa>.h (V, W, vfma, vscale_pow2, ...) and torch_silu.inc. Same
+// operations as ref.cc, lane by lane. (not a header guard: included once per ISA translation unit)
+
+// exp(d) = 2^q (1 + s + s^2 P(s)). vscale_pow2 multiplies by 2^q as ref.cc's two exact power-of-two factors
+// on AVX2 and by scalef on AVX-512: both round u * 2^q once (u * 2^(q/2) is exact), so the bits agree.
 inline V ts_exp(V d) {
-  const V qf = vround(vmul(d, vset(kTsLog2e)));
-  const VI q = vcvt(qf);
-  V s = vfma(qf, vset(-kTsLn2Hi), d);
-  s = vfma(qf, vset(-kTsLn2Lo), s);
-  V u = vset(kTsP[0]);
-  for (int i = 1; i < 6; ++i) u = vfma(u, s, vset(kTsP[i]));
-  u = vadd(vset(1.0f), vfma(vmul(s, s), u, s));
-  const VI h = vsrai1(q);
-  u = vmul(vmul(u, vpow2i(h)), vpow2i(vsubi(q, h)));
-  u = vlow_zero(d, u);               // d < -104: 0
-  return vhigh_inf(d, u);            // 100 < d: infinity; NaN stays NaN (it went through every step)
+  const V q = vround(vmul(d, vset1(kTsLog2e)));
+  V s = vfma(q, vset1(-kTsLn2Hi), d);
+  s = vfma(q, vset1(-kTsLn2Lo), s);
+  V u = vset1(kTsP[0]);
+  for (int i = 1; i < 6; ++i) u = vfma(u, s, vset1(kTsP[i]));
+  u = vadd(vset1(1.0f), vfma(vmul(s, s), u, s));
+  u = vscale_pow2(u, q);
+  u = vselect(vgt(vset1(kTsLow), d), vzero(), u);                     // d < -104: 0
+  return vselect(vgt(d, vset1(kTsHigh)), vset1(__builtin_inff()), u);  // 100 < d: infinity; NaN stays NaN
 }
+
+inline V ts_silu_v(V x) { return vdiv(x, vadd(vset1(1.0f), ts_exp(vneg(x)))); }
 
 inline void ts_silu(float* y, int64_t n) {
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    const V x = vload(y + i);
-    vstore(y + i, vdiv(x, vadd(vset(1.0f), ts_exp(vneg(x)))));
-  }
+  for (; i + W <= n; i += W) vstore(y + i, ts_silu_v(vload(y + i)));
   if (i < n) {
-    alignas(64) float buf[kLanes] = {};
-    for (int64_t j = i; j < n; ++j) buf[j - i] = y[j];
-    const V x = vload(buf);
-    vstore(buf, vdiv(x, vadd(vset(1.0f), ts_exp(vneg(x)))));
-    for (int64_t j = i; j < n; ++j) y[j] = buf[j - i];
+    const int t = static_cast<int>(n - i);
+    vstore_n(y + i, ts_silu_v(vload_n(y + i, t)), t);
   }
 }
