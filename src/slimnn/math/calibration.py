@@ -90,6 +90,59 @@ def progress_iter(items: Sequence, desc: str, enabled: bool, total: Optional[int
     yield from tqdm(items, desc=desc, total=total, leave=leave)
 
 
+def capture_inputs(
+    model: nn.Module,
+    modules: Sequence[tuple[str, nn.Module]],
+    calib_data: Iterable[Any],
+    on_input: Callable[[str, Tensor], Optional[bool]],
+    stop_early: bool = False,
+    progress: bool = False,
+    forward_fn: Optional[Callable[[nn.Module, Any], Any]] = None,
+) -> None:
+    """The one hook-and-stop capture: runs ``model`` over ``calib_data`` (``forward_fn(model, batch)``,
+    default :func:`call_model`) under ``torch.no_grad`` with a forward pre-hook on each (name, module) of
+    ``modules`` that calls ``on_input(name, x)`` with the module's input tensor x (detached; the first
+    positional argument, else the first keyword argument; TypeError if it is no tensor).
+
+    stop_early: end each forward pass once every hooked module has run (a module called several times per
+    pass is then only seen at its first call). ``on_input`` returning True ends the whole run: that forward
+    pass and the batches after it. Hooks are removed afterwards, even on error."""
+    fwd = forward_fn or call_model
+    fired: set[str] = set()
+    done = [False]
+    handles = []
+
+    def make_hook(name: str):  # noqa: ANN202
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            if not isinstance(x, Tensor):
+                raise TypeError(f"calibration: {name} was called without a tensor input")
+            if on_input(name, x.detach()):
+                done[0] = True
+                raise _Stop
+            fired.add(name)
+            if stop_early and len(fired) == len(modules):
+                raise _Stop
+
+        return hook
+
+    try:
+        for name, mod in modules:
+            handles.append(mod.register_forward_pre_hook(make_hook(name), with_kwargs=True))
+        with torch.no_grad():
+            for batch in progress_iter(calib_data, "slimnn calibration", progress):
+                fired.clear()
+                try:
+                    fwd(model, batch)
+                except _Stop:
+                    pass
+                if done[0]:
+                    break
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def capture_linear_inputs(
     model: nn.Module,
     modules: Union[Mapping[str, nn.Module], Sequence[tuple[str, nn.Module]]],
@@ -112,61 +165,39 @@ def capture_linear_inputs(
     batch, so every batch is represented). stop_early: end each forward pass once every hooked module has
     run (the later layers are not needed; a module called several times per pass is then only seen at its
     first call). require_called: a module the model never called raises ValueError.
-    Hooks are removed afterwards, even on error. The model is left in the training/eval mode it had."""
+    Hooks are removed afterwards, even on error (:func:`capture_inputs`). The model is left in the
+    training/eval mode it had."""
     if sample not in ("head", "strided"):
         raise ValueError(f"sample must be 'head' or 'strided', got {sample!r}")
     items = list(modules.items()) if isinstance(modules, Mapping) else list(modules)
     stats = {name: LinearInputStats() for name, _ in items}
     batches = calib_data if isinstance(calib_data, Sequence) else list(calib_data)
     per_batch = -(-keep_rows // max(1, len(batches))) if sample == "strided" else keep_rows
-    fired: set[str] = set()
-    handles = []
 
-    def make_hook(name: str):  # noqa: ANN202
-        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-            x = args[0] if args else next(iter(kwargs.values()), None)
-            if not isinstance(x, Tensor):
-                raise TypeError(f"calibration: {name} was called without a tensor input")
-            x2 = x.detach().reshape(-1, x.shape[-1])
-            xd = x2.to(torch.float64)
-            st = stats[name]
-            if st.abs_sum is None:
-                k = x2.shape[1]
-                st.abs_sum = torch.zeros(k, dtype=torch.float64)
-                st.sq_sum = torch.zeros(k, dtype=torch.float64)
-                if gram:
-                    st.gram = torch.zeros(k, k, dtype=gram_dtype)
-            st.n_rows += x2.shape[0]
-            st.abs_sum += xd.abs().sum(0)
-            st.sq_sum += (xd * xd).sum(0)
+    def add(name: str, x: Tensor) -> None:
+        x2 = x.reshape(-1, x.shape[-1])
+        xd = x2.to(torch.float64)
+        st = stats[name]
+        if st.abs_sum is None:
+            k = x2.shape[1]
+            st.abs_sum = torch.zeros(k, dtype=torch.float64)
+            st.sq_sum = torch.zeros(k, dtype=torch.float64)
             if gram:
-                xg = x2.to(gram_dtype)
-                st.gram += xg.t() @ xg
-            have = sum(r.shape[0] for r in st.rows)
-            if sample == "head" and have < keep_rows:
-                st.rows.append(x2[: keep_rows - have].to(torch.float32).clone())
-            elif sample == "strided" and per_batch and x2.shape[0] and have < keep_rows:
-                idx = torch.linspace(0, x2.shape[0] - 1, min(per_batch, x2.shape[0])).round().long()
-                st.rows.append(x2[idx][: keep_rows - have].to(torch.float32).clone())
-            fired.add(name)
-            if stop_early and len(fired) == len(stats):
-                raise _Stop
+                st.gram = torch.zeros(k, k, dtype=gram_dtype)
+        st.n_rows += x2.shape[0]
+        st.abs_sum += xd.abs().sum(0)
+        st.sq_sum += (xd * xd).sum(0)
+        if gram:
+            xg = x2.to(gram_dtype)
+            st.gram += xg.t() @ xg
+        have = sum(r.shape[0] for r in st.rows)
+        if sample == "head" and have < keep_rows:
+            st.rows.append(x2[: keep_rows - have].to(torch.float32).clone())
+        elif sample == "strided" and per_batch and x2.shape[0] and have < keep_rows:
+            idx = torch.linspace(0, x2.shape[0] - 1, min(per_batch, x2.shape[0])).round().long()
+            st.rows.append(x2[idx][: keep_rows - have].to(torch.float32).clone())
 
-        return hook
-
-    try:
-        for name, mod in items:
-            handles.append(mod.register_forward_pre_hook(make_hook(name), with_kwargs=True))
-        with torch.no_grad():
-            for batch in progress_iter(batches, "slimnn calibration", progress):
-                fired.clear()
-                try:
-                    call_model(model, batch)
-                except _Stop:
-                    pass
-    finally:
-        for h in handles:
-            h.remove()
+    capture_inputs(model, items, batches, add, stop_early=stop_early, progress=progress)
     if require_called:
         for name, st in stats.items():
             if st.n_rows == 0:
@@ -196,31 +227,18 @@ def capture_patch_grams(model: nn.Module, module: nn.Module, calib_data: Sequenc
     """Runs ``model`` over ``calib_data`` (model inputs, as :func:`capture_linear_inputs` takes them) and
     returns (sum over rows of P^T P as (G, T, T) float64, rows) for ``patches(x) -> (G, rows, T)`` of
     ``module``'s input x, one image at a time (memory O(G T^2 + one image's patches)). Each forward stops once
-    the module has run. ValueError if the model never calls it."""
+    the module has run (:func:`capture_inputs`). ValueError if the model never calls it."""
     acc: list = [None, 0]
 
-    def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-        x = args[0] if args else next(iter(kwargs.values()), None)
-        if not isinstance(x, Tensor):
-            raise TypeError("calibration: the layer was called without a tensor input")
-        x = x.detach().to(torch.float32)
+    def add(_name: str, x: Tensor) -> None:
+        x = x.to(torch.float32)
         for i in range(x.shape[0] if x.dim() == 4 else 1):  # images one at a time (their patches are large)
             p = patches(x[i:i + 1] if x.dim() == 4 else x)
             g = torch.bmm(p.transpose(1, 2), p).to(torch.float64)
             acc[0] = g if acc[0] is None else acc[0] + g
             acc[1] += p.shape[1]
-        raise _Stop
 
-    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            for batch in calib_data:
-                try:
-                    call_model(model, batch)
-                except _Stop:
-                    pass
-    finally:
-        handle.remove()
+    capture_inputs(model, [("the layer", module)], calib_data, add, stop_early=True)
     if acc[0] is None:
         raise ValueError("calibration: the layer was never called by the model on the calibration data")
     return acc[0], acc[1]

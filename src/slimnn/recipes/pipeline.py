@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn.base import is_hf_conv1d
-from ..math.calibration import call_model, progress_iter
+from ..math.calibration import call_model, capture_inputs, progress_iter
 from ..runtime.info import cpu_info
 from ..techniques import for_config, techniques
 from .report import LayerRow, Report, StepResult
@@ -224,31 +224,17 @@ def _capture_inputs(
     model: nn.Module, name: str, batches: Iterable[Any], max_rows: int, forward_fn: Optional[Callable]
 ) -> Optional[Tensor]:
     """The inputs layer ``name`` sees over ``batches`` (float32, rows x in_features, at most max_rows)."""
-    fwd = forward_fn or call_model
     rows: list[Tensor] = []
     count = [0]
 
-    class _Stop(Exception):
-        pass
-
-    def hook(_m: nn.Module, args: tuple) -> None:
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float32)
+    def add(_name: str, x: Tensor) -> bool:
+        x = x.reshape(-1, x.shape[-1]).to(torch.float32)
         take = x[: max_rows - count[0]]
         rows.append(take.clone())
         count[0] += take.shape[0]
-        if count[0] >= max_rows:
-            raise _Stop
+        return count[0] >= max_rows  # enough: end the run
 
-    h = model.get_submodule(name).register_forward_pre_hook(hook)
-    try:
-        with torch.inference_mode():
-            for b in batches:
-                try:
-                    fwd(model, b)
-                except _Stop:
-                    break
-    finally:
-        h.remove()
+    capture_inputs(model, [(name, model.get_submodule(name))], batches, add, forward_fn=forward_fn)
     return torch.cat(rows) if rows else None
 
 
