@@ -445,3 +445,32 @@ def test_plot_every_row_and_a_legend(tmp_path):
     plt.close(fig)
     path = r.plot(str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.endswith("p.png")
+
+
+def test_embeddings_are_opt_in_and_exclude_does_not_opt_them_in(tmp_path):
+    """An nn.Embedding stays float unless --embeddings; --exclude (a filter of its own) must not change that,
+    and each kept layer's note says why in the CLI's words (not compress_'s filter_fn)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(64, 32), nn.Linear(32, 48), nn.ReLU(), nn.Linear(48, 16)).eval()
+    src = tmp_path / "emb.safetensors"
+    slimnn.save(model, str(src))
+
+    def layers(*extra):
+        rep = tmp_path / ("rep" + "".join(extra).replace("-", "_").replace("^", "").replace("$", ""))
+        out = _cli("compress", src, tmp_path / "out.safetensors", "--report", rep, *extra)
+        assert out.returncode == 0, out.stderr
+        rows = json.loads((rep / "report.json").read_text())["steps"][-1]["layers"]
+        return {r["name"]: (r["format"], r["note"]) for r in rows}
+
+    plain = layers()
+    assert plain["0"][0] == "float32" and "--embeddings" in plain["0"][1] and "filter_fn" not in plain["0"][1]
+    assert plain["1"][0].startswith("int8") and plain["3"][0].startswith("int8")
+    excl = layers("--exclude", "^3$")
+    assert excl["0"] == plain["0"], "--exclude opted the embedding in"
+    assert excl["3"][1] == "excluded by --exclude" and excl["1"][0].startswith("int8")
+    emb = layers("--embeddings")
+    assert not emb["0"][0].startswith("float") and emb["1"][0].startswith("int8")
+    back = slimnn.load(str(tmp_path / "out.safetensors"))
+    ids = torch.randint(0, 64, (2, 5))
+    cos = torch.nn.functional.cosine_similarity(back(ids).flatten(), model(ids).flatten(), dim=0)
+    assert cos > 0.99

@@ -458,7 +458,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise UserError(f"{args.input}: the model has no layer slimnn compresses (torch.nn.Linear, Conv1d, Conv2d, "
                         f"Embedding, transformers' Conv1D)")
     t0 = time.perf_counter()
-    rep = slimnn.compress_(target, cfg, filter_fn=(lambda m, n: not excl.search(n)) if excl else None)
+    from torch import nn
+
+    def keep(m: Any, n: str) -> bool:  # --exclude alone must not opt the embeddings in (any filter_fn would)
+        return not (excl and excl.search(n)) and (args.embeddings or not isinstance(m, nn.Embedding))
+
+    rep = slimnn.compress_(target, cfg, filter_fn=keep)
     secs = time.perf_counter() - t0
     try:
         slimnn.save(target, args.output, metadata={"source": os.path.basename(args.input.rstrip("/")),
@@ -478,6 +483,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
                 note = f"weight SQNR {-20 * torch.log10(err.clamp_min(1e-12)).item():.1f} dB"
         elif n in rep.skipped:
             note = rep.skipped[n]
+            if note == "rejected by filter_fn":  # keep()'s two reasons, in the CLI's words
+                note = ("excluded by --exclude" if excl and excl.search(n) else
+                        "embedding: kept in float (--embeddings compresses it; a tied head then shares its table)")
         if n in rep.prepared:  # e.g. a BatchNorm folded in: the float weight it is compared with changed
             note = rep.prepared[n]
         rows.append(LayerRow(n, layer_format(m), layer_kernel(m), layer_bytes(m), note=note))
@@ -597,6 +605,8 @@ def build_parser(format_help: Optional[dict[str, str]] = None) -> argparse.Argum
     pc.add_argument("--rank-ratio", type=float, default=None, help="lowrank: fraction of parameters kept "
                     "(default 0.5)")
     pc.add_argument("--exclude", default=None, help="regex of layer names to keep in float")
+    pc.add_argument("--embeddings", action="store_true", help="int8 / int4: also compress nn.Embedding tables "
+                    "(kept in float by default: quantizing a lookup table changes every token's input)")
     pc.add_argument("--report", default=None, help="directory for report.md / report.json")
     pc.set_defaults(fn=cmd_compress)
 
