@@ -1,12 +1,13 @@
 """int4: ``Int4Config`` -> :class:`slimnn.nn.Int4Linear` (group-wise 4-bit codes, W4A8 or weight-only).
 
 Round to nearest converts layer by layer; GPTQ and AWQ calibrate the whole model with
-:func:`quantize_model_int4_`, layer by layer: each target Linear is calibrated on the inputs it receives from the model *as already
-quantized up to it* (earlier layers replaced first), as GPTQ does, so errors do not compound unseen. Each
-step runs the model on the calibration data only up to the layer being calibrated (the forward pass is
-stopped once that layer has been called), and keeps that one layer's statistics: its Hessian (K x K) for
-GPTQ, a bounded sample of its input rows for AWQ. Peak memory is thus the model plus one layer's
-statistics. Cost: one partial forward pass over the data per layer (about L/2 full passes for L layers).
+:func:`quantize_model_int4_`, layer by layer: each target Linear is calibrated on the inputs it receives from the
+model *as already quantized up to it* (earlier layers replaced first), as GPTQ does, so errors do not compound
+unseen. In a stack of transformer blocks this runs block by block (:mod:`slimnn.math.blockwise`: the first
+block's inputs are caught once, each block is replayed alone, its Linears quantized in stages of a shared input,
+q/k/v together), so the cost is about three block passes per block over the data instead of one partial model
+pass per Linear; Linears outside the stack, and models without one, take one partial forward pass each. Each
+stage keeps only its layers' statistics: a Hessian (K x K) each for GPTQ, a bounded sample of input rows for AWQ.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from ..configs import Int4Config
 from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
+from ..math.blockwise import sequential_quantize_
 from ..math.calibration import capture_linear_inputs, progress_iter
 from ..math.gptq import awq_quantize, gptq_quantize
 from ..math.quantize import INT4_SCALE_DTYPES, quantize_int4
@@ -165,7 +167,7 @@ def convert_model(model: nn.Module, targets: list, config: Int4Config, report: A
     return True
 
 
-def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: Any) -> None:
+def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: Any, blockwise: bool = True) -> None:
     """Replaces every (fqn, nn.Linear) of ``targets`` in ``model`` by a calibrated Int4Linear, in order
     (the order of ``model.named_modules()``, i.e. usually execution order). Used by ``compress_``."""
     if config.calib_data is None:
@@ -179,12 +181,7 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
     was_training = model.training
     model.eval()
     try:
-        for fqn, lin in progress_iter(targets, f"int4 {config.method}", config.progress):
-            st = capture_linear_inputs(
-                model, {fqn: lin}, data, gram=config.method == "gptq", gram_dtype=torch.float32,
-                keep_rows=config.max_calib_rows if config.method == "awq" else 0, sample="strided",
-                stop_early=True, require_called=True,
-            )[fqn]
+        def quantize_one(fqn: str, lin: nn.Module, st: Any) -> nn.Module:
             in_mul = None
             if config.method == "gptq":
                 params = None
@@ -203,10 +200,14 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
                     lin.weight, st.inputs(), config.group_size, config.symmetric, sdt, config.awq_grid,
                     config.awq_clip, quantize_inputs=config.mode == "dynamic",
                 )
-            del st
             new = Int4Linear.from_quantized(codes, scales, zeros, config.group_size, lin.bias, in_mul, config)
-            model.set_submodule(fqn, new)
             report.converted[fqn] = type(new).__name__
+            return new
+
+        capture = dict(gram=config.method == "gptq", gram_dtype=torch.float32,
+                       keep_rows=config.max_calib_rows if config.method == "awq" else 0, sample="strided")
+        sequential_quantize_(model, targets, data, quantize_one, capture=capture, desc=f"int4 {config.method}",
+                             progress=config.progress, blockwise=blockwise)
     finally:
         model.train(was_training)
 
