@@ -74,12 +74,12 @@ def test_blocks_are_replayed_not_the_model():
     """Structural cost: the model's first block runs a bounded number of times per batch (catching, the check,
     then the per-stage replays of block 0), not once per Linear of the model."""
     model = _llama(layers=4)
+    linears = len(_targets(model))
     calls = {"model": 0, "block0": 0}
     model.register_forward_pre_hook(lambda m, a: calls.__setitem__("model", calls["model"] + 1))
     model.model.layers[0].register_forward_pre_hook(lambda m, a: calls.__setitem__("block0", calls["block0"] + 1))
     cfg = slimnn.Int4Config(method="gptq", calib_data=_calib(), group_size=32, progress=False)
     quantize_model_int4_(model, _targets(model), cfg, _Report())
-    linears = len(_targets(_llama(layers=4)))
     # lm_head (after the stack) takes one pass per batch; catching 3 + the replay check 1
     assert calls["model"] <= 3 + 1 + 1 + 3
     assert calls["model"] < linears * 3
@@ -143,7 +143,7 @@ def test_uncalled_layer_raises():
     class Skip(_Chained):
         def __init__(self):
             super().__init__()
-            self.blocks[1].append(nn.Linear(32, 32))  # never called: Sequential runs it... so make it unused
+            self.blocks[1].append(nn.Linear(32, 32))  # forward below calls only b[0] and b[1]: never called
 
         def forward(self, x):
             for b in self.blocks:

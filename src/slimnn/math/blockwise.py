@@ -28,7 +28,6 @@ from .calibration import LinearInputStats, call_model, capture_linear_inputs, pr
 # Keyword arguments of a block that hold a key/value cache (HF names across versions)
 _CACHE_KWARGS = ("past_key_value", "past_key_values", "layer_past")
 
-Stats = dict  # fqn -> LinearInputStats
 QuantizeOne = Callable[[str, nn.Module, LinearInputStats], nn.Module]
 
 
@@ -40,7 +39,7 @@ def find_block_stack(model: nn.Module, fqns: Sequence[str]) -> Optional[tuple[st
         if not isinstance(mod, nn.ModuleList) or len(mod) < 2:
             continue
         prefix = f"{name}." if name else ""
-        n = sum(1 for f in fqns if f.startswith(prefix) and f[len(prefix):].split(".", 1)[0].isdigit())
+        n = sum(1 for f in fqns if _block_index(prefix, f) is not None)
         if n > best_n:
             best, best_n = (name, mod), n
     return best

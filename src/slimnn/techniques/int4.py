@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..configs import Int4Config
 from ..formats.manifest import config_field, TensorSpec, bool_field, int_field, linear_meta
 from ..math.blockwise import sequential_quantize_
-from ..math.calibration import capture_linear_inputs, progress_iter
+from ..math.calibration import capture_linear_inputs
 from ..math.gptq import awq_quantize, gptq_quantize
 from ..math.quantize import INT4_SCALE_DTYPES, quantize_int4
 from ..nn.int4 import Int4Linear
