@@ -127,7 +127,7 @@ def _stage(replay: _Replay, remaining: list) -> list:
     seen: list = []
     leader: list = []
 
-    def make(fqn: str, mod: nn.Module):  # noqa: ANN202
+    def make(fqn: str, mod: nn.Module) -> Callable:
         def hook(m: nn.Module, args: tuple, kwargs: dict) -> None:
             x = args[0] if args else next(iter(kwargs.values()), None)
             if not leader:

@@ -204,8 +204,8 @@ def quantize_model_int4_(model: nn.Module, targets: list, config: Any, report: A
             report.converted[fqn] = type(new).__name__
             return new
 
-        capture = dict(gram=config.method == "gptq", gram_dtype=torch.float32,
-                       keep_rows=config.max_calib_rows if config.method == "awq" else 0, sample="strided")
+        capture = {"gram": config.method == "gptq", "gram_dtype": torch.float32,
+                   "keep_rows": config.max_calib_rows if config.method == "awq" else 0, "sample": "strided"}
         sequential_quantize_(model, targets, data, quantize_one, capture=capture, desc=f"int4 {config.method}",
                              progress=config.progress, blockwise=blockwise)
     finally:
