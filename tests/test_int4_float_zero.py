@@ -214,7 +214,7 @@ def test_kernels_against_plain_float_math(isa, m, k, n, gs):
 
 # The VNNI GEMV adds the offset term in registers (s (8 - z) from the streamed zeros); the 8-row kernel of the
 # same ISA leaves it to the driver's pass. Both sum the groups in the same order: the same bits.
-FUSED_GEMV, DRIVER_PASS = "qgemm_q4_u8_1x64__avx512vnni", "qgemm_q4_u8_8x32__avx512vnni"
+FUSED_GEMV, DRIVER_PASS = "qgemm_q4_u8_1x128__avx512vnni", "qgemm_q4_u8_8x32__avx512vnni"
 
 
 def _forced(name, x, blob, n, threads):

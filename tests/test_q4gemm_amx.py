@@ -31,7 +31,7 @@ from tolerances import assert_close, assert_exact
 EMU = "qgemm_q4_u8_32x64__amxemu"
 AMX = "qgemm_q4_u8_32x64__amx"
 VNNI = "qgemm_q4_u8_8x32__avx512vnni"
-VNNI_GEMV = "qgemm_q4_u8_1x64__avx512vnni"
+VNNI_GEMV = "qgemm_q4_u8_1x128__avx512vnni"
 SENTINEL = 12345.0
 
 # Tile edges: 16-row halves, 32-row calls, several row blocks.

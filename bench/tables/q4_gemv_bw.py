@@ -52,7 +52,7 @@ def make_blob(fmt: str, n: int, k: int, gen: torch.Generator) -> tuple[str, torc
         return "q4_dynamic", pack_q4(codes, s, None, gs), n * k // 2 + ng * n * sb
     z = (torch.rand(ng, n, generator=gen) * 15).to(dt)
     # the VNNI GEMV reads the float zero points (o = s (8 - z) in registers); other paths read the fp32 offsets
-    zb = sb if _C.q4_select_kernel("q4_dynamic", 1) == "qgemm_q4_u8_1x64__avx512vnni" else 4
+    zb = sb if _C.q4_select_kernel("q4_dynamic", 1) == "qgemm_q4_u8_1x128__avx512vnni" else 4
     return "q4_dynamic", pack_q4(codes, s, z, gs), n * k // 2 + ng * n * (sb + zb)
 
 

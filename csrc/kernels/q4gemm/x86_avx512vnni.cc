@@ -23,13 +23,15 @@ inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
   return acc;
 }
 
-// acc[m][p] += dot of rows m with panels p over k8 steps [k8_0, k8_1). With one row, the high-nibble
-// products go to a second accumulator so two independent vpdpbusd chains hide its latency.
+// acc[m][p] += dot of rows m with panels p over k8 steps [k8_0, k8_1). With one row and fewer than 8 panels, the
+// high-nibble products go to a second accumulator so two independent vpdpbusd chains hide its latency (8 panels
+// are 8 chains already, and the registers are needed for the loads).
 template <int MR, int NP>
 inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, int64_t k8_0, int64_t k8_1,
                       __m512i (&acc)[MR][NP]) {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
-  constexpr int kHi = MR == 1 ? NP : 1;
+  constexpr bool kSplit = MR == 1 && NP < 8;
+  constexpr int kHi = kSplit ? NP : 1;
   __m512i acc_hi[kHi];
   for (int p = 0; p < kHi; ++p) acc_hi[p] = _mm512_setzero_si512();
   for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
@@ -43,14 +45,14 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
       const __m512i a0 = bcast4(a + m * lda + k8 * 8), a1 = bcast4(a + m * lda + k8 * 8 + 4);
       for (int p = 0; p < NP; ++p) {
         acc[m][p] = dpbusd(acc[m][p], a0, lo[p]);
-        if (MR == 1)
+        if (kSplit)
           acc_hi[p % kHi] = dpbusd(acc_hi[p % kHi], a1, hi[p]);
         else
           acc[m][p] = dpbusd(acc[m][p], a1, hi[p]);
       }
     }
   }
-  if (MR == 1)
+  if (kSplit)
     for (int p = 0; p < NP; ++p) acc[0][p] = _mm512_add_epi32(acc[0][p], acc_hi[p % kHi]);
 }
 
