@@ -1,8 +1,8 @@
 // AVX2 + FMA: q4 W4A8 dynamic kernel and weight-only kernel.
 //
-// No VNNI here: codes (0..15) and u8 activations are widened to int16 and multiplied with vpmaddwd, whose
-// int32 pair sums are exact, as in the q8 AVX2 kernel (kernels/qgemm/x86_avx2.cc). Each 16-byte quarter of
-// a 64-byte step holds 4 columns x 4 k in both nibbles.
+// No VNNI here: u8 activations times codes (0..15) with vpmaddubsw, whose int16 pair sums cannot saturate at
+// these ranges (unlike the q8 kernel's u8 x s8, kernels/qgemm/x86_avx2.cc, which widens to int16), then
+// vpmaddwd by ones to int32. Each 16-byte quarter of a 64-byte step holds 4 columns x 4 k in both nibbles.
 #include <immintrin.h>
 
 #include <cstring>
@@ -24,29 +24,32 @@ inline __m256 load_scales(const void* base, ScaleDtype dt, int64_t i) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-inline __m128i bcast_u8x4_as_i16(const uint8_t* p) {
+inline __m256i bcast_u8x4(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
-  return _mm_cvtepu8_epi16(_mm_cvtsi32_si128(v));
+  return _mm256_set1_epi32(v);
 }
 
+// acc[m][h] += the 8 column dots (columns 8h..8h+7) of row m over k8 steps [k8_0, k8_1). Codes (0..15) times
+// u8 activations with vpmaddubsw: a pair sum is at most 2 * 15 * 255 = 7650, and the low- plus high-nibble pair
+// sums at most 15300, so the int16 sums never saturate and every total is exact (as the int16-widened
+// vpmaddwd form it replaces, with half the multiplies and no pair folding).
 template <int MR>
 inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k8_0, int64_t k8_1,
-                      __m256i (&acc)[MR][4]) {
-  const __m128i m4 = _mm_set1_epi8(0x0F);
+                      __m256i (&acc)[MR][2]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (int64_t k8 = k8_0; k8 < k8_1; ++k8) {
-    __m256i wl[4], wh[4];
-    for (int j = 0; j < 4; ++j) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k8 * 64 + j * 16));
-      wl[j] = _mm256_cvtepu8_epi16(_mm_and_si128(v, m4));
-      wh[j] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    __m256i wl[2], wh[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k8 * 64 + h * 32));
+      wl[h] = _mm256_and_si256(v, m4);
+      wh[h] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
     }
     for (int m = 0; m < MR; ++m) {
-      const __m256i al = _mm256_broadcastq_epi64(bcast_u8x4_as_i16(a + m * lda + k8 * 8));
-      const __m256i ah = _mm256_broadcastq_epi64(bcast_u8x4_as_i16(a + m * lda + k8 * 8 + 4));
-      for (int j = 0; j < 4; ++j) {
-        acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(al, wl[j]));
-        acc[m][j] = _mm256_add_epi32(acc[m][j], _mm256_madd_epi16(ah, wh[j]));
+      const __m256i al = bcast_u8x4(a + m * lda + k8 * 8), ah = bcast_u8x4(a + m * lda + k8 * 8 + 4);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(al, wl[h]), _mm256_maddubs_epi16(ah, wh[h]));
+        acc[m][h] = _mm256_add_epi32(acc[m][h], _mm256_madd_epi16(s16, ones));
       }
     }
   }
@@ -54,8 +57,8 @@ inline void dot_block(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t k
 
 // The 8 column totals of half h (columns 8h..8h+7) of row m, zero-point term removed: E_g exactly.
 template <int MR>
-inline __m256i group_exact(const __m256i (&acc)[MR][4], int m, int h, const Q4Epilogue& e, int64_t g) {
-  const __m256i d = fold_pairs(acc[m][2 * h], acc[m][2 * h + 1]);
+inline __m256i group_exact(const __m256i (&acc)[MR][2], int m, int h, const Q4Epilogue& e, int64_t g) {
+  const __m256i d = acc[m][h];
   const int32_t asum = e.a_sum[m * e.n_groups + g];
   if (e.zeros == nullptr) return _mm256_sub_epi32(d, _mm256_set1_epi32(asum * 8));
   const __m256i zv =
@@ -68,8 +71,8 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
   static_assert(NP == 1, "16 columns");
   __m256 facc[MR][2];
   zero(facc);
-  auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[MR][4]) { dot_block<MR>(a, lda, w, k8_0, k8_1, acc); };
-  for_each_group<__m256i[MR][4]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[MR][4]) {
+  auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[MR][2]) { dot_block<MR>(a, lda, w, k8_0, k8_1, acc); };
+  for_each_group<__m256i[MR][2]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[MR][2]) {
     for (int h = 0; h < 2; ++h) {
       if (e.n_groups == 1) {
         // Per channel: subtract the activations' zero-point term in int32, exactly.
@@ -142,8 +145,8 @@ void dot(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
   for (int m = 0; m < MR; ++m) {
     Q4Epilogue em = e;
     em.a_sum = e.a_sum + m * e.n_groups;
-    auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[1][4]) { dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc); };
-    for_each_group<__m256i[1][4]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[1][4]) {
+    auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[1][2]) { dot_block<1>(a + m * lda, lda, w, k8_0, k8_1, acc); };
+    for_each_group<__m256i[1][2]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[1][2]) {
       for (int h = 0; h < 2; ++h)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + m * ldo + g * e.np + h * 8), group_exact<1>(acc, 0, h, em, g));
     });
