@@ -167,9 +167,12 @@ def test_group_integers_extreme_values():
     """Largest magnitudes: activations 0/255, codes 0/15, asymmetric zeros at both ends, per-channel K=4096."""
     k, n = 4096, 32
     codes = torch.randint(0, 2, (n, k), dtype=torch.uint8) * 15
+    # The bound the AVX2 vpmaddubsw form relies on, hit over all K: row 0 all 255 against column 0 all 15.
+    codes[0] = 15
     zeros = torch.tensor([[0, 15] * 16], dtype=torch.uint8)
     blob = pack_q4(codes, torch.ones(1, n, dtype=torch.float16), zeros, None)
     ap = (torch.randint(0, 2, (3, k)) * 255).to(torch.uint8)
+    ap[0] = 255
     expect = reference.q4_group_dots(ap, codes, zeros, None)
     for kern in DYN_KERNELS:
         if kern["isa"] not in slimnn.isa.detected():
