@@ -18,8 +18,9 @@ int64_t round16(int64_t x) { return (x + 15) / 16 * 16; }
 }  // namespace
 
 int64_t attn_work_floats(int64_t mq, int64_t d, int64_t dv) {
-  // kt [d][bk] + scores [kAttnMaxRows][bk] + bool-mask row [bk] + oacc [mq][dv rounded to 16] + max, sum [mq] each
-  return d * kAttnBlockK + kAttnMaxRows * kAttnBlockK + kAttnBlockK + mq * round16(dv) + 2 * round16(mq) + 16;
+  // kt [d][kAttnKtStride] + scores [kAttnMaxRows][bk] + bool-mask row [bk] + oacc [mq][dv rounded to 16] + max,
+  // sum [mq] each
+  return d * kAttnKtStride + kAttnMaxRows * kAttnBlockK + kAttnBlockK + mq * round16(dv) + 2 * round16(mq) + 16;
 }
 
 const AttnKernelInfo* attention_f32(const AttnProblem& p, int nthreads, uint32_t isa_mask,
@@ -33,13 +34,14 @@ const AttnKernelInfo* attention_f32(const AttnProblem& p, int nthreads, uint32_t
     return ki;
   }
   nthreads = std::max(1, nthreads);
-  // Query blocks: at most 64 rows (bounds the tile's scratch), and split further until there are about
-  // 4 tasks per thread (balance on shared cores). Rows are computed independently of the grouping, so the
-  // result does not depend on nthreads.
+  // Query blocks: at most 64 rows (bounds the tile's scratch), and with several threads split further until
+  // there are about 4 tasks per thread (balance on shared cores), down to blocks of 8 rows: every block reads
+  // all of its head's keys and values, so a few query rows (one decode position's grouped-query heads) stay
+  // one task. Rows are computed independently of the grouping, so the result does not depend on nthreads.
   const int64_t bh = p.b * p.hq;
   int64_t n_qb = cdiv(p.lq, 64);
   const int64_t want = 4 * int64_t(nthreads);
-  if (bh * n_qb < want) n_qb = std::min(p.lq, std::max(n_qb, cdiv(want, bh)));
+  if (nthreads > 1 && bh * n_qb < want) n_qb = std::min(cdiv(p.lq, 8), std::max(n_qb, cdiv(want, bh)));
   const int64_t bq = cdiv(p.lq, n_qb);
   n_qb = cdiv(p.lq, bq);
   const int64_t n_tasks = bh * n_qb;

@@ -20,6 +20,10 @@
 namespace slimnn {
 
 constexpr int64_t kAttnBlockK = 128;  // keys per online-softmax block (a multiple of every vector width)
+// Row stride (floats) of the packed K^T block: a block plus 16 floats, so its d rows (576 bytes apart, not 512)
+// spread over every L1 set; at 512 bytes a 64-row block fell into 8 of the 64 sets and the score loop's loads
+// missed L1 (measured on Zen 3). A multiple of 16: rows stay 64-byte aligned for every vector width.
+constexpr int64_t kAttnKtStride = kAttnBlockK + 16;
 constexpr int kAttnMaxRows = 8;       // query rows a tile kernel processes together, at most
 
 // One tile: mq consecutive query rows of one (batch, head) against all lk keys of its kv head.

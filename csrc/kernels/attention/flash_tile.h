@@ -128,7 +128,7 @@ inline float exp_scalar(float x) {
 
 // State of one tile while it walks the key blocks.
 struct TileState {
-  float* kt;    // [d][kAttnBlockK], the packed K^T of the current block
+  float* kt;    // [d][kAttnKtStride], the packed K^T of the current block
   float* srow;  // [kRows][kAttnBlockK] scores, then probabilities, of a group of rows
   float* mrow;  // [kAttnBlockK] additive form of a boolean mask row
   float* oacc;  // [mq][dvp] unnormalized outputs between key blocks
@@ -146,7 +146,7 @@ template <int NR>
 inline void rows_step(const AttnTile& t, TileState& st, int64_t r0) {
   const int64_t bk = kAttnBlockK;
   const float ninf = -__builtin_inff();
-  rows_scores_all<NR>(t.q + r0 * t.ldq, t.ldq, t.d, st.kt, bk, st.nbp, st.srow, bk);
+  rows_scores_all<NR>(t.q + r0 * t.ldq, t.ldq, t.d, st.kt, kAttnKtStride, st.nbp, st.srow, bk);
   const float* madd[NR];
   int64_t valid[NR];
   #pragma GCC unroll 8
@@ -226,7 +226,7 @@ inline void flash_tile(const AttnTile& t) {
   TileState st;
   st.dvp = round_up_w(t.dv);
   st.kt = t.work;
-  st.srow = st.kt + t.d * bk;
+  st.srow = st.kt + t.d * kAttnKtStride;
   st.mrow = st.srow + kRows * bk;
   st.oacc = st.mrow + bk;
   st.mx = st.oacc + t.mq * st.dvp;
@@ -239,7 +239,7 @@ inline void flash_tile(const AttnTile& t) {
     st.first = st.j0 == 0;
     st.last = st.j0 + st.nb == lk;
     st.mrow_src = nullptr;
-    pack_kt(t.k + st.j0 * t.ldk, t.ldk, st.nb, t.d, st.kt, bk);
+    pack_kt(t.k + st.j0 * t.ldk, t.ldk, st.nb, t.d, st.kt, kAttnKtStride);
     int64_t r0 = 0;
     for (; r0 + kRows <= t.mq; r0 += kRows) rows_step<kRows>(t, st, r0);
     switch (t.mq - r0) {
