@@ -176,7 +176,7 @@ int64_t decode_step(const DecodeModel& m, int64_t token, int64_t pos, bool argma
   AttnProblem ap{};
   ap.b = 1, ap.hq = m.kv, ap.hkv = m.kv, ap.lq = g, ap.lk = pos + 1, ap.d = hd, ap.dv = hd;
   ap.q_sb = nq + 2 * nkv, ap.q_sh = g * hd, ap.q_sl = hd;
-  ap.k_sb = ap.v_sb = m.max_len * 2 * nkv, ap.k_sh = ap.v_sh = hd, ap.k_sl = ap.v_sl = 2 * nkv;
+  ap.k_sb = ap.v_sb = 2 * m.max_len * nkv, ap.k_sh = ap.v_sh = m.max_len * hd, ap.k_sl = ap.v_sl = hd;
   ap.o_sb = nq, ap.o_sh = g * hd, ap.o_sl = hd;
   ap.mask_kind = 0, ap.mask = nullptr, ap.causal = false;
   for (const DecodeLayer& L : m.layers) {
@@ -184,8 +184,9 @@ int64_t decode_step(const DecodeModel& m, int64_t token, int64_t pos, bool argma
     run_group(L.qkv, m.xn, nthreads, isa_mask, act);
     float* q = L.qkv.y;
     rope(q, m.heads + m.kv, hd, cos, sin, tmp.data());
-    std::memcpy(L.cache + pos * 2 * nkv, q + nq, 2 * nkv * sizeof(float));
-    ap.q = q, ap.k = L.cache, ap.v = L.cache + nkv, ap.o = m.attn, ap.scale = L.scaling;
+    for (int64_t j = 0; j < 2 * m.kv; ++j)  // keys then values of each kv head into its run of positions
+      std::memcpy(L.cache + (j * m.max_len + pos) * hd, q + nq + j * hd, hd * sizeof(float));
+    ap.q = q, ap.k = L.cache, ap.v = L.cache + m.max_len * nkv, ap.o = m.attn, ap.scale = L.scaling;
     attention_f32(ap, nthreads, isa_mask);
     run_group(L.o, m.attn, nthreads, isa_mask, act);
     add_into(m.h, L.o.y, H);

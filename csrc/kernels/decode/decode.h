@@ -62,7 +62,7 @@ struct DecodeLayer {
   DecodeGroup qkv, o, gu, down;  // qkv: [q heads | k heads | v heads] x hd; gu: [gate | up] x inter
   int mlp_act = 0;               // applied to the gate before gate * up (0: already applied, or none)
   bool mlp_torch_silu = false;   // the gate's activation is torch's SiLU (then mlp_act is 0)
-  float* cache = nullptr;        // [max_len][2][kv][hd]: keys then values of each position
+  float* cache = nullptr;        // [2][kv][max_len][hd]: keys, then values, each kv head's positions contiguous
   float scaling = 1;             // attention scale
 };
 
