@@ -244,6 +244,29 @@ def test_fused_gemv_offset_term_gives_the_driver_pass_bits(sdt, m, k, n, gs):
     assert bool(torch.isnan(y[0]).all()) and torch.equal(y[1:], want[1:])
 
 
+@pytest.mark.parametrize("sdt", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("m,k,n,gs", [(1, 40, 17, 32), (2, 100, 33, 64), (3, 520, 31, 256), (5, 96, 130, 32),
+                                      (1, 600, 200, 32), (1, 8, 1, None), (3, 200, 37, None)])
+def test_avx2_kernel_adds_the_offset_term_itself(sdt, m, k, n, gs):
+    """The AVX2 kernel adds the float-zero term in registers (both of its rows), as the VNNI GEMV does: against
+    the reference and the portable kernel (which leaves it to the driver's pass), at 1 and 2 threads; a NaN row
+    stays NaN alone. (Built before and after the fusion, the two gave the same bits on 2,160 cases.)"""
+    if "avx2" not in slimnn.isa.detected():
+        pytest.skip("this CPU lacks avx2")
+    c, s, z = quantize_int4(_w(n, k, seed=k + 1), gs, False, sdt, float_zeros=True)
+    blob = pack_q4(c, s, z, gs)
+    x = torch.randn(m, k, generator=torch.Generator().manual_seed(n + 1)) * 2
+    ref = reference.q4_linear_dynamic(x, c, s, z, gs, None, None)
+    portable = _forced("qgemm_q4_u8_1x16__portable", x, blob, n, 1)
+    tol = 1e-5 * (float(ref.abs().max()) + 1e-30)
+    for threads in (1, 2):
+        y = _forced("qgemm_q4_u8_2x16__avx2", x, blob, n, threads)
+        assert float((y - ref).abs().max()) <= tol and float((y - portable).abs().max()) <= tol
+    x[0, k // 2] = float("nan")
+    y = _forced("qgemm_q4_u8_2x16__avx2", x, blob, n, 2)
+    assert bool(torch.isnan(y[0]).all()) and torch.allclose(y[1:], portable[1:], rtol=0, atol=tol)
+
+
 def test_nan_rows_and_threads():
     c, s, z = quantize_int4(_w(40, 96), 32, False, torch.float16, float_zeros=True)
     blob = pack_q4(c, s, z, 32)

@@ -29,7 +29,9 @@ namespace {
 // The kernels that add the float-zero offset term themselves (Q4Epilogue::fzeros); for the others the driver
 // adds it after each kernel call.
 constexpr bool same_name(const char* a, const char* b) { return *a == *b && (*a == 0 || same_name(a + 1, b + 1)); }
-constexpr bool fz_fused(const char* name) { return same_name(name, "qgemm_q4_u8_1x128__avx512vnni"); }
+constexpr bool fz_fused(const char* name) {
+  return same_name(name, "qgemm_q4_u8_1x128__avx512vnni") || same_name(name, "qgemm_q4_u8_2x16__avx2");
+}
 
 const Q4KernelInfo kTable[] = {
 #define SLIMNN_KERNEL(kind, isa_bit, isa_word, name, mr, np, gemv)                                    \
