@@ -13,7 +13,7 @@ namespace {
 
 // kt[e][j] = k[j][e] (the flash_tile.h contract) by 8 x 8 in-register transposes: masked row loads (nothing
 // read past d), rows past nb are zero vectors, which are exactly the zero columns [nb, round_up(nb, 8)). The
-// portable element loop it replaces was a third of a decode step at a 1.5K-token cache (stores 512 bytes
+// portable element loop it replaces was about 30% of a decode step at a 1.5K-token cache (stores 512 bytes
 // apart, one float each).
 inline void transpose8(V* r) {
   const V a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);

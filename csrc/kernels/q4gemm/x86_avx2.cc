@@ -72,10 +72,10 @@ inline __m256i group_exact(const __m256i (&acc)[MR][2], int m, int h, const Q4Ep
   return _mm256_sub_epi32(d, _mm256_mullo_epi32(zv, _mm256_set1_epi32(asum)));
 }
 
-// The float-zero offsets o = s (8 - z) of half h of group g, in fp32 as packing derives the blob's offsets.
-inline __m256 fz_offsets(const Q4Epilogue& e, int64_t g, int h) {
-  return _mm256_mul_ps(load_scales(e.scales, e.scale_dtype, g * 16 + h * 8),
-                       _mm256_sub_ps(_mm256_set1_ps(8.0f), load_scales(e.fzeros, e.scale_dtype, g * 16 + h * 8)));
+// The float-zero offsets o = s (8 - z) of half h of group g (s: its scales, already loaded), in fp32 as packing
+// derives the blob's offsets.
+inline __m256 fz_offsets(const Q4Epilogue& e, __m256 s, int64_t g, int h) {
+  return _mm256_mul_ps(s, _mm256_sub_ps(_mm256_set1_ps(8.0f), load_scales(e.fzeros, e.scale_dtype, g * 16 + h * 8)));
 }
 
 template <int MR, int NP>
@@ -92,22 +92,21 @@ void dyn(const uint8_t* a, int64_t lda, const uint8_t* w, int64_t kp, const Q4Ep
   auto block = [&](int64_t, int64_t k8_0, int64_t k8_1, __m256i (&acc)[MR][2]) { dot_block<MR>(a, lda, w, k8_0, k8_1, acc); };
   for_each_group<__m256i[MR][2]>(e.n_groups, e.group_k8, kp / 8, block, [&](int64_t g, __m256i (&acc)[MR][2]) {
     for (int h = 0; h < 2; ++h) {
+      const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);  // per channel: g is 0
       if (e.n_groups == 1) {
         // Per channel: subtract the activations' zero-point term in int32, exactly.
         const __m256i cs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e.colsum + h * 8));
-        const __m256 sw = load_scales(e.scales, e.scale_dtype, h * 8);
         for (int m = 0; m < MR; ++m) {
           const __m256i exact =
               _mm256_sub_epi32(group_exact<MR>(acc, m, h, e, g), _mm256_mullo_epi32(_mm256_set1_epi32(e.a_zp[m]), cs));
-          facc[m][h] = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), sw);
+          facc[m][h] = _mm256_mul_ps(_mm256_cvtepi32_ps(exact), sg);
         }
       } else {
-        const __m256 sg = load_scales(e.scales, e.scale_dtype, g * 16 + h * 8);
         for (int m = 0; m < MR; ++m)
           facc[m][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(group_exact<MR>(acc, m, h, e, g)), sg, facc[m][h]);
       }
       if (fz) {
-        const __m256 o = fz_offsets(e, g, h);
+        const __m256 o = fz_offsets(e, sg, g, h);
         for (int m = 0; m < MR; ++m)
           oacc[m][h] = _mm256_fmadd_ps(o, _mm256_set1_ps(e.xsum[m * e.n_groups + g]), oacc[m][h]);
       }
